@@ -1,0 +1,174 @@
+"""Typed configuration, built once from `TRYON_*` variables (or a `.env` file) and passed in.
+
+Nothing here reads the environment at import time: `Settings()` does, when called, and
+`load_settings()` turns a validation failure into one message that names the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "TRYON_"
+OFFICIAL_BASE_URL = "https://api-singapore.klingai.com"
+# The key the bundled emulator accepts in sandbox mode; it is not a secret.
+SANDBOX_API_KEY = "sk-sandbox"  # noqa: S105
+
+
+class SettingsError(ValueError):
+    """The configuration is invalid; the message names each variable and what is wrong."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Field `x` is read from the variable `TRYON_X`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- where things live -------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path("data"), description="Embedded broker, SQLite store and result copies."
+    )
+    broker_url: str | None = Field(default=None, description="Celery broker; embedded if unset.")
+    database_url: str | None = Field(default=None, description="Job store (SQLAlchemy URL).")
+    result_backend: str | None = Field(default=None, description="Celery result backend.")
+    broker_polling_interval: float = Field(
+        default=0.1, gt=0, le=5, description="Seconds between polls of an embedded broker."
+    )
+
+    # --- the Kling account -------------------------------------------------------------
+    kling_base_url: str = Field(default=OFFICIAL_BASE_URL, description="API base with any prefix.")
+    kling_api_key: SecretStr | None = Field(default=None, description="Static bearer (resellers).")
+    kling_access_key: SecretStr | None = Field(default=None, description="JWT issuer (AK).")
+    kling_secret_key: SecretStr | None = Field(default=None, description="JWT signing key (SK).")
+    kling_jwt_lifetime: int = Field(default=1800, ge=60, le=86400)
+    sandbox_emulator_url: str = Field(
+        default="http://127.0.0.1:8765", description="Emulator used when no credentials are set."
+    )
+    max_in_flight: int = Field(default=5, ge=1, le=1000, description="Account try-on slots.")
+
+    # --- network budget (one place for every timeout) ----------------------------------
+    http_connect_timeout: float = Field(default=5.0, gt=0, le=120)
+    http_read_timeout: float = Field(default=30.0, gt=0, le=600)
+    http_attempts: int = Field(
+        default=3, ge=1, le=10, description="Quick in-task attempts of safe (read-only) calls."
+    )
+
+    # --- retry policy across the queue -------------------------------------------------
+    retry_backoff_base: float = Field(default=2.0, gt=0, le=600)
+    retry_backoff_max: float = Field(default=300.0, gt=0, le=86400)
+    submit_max_retries: int = Field(default=20, ge=0, le=1000)
+    busy_backoff_base: float = Field(
+        default=1.0, ge=1.0, le=600, description="First wait after 1303 (API: >= 1 s)."
+    )
+    account_probe_interval: float = Field(
+        default=300.0, gt=0, le=86400, description="Pause before probing a blocked account."
+    )
+    submit_lease_seconds: float = Field(default=180.0, gt=0, le=86400)
+    delivery_limit: int = Field(default=5, ge=1, le=100)
+
+    # --- tracking ----------------------------------------------------------------------
+    track_first_delay: float = Field(default=10.0, ge=0, le=3600)
+    track_interval_max: float = Field(default=60.0, gt=0, le=3600)
+    track_deadline: float = Field(
+        default=3600.0, gt=0, le=30 * 86400, description="Seconds from submission to give up."
+    )
+    sweep_interval: float = Field(default=30.0, gt=0, le=3600)
+
+    # --- input checks ------------------------------------------------------------------
+    url_preflight: bool = Field(default=False, description="Fetch image URLs and check them.")
+    preflight_allow_private: bool = Field(
+        default=False, description="Let preflight fetch private, loopback, link-local hosts."
+    )
+
+    # --- results and reporting ---------------------------------------------------------
+    store_result_copies: bool = Field(default=True)
+    results_dir: Path | None = Field(default=None, description="Copies of result images.")
+    sentry_dsn: SecretStr | None = Field(default=None)
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+    @model_validator(mode="after")
+    def _credentials_are_complete(self) -> Self:
+        has_jwt = self.kling_access_key is not None or self.kling_secret_key is not None
+        if has_jwt and (self.kling_access_key is None or self.kling_secret_key is None):
+            raise ValueError(
+                "TRYON_KLING_ACCESS_KEY and TRYON_KLING_SECRET_KEY must be set together"
+            )
+        if has_jwt and self.kling_api_key is not None:
+            raise ValueError(
+                "set either TRYON_KLING_API_KEY or TRYON_KLING_ACCESS_KEY/SECRET_KEY, not both"
+            )
+        if self.retry_backoff_max < self.retry_backoff_base:
+            raise ValueError("TRYON_RETRY_BACKOFF_MAX must be >= TRYON_RETRY_BACKOFF_BASE")
+        return self
+
+    # --- derived values ----------------------------------------------------------------
+    @property
+    def sandbox(self) -> bool:
+        """No credentials at all: the bundled emulator stands in for the paid API."""
+        return (
+            self.kling_api_key is None
+            and self.kling_access_key is None
+            and self.kling_secret_key is None
+        )
+
+    @property
+    def effective_kling_base_url(self) -> str:
+        return (self.sandbox_emulator_url if self.sandbox else self.kling_base_url).rstrip("/")
+
+    @property
+    def effective_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        return f"sqla+sqlite:///{(self.data_dir / 'broker.sqlite').resolve()}"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'jobs.sqlite').resolve()}"
+
+    @property
+    def effective_result_backend(self) -> str:
+        if self.result_backend:
+            return self.result_backend
+        url = self.effective_database_url
+        if url.startswith("postgresql://"):
+            # Celery's database backend wants an explicit driver; psycopg 3 is the one we ship.
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return f"db+{url}"
+
+    @property
+    def effective_results_dir(self) -> Path:
+        return self.results_dir if self.results_dir is not None else self.data_dir / "results"
+
+    @property
+    def http_timeout(self) -> tuple[float, float]:
+        """The (connect, read) pair every network call uses."""
+        return (self.http_connect_timeout, self.http_read_timeout)
+
+    @property
+    def uses_rabbitmq(self) -> bool:
+        return self.effective_broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment, or fail with one line per wrong variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(part) for part in err["loc"])
+            name = f"{ENV_PREFIX}{field.upper()}" if field else "configuration"
+            lines.append(f"{name}: {err['msg']} (got {err.get('input')!r})" if field else
+                         f"{name}: {err['msg'].removeprefix('Value error, ')}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
