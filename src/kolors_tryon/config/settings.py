@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "TRYON_"
 OFFICIAL_BASE_URL = "https://api-singapore.klingai.com"
 # The key the bundled emulator accepts in sandbox mode; it is not a secret.
-SANDBOX_API_KEY = "sk-sandbox"  # noqa: S105
+SANDBOX_API_KEY = "sk-sandbox"
 
 
 class SettingsError(ValueError):
@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(default=None, description="Celery broker; embedded if unset.")
     database_url: str | None = Field(default=None, description="Job store (SQLAlchemy URL).")
     result_backend: str | None = Field(default=None, description="Celery result backend.")
+    namespace: str = Field(
+        default="tryon",
+        pattern=r"^[a-z][a-z0-9_-]{0,30}$",
+        description="Prefix of every queue and exchange name (tryon.jobs, tryon.events...).",
+    )
     broker_polling_interval: float = Field(
         default=0.1, gt=0, le=5, description="Seconds between polls of an embedded broker."
     )
@@ -169,6 +174,9 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors():
             field = ".".join(str(part) for part in err["loc"])
             name = f"{ENV_PREFIX}{field.upper()}" if field else "configuration"
-            lines.append(f"{name}: {err['msg']} (got {err.get('input')!r})" if field else
-                         f"{name}: {err['msg'].removeprefix('Value error, ')}")
+            shown = "" if "key" in field or "dsn" in field else f" (got {err.get('input')!r})"
+            if field:
+                lines.append(f"{name}: {err['msg']}{shown}")
+            else:
+                lines.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None

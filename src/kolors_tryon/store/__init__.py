@@ -1,1 +1,27 @@
-"""TODO"""
+"""The job store: SQLAlchemy tables, the state machine, and the queries the pipeline needs."""
+
+from kolors_tryon.store.records import JobError, JobRecord, ResultImage
+from kolors_tryon.store.repository import AccountPause, Claim, CreatePlan, JobStore, make_engine
+from kolors_tryon.store.states import (
+    IN_FLIGHT_STATES,
+    TERMINAL_STATES,
+    JobState,
+    can_move,
+    is_terminal,
+)
+
+__all__ = [
+    "IN_FLIGHT_STATES",
+    "TERMINAL_STATES",
+    "AccountPause",
+    "Claim",
+    "CreatePlan",
+    "JobError",
+    "JobRecord",
+    "JobState",
+    "JobStore",
+    "ResultImage",
+    "can_move",
+    "is_terminal",
+    "make_engine",
+]

@@ -1,0 +1,397 @@
+"""The `tryon` command: run workers, put jobs on the queue, read their records."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from kolors_tryon.emulator.command import emulator_command
+
+from kolors_tryon.config import Settings, SettingsError, load_settings
+from kolors_tryon.jobs import JobRejected, ValidationOptions, job_json_schema, validate_job
+from kolors_tryon.producer import JobPublisher, open_store
+from kolors_tryon.store import JobRecord, JobState, JobStore
+
+EXIT_INVALID = 2
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def _emit(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """kolors-tryon: try-on jobs from RabbitMQ to the Kling Kolors Virtual Try-On API."""
+
+
+main.add_command(emulator_command, name="emulator")
+
+
+# ----------------------------------------------------------------------------- worker
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(celery_args: tuple[str, ...]) -> None:
+    """Run a worker; extra arguments go to Celery's worker (e.g. --concurrency 4)."""
+    from kolors_tryon.worker.launcher import run_worker
+
+    run_worker(_settings(), list(celery_args))
+
+
+# ----------------------------------------------------------------------------- submit
+def _image_argument(value: str, base: Path | None = None) -> str:
+    """A URL stays as it is; a file path becomes the file's Base64."""
+    if value.startswith(("http://", "https://", "data:")):
+        return value
+    path = Path(value)
+    if base is not None and not path.is_absolute():
+        path = base / path
+    if path.is_file():
+        return base64.b64encode(path.read_bytes()).decode("ascii")
+    if base is None:
+        _fail(f"{value!r} is neither an http(s) URL nor a readable file")
+    return value  # Base64 already, or garbage the worker will reject with a reason
+
+
+@main.command()
+@click.option("--human", "human", required=True, help="Photo of the person: file or URL.")
+@click.option("--cloth", "cloth", required=True, help="Garment photo: file or URL.")
+@click.option("--model", "model_name", default=None, help="kolors-virtual-try-on-v1[-5].")
+@click.option("--job-id", default=None, help="Your id for the job (default: from content).")
+@click.option("--callback-url", default=None, help="Forwarded to Kling unchanged.")
+@click.option("--priority", type=int, default=None, help="0-9, higher first.")
+@click.option("--metadata", default=None, help="A JSON object kept with the job.")
+@click.option("--wait", is_flag=True, help="Follow the job to its end.")
+@click.option("--timeout", type=float, default=3600.0, show_default=True, help="For --wait.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def submit(
+    human: str,
+    cloth: str,
+    model_name: str | None,
+    job_id: str | None,
+    callback_url: str | None,
+    priority: int | None,
+    metadata: str | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Enqueue one job and print its job id."""
+    settings = _settings()
+    message: dict[str, Any] = {
+        "human_image": _image_argument(human),
+        "cloth_image": _image_argument(cloth),
+    }
+    optional = {
+        "model_name": model_name,
+        "job_id": job_id,
+        "callback_url": callback_url,
+        "priority": priority,
+    }
+    message.update({key: value for key, value in optional.items() if value is not None})
+    if metadata is not None:
+        try:
+            message["metadata"] = json.loads(metadata)
+        except json.JSONDecodeError as exc:
+            _fail(f"--metadata: not valid JSON ({exc.msg})")
+    with JobPublisher(settings) as publisher:
+        new_id = publisher.publish(message)
+    if not wait:
+        _emit({"job_id": new_id}) if as_json else click.echo(new_id)
+        return
+    if not as_json:
+        click.echo(f"job {new_id} enqueued; waiting for it to end...")
+    records = _wait_for(settings, [new_id], timeout, show=not as_json)
+    _report(records, as_json)
+    sys.exit(0 if all(r.state is JobState.SUCCEEDED for r in records) else 1)
+
+
+# ----------------------------------------------------------------------------- batch
+def _read_batch(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, message) for each job of a JSON Lines or CSV file; str = a problem."""
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            for number, row in enumerate(csv.DictReader(handle), start=2):
+                yield number, _csv_row_to_message(row)
+        return
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, f"not valid JSON ({exc.msg} at column {exc.colno})"
+                continue
+            if not isinstance(value, dict):
+                yield number, "a job must be a JSON object"
+                continue
+            yield number, value
+
+
+def _csv_row_to_message(row: dict[str, str]) -> dict[str, Any] | str:
+    message: dict[str, Any] = {k: v for k, v in row.items() if k and v not in (None, "")}
+    if "metadata" in message:
+        try:
+            message["metadata"] = json.loads(message["metadata"])
+        except json.JSONDecodeError:
+            return "column metadata: not a JSON object"
+    if "priority" in message:
+        try:
+            message["priority"] = int(message["priority"])
+        except ValueError:
+            return "column priority: not a whole number"
+    if "garments" in message:
+        message["garments"] = [g.strip() for g in message["garments"].replace("+", ",").split(",")]
+    return message
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--wait", is_flag=True, help="Follow every job to its end.")
+@click.option("--timeout", type=float, default=3600.0, show_default=True, help="For --wait.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def batch(file: Path, wait: bool, timeout: float, as_json: bool) -> None:
+    """Enqueue every job of a JSON Lines or CSV file (image paths relative to the file)."""
+    settings = _settings()
+    entries = list(_read_batch(file))
+    job_ids: list[str] = []
+    problems: list[str] = []
+    with (
+        JobPublisher(settings) as publisher,
+        click.progressbar(entries, label="enqueueing", file=sys.stderr, hidden=as_json) as bar,
+    ):
+        for number, entry in bar:
+            if isinstance(entry, str):
+                problems.append(f"{file.name}:{number}: {entry}")
+                continue
+            for field in ("human_image", "cloth_image"):
+                if isinstance(entry.get(field), str):
+                    entry[field] = _image_argument(entry[field], base=file.parent)
+            job_ids.append(publisher.publish(entry))
+    for problem in problems:
+        click.secho(f"skipped {problem}", fg="yellow", err=True)
+    if not wait:
+        if as_json:
+            _emit({"job_ids": job_ids, "skipped": problems})
+        else:
+            click.echo("\n".join(job_ids))
+        sys.exit(1 if problems else 0)
+    records = _wait_for(settings, job_ids, timeout, show=not as_json)
+    _report(records, as_json)
+    ok = all(r.state is JobState.SUCCEEDED for r in records) and not problems
+    sys.exit(0 if ok else 1)
+
+
+# ----------------------------------------------------------------------------- waiting
+def _wait_for(
+    settings: Settings, job_ids: Sequence[str], timeout: float, *, show: bool
+) -> list[JobRecord]:
+    """Poll the store until every job is terminal (or the timeout), showing progress."""
+    store = open_store(settings)
+    unique = list(dict.fromkeys(job_ids))
+    deadline = time.monotonic() + timeout
+    seen: dict[str, str] = {}
+    try:
+        with click.progressbar(
+            length=len(unique), label="finished", file=sys.stderr, hidden=not show
+        ) as bar:
+            while True:
+                records = [store.get(job_id) for job_id in unique]
+                done = 0
+                for job_id, record in zip(unique, records, strict=True):
+                    state = record.state if record else "waiting for a worker"
+                    if show and seen.get(job_id) != state and len(unique) == 1:
+                        click.echo(f"\n  {job_id}: {state}", err=True)
+                    seen[job_id] = str(state)
+                    done += bool(record and record.terminal)
+                bar.update(done - bar.pos)
+                if done == len(unique) or time.monotonic() > deadline:
+                    return [r or _unknown(j) for j, r in zip(unique, records, strict=True)]
+                time.sleep(0.5)
+    finally:
+        store.dispose()
+
+
+def _unknown(job_id: str) -> JobRecord:
+    return JobRecord(job_id=job_id, state=JobState.QUEUED, created_at="", updated_at="")
+
+
+def _report(records: Iterable[JobRecord], as_json: bool) -> None:
+    records = list(records)
+    if as_json:
+        _emit([r.to_json_dict() for r in records])
+        return
+    for record in records:
+        click.echo(_describe(record))
+
+
+def _describe(record: JobRecord) -> str:
+    colour = {"succeeded": "green", "failed": "red", "rejected": "yellow"}.get(record.state)
+    line = f"{record.job_id}  {click.style(str(record.state), fg=colour)}"
+    if record.kling_task_id:
+        line += f"  task {record.kling_task_id}"
+    for image in record.images:
+        line += f"\n    image {image.index}: {image.stored or image.url}"
+    if record.error:
+        line += f"\n    {record.error.code}: {record.error.message}"
+    return line
+
+
+# ----------------------------------------------------------------------------- checks
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def validate(file: Path, as_json: bool) -> None:
+    """Check a job (JSON) offline exactly as the worker does: exit 0 valid, 2 invalid."""
+    settings = _settings()
+    try:
+        valid = validate_job(file.read_bytes(), ValidationOptions.from_settings(settings))
+    except JobRejected as rejection:
+        problems = [
+            {"field": p.field, "rule": p.rule, "message": p.message} for p in rejection.problems
+        ]
+        if as_json:
+            _emit({"valid": False, "job_id": rejection.job_id, "problems": problems})
+        else:
+            click.secho(f"invalid: {file}", fg="red")
+            for problem in rejection.problems:
+                click.echo(f"  {problem}")
+        sys.exit(EXIT_INVALID)
+    images = {
+        name: info
+        and {
+            "format": info.format,
+            "width": info.width,
+            "height": info.height,
+            "bytes": info.size_bytes,
+        }
+        for name, info in (("human_image", valid.human), ("cloth_image", valid.cloth))
+    }
+    if as_json:
+        _emit({"valid": True, "job_id": valid.job_id, "images": images})
+    else:
+        click.secho(f"valid: job {valid.job_id}", fg="green")
+        for name, info in images.items():
+            click.echo(f"  {name}: {info or 'URL (not fetched: preflight is off)'}")
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the job message."""
+    _emit(job_json_schema())
+
+
+# ----------------------------------------------------------------------------- reading
+def _store(settings: Settings) -> JobStore:
+    return open_store(settings)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(job_id: str, as_json: bool) -> None:
+    """Show one job's record."""
+    store = _store(_settings())
+    record = store.get(job_id)
+    store.dispose()
+    if record is None:
+        _fail(f"no job {job_id!r}", code=1)
+    if as_json:
+        _emit(record.to_json_dict())
+    else:
+        click.echo(_describe(record))
+        click.echo(
+            f"    created {record.created_at}, updated {record.updated_at}, "
+            f"create calls {record.attempts}"
+        )
+
+
+@main.command()
+@click.option("--state", type=click.Choice([s.value for s in JobState]), default=None)
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def jobs(state: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, oldest first."""
+    store = _store(_settings())
+    records = store.list_jobs(JobState(state) if state else None, limit=limit)
+    counts = store.count_by_state()
+    store.dispose()
+    if as_json:
+        _emit([r.to_json_dict() for r in records])
+        return
+    for record in records:
+        click.echo(_describe(record))
+    click.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+
+
+# ----------------------------------------------------------------------------- demo
+SAMPLES = Path(__file__).resolve().parent / "samples" / "jobs.jsonl"
+
+
+@main.command()
+@click.option(
+    "--file",
+    "jobs_file",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Jobs to run (default: the bundled sample jobs).",
+)
+@click.option("--timeout", type=float, default=300.0, show_default=True)
+def demo(jobs_file: Path | None, timeout: float) -> None:
+    """Run the service's main job here: an emulator, a worker, the sample jobs, the results."""
+    from kolors_tryon.worker.launcher import ensure_sandbox_emulator, start_worker_process
+
+    settings = _settings()
+    if not settings.sandbox:
+        _fail(
+            "demo runs in sandbox mode only: unset the TRYON_KLING_* credentials "
+            "(it would spend real credits otherwise)"
+        )
+    emulator = ensure_sandbox_emulator(settings)
+    worker_process = start_worker_process(["--concurrency", "2"])
+    try:
+        path = jobs_file or SAMPLES
+        entries = [(n, e) for n, e in _read_batch(path) if isinstance(e, dict)]
+        with JobPublisher(settings) as publisher:
+            job_ids = []
+            for _, entry in entries:
+                for field in ("human_image", "cloth_image"):
+                    if isinstance(entry.get(field), str):
+                        entry[field] = _image_argument(entry[field], base=path.parent)
+                job_ids.append(publisher.publish(entry))
+        click.echo(f"enqueued {len(job_ids)} sample job(s) from {path}")
+        records = _wait_for(settings, job_ids, timeout, show=True)
+        click.echo()
+        _report(records, as_json=False)
+        finished = all(r.terminal for r in records)
+    finally:
+        worker_process.terminate()
+        worker_process.wait(timeout=30)
+        if emulator is not None:
+            emulator.stop()
+    sys.exit(0 if finished else 1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,154 @@
+"""The Celery configuration and the broker topology, built from Settings.
+
+Every name users and operators rely on is derived here from `settings.namespace`
+(default `tryon`): the public intake queue `tryon.jobs`, the events exchange
+`tryon.events`, the internal task queue `tryon.tasks`, and the dead-letter exchange and
+queue `tryon.dlx` / `tryon.dead`.
+
+On RabbitMQ every queue is a durable quorum queue with a dead-letter exchange and a
+delivery limit (a message that kills its worker every time ends in `tryon.dead`), and
+task queues hang off a *topic* exchange: Celery's native delayed delivery needs one, so
+countdowns wait in RabbitMQ instead of in a worker's memory (STACK_NOTES.md).
+Changing these arguments on a live broker needs the old queues deleted first: RabbitMQ
+refuses to redeclare a queue with other arguments (see README, "Upgrading topology").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from kolors_tryon.config.settings import Settings
+
+TASK_NAMES = ("tryon.intake", "tryon.submit", "tryon.track", "tryon.dispatch", "tryon.sweep")
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Exchanges and queues of one namespace."""
+
+    namespace: str
+    quorum: bool
+    delivery_limit: int
+
+    @property
+    def jobs_queue_name(self) -> str:
+        return f"{self.namespace}.jobs"
+
+    @property
+    def tasks_queue_name(self) -> str:
+        return f"{self.namespace}.tasks"
+
+    @property
+    def events_exchange(self) -> Exchange:
+        return Exchange(f"{self.namespace}.events", type="topic", durable=True)
+
+    @property
+    def task_exchange(self) -> Exchange:
+        return Exchange(self.namespace, type="topic", durable=True)
+
+    @property
+    def dead_letter_exchange(self) -> Exchange:
+        return Exchange(f"{self.namespace}.dlx", type="topic", durable=True)
+
+    def _arguments(self) -> dict[str, Any]:
+        if not self.quorum:
+            return {}
+        return {
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": f"{self.namespace}.dlx",
+            "x-delivery-limit": self.delivery_limit,
+        }
+
+    @property
+    def jobs_queue(self) -> Queue:
+        """The public door: plain JSON job messages, published to the default exchange."""
+        return Queue(
+            self.jobs_queue_name,
+            routing_key=self.jobs_queue_name,
+            durable=True,
+            queue_arguments=self._arguments(),
+        )
+
+    @property
+    def tasks_queue(self) -> Queue:
+        return Queue(
+            self.tasks_queue_name,
+            exchange=self.task_exchange,
+            routing_key="task.#",
+            durable=True,
+            queue_arguments=self._arguments(),
+        )
+
+    @property
+    def dead_letter_queue(self) -> Queue:
+        arguments = {"x-queue-type": "quorum"} if self.quorum else {}
+        return Queue(
+            f"{self.namespace}.dead",
+            exchange=self.dead_letter_exchange,
+            routing_key="#",
+            durable=True,
+            queue_arguments=arguments,
+        )
+
+
+def topology_for(settings: Settings) -> Topology:
+    return Topology(
+        namespace=settings.namespace,
+        quorum=settings.uses_rabbitmq,
+        delivery_limit=settings.delivery_limit,
+    )
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings: JSON only, late acks, prefetch one, persistent and confirmed."""
+    topology = topology_for(settings)
+    transport_options: dict[str, Any]
+    if settings.uses_rabbitmq:
+        transport_options = {"confirm_publish": True}
+    else:
+        # The embedded transports poll; the default (1 s) makes every hop slow.
+        transport_options = {"polling_interval": settings.broker_polling_interval}
+    routes = {
+        name: {"queue": topology.tasks_queue_name, "routing_key": f"task.{name.split('.')[1]}"}
+        for name in TASK_NAMES
+    }
+    return {
+        "broker_url": settings.effective_broker_url,
+        "result_backend": settings.effective_result_backend,
+        "broker_transport_options": transport_options,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_default_queue": topology.tasks_queue_name,
+        "task_default_exchange": topology.namespace,
+        "task_default_exchange_type": "topic",
+        "task_default_routing_key": "task.default",
+        "task_default_delivery_mode": "persistent",
+        "task_queues": [topology.tasks_queue],
+        "task_routes": routes,
+        "task_create_missing_queues": False,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {
+            "max_retries": 10,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+            "interval_max": 3,
+        },
+        "result_expires": 7 * 24 * 3600,
+        "result_extended": False,
+        "worker_send_task_events": False,
+        "broker_channel_error_retry": True,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }

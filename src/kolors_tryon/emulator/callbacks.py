@@ -1,0 +1,105 @@
+"""Callback delivery: POST the bare task object to ``callback_url``, off the request path.
+
+A few worker threads each own a queue; a task always goes to the same worker (by its
+id), so one task's callbacks arrive in order (``processing`` before ``succeed``) while a
+slow receiver for one task cannot hold up the others on other workers. Each POST has a
+short timeout and no retry: KLING_API.md documents no retry policy, and clients are told
+to treat callbacks as hints and confirm with a query. Callback URLs may carry a secret,
+so only their host is ever logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from collections.abc import Callable
+
+from kolors_tryon.emulator.net import open_url
+from kolors_tryon.emulator.state import StatusChange
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a receiver has to answer one callback.
+CALLBACK_TIMEOUT = 3.0
+WORKERS = 4
+
+
+class CallbackSender:
+    """Delivers status changes from background threads, never blocking the caller."""
+
+    def __init__(
+        self,
+        on_result: Callable[[int, bool], None],
+        workers: int = WORKERS,
+        timeout: float = CALLBACK_TIMEOUT,
+    ) -> None:
+        """Prepare (but do not start) the workers.
+
+        Args:
+            on_result: Called with ``(generation, delivered)`` after each attempt.
+            workers: Number of delivery threads.
+            timeout: Seconds allowed per POST.
+        """
+        self._on_result = on_result
+        self._timeout = timeout
+        self._queues: list[queue.SimpleQueue[StatusChange | None]] = [
+            queue.SimpleQueue() for _ in range(workers)
+        ]
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Start the delivery threads (daemons: a stuck receiver never blocks exit)."""
+        if self._threads:
+            return
+        for number, jobs in enumerate(self._queues):
+            thread = threading.Thread(
+                target=self._work, args=(jobs,), name=f"emulator-callbacks-{number}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def submit(self, change: StatusChange) -> None:
+        """Queue a delivery; returns at once."""
+        shard = zlib.crc32(change.task_id.encode()) % len(self._queues)
+        self._queues[shard].put(change)
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Ask the workers to finish what is queued and wait a little for them."""
+        for jobs in self._queues:
+            jobs.put(None)
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+
+    def _work(self, jobs: queue.SimpleQueue[StatusChange | None]) -> None:
+        while True:
+            change = jobs.get()
+            if change is None:
+                return
+            self._on_result(change.generation, self._post(change))
+
+    def _post(self, change: StatusChange) -> bool:
+        request = urllib.request.Request(
+            change.url,
+            data=change.body,
+            method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "kolors-emulator"},
+        )
+        try:
+            with open_url(request, self._timeout) as response:
+                response.read()
+                return 200 <= response.status < 300
+        except urllib.error.HTTPError as exc:
+            logger.debug("callback to %s answered HTTP %s", _host(change.url), exc.code)
+        except (OSError, ValueError) as exc:
+            logger.debug("callback to %s failed: %s", _host(change.url), type(exc).__name__)
+        return False
+
+
+def _host(url: str) -> str:
+    return urllib.parse.urlsplit(url).hostname or "?"

@@ -1,0 +1,133 @@
+"""The emulator's configuration: where it listens, whom it admits, and its fault knobs.
+
+One frozen object holds everything, so that a request handler reads a consistent
+snapshot even while a test changes knobs at run time (``EmulatorServer.configure``
+swaps the whole object instead of mutating fields).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: Account-level refusals that ``account_error`` may emulate (all HTTP 429, never retryable).
+ACCOUNT_ERROR_CODES = frozenset({1100, 1101, 1102})
+
+#: Fields fixed once the socket is bound; every other field is a run-time knob.
+BIND_FIELDS = frozenset({"host", "port", "prefix"})
+
+_RATE_FIELDS = ("fail_rate", "error_rate", "throttle_rate", "slow_rate", "drop_rate")
+
+
+def normalize_prefix(prefix: str) -> str:
+    """Return ``prefix`` as ``""`` or ``"/segment..."`` without a trailing slash.
+
+    Resellers mount the API under a path such as ``/kling``; accepting ``kling``,
+    ``/kling`` and ``/kling/`` alike spares callers a class of typos.
+    """
+    cleaned = prefix.strip().strip("/")
+    return f"/{cleaned}" if cleaned else ""
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Everything the emulator does differently from run to run.
+
+    Attributes:
+        host: Interface to bind.
+        port: TCP port; 0 picks a free one (read it back from ``EmulatorServer.base_url``).
+        prefix: Path prefix for every endpoint, control endpoints included (e.g. ``/kling``).
+        api_keys: Static bearer keys accepted, as resellers issue them.
+        access_key: When set with ``secret_key``, HS256 JWTs whose ``iss`` is this are accepted.
+        secret_key: The key those JWTs must be signed with.
+        concurrency_limit: In-flight tasks the (single, emulated) account may hold.
+        task_duration: Seconds from creation to the end of a task; ``submitted`` for the
+            first quarter, ``processing`` until the end.
+        fail_rate: Fraction of created tasks that end ``failed``.
+        error_rate: Fraction of API requests answered HTTP 500 / code 5000.
+        throttle_rate: Fraction of API requests answered HTTP 429 / code 1302.
+        retry_after: ``Retry-After`` seconds sent with 1302; None sends no header.
+        slow_rate: Fraction of API requests held ``slow_seconds`` before the answer.
+        slow_seconds: How long a slow request is held.
+        drop_rate: Fraction of successful creates whose connection is closed without an
+            answer, after the task was made (the ambiguous create).
+        account_error: 1100, 1101 or 1102: while set, every create is refused with it.
+        image_key: Key of the image ordinal in ``task_result.images`` (``"id"`` like resellers).
+        seed: Seed of the fault dice, for reproducible runs.
+        public_base_url: Base of result image URLs; default the server's own base URL.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    prefix: str = ""
+    api_keys: tuple[str, ...] = ("sk-sandbox",)
+    access_key: str | None = None
+    secret_key: str | None = None
+    concurrency_limit: int = 5
+    task_duration: float = 3.0
+    fail_rate: float = 0.0
+    error_rate: float = 0.0
+    throttle_rate: float = 0.0
+    retry_after: float | None = 1.0
+    slow_rate: float = 0.0
+    slow_seconds: float = 0.0
+    drop_rate: float = 0.0
+    account_error: int | None = None
+    image_key: str = "index"
+    seed: int | None = None
+    public_base_url: str | None = None
+
+    def __post_init__(self) -> None:
+        """Normalise and check values, so a bad knob fails where it is set, not mid-run."""
+        # A JSON control request or a click option hands over a list; keep the tuple type.
+        keys = (self.api_keys,) if isinstance(self.api_keys, str) else tuple(self.api_keys)
+        object.__setattr__(self, "api_keys", keys)
+        object.__setattr__(self, "prefix", normalize_prefix(self.prefix))
+        if self.public_base_url is not None:
+            object.__setattr__(self, "public_base_url", self.public_base_url.rstrip("/"))
+        for name in _RATE_FIELDS:
+            value = getattr(self, name)
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, got {self.port!r}")
+        if self.concurrency_limit < 0:
+            raise ValueError("concurrency_limit must be >= 0")
+        if self.task_duration < 0 or self.slow_seconds < 0:
+            raise ValueError("task_duration and slow_seconds must be >= 0")
+        if self.retry_after is not None and self.retry_after < 0:
+            raise ValueError("retry_after must be >= 0 or None")
+        if self.account_error is not None and self.account_error not in ACCOUNT_ERROR_CODES:
+            raise ValueError(f"account_error must be one of 1100, 1101, 1102 or None, got "
+                             f"{self.account_error!r}")
+        if self.image_key not in ("index", "id"):
+            raise ValueError("image_key must be 'index' or 'id'")
+        if (self.access_key is None) != (self.secret_key is None):
+            raise ValueError("access_key and secret_key must be set together")
+
+    def with_knobs(self, knobs: Mapping[str, Any]) -> EmulatorConfig:
+        """Return a copy with run-time knobs changed.
+
+        Raises:
+            ValueError: A name is unknown, is fixed at bind time, or a value is invalid.
+        """
+        known = {field.name for field in dataclasses.fields(self)}
+        for name in knobs:
+            if name not in known:
+                raise ValueError(f"unknown knob {name!r}")
+            if name in BIND_FIELDS:
+                raise ValueError(f"{name} cannot change while the server runs")
+        try:
+            return dataclasses.replace(self, **dict(knobs))
+        except TypeError as exc:  # e.g. a string where a number belongs
+            raise ValueError(str(exc)) from exc
+
+    def public_dict(self) -> dict[str, Any]:
+        """Return the configuration as JSON-able data with keys and secrets masked."""
+        data = dataclasses.asdict(self)
+        data["api_keys"] = ["***" for _ in self.api_keys]
+        if self.secret_key is not None:
+            data["secret_key"] = "***"
+        return data

@@ -1,0 +1,396 @@
+"""Inspect one image the way Kling will judge it: JPEG or PNG, at most 10 MB, sides >= 300 px.
+
+Images arrive as Base64 (bare, or with a ``data:`` prefix that Kling refuses and we strip)
+or as bytes fetched by the URL preflight. Everything is decided from the bytes, never from
+a file name or a declared media type, and the checks stay cheap and bounded:
+
+* Base64 is decoded strictly (`base64.b64decode(validate=True)`). Before that, ASCII
+  whitespace (space, tab, CR, LF) is removed on purpose, because the output of
+  ``base64`` on the command line and MIME encoders wrap lines; any other character
+  outside the standard alphabet is refused, URL-safe Base64 included.
+* The decoded size is known from the Base64 length, so a huge payload is refused before
+  it is decoded.
+* Width and height come from the header (`PIL.Image.open` is lazy). Pillow's
+  decompression-bomb guard stays on, its warning is treated as an error, and our own
+  pixel limit applies even if someone disabled Pillow's global one.
+* Completeness: a PNG must reach its IEND chunk with every chunk's CRC correct
+  (`Image.verify`); a JPEG must end with the EOI marker (trailing padding allowed) and
+  decode at 1/8 scale (JPEG DCT scaling reads every byte of the scan at a fraction of
+  the memory), which catches truncation inside the data.
+
+Every failure is an `ImageProblem` whose message says what was found and what is
+accepted, and never quotes the data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Final
+
+from PIL import Image
+
+from kolors_tryon.jobs.errors import CheckFailed
+from kolors_tryon.jobs.urls import scheme_of
+
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "MAX_IMAGE_BYTES",
+    "MAX_PIXELS",
+    "MIN_SIDE",
+    "ImageInfo",
+    "ImageProblem",
+    "decode_base64_image",
+    "format_size",
+    "inspect_image",
+    "inspect_image_bytes",
+    "normalize_base64",
+    "strip_data_prefix",
+]
+
+MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
+"""Kling's limit per image: 10 MB, read as 10 MiB (the API does not say which; the
+smaller reading would refuse files the API takes, so we use the larger)."""
+MIN_SIDE: Final = 300
+"""Kling refuses images narrower or lower than this, in pixels."""
+MAX_PIXELS: Final = 89_478_485
+"""Pillow's default `Image.MAX_IMAGE_PIXELS`, applied by us whatever the global says."""
+ACCEPTED_FORMATS: Final = ("JPEG", "PNG")
+
+_PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND: Final = b"\x00\x00\x00\x00IEND\xae\x42\x60\x82"  # empty IEND chunk with its CRC
+_JPEG_SOI: Final = b"\xff\xd8\xff"
+_JPEG_EOI: Final = b"\xff\xd9"
+# Bytes some encoders and uploaders leave after a JPEG's EOI marker.
+_JPEG_PADDING: Final = b"\x00\xff \t\r\n"
+_B64_WHITESPACE = re.compile(r"[ \t\r\n]+")
+_B64_OUTSIDE_ALPHABET = re.compile(r"[^A-Za-z0-9+/=]")
+_DATA_URI = re.compile(r"^data:([^,]*),", re.IGNORECASE)
+
+# Magic numbers of formats people send by mistake, so the refusal can name what was found
+# without handing unknown data to every Pillow decoder.
+_KNOWN_MAGIC: Final[tuple[tuple[int, bytes, str], ...]] = (
+    (0, b"GIF87a", "GIF"),
+    (0, b"GIF89a", "GIF"),
+    (0, b"BM", "BMP"),
+    (0, b"II*\x00", "TIFF"),
+    (0, b"MM\x00*", "TIFF"),
+    (0, b"%PDF", "PDF"),
+    (0, b"8BPS", "PSD"),
+    (0, b"\x00\x00\x01\x00", "ICO"),
+    (0, b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (0, b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (0, b"\xff\x0a", "JPEG XL"),
+    (0, b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
+    (4, b"ftypavif", "AVIF"),
+    (4, b"ftypheic", "HEIC"),
+    (4, b"ftypheix", "HEIC"),
+    (4, b"ftypmif1", "HEIF"),
+    (0, b"<svg", "SVG"),
+    (0, b"<?xml", "XML/SVG"),
+)
+
+
+class ImageProblem(CheckFailed):
+    """An image breaks one of Kling's image rules, or its data cannot be read."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the checks learnt about an accepted image.
+
+    Attributes:
+        format: ``"JPEG"`` or ``"PNG"``, decided by the bytes.
+        width: Width in pixels, from the header.
+        height: Height in pixels, from the header.
+        size_bytes: Size of the decoded file in bytes.
+    """
+
+    format: str
+    width: int
+    height: int
+    size_bytes: int
+
+
+def format_size(size: int) -> str:
+    """Return a size in MB (MiB) as producers think of it, e.g. ``"10 MB"`` or ``"12.3 MB"``."""
+    return f"{size / (1024 * 1024):.1f}".removesuffix(".0") + " MB"
+
+
+def _too_big(size: int, max_bytes: int, *, approx: str = "") -> ImageProblem:
+    shown = format_size(size)
+    if shown == format_size(max_bytes):  # 10485761 bytes would print as "10 MB" too
+        shown = f"over {shown}"
+    return ImageProblem(
+        "max_bytes",
+        f"image is {approx}{shown} ({size} bytes); images must be at most "
+        f"{format_size(max_bytes)} ({max_bytes} bytes)",
+    )
+
+
+def strip_data_prefix(text: str) -> str:
+    """Return the Base64 payload of a ``data:...;base64,`` URI, or `text` unchanged.
+
+    Kling wants the bare Base64 string, but browsers and many tools produce data URIs, so
+    we accept the prefix and strip it. The declared media type is ignored: the bytes
+    decide the format.
+
+    Args:
+        text: A field value, stripped of surrounding whitespace.
+
+    Returns:
+        The part after the comma for a data URI; `text` itself otherwise.
+
+    Raises:
+        ImageProblem: rule ``"format"`` for a data URI that is not Base64-encoded.
+    """
+    if scheme_of(text) != "data":
+        return text
+    match = _DATA_URI.match(text)
+    if match is None:
+        raise ImageProblem(
+            "format", "data: URI has no ',' before its data; use data:image/png;base64,<data>"
+        )
+    params = [p.strip().lower() for p in match.group(1).split(";")]
+    if "base64" not in params[1:]:
+        raise ImageProblem(
+            "format",
+            "data: URI is not Base64-encoded; use data:image/png;base64,<data> or bare Base64",
+        )
+    return text[match.end() :]
+
+
+def normalize_base64(text: str) -> str:
+    """Return the bare Base64 Kling wants: data: prefix stripped, whitespace removed.
+
+    Args:
+        text: Base64 image data as a producer sent it.
+
+    Returns:
+        The same data, without a ``data:`` prefix and without ASCII whitespace (line breaks
+        of wrapped Base64 are common and carry no data).
+
+    Raises:
+        ImageProblem: rule ``"format"`` for a data URI that is not Base64-encoded.
+    """
+    return _B64_WHITESPACE.sub("", strip_data_prefix(text.strip()))
+
+
+def _describe_char(char: str) -> str:
+    if char.isascii() and char.isprintable():
+        return f"'{char}'"
+    return f"U+{ord(char):04X}"
+
+
+def decode_base64_image(text: str, *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """Decode Base64 image data strictly, refusing it early when it is too big.
+
+    Args:
+        text: Bare or data:-prefixed Base64, possibly line-wrapped.
+        max_bytes: The largest decoded size accepted.
+
+    Returns:
+        The decoded bytes.
+
+    Raises:
+        ImageProblem: rule ``"base64"`` for malformed Base64, ``"max_bytes"`` when the
+            decoded data would exceed `max_bytes`, ``"format"`` for a bad data: URI.
+    """
+    payload = normalize_base64(text)
+    accepted = "standard Base64 (A-Z a-z 0-9 + / with '=' padding)"
+    if not payload:
+        raise ImageProblem("base64", f"Base64 image data is empty; give {accepted}")
+    bad = _B64_OUTSIDE_ALPHABET.search(payload)
+    if bad is not None:
+        hint = "; URL-safe Base64 ('-', '_') is not accepted" if bad.group() in "-_" else ""
+        raise ImageProblem(
+            "base64",
+            f"is not valid Base64: character {_describe_char(bad.group())} is outside the "
+            f"alphabet; give {accepted}{hint}",
+        )
+    first_pad = payload.find("=")
+    if first_pad != -1 and payload[first_pad:] not in ("=", "=="):
+        raise ImageProblem(
+            "base64", f"is not valid Base64: '=' padding may only end the data; give {accepted}"
+        )
+    if len(payload) % 4:
+        raise ImageProblem(
+            "base64",
+            f"is not valid Base64: its length ({len(payload)} characters without whitespace) "
+            f"is not a multiple of 4, so padding is missing or data was cut; give {accepted}",
+        )
+    decoded_size = len(payload) // 4 * 3 - (len(payload) - first_pad if first_pad != -1 else 0)
+    if decoded_size > max_bytes:
+        raise _too_big(decoded_size, max_bytes)
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageProblem("base64", f"is not valid Base64; give {accepted}") from None
+
+
+def _sniff(data: bytes) -> str | None:
+    if data.startswith(_JPEG_SOI):
+        return "JPEG"
+    if data.startswith(_PNG_SIGNATURE):
+        return "PNG"
+    return None
+
+
+@contextmanager
+def _bomb_guard() -> Iterator[None]:
+    """Make Pillow's DecompressionBombWarning an error while we look at untrusted data.
+
+    `warnings.catch_warnings` changes process-wide state, so another thread may briefly
+    see this filter too; that only makes its bomb warnings errors as well. Our own
+    `MAX_PIXELS` check is the guard we rely on; this catches a bomb in the header read.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+def _bomb_problem() -> ImageProblem:
+    return ImageProblem(
+        "decompression_bomb",
+        f"image header claims more than {MAX_PIXELS} pixels; refused as a possible "
+        "decompression bomb (JPEG/PNG with sides of at least 300 px and a sane pixel count "
+        "are accepted)",
+    )
+
+
+def _name_refused_format(data: bytes) -> str | None:
+    for offset, magic, name in _KNOWN_MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    try:
+        with _bomb_guard(), Image.open(io.BytesIO(data)) as img:
+            return str(img.format or "") or None
+    except Exception:  # any decoder may fail its own way on unknown data; just unnamed
+        return None
+
+
+def _refuse_format(data: bytes) -> ImageProblem:
+    name = _name_refused_format(data)
+    if name is None:
+        return ImageProblem(
+            "format", "data is not a recognizable image; only JPEG and PNG are accepted"
+        )
+    return ImageProblem("format", f"image is {name}; only JPEG and PNG are accepted")
+
+
+def _read_size(data: bytes, fmt: str) -> tuple[int, int]:
+    try:
+        with _bomb_guard(), Image.open(io.BytesIO(data), formats=[fmt]) as img:
+            width, height = img.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _bomb_problem() from None
+    except Exception:  # Pillow's parsers raise many types on bad headers
+        raise ImageProblem(
+            "corrupt",
+            f"data starts like a {fmt} but its header cannot be read (truncated or corrupt); "
+            "send a complete JPEG or PNG file",
+        ) from None
+    return int(width), int(height)
+
+
+def _incomplete(fmt: str, detail: str) -> ImageProblem:
+    return ImageProblem(
+        "truncated", f"{fmt} data is truncated ({detail}); send the complete file"
+    )
+
+
+def _corrupt(fmt: str) -> ImageProblem:
+    return ImageProblem(
+        "corrupt", f"{fmt} data is corrupt and cannot be decoded; send a valid JPEG or PNG file"
+    )
+
+
+def _check_png_complete(data: bytes) -> None:
+    if data.rfind(_PNG_IEND) == -1:
+        raise _incomplete("PNG", "no IEND chunk at the end")
+    try:
+        with _bomb_guard(), Image.open(io.BytesIO(data), formats=["PNG"]) as img:
+            img.verify()  # walks every chunk to IEND, checking lengths and CRCs
+    except Exception as exc:
+        if isinstance(exc, EOFError) or "truncated" in str(exc).lower():
+            raise _incomplete("PNG", "a chunk ends early") from None
+        raise _corrupt("PNG") from None
+
+
+def _check_jpeg_complete(data: bytes) -> None:
+    if not data.rstrip(_JPEG_PADDING).endswith(_JPEG_EOI):
+        raise _incomplete("JPEG", "no end-of-image marker FFD9")
+    try:
+        with _bomb_guard(), Image.open(io.BytesIO(data), formats=["JPEG"]) as img:
+            img.verify()
+        with _bomb_guard(), Image.open(io.BytesIO(data), formats=["JPEG"]) as img:
+            # Decode at 1/8 scale: every byte of the scan is read, memory stays small.
+            img.draft(None, (1, 1))
+            img.load()
+    except Exception as exc:
+        if "truncated" in str(exc).lower():
+            raise _incomplete("JPEG", "the image data ends early") from None
+        raise _corrupt("JPEG") from None
+
+
+def inspect_image_bytes(data: bytes, *, max_bytes: int = MAX_IMAGE_BYTES) -> ImageInfo:
+    """Check decoded image bytes against Kling's rules.
+
+    Args:
+        data: The image file's bytes.
+        max_bytes: The largest size accepted (Kling: 10 MB).
+
+    Returns:
+        The image's format, dimensions and size.
+
+    Raises:
+        ImageProblem: rules ``"max_bytes"``, ``"format"``, ``"corrupt"``,
+            ``"decompression_bomb"``, ``"min_size"`` or ``"truncated"``, checked in that
+            order so that the cheapest conclusive check answers first.
+    """
+    size = len(data)
+    if size == 0:
+        raise ImageProblem("format", "image data is empty; give a JPEG or PNG file")
+    if size > max_bytes:
+        raise _too_big(size, max_bytes)
+    fmt = _sniff(data)
+    if fmt is None:
+        raise _refuse_format(data)
+    width, height = _read_size(data, fmt)
+    if width * height > MAX_PIXELS:
+        raise _bomb_problem()
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise ImageProblem(
+            "min_size",
+            f"image is {width}x{height} px; width and height must be at least {MIN_SIDE} px",
+        )
+    if fmt == "PNG":
+        _check_png_complete(data)
+    else:
+        _check_jpeg_complete(data)
+    return ImageInfo(format=fmt, width=width, height=height, size_bytes=size)
+
+
+def inspect_image(data: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) -> ImageInfo:
+    """Check one image given as bytes or as Base64 text (bare or with a data: prefix).
+
+    Args:
+        data: The image file's bytes, or its Base64 encoding.
+        max_bytes: The largest decoded size accepted.
+
+    Returns:
+        The image's format, dimensions and decoded size.
+
+    Raises:
+        ImageProblem: see `decode_base64_image` and `inspect_image_bytes`.
+    """
+    raw = decode_base64_image(data, max_bytes=max_bytes) if isinstance(data, str) else data
+    return inspect_image_bytes(raw, max_bytes=max_bytes)

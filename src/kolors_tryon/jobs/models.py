@@ -1,0 +1,280 @@
+"""The job message producers publish, and the create body we send to Kling.
+
+`JobMessage` is the public contract (DESIGN.md, "The job message"): the same JSON comes
+from Python, the CLI or any AMQP client, and `tryon schema` prints its JSON Schema, so
+the field descriptions below are the documentation producers read. The model checks the
+shape of each field; `validation.validate_job` adds the checks that need the image bytes.
+
+Image fields and the callback URL are left out of ``repr()`` and validation errors hide
+their input, because they hold people's photos and secrets (invariant 6).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Final
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from kolors_tryon.jobs.enums import Garment, ModelName
+from kolors_tryon.jobs.errors import CheckFailed
+from kolors_tryon.jobs.garments import garment_problem
+from kolors_tryon.jobs.images import normalize_base64
+from kolors_tryon.jobs.urls import check_http_url, scheme_of
+
+__all__ = [
+    "JOB_ID_MAX_LENGTH",
+    "JOB_ID_PATTERN",
+    "MAX_CALLBACK_URL_LENGTH",
+    "MAX_IMAGE_URL_LENGTH",
+    "MAX_METADATA_BYTES",
+    "MAX_PRIORITY",
+    "CreateTaskBody",
+    "Garment",
+    "JobMessage",
+    "ModelName",
+    "metadata_size",
+    "normalize_image_field",
+]
+
+JOB_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]+$"
+JOB_ID_MAX_LENGTH: Final = 64
+MAX_CALLBACK_URL_LENGTH: Final = 2048
+# Signed image URLs (S3, GCS, CDNs) run to a few thousand characters; the API states no
+# limit, so be liberal but bounded.
+MAX_IMAGE_URL_LENGTH: Final = 8192
+MAX_METADATA_BYTES: Final = 16 * 1024
+MAX_PRIORITY: Final = 9
+
+_IMAGE_HELP = (
+    "An http(s) URL Kling can fetch, or the image file as Base64 (a `data:image/...;base64,` "
+    "prefix is accepted and stripped; line breaks are ignored). JPEG or PNG, at most 10 MB, "
+    "width and height at least 300 px."
+)
+
+
+def _custom(rule: str, message: str) -> PydanticCustomError:
+    # The message goes through the context so that braces in it are never read as a
+    # template; `validation` reads `ctx["reason"]` back.
+    return PydanticCustomError(rule, "{reason}", {"reason": message})
+
+
+def normalize_image_field(value: str) -> str:
+    """Check the form of an image field and return it as Kling wants it.
+
+    Args:
+        value: `human_image` or `cloth_image` as the producer sent it.
+
+    Returns:
+        The URL stripped of surrounding whitespace, or the bare Base64 (data: prefix and
+        whitespace removed). The Base64 itself is checked later, by `images`.
+
+    Raises:
+        CheckFailed: rule ``"empty"``, ``"format"`` (a data: URI that is not Base64), or a
+            URL rule (``"url"``, ``"url_scheme"``, ``"max_length"``).
+    """
+    text = value.strip()
+    if not text:
+        raise CheckFailed("empty", f"is empty; {_IMAGE_HELP}")
+    scheme = scheme_of(text)
+    if scheme is None or scheme == "data":
+        text = normalize_base64(text)
+        if not text:
+            raise CheckFailed("empty", "data: URI holds no data; give the image as Base64")
+        return text
+    try:
+        check_http_url(text, max_length=MAX_IMAGE_URL_LENGTH)
+    except CheckFailed as exc:
+        if exc.rule == "url_scheme":
+            raise CheckFailed(exc.rule, exc.message + ", or send the image as Base64") from None
+        raise
+    return text
+
+
+def metadata_size(metadata: Any) -> int:
+    """Return the size in bytes of `metadata` as compact UTF-8 JSON (what the limit counts).
+
+    Raises:
+        ValueError: `metadata` holds NaN or infinity, which JSON cannot carry.
+        TypeError: `metadata` holds a value JSON cannot carry.
+    """
+    text = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+class JobMessage(BaseModel):
+    """One virtual try-on job: put one person in one garment photo.
+
+    Publish it as JSON to the durable queue `tryon.jobs` (content type
+    `application/json`), or pass it to `enqueue()` / `tryon submit`. Unknown fields are
+    refused by name, so a misspelt field (such as `model` for `model_name`) is an error
+    rather than a silently ignored default.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+        title="JobMessage",
+    )
+
+    job_id: Annotated[
+        str | None,
+        Field(
+            default=None,
+            min_length=1,
+            max_length=JOB_ID_MAX_LENGTH,
+            pattern=JOB_ID_PATTERN,
+            strict=True,
+            description=(
+                "Your id for this job: 1-64 characters of letters, digits, '.', '_', ':' "
+                "and '-'. It is sent to Kling as `external_task_id` and is the key to read "
+                "the job's state. Publishing two messages with the same id is one job. "
+                "Optional: without it the id is derived from the message content "
+                "(`job-` + 32 hex characters), so publishing the same message twice is "
+                "still one job."
+            ),
+            examples=["sku-1234-model-7"],
+        ),
+    ]
+    model_name: ModelName = Field(
+        default=ModelName.V1,
+        description=(
+            "The Kling model. `kolors-virtual-try-on-v1` (default) takes one garment; "
+            "`kolors-virtual-try-on-v1-5` also takes a top and a bottom merged into one "
+            "image. Note the field is `model_name`, not `model`."
+        ),
+    )
+    human_image: str = Field(
+        strict=True,
+        repr=False,
+        description=f"The photo of the person. {_IMAGE_HELP}",
+        examples=["https://example.com/people/anna.jpg"],
+    )
+    cloth_image: str = Field(
+        strict=True,
+        repr=False,
+        description=(
+            "The product photo, or the garment on a white background (for top+bottom on "
+            f"v1-5: both merged into one image). {_IMAGE_HELP}"
+        ),
+        examples=["https://example.com/catalogue/sku-1234.png"],
+    )
+    callback_url: str | None = Field(
+        default=None,
+        strict=True,
+        repr=False,
+        max_length=MAX_CALLBACK_URL_LENGTH,
+        description=(
+            "Optional http(s) URL (at most 2048 characters) that Kling POSTs the task to on "
+            "each status change. The job's state is always readable by `job_id` without it."
+        ),
+    )
+    metadata: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description=(
+            "Your own data, returned unchanged in the job record and every event (e.g. "
+            '`{"sku": "1234"}`). A JSON object of at most 16 KB as compact UTF-8 JSON; '
+            "never sent to Kling."
+        ),
+    )
+    garments: list[Garment] | None = Field(
+        default=None,
+        description=(
+            "Optional: what the cloth image shows, so that combinations the API refuses are "
+            'caught before a credit is spent. One item (`["top"]`, `["bottom"]` or '
+            '`["dress"]`), or `["top", "bottom"]` on kolors-virtual-try-on-v1-5 only. '
+            "Never sent to Kling."
+        ),
+    )
+    priority: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_PRIORITY,
+        strict=True,
+        description="Queue priority from 0 to 9; higher runs first. Default 0.",
+    )
+
+    @field_validator("human_image", "cloth_image")
+    @classmethod
+    def _check_image(cls, value: str) -> str:
+        """Accept an http(s) URL or Base64, and store Base64 bare, as Kling wants it."""
+        try:
+            return normalize_image_field(value)
+        except CheckFailed as exc:
+            raise _custom(exc.rule, exc.message) from None
+
+    @field_validator("callback_url")
+    @classmethod
+    def _check_callback_url(cls, value: str | None) -> str | None:
+        """Kling can only POST to an absolute http(s) URL."""
+        if value is None:
+            return None
+        text = value.strip()
+        try:
+            check_http_url(text, max_length=MAX_CALLBACK_URL_LENGTH)
+        except CheckFailed as exc:
+            raise _custom(exc.rule, exc.message) from None
+        return text
+
+    @field_validator("metadata")
+    @classmethod
+    def _check_metadata(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        """Metadata travels in every event and record, so it must stay small."""
+        try:
+            size = metadata_size(value)
+        except (TypeError, ValueError):
+            raise _custom(
+                "type", "must be a JSON object; NaN, infinity and non-JSON values are refused"
+            ) from None
+        if size > MAX_METADATA_BYTES:
+            raise _custom(
+                "max_bytes",
+                f"is {size} bytes as compact JSON; at most {MAX_METADATA_BYTES} bytes (16 KB) "
+                "are accepted (keep ids and references here, not content)",
+            )
+        return value
+
+    @field_validator("garments")
+    @classmethod
+    def _check_garments(
+        cls, value: list[Garment] | None, info: ValidationInfo
+    ) -> list[Garment] | None:
+        """Refuse garment combinations the chosen model cannot try on."""
+        if value is None:
+            return None
+        # model_name is declared first, so it is in `info.data` whenever it was valid.
+        model = info.data.get("model_name")
+        problem = garment_problem(model if isinstance(model, ModelName) else None, value)
+        if problem is not None:
+            raise _custom("garments", problem)
+        return value
+
+
+class CreateTaskBody(BaseModel):
+    """The JSON body of Kling's create call, field for field (KLING_API.md, "Create").
+
+    Built only from a validated job, with `external_task_id` set to the job id so that an
+    ambiguous create can be resolved by querying that id (invariant 2).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    model_name: ModelName = ModelName.V1
+    human_image: str = Field(repr=False)
+    cloth_image: str = Field(repr=False)
+    callback_url: str | None = Field(default=None, repr=False)
+    external_task_id: str | None = None
+
+    def to_request(self) -> dict[str, str]:
+        """Return the body as sent on the wire: plain strings, unset optional fields left out."""
+        dumped = self.model_dump(mode="json", exclude_none=True)
+        return {key: str(value) for key, value in dumped.items()}

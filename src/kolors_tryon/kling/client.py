@@ -1,0 +1,470 @@
+"""The HTTP client for the Kolors Virtual Try-On endpoints.
+
+Two rules shape it. The create call is paid, so it is never resent blindly: the only
+retry is one after a 1003/1004 answer (an auth failure created nothing), and a network
+failure says whether the request may have reached the server (`request_sent`), so the
+caller can resolve an ambiguous create by querying its external_task_id. Read-only calls
+are safe to repeat, so they get a few quick attempts here; longer waits belong to the
+caller's queue-level retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable, Iterator, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Final, Self, TypeVar
+from urllib.parse import quote
+
+import requests
+import requests.auth
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+from kolors_tryon.kling.auth import KlingAuth, auth_from_settings
+from kolors_tryon.kling.errors import (
+    AccountUnavailableError,
+    ConfigurationError,
+    KlingConnectionError,
+    KlingError,
+    KlingTimeoutError,
+    RetryableKlingError,
+    ServerError,
+    TokenError,
+    error_from_response,
+    parse_retry_after,
+)
+from kolors_tryon.kling.models import KlingTask, parse_task
+from kolors_tryon.kling.redact import redact
+
+if TYPE_CHECKING:
+    from kolors_tryon.config import Settings
+
+__all__ = ["TRYON_PATH", "KlingClient"]
+
+logger = logging.getLogger(__name__)
+
+TRYON_PATH: Final = "/v1/images/kolors-virtual-try-on"
+_USER_AGENT: Final = "kolors-tryon/0.1"
+# Connections kept per host: enough for a worker's threads without opening new sockets.
+_POOL_SIZE: Final = 32
+# Keys under which resellers have been seen to nest the list of tasks.
+_LIST_KEYS: Final = ("list", "tasks", "items", "records", "data")
+
+_T = TypeVar("_T")
+
+
+class KlingClient:
+    """A thread-safe client for one Kling account.
+
+    Args:
+        base_url: API root with any reseller prefix, e.g. "https://api.gpt.ge/kling".
+        auth: Supplies the Authorization header (static key or JWT).
+        timeout: (connect, read) seconds applied to every request.
+        read_attempts: Attempts of a read-only call (get, list) before its error is
+            raised; 1 disables the quick retries.
+        session: A session to use instead of a new one (it is then not closed here).
+        backoff: First wait between read attempts in seconds; doubles, with jitter.
+        max_retry_after: A Retry-After longer than this is not waited out here: the
+            error is raised so the caller can reschedule instead of blocking a thread.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        auth: KlingAuth,
+        *,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        read_attempts: int = 3,
+        session: requests.Session | None = None,
+        backoff: float = 0.25,
+        max_retry_after: float = 5.0,
+    ) -> None:
+        base = base_url.strip().rstrip("/")
+        if not base.startswith(("http://", "https://")):
+            raise ValueError("base_url must be an http(s) URL")
+        if read_attempts < 1:
+            raise ValueError("read_attempts must be at least 1")
+        if len(timeout) != 2 or min(timeout) <= 0:
+            raise ValueError("timeout must be a (connect, read) pair of positive seconds")
+        self._url = base + TRYON_PATH
+        self._auth = auth
+        self._timeout = (float(timeout[0]), float(timeout[1]))
+        self._read_attempts = read_attempts
+        self._backoff = backoff
+        self._max_retry_after = max_retry_after
+        self._owns_session = session is None
+        self._session = session if session is not None else _new_session()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KlingClient:
+        """Build the client the service settings describe (sandbox emulator included)."""
+        return cls(
+            settings.effective_kling_base_url,
+            auth_from_settings(settings),
+            timeout=settings.http_timeout,
+            read_attempts=settings.http_attempts,
+        )
+
+    # --- public calls -----------------------------------------------------------------
+
+    def create(self, body: Mapping[str, object]) -> KlingTask:
+        """Submit a try-on task (the paid call).
+
+        Never retried here except once with a fresh token after 1003/1004, because a
+        resend after the server may have accepted the first request bills twice.
+
+        Args:
+            body: The create body (model_name, human_image, cloth_image, callback_url,
+                external_task_id); keys whose value is None are dropped.
+
+        Returns:
+            The new task, usually `submitted`.
+
+        Raises:
+            KlingError: A typed error; check `.ambiguous` before sending again.
+        """
+        payload = {key: value for key, value in body.items() if value is not None}
+        data = self._request("POST", "", json_body=payload)
+        return parse_task(data)
+
+    def get(self, task_id: str) -> KlingTask:
+        """Fetch one task by Kling's task_id or by the caller's external_task_id.
+
+        Raises:
+            NotFoundError: No such task (1203): for an ambiguous create, nothing was made.
+            KlingError: Any other typed error, after `read_attempts` attempts.
+        """
+        if not isinstance(task_id, str) or not task_id.strip():
+            raise ValueError("task_id must be a non-empty string")
+        path = "/" + quote(task_id.strip(), safe="")
+        data = self._with_read_retries(lambda: self._request("GET", path))
+        if isinstance(data, list) and len(data) == 1:  # a reseller wrapping one task
+            data = data[0]
+        return parse_task(data)
+
+    def list(self, page_num: int = 1, page_size: int = 30) -> list[KlingTask]:
+        """Fetch one page of tasks, newest first (the API gives no total count).
+
+        Args:
+            page_num: 1..1000.
+            page_size: 1..500.
+
+        Raises:
+            ValueError: A bound is out of range (checked here, costing no request).
+        """
+        _check_range("page_num", page_num, 1, 1000)
+        _check_range("page_size", page_size, 1, 500)
+        params = {"pageNum": page_num, "pageSize": page_size}
+        data = self._with_read_retries(lambda: self._request("GET", "", params=params))
+        return [parse_task(item) for item in _task_list(data)]
+
+    def close(self) -> None:
+        """Release pooled connections (only those of a session this client created)."""
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"KlingClient({redact(self._url)!r}, auth={self._auth!r})"
+
+    # --- transport --------------------------------------------------------------------
+
+    def _with_read_retries(self, call: Callable[[], _T]) -> _T:
+        """Run a read-only call, repeating it quickly on errors that may pass."""
+        for attempt in range(1, self._read_attempts + 1):
+            try:
+                return call()
+            except RetryableKlingError as err:
+                delay = self._retry_delay(err, attempt)
+                if delay is None:
+                    raise
+                logger.info(
+                    "Kling read failed (%s); attempt %d of %d, retrying in %.2fs",
+                    type(err).__name__,
+                    attempt,
+                    self._read_attempts,
+                    delay,
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _retry_delay(self, err: RetryableKlingError, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or None to raise now."""
+        if attempt >= self._read_attempts:
+            return None
+        # A blocked account stays blocked for minutes or hours: quick retries only add noise.
+        if isinstance(err, AccountUnavailableError):
+            return None
+        if err.retry_after is not None:
+            if err.retry_after > self._max_retry_after:
+                return None
+            return err.retry_after + random.uniform(0, self._backoff)
+        # Exponential backoff with full jitter, so that many threads do not retry in step.
+        return random.uniform(0, self._backoff * 2 ** (attempt - 1))
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, int] | None = None,
+        json_body: Mapping[str, object] | None = None,
+    ) -> object:
+        """One logical call: one HTTP exchange, plus one more after re-minting a token."""
+        try:
+            return self._exchange(method, path, params=params, json_body=json_body)
+        except TokenError:
+            # 1003/1004 are answered before anything is created, so one resend with a
+            # fresh token is safe even for create. A static key cannot be renewed.
+            if not self._auth.renew():
+                raise
+            logger.info("Kling token rejected; re-minted it and sending once more")
+            return self._exchange(method, path, params=params, json_body=json_body)
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, int] | None,
+        json_body: Mapping[str, object] | None,
+    ) -> object:
+        """Send one HTTP request and return the envelope's `data`, or raise a typed error."""
+        log_path = TRYON_PATH + path
+        headers = {
+            "Accept": "application/json",
+            "User-Agent": _USER_AGENT,
+        }
+        started = time.monotonic()
+        try:
+            response = self._session.request(
+                method,
+                self._url + path,
+                params=params,
+                json=json_body,
+                headers=headers,
+                # Passed as `auth` so that requests never swaps in credentials from ~/.netrc.
+                auth=_Bearer(self._auth.authorization()),
+                timeout=self._timeout,
+                # A redirect would turn POST into GET and drop the Authorization header.
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            err = _network_error(exc)
+            logger.debug(
+                "Kling %s %s -> %s (request_sent=%s) in %.3fs",
+                method,
+                log_path,
+                type(exc).__name__,
+                err.request_sent,
+                time.monotonic() - started,
+            )
+            raise err from None
+        with response:
+            try:
+                data, code, request_id = _decode(response)
+            except KlingError as err:
+                _log_answer(method, log_path, response, err.code, err.request_id, started)
+                raise
+        _log_answer(method, log_path, response, code, request_id, started)
+        return data
+
+
+class _Bearer(requests.auth.AuthBase):
+    """Sets the Authorization header; its repr hides the value."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = self._value
+        return request
+
+    def __repr__(self) -> str:
+        return "_Bearer(<redacted>)"
+
+
+def _log_answer(
+    method: str,
+    path: str,
+    response: requests.Response,
+    code: int | None,
+    request_id: str | None,
+    started: float,
+) -> None:
+    logger.debug(
+        "Kling %s %s -> HTTP %s code %s request_id %s in %.3fs",
+        method,
+        path,
+        response.status_code,
+        code,
+        request_id,
+        time.monotonic() - started,
+    )
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    # No urllib3-level retries: whether a request may be resent is decided above, per call.
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=_POOL_SIZE, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def _decode(response: requests.Response) -> tuple[object, int, str | None]:
+    """Unwrap the envelope: return (data, code, request_id) or raise a typed error."""
+    status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    header_request_id = response.headers.get("X-Request-Id")
+    if 300 <= status < 400:
+        raise ConfigurationError(
+            "the API answered with a redirect; set the base URL to its final location",
+            http_status=status,
+            request_id=header_request_id,
+        )
+    try:
+        body: object = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, Mapping):
+        # A proxy's HTML error page, an empty body, or JSON that is not an envelope.
+        if status >= 400:
+            raise error_from_response(
+                status,
+                None,
+                f"non-JSON answer (HTTP {status})",
+                header_request_id,
+                retry_after,
+            )
+        raise ServerError(
+            f"malformed answer: expected a JSON object (HTTP {status})",
+            http_status=status,
+            request_id=header_request_id,
+        )
+
+    request_id = _opt_text(body.get("request_id")) or header_request_id
+    message = _opt_text(body.get("message", body.get("msg"))) or ""
+    raw_code = body.get("code")
+    code = _parse_code(raw_code)
+    if raw_code is not None and code is None:
+        raise ServerError(
+            "malformed answer: non-numeric code", http_status=status, request_id=request_id
+        )
+    if code not in (0, None) or status >= 400:
+        raise error_from_response(status, code or None, message, request_id, retry_after)
+    if "data" in body:
+        return body["data"], code or 0, request_id
+    if code is None and "task_id" in body:
+        return body, 0, request_id  # a reseller answering with the bare task object
+    raise ServerError("malformed answer: no data", http_status=status, request_id=request_id)
+
+
+def _task_list(data: object) -> Iterator[object]:
+    """The task objects of a list answer, wherever the reseller put them."""
+    if data is None:
+        return iter(())
+    if isinstance(data, list):
+        return iter(data)
+    if isinstance(data, Mapping):
+        for key in _LIST_KEYS:
+            value = data.get(key)
+            if isinstance(value, list):
+                return iter(value)
+    raise ServerError("malformed answer: list data is not a list of tasks")
+
+
+def _network_error(exc: requests.RequestException) -> KlingConnectionError:
+    """Translate a requests failure, deciding whether the request may have been sent."""
+    name = type(exc).__name__
+    if isinstance(exc, requests.ConnectTimeout):
+        return KlingTimeoutError(f"connect timeout ({name})", request_sent=False)
+    if isinstance(exc, requests.Timeout):
+        return KlingTimeoutError(f"read timeout ({name})", request_sent=True)
+    sent = _maybe_sent(exc)
+    return KlingConnectionError(f"{name}: {_reason(exc)}", request_sent=sent)
+
+
+def _maybe_sent(exc: requests.RequestException) -> bool:
+    """False only when the failure certainly happened before the request left us."""
+    if not isinstance(exc, requests.ConnectionError):
+        return True
+    reason: object = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    # Refused, unreachable, DNS failure: no connection, so nothing was sent.
+    if isinstance(reason, NewConnectionError):
+        return False
+    # A certificate that fails verification stops the handshake before any byte of ours.
+    return not _chain_has(exc, ssl.SSLCertVerificationError)
+
+
+def _chain_has(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, kind):
+            return True
+        stack.extend([item.__cause__, item.__context__, *item.args])
+        if isinstance(item, MaxRetryError):
+            stack.append(item.reason)
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause's type name (e.g. RemoteDisconnected): never its text, which
+    may quote the URL."""
+    reason: object = exc.args[0] if exc.args else exc
+    if isinstance(reason, MaxRetryError) and reason.reason is not None:
+        reason = reason.reason
+    if isinstance(reason, BaseException) and reason.args:
+        inner = reason.args[-1]
+        if isinstance(inner, BaseException):
+            reason = inner
+    return type(reason).__name__ if isinstance(reason, BaseException) else "connection failed"
+
+
+def _parse_code(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _opt_text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in {low}..{high}, got {value!r}")

@@ -1,0 +1,38 @@
+"""Handing out account slots, and the sweep that rescues stranded jobs."""
+
+from __future__ import annotations
+
+import uuid
+
+from kolors_tryon.pipeline.runtime import Runtime
+from kolors_tryon.pipeline.step import SweepResult
+from kolors_tryon.store import Claim
+
+
+def dispatch(rt: Runtime) -> list[Claim]:
+    """Give free slots to the oldest queued jobs; the caller sends one submit per claim."""
+    return rt.store.claim_next(
+        rt.settings.max_in_flight, lease_seconds=rt.settings.submit_lease_seconds
+    )
+
+
+def stale_after(rt: Runtime) -> float:
+    """How long a tracked job may go unpolled before its tracking is restarted."""
+    return 3 * rt.settings.track_interval_max + 60.0
+
+
+def sweep(rt: Runtime) -> SweepResult:
+    """Find jobs whose messages were lost and give them new ones; then dispatch.
+
+    - a claim whose lease ran out (its worker died and no message came back, e.g. on an
+      embedded broker) gets a new owner, who looks up the task before sending anything;
+    - a tracked job nobody polled for a long while gets a new track message carrying the
+      current poll number (if the old one turns up, only one of them proceeds).
+    """
+    resubmit = []
+    for job_id in rt.store.expired_claims():
+        owner = str(uuid.uuid4())
+        if rt.store.take_over(job_id, owner, lease_seconds=rt.settings.submit_lease_seconds):
+            resubmit.append(Claim(job_id, owner))
+    retrack = rt.store.stale_tracked(older_than=stale_after(rt))
+    return SweepResult(resubmit=tuple(resubmit), retrack=tuple(retrack), claims=tuple(dispatch(rt)))

@@ -1,0 +1,49 @@
+"""Everything a pipeline step needs, built once per process from Settings."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import requests
+
+from kolors_tryon.config import Settings
+from kolors_tryon.jobs import ValidationOptions
+from kolors_tryon.kling import KlingClient
+from kolors_tryon.store import JobStore
+
+
+@dataclass
+class Runtime:
+    """The settings, the job store, the Kling client and a plain HTTP session.
+
+    Build it after a fork (connection pools must not be shared between processes):
+    the worker does so lazily, once per pool process.
+    """
+
+    settings: Settings
+    store: JobStore
+    kling: KlingClient
+    # For downloading result images: a separate session that never carries our token.
+    downloads: requests.Session = field(default_factory=requests.Session)
+    clock: Callable[[], float] = time.time
+    rng: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Runtime:
+        return cls(
+            settings=settings,
+            store=JobStore.from_url(settings.effective_database_url),
+            kling=KlingClient.from_settings(settings),
+        )
+
+    @property
+    def validation_options(self) -> ValidationOptions:
+        return ValidationOptions.from_settings(self.settings)
+
+    def close(self) -> None:
+        self.kling.close()
+        self.downloads.close()
+        self.store.dispose()

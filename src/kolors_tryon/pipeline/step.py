@@ -1,0 +1,39 @@
+"""What a pipeline step asks its Celery task to do next."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kolors_tryon.store import Claim, JobRecord
+
+
+@dataclass(frozen=True)
+class Step:
+    """The outcome of one step of one job.
+
+    Attributes:
+        changed: records whose state changed (one event each).
+        again_in: run the same task again after this many seconds (same owner).
+        track_in: start tracking the job after this many seconds.
+        track_poll: the poll number the next track message must carry (its fence).
+        dispatch: account slots may have been freed: hand them to queued jobs.
+        dead_letter: the message cannot be recorded anywhere; park it with this reason.
+        note: a short human-readable summary for the log (never image data or tokens).
+    """
+
+    changed: tuple[JobRecord, ...] = ()
+    again_in: float | None = None
+    track_in: float | None = None
+    track_poll: int = 0
+    dispatch: bool = False
+    dead_letter: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Jobs the sweep found stranded, and the slots it handed out."""
+
+    resubmit: tuple[Claim, ...] = ()
+    retrack: tuple[tuple[str, int], ...] = ()
+    claims: tuple[Claim, ...] = field(default_factory=tuple)

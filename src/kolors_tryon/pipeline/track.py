@@ -1,0 +1,87 @@
+"""Track: follow a submitted job to its end with few API calls and never sleeping.
+
+Cost per job: one status query by task id at `track_first_delay` after submission, then
+at intervals growing by half each time up to `track_interval_max` (10 s, 15 s, 22 s,
+34 s, 50 s, 60 s ... by default). A typical 15-60 s task therefore costs 2 to 4 queries;
+queries use no account slot. Callbacks are not ours to use: the job's callback_url
+belongs to the producer and is forwarded unchanged, and the API takes only one.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kolors_tryon.kling import KlingError, NotFoundError, PermanentKlingError
+from kolors_tryon.pipeline.results import keep_results
+from kolors_tryon.pipeline.runtime import Runtime
+from kolors_tryon.pipeline.step import Step
+from kolors_tryon.store import JobRecord, JobState
+from kolors_tryon.store.states import TRACKED_STATES
+
+log = logging.getLogger(__name__)
+
+GROWTH = 1.5
+
+
+def next_interval(rt: Runtime, polls_done: int) -> float:
+    """Seconds until the next query, after `polls_done` queries."""
+    settings = rt.settings
+    first = max(settings.track_first_delay, 0.2)
+    return float(min(settings.track_interval_max, first * GROWTH**polls_done))
+
+
+def track_job(rt: Runtime, job_id: str, poll: int) -> Step:
+    """Query the job's task once and record what changed; asks to be run again if needed."""
+    record = rt.store.get(job_id)
+    if record is None or record.state not in TRACKED_STATES or record.kling_task_id is None:
+        return Step(note="not tracked")
+    if not rt.store.enter_poll(job_id, poll):
+        return Step(note="stale track message")
+    polls_done = poll + 1
+    submitted_at = rt.store.submitted_at(job_id) or rt.clock()
+    if rt.clock() - submitted_at > rt.settings.track_deadline:
+        message = (
+            f"no result from Kling within {rt.settings.track_deadline:.0f} s of submission "
+            f"(task {record.kling_task_id})"
+        )
+        return _finish(rt, job_id, JobState.FAILED, "deadline", message)
+    try:
+        task = rt.kling.get(record.kling_task_id)
+    except NotFoundError:
+        message = f"Kling no longer knows task {record.kling_task_id}"
+        return _finish(rt, job_id, JobState.FAILED, "task_missing", message)
+    except KlingError as err:
+        delay = max(next_interval(rt, polls_done), err.retry_after or 0.0)
+        if isinstance(err, PermanentKlingError):
+            log.error("job %s: status query refused: %s", job_id, err)
+            delay = rt.settings.track_interval_max
+        return Step(track_in=delay, track_poll=polls_done, note=f"query failed: {err}")
+
+    if task.status == "succeed":
+        images = keep_results(rt, job_id, task)
+        finished = rt.store.finish(
+            job_id,
+            JobState.SUCCEEDED,
+            images=images,
+            final_unit_deduction=task.final_unit_deduction,
+        )
+        return Step(changed=(finished,) if finished else (), dispatch=True, note="succeeded")
+    if task.status == "failed":
+        reason = task.status_message or "Kling reported the task as failed without a reason"
+        return _finish(rt, job_id, JobState.FAILED, "kling_task_failed", reason)
+    changed: tuple[JobRecord, ...] = ()
+    if task.status == "processing" and record.state is JobState.SUBMITTED:
+        moved = rt.store.mark_processing(job_id)
+        changed = (moved,) if moved else ()
+    return Step(
+        changed=changed,
+        track_in=next_interval(rt, polls_done),
+        track_poll=polls_done,
+        note=task.status,
+    )
+
+
+def _finish(rt: Runtime, job_id: str, state: JobState, code: str, message: str) -> Step:
+    record = rt.store.finish(job_id, state, error_code=code, error_message=message)
+    log.info("job %s %s: %s", job_id, state, message)
+    return Step(changed=(record,) if record else (), dispatch=True, note=str(state))

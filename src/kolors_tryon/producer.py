@@ -1,0 +1,111 @@
+"""The Python door: put jobs on the queue, read their records back.
+
+A producer publishes the same plain JSON message any AMQP client would publish to the
+durable queue `tryon.jobs`; the workers do the rest. The job id is returned at once:
+the message's own `job_id`, or the id derived from its content (the worker derives the
+same one), so publishing the same job twice is one job.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from kombu import Connection
+
+from kolors_tryon.config import Settings, load_settings
+from kolors_tryon.config.celery import topology_for
+from kolors_tryon.jobs import JobMessage, job_id_of
+from kolors_tryon.store import JobRecord, JobState, JobStore
+
+_RETRY_POLICY = {"max_retries": 20, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3}
+
+
+class JobPublisher:
+    """Publishes job messages over one broker connection (confirmed on RabbitMQ)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self._topology = topology_for(self.settings)
+        options: dict[str, Any] = {}
+        if self.settings.uses_rabbitmq:
+            options["confirm_publish"] = True
+        else:
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._connection = Connection(self.settings.effective_broker_url, transport_options=options)
+        self._producer = self._connection.Producer()
+        self._declared = False
+
+    def publish(self, job: Mapping[str, Any] | JobMessage) -> str:
+        """Publish one job message; returns its job id. The message is not validated here:
+        the worker validates it and records the verdict (`tryon validate` checks offline)."""
+        message = (
+            job.model_dump(mode="json", exclude_none=True)
+            if isinstance(job, JobMessage)
+            else dict(job)
+        )
+        job_id = job_id_of(message)
+        self._producer.publish(
+            json.dumps(message, separators=(",", ":")),
+            exchange="",
+            routing_key=self._topology.jobs_queue_name,
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=2,
+            declare=[] if self._declared else [self._topology.jobs_queue],
+            retry=True,
+            retry_policy=_RETRY_POLICY,
+        )
+        self._declared = True
+        return job_id
+
+    def close(self) -> None:
+        self._connection.release()
+
+    def __enter__(self) -> JobPublisher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def enqueue(job: Mapping[str, Any] | JobMessage, settings: Settings | None = None) -> str:
+    """Put one job on the queue and return its job id."""
+    with JobPublisher(settings) as publisher:
+        return publisher.publish(job)
+
+
+def open_store(settings: Settings | None = None) -> JobStore:
+    """The job store the workers write to, with its tables created if missing."""
+    settings = settings or load_settings()
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStore.from_url(settings.effective_database_url)
+    store.create_schema()
+    return store
+
+
+def get_job(job_id: str, settings: Settings | None = None) -> JobRecord | None:
+    """The job's record (state, Kling task id, images, error...), or None if unknown."""
+    store = open_store(settings)
+    try:
+        return store.get(job_id)
+    finally:
+        store.dispose()
+
+
+def list_jobs(
+    state: JobState | None = None, *, limit: int = 100, settings: Settings | None = None
+) -> list[JobRecord]:
+    store = open_store(settings)
+    try:
+        return store.list_jobs(state, limit=limit)
+    finally:
+        store.dispose()

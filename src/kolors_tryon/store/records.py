@@ -1,0 +1,90 @@
+"""The job record: what `tryon status`, `get_job()` and every event show of a job.
+
+It never holds image data: results are URLs and paths of our stored copies.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from kolors_tryon.store.states import JobState, is_terminal
+from kolors_tryon.store.tables import JobRow
+
+
+class ResultImage(BaseModel):
+    """One generated image: Kling's URL (deleted after 30 days) and our copy of it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    url: str
+    stored: str | None = Field(default=None, description="Path of our copy, if one was made.")
+
+
+class JobError(BaseModel):
+    """Why a job ended `failed` or `rejected`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    message: str
+
+
+class JobRecord(BaseModel):
+    """A job as downstream systems see it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    state: JobState
+    kling_task_id: str | None = None
+    model_name: str | None = None
+    images: list[ResultImage] = Field(default_factory=list)
+    error: JobError | None = None
+    attempts: int = 0
+    final_unit_deduction: str | None = None
+    priority: int = 0
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    created_at: str
+    updated_at: str
+    submitted_at: str | None = None
+    finished_at: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return is_terminal(self.state)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def iso(ts: float | None) -> str | None:
+    """Unix seconds as an ISO 8601 UTC string (milliseconds)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def record_from_row(row: JobRow) -> JobRecord:
+    error = (
+        JobError(code=row.error_code, message=row.error_message or "") if row.error_code else None
+    )
+    return JobRecord(
+        job_id=row.job_id,
+        state=JobState(row.state),
+        kling_task_id=row.kling_task_id,
+        model_name=row.model_name,
+        images=[ResultImage.model_validate(img) for img in row.images or []],
+        error=error,
+        attempts=row.attempts,
+        final_unit_deduction=row.final_unit_deduction,
+        priority=row.priority,
+        metadata=row.job_metadata or {},
+        created_at=iso(row.created_at) or "",
+        updated_at=iso(row.updated_at) or "",
+        submitted_at=iso(row.submitted_at),
+        finished_at=iso(row.finished_at),
+    )

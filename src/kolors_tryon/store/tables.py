@@ -1,0 +1,81 @@
+"""SQLAlchemy tables of the job store.
+
+Timestamps are stored as Unix seconds (float) so that SQLite and PostgreSQL behave the
+same without time-zone surprises; records expose them as ISO 8601 UTC strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the job store's tables."""
+
+
+class JobRow(Base):
+    """One row per job_id: its state, its Kling task, its outcome."""
+
+    __tablename__ = "tryon_jobs"
+    __table_args__ = (Index("ix_tryon_jobs_queue", "state", "priority", "seq"),)
+
+    # `seq` orders waiting jobs first in, first out (within a priority).
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    job_id: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    priority: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    model_name: Mapped[str | None] = mapped_column(String(64))
+    kling_task_id: Mapped[str | None] = mapped_column(String(128))
+    images: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    # Create calls made for this job (each one an `intent` recorded before the POST).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    # Transient failures (5xxx, 1302, network) spent from the retry budget.
+    retries: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    # True from the moment a create is about to be sent until its answer is known: a job
+    # found in this state may already have a Kling task, so it is queried before resending.
+    create_pending: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    polls: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    final_unit_deduction: Mapped[str | None] = mapped_column(String(32))
+    job_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    # Who may submit the job now (a Celery task id) and until when the claim holds.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[float | None] = mapped_column(Float)
+    # Set while one run of the owner's task is between reading the plan and recording the
+    # answer: a second run with the same owner (a redelivery) waits instead of racing it.
+    attempt_until: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+    submitted_at: Mapped[float | None] = mapped_column(Float)
+    polled_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+
+
+class PayloadRow(Base):
+    """The create body (with the people's photos) kept only until the job is submitted."""
+
+    __tablename__ = "tryon_payloads"
+
+    job_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("tryon_jobs.job_id", ondelete="CASCADE"), primary_key=True
+    )
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class AccountRow(Base):
+    """A single row: the lock that serializes slot claims, and the account's pause."""
+
+    __tablename__ = "tryon_account"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
+    paused_until: Mapped[float | None] = mapped_column(Float)
+    pause_code: Mapped[str | None] = mapped_column(String(64))
+    pause_message: Mapped[str | None] = mapped_column(Text)
+    last_sweep_at: Mapped[float | None] = mapped_column(Float)

@@ -1,0 +1,55 @@
+"""The door for any language: a consumer of plain JSON messages on `<ns>.jobs`.
+
+Messages there carry no Celery headers. The consumer runs in the worker's main process,
+so it does no slow work: it hands each message to the `tryon.intake` task (confirmed
+publish), then acks it. Validation, database writes and URL preflight happen in the pool.
+A message that is not even UTF-8 text is dead-lettered with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import bootsteps
+from kombu import Consumer, Message
+
+from kolors_tryon.config.celery import topology_for
+from kolors_tryon.worker.messaging import dead_letter
+from kolors_tryon.worker.runtime import settings_of
+
+log = logging.getLogger(__name__)
+
+# Raw messages held by one worker at a time; bounded so one worker cannot hoard the queue.
+INTAKE_PREFETCH = 8
+
+
+class IntakeConsumer(bootsteps.ConsumerStep):
+    """Consumes `<ns>.jobs` and turns each message into a `tryon.intake` task."""
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        self.app = parent.app
+        super().__init__(parent, **kwargs)
+
+    def get_consumers(self, channel: Any) -> list[Consumer]:
+        topology = topology_for(settings_of(self.app))
+        return [
+            Consumer(
+                channel,
+                queues=[topology.jobs_queue],
+                on_message=self.on_message,
+                prefetch_count=INTAKE_PREFETCH,
+                no_ack=False,
+            )
+        ]
+
+    def on_message(self, message: Message) -> None:
+        body: bytes | str = message.body or b""
+        try:
+            text = body.decode("utf-8") if isinstance(body, bytes) else str(body)
+        except UnicodeDecodeError:
+            dead_letter(self.app, body, "message body is not UTF-8 JSON text", message.content_type)
+            message.ack()
+            return
+        self.app.send_task("tryon.intake", args=[text])
+        message.ack()

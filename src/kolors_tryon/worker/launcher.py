@@ -1,0 +1,79 @@
+"""Starting workers: `tryon worker`, and the sandbox emulator when no key is set."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from urllib.parse import urlsplit
+
+import click
+import requests
+
+from kolors_tryon.config import SANDBOX_API_KEY, Settings
+from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
+from kolors_tryon.producer import open_store
+from kolors_tryon.worker.app import create_app
+from kolors_tryon.worker.reporting import init_reporting
+
+log = logging.getLogger(__name__)
+
+SANDBOX_BANNER = (
+    "SANDBOX MODE: no Kling credentials are set (TRYON_KLING_API_KEY, or "
+    "TRYON_KLING_ACCESS_KEY + TRYON_KLING_SECRET_KEY). Jobs go to the bundled emulator at "
+    "{url}; no real API is called and nothing is billed."
+)
+
+
+def emulator_answers(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/_emulator/stats", timeout=(1, 2)).ok
+    except requests.RequestException:
+        return False
+
+
+def ensure_sandbox_emulator(settings: Settings) -> EmulatorServer | None:
+    """In sandbox mode, make sure an emulator answers at the sandbox URL (start one here)."""
+    url = settings.effective_kling_base_url
+    click.secho(SANDBOX_BANNER.format(url=url), fg="yellow", bold=True, err=True)
+    if emulator_answers(url):
+        return None
+    parts = urlsplit(url)
+    server = EmulatorServer(
+        EmulatorConfig(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 80,
+            prefix=parts.path.rstrip("/"),
+            api_keys=(SANDBOX_API_KEY,),
+        )
+    )
+    server.start()
+    click.secho(f"started the sandbox emulator at {server.base_url}", fg="yellow", err=True)
+    return server
+
+
+def run_worker(settings: Settings, celery_args: list[str]) -> None:
+    """Prepare the store, announce the mode, and hand over to Celery's worker."""
+    init_reporting(settings)
+    if settings.sandbox:
+        ensure_sandbox_emulator(settings)
+    else:
+        log.info("Kling API at %s", settings.effective_kling_base_url)
+    if not settings.uses_rabbitmq:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        click.secho(
+            f"embedded broker and store in {settings.data_dir.resolve()} (one machine only; "
+            "set TRYON_BROKER_URL and TRYON_DATABASE_URL for production)",
+            fg="yellow",
+            err=True,
+        )
+    open_store(settings).dispose()
+    app = create_app(settings)
+    app.worker_main(["worker", f"--loglevel={settings.log_level}", *celery_args])
+
+
+def start_worker_process(extra_args: list[str]) -> subprocess.Popen[bytes]:
+    """A `tryon worker` child process with this process's environment."""
+    command = [sys.executable, "-m", "kolors_tryon.cli", "worker", *extra_args]
+    return subprocess.Popen(command, env=dict(os.environ))

@@ -1,0 +1,75 @@
+"""Publishing to the broker: job events, dead letters, raw job messages.
+
+Every publish is persistent and, on RabbitMQ, waits for the publisher confirm
+(`confirm_publish` in the transport options), so a message we think is sent is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from celery import Celery
+
+from kolors_tryon.config.celery import topology_for
+from kolors_tryon.store import JobRecord
+from kolors_tryon.worker.runtime import settings_of
+
+log = logging.getLogger(__name__)
+
+REASON_HEADER = "x-tryon-reason"
+RETRY_POLICY = {"max_retries": 10, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3}
+
+
+def publish_events(app: Celery, records: Iterable[JobRecord]) -> None:
+    """One event per state change on `<ns>.events`, routing key `job.<state>`.
+
+    Events are notifications; the store is the source of truth. A failed publish is
+    logged and does not undo the state change. The embedded broker keeps exchange
+    bindings in each process's memory, so subscribers in other processes cannot see
+    them: there, read the store instead (events are published only on RabbitMQ).
+    """
+    settings = settings_of(app)
+    records = list(records)
+    if not records or not settings.uses_rabbitmq:
+        return
+    exchange = topology_for(settings).events_exchange
+    try:
+        with app.producer_or_acquire() as producer:
+            for record in records:
+                producer.publish(
+                    record.to_json_dict(),
+                    exchange=exchange,
+                    routing_key=f"job.{record.state}",
+                    serializer="json",
+                    delivery_mode=2,
+                    declare=[exchange],
+                    retry=True,
+                    retry_policy=RETRY_POLICY,
+                )
+    except Exception:  # an event must never take a job down with it
+        log.exception("could not publish %d job event(s)", len(records))
+
+
+def dead_letter(app: Celery, body: bytes | str, reason: str, content_type: str | None) -> None:
+    """Park a message that cannot be recorded as a job, with the reason in a header."""
+    settings = settings_of(app)
+    topology = topology_for(settings)
+    payload = body.encode("utf-8") if isinstance(body, str) else body
+    if not settings.uses_rabbitmq:
+        log.error("dropping unrecordable message (%d bytes): %s", len(payload), reason)
+        return
+    with app.producer_or_acquire() as producer:
+        producer.publish(
+            payload,
+            exchange=topology.dead_letter_exchange,
+            routing_key=topology.jobs_queue_name,
+            content_type=content_type or "application/octet-stream",
+            content_encoding="binary",
+            headers={REASON_HEADER: reason},
+            delivery_mode=2,
+            declare=[topology.dead_letter_exchange, topology.dead_letter_queue],
+            retry=True,
+            retry_policy=RETRY_POLICY,
+        )
+    log.warning("dead-lettered a message (%d bytes): %s", len(payload), reason)

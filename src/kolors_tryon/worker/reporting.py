@@ -1,0 +1,44 @@
+"""Logging and Sentry for worker processes, with secrets and photos scrubbed."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import sentry_sdk
+
+from kolors_tryon.config import Settings
+from kolors_tryon.kling import redact
+
+log = logging.getLogger(__name__)
+
+
+def scrub_event(event: Any, _hint: Any = None) -> Any:
+    """Sentry `before_send`: redact every string (tokens, Base64 images, signed URLs)."""
+    return _scrub(event)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _scrub(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(item) for item in value]
+    return value
+
+
+def init_reporting(settings: Settings) -> None:
+    """Configure log levels and, when a DSN is set, Sentry (no PII, no request bodies)."""
+    logging.getLogger("kolors_tryon").setLevel(settings.log_level)
+    if settings.sentry_dsn is None:
+        return
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn.get_secret_value(),
+        send_default_pii=False,
+        max_request_body_size="never",
+        include_local_variables=False,
+        before_send=scrub_event,
+        before_send_transaction=scrub_event,
+    )
+    log.info("error reporting to Sentry is on")
