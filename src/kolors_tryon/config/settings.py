@@ -31,6 +31,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         validate_default=True,
+        # docker compose passes unset variables as empty strings: treat them as unset.
+        env_ignore_empty=True,
     )
 
     # --- where things live -------------------------------------------------------------

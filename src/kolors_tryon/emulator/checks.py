@@ -161,8 +161,9 @@ def validate_create(body: Any, fetch: Fetcher = fetch_limited) -> CreateRequest:
     )
 
 
-def _page_param(query: Mapping[str, list[str]], name: str, default: int,
-                bounds: tuple[int, int]) -> int:
+def _page_param(
+    query: Mapping[str, list[str]], name: str, default: int, bounds: tuple[int, int]
+) -> int:
     values = query.get(name)
     low, high = bounds
     if not values:

@@ -100,8 +100,9 @@ class EmulatorConfig:
         if self.retry_after is not None and self.retry_after < 0:
             raise ValueError("retry_after must be >= 0 or None")
         if self.account_error is not None and self.account_error not in ACCOUNT_ERROR_CODES:
-            raise ValueError(f"account_error must be one of 1100, 1101, 1102 or None, got "
-                             f"{self.account_error!r}")
+            raise ValueError(
+                f"account_error must be 1100, 1101, 1102 or None: {self.account_error!r}"
+            )
         if self.image_key not in ("index", "id"):
             raise ValueError("image_key must be 'index' or 'id'")
         if (self.access_key is None) != (self.secret_key is None):
@@ -129,5 +130,5 @@ class EmulatorConfig:
         data = dataclasses.asdict(self)
         data["api_keys"] = ["***" for _ in self.api_keys]
         if self.secret_key is not None:
-            data["secret_key"] = "***"
+            data["secret_key"] = "***"  # noqa: S105 (a mask, not a password)
         return data

@@ -136,7 +136,7 @@ def is_flat_colour(data: bytes, facts: ImageFacts) -> bool:
                 # JPEG can decode at 1/8 scale: a blank photo stays blank, and it is fast.
                 img.draft("RGB", (128, 128))
                 extrema = img.convert("RGB").getextrema()
-            flat = all(high - low <= FLAT_TOLERANCE for low, high in extrema)  # type: ignore[operator,misc]
+            flat = all(high - low <= FLAT_TOLERANCE for low, high in extrema)  # type: ignore[misc]
         except (OSError, ValueError, SyntaxError):
             flat = False  # truncated pixel data: leave the verdict to the header checks
     _flat_cache.put(facts.digest, flat)
@@ -158,7 +158,9 @@ def _draw_person(draw: ImageDraw.ImageDraw, width: int, height: int, shirt: str)
     draw.ellipse((cx - head_r, head_top, cx + head_r, head_top + 2 * head_r), fill=skin)
     draw.chord(
         (cx - head_r, head_top - 4, cx + head_r, head_top + 2 * head_r // 1.4),
-        180, 360, fill=hair,
+        180,
+        360,
+        fill=hair,
     )
     neck_top = head_top + 2 * head_r
     draw.rectangle((cx - head_r // 3, neck_top - 4, cx + head_r // 3, neck_top + 16), fill=skin)
@@ -178,8 +180,12 @@ def _draw_person(draw: ImageDraw.ImageDraw, width: int, height: int, shirt: str)
         x_out = cx + side * (shoulder + arm)
         x_in = cx + side * shoulder
         draw.polygon(
-            [(x_in, torso_top), (x_out, torso_top + 20), (x_out, torso_bottom - 20),
-             (x_in, torso_bottom - 40)],
+            [
+                (x_in, torso_top),
+                (x_out, torso_top + 20),
+                (x_out, torso_bottom - 20),
+                (x_in, torso_bottom - 40),
+            ],
             fill=shirt,
         )
         draw.ellipse(
@@ -191,8 +197,12 @@ def _draw_person(draw: ImageDraw.ImageDraw, width: int, height: int, shirt: str)
             fill=trousers,
         )
         draw.rectangle(
-            (min(leg_in, leg_out) - 4, int(height * 0.93), max(leg_in, leg_out) + 4,
-             int(height * 0.96)),
+            (
+                min(leg_in, leg_out) - 4,
+                int(height * 0.93),
+                max(leg_in, leg_out) + 4,
+                int(height * 0.96),
+            ),
             fill="#222222",
         )
 
@@ -212,9 +222,23 @@ def sample_png(name: str) -> bytes | None:
         img = Image.new("RGB", (512, 512), "white")
         draw = ImageDraw.Draw(img)
         draw.polygon(
-            [(176, 80), (210, 80), (256, 120), (302, 80), (336, 80), (440, 150), (400, 220),
-             (360, 195), (360, 440), (152, 440), (152, 195), (112, 220), (72, 150)],
-            fill="#c0392b", outline="#7b241c",
+            [
+                (176, 80),
+                (210, 80),
+                (256, 120),
+                (302, 80),
+                (336, 80),
+                (440, 150),
+                (400, 220),
+                (360, 195),
+                (360, 440),
+                (152, 440),
+                (152, 195),
+                (112, 220),
+                (72, 150),
+            ],
+            fill="#c0392b",
+            outline="#7b241c",
         )
         draw.line([(256, 120), (256, 440)], fill="#a93226", width=2)
         return _png_bytes(img)

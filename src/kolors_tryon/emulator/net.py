@@ -49,7 +49,10 @@ def fetch_limited(url: str, timeout: float, limit: int) -> bytes:
     Raises:
         FetchError: Connection failure, timeout, or an HTTP status other than 2xx.
     """
-    request = urllib.request.Request(url, headers={"User-Agent": "kolors-emulator"})
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise FetchError("not an http(s) URL")
+    # Scheme checked just above: no file: or custom-scheme opens.
+    request = urllib.request.Request(url, headers={"User-Agent": "kolors-emulator"})  # noqa: S310
     try:
         with open_url(request, timeout) as response:
             if not 200 <= response.status < 300:

@@ -31,9 +31,7 @@ def garment_problem(model: ModelName | None, garments: Sequence[Garment]) -> str
     if not garments:
         return f"list is empty; give {one}, or top and bottom on {ModelName.V1_5}, or omit it"
     if len(garments) > 2:
-        return (
-            f"lists {len(garments)} garments; give {one}, or top and bottom on {ModelName.V1_5}"
-        )
+        return f"lists {len(garments)} garments; give {one}, or top and bottom on {ModelName.V1_5}"
     if len(garments) == 1:
         return None
     combination = "+".join(g.value for g in garments)

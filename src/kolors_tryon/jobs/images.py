@@ -14,7 +14,8 @@ a file name or a declared media type, and the checks stay cheap and bounded:
   decompression-bomb guard stays on, its warning is treated as an error, and our own
   pixel limit applies even if someone disabled Pillow's global one.
 * Completeness: a PNG must reach its IEND chunk with every chunk's CRC correct
-  (`Image.verify`); a JPEG must end with the EOI marker (trailing padding allowed) and
+  (`Image.verify`) and its compressed pixels must inflate to exactly the size its header
+  implies (counted, not kept); a JPEG must end with the EOI marker (trailing padding allowed) and
   decode at 1/8 scale (JPEG DCT scaling reads every byte of the scan at a fraction of
   the memory), which catches truncation inside the data.
 
@@ -28,7 +29,9 @@ import base64
 import binascii
 import io
 import re
+import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -302,9 +305,7 @@ def _read_size(data: bytes, fmt: str) -> tuple[int, int]:
 
 
 def _incomplete(fmt: str, detail: str) -> ImageProblem:
-    return ImageProblem(
-        "truncated", f"{fmt} data is truncated ({detail}); send the complete file"
-    )
+    return ImageProblem("truncated", f"{fmt} data is truncated ({detail}); send the complete file")
 
 
 def _corrupt(fmt: str) -> ImageProblem:
@@ -313,16 +314,97 @@ def _corrupt(fmt: str) -> ImageProblem:
     )
 
 
+# Adam7 interlacing: (first column, first row, column step, row step) of each pass.
+_ADAM7: Final = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+_PNG_CHANNELS: Final = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type
+_INFLATE_STEP: Final = 1 << 20
+
+
+def _png_filtered_size(width: int, height: int, bits_per_pixel: int, interlace: int) -> int:
+    """Bytes the IDAT stream must inflate to: each row is a filter byte plus its pixels."""
+
+    def size(w: int, h: int) -> int:
+        return 0 if w == 0 or h == 0 else h * (1 + (w * bits_per_pixel + 7) // 8)
+
+    if interlace == 0:
+        return size(width, height)
+    return sum(
+        size(max(0, (width - x0 + dx - 1) // dx), max(0, (height - y0 + dy - 1) // dy))
+        for x0, y0, dx, dy in _ADAM7
+    )
+
+
+def _png_image_data_status(data: bytes) -> str | None:
+    """Inflate the IDAT stream, counting (not keeping) its bytes against what IHDR implies.
+
+    `Image.verify` checks chunk CRCs but not that the compressed pixels are complete, so
+    a PNG whose image data was cut (and whose IEND was re-appended by some tool) would
+    pass it. Counting keeps memory constant whatever the image size.
+
+    Returns:
+        None if the data is complete, ``"truncated"`` or ``"corrupt"`` otherwise.
+    """
+    pos = len(_PNG_SIGNATURE)
+    expected: int | None = None
+    inflater = zlib.decompressobj()
+    produced = 0
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IHDR" and len(body) >= 13:
+            width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body[:13])
+            channels = _PNG_CHANNELS.get(colour)
+            if channels is None:
+                return "corrupt"
+            expected = _png_filtered_size(width, height, depth * channels, interlace)
+        elif kind == b"IDAT":
+            if expected is None:
+                return "corrupt"
+            pending = body
+            while pending and not inflater.eof:
+                produced += len(inflater.decompress(pending, _INFLATE_STEP))
+                if produced > expected:
+                    return "corrupt"
+                pending = inflater.unconsumed_tail
+        elif kind == b"IEND":
+            break
+    # Output held back by the step limit once all input was consumed.
+    while expected is not None and not inflater.eof:
+        out = inflater.decompress(b"", _INFLATE_STEP)
+        if not out:
+            break
+        produced += len(out)
+        if produced > expected:
+            return "corrupt"
+    if expected is None:
+        return "corrupt"
+    return None if inflater.eof and produced == expected else "truncated"
+
+
 def _check_png_complete(data: bytes) -> None:
     if data.rfind(_PNG_IEND) == -1:
         raise _incomplete("PNG", "no IEND chunk at the end")
     try:
         with _bomb_guard(), Image.open(io.BytesIO(data), formats=["PNG"]) as img:
             img.verify()  # walks every chunk to IEND, checking lengths and CRCs
+        status = _png_image_data_status(data)
     except Exception as exc:
         if isinstance(exc, EOFError) or "truncated" in str(exc).lower():
             raise _incomplete("PNG", "a chunk ends early") from None
         raise _corrupt("PNG") from None
+    if status == "truncated":
+        raise _incomplete("PNG", "the compressed image data ends early")
+    if status is not None:
+        raise _corrupt("PNG")
 
 
 def _check_jpeg_complete(data: bytes) -> None:

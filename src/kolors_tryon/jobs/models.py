@@ -177,6 +177,8 @@ class JobMessage(BaseModel):
             "Optional http(s) URL (at most 2048 characters) that Kling POSTs the task to on "
             "each status change. The job's state is always readable by `job_id` without it."
         ),
+        json_schema_extra={"format": "uri"},
+        examples=["https://hooks.example.com/tryon?token=your-secret"],
     )
     metadata: dict[str, JsonValue] = Field(
         default_factory=dict,
@@ -194,6 +196,8 @@ class JobMessage(BaseModel):
             '`["dress"]`), or `["top", "bottom"]` on kolors-virtual-try-on-v1-5 only. '
             "Never sent to Kling."
         ),
+        # Documented for producers; enforced by `_check_garments` with clearer messages.
+        json_schema_extra={"minItems": 1, "maxItems": 2},
     )
     priority: int = Field(
         default=0,

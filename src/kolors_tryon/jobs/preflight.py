@@ -79,7 +79,7 @@ def classify_address(address: str | IPAddress) -> str | None:
 
     Returns:
         ``"unspecified"``, ``"loopback"``, ``"link-local"``, ``"multicast"``,
-        ``"private"``, ``"reserved"`` or ``"non-public"``; None if globally routable.
+        ``"reserved"``, ``"private"`` or ``"non-public"``; None if globally routable.
 
     Raises:
         ValueError: `address` is not an IP address.
@@ -94,8 +94,8 @@ def classify_address(address: str | IPAddress) -> str | None:
         ("loopback", ip.is_loopback),
         ("link-local", ip.is_link_local),
         ("multicast", ip.is_multicast),
+        ("reserved", ip.is_reserved),  # before private: 240.0.0.0/4 is both
         ("private", ip.is_private),
-        ("reserved", ip.is_reserved),
         ("non-public", not ip.is_global),  # e.g. 100.64.0.0/10, shared address space
     )
     for label, hit in checks:
@@ -140,8 +140,10 @@ def _checked_address(parts: SplitResult) -> IPAddress:
         label = classify_address(ip)
         if label is not None:
             literal = host == str(ip) or host.strip("[]") == str(ip)
-            where = f"URL host is {_article(label)}" if literal else (
-                f"URL host resolves to {_article(label)}"
+            where = (
+                f"URL host is {_article(label)}"
+                if literal
+                else (f"URL host resolves to {_article(label)}")
             )
             raise UrlProblem("private_address", f"{where} {label} address ({ip}); {_ALLOW_HINT}")
     return addresses[0]
@@ -190,9 +192,7 @@ def _get(
             yield response
 
 
-def _read_capped(
-    response: requests.Response, max_bytes: int, deadline: float, shown: str
-) -> bytes:
+def _read_capped(response: requests.Response, max_bytes: int, deadline: float, shown: str) -> bytes:
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise _over_limit(int(declared), max_bytes)
@@ -264,7 +264,9 @@ def preflight_image_url(
         except CheckFailed as exc:
             if hop == 0:
                 raise
-            raise UrlProblem(exc.rule, f"URL redirects to {shown}, which is refused: {exc}") from None
+            raise UrlProblem(
+                exc.rule, f"URL redirects to {shown}, which is refused: {exc}"
+            ) from None
         try:
             with _get(current, parts, pinned, timeout) as response:
                 if response.is_redirect:

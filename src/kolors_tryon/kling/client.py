@@ -245,10 +245,7 @@ class KlingClient:
     ) -> object:
         """Send one HTTP request and return the envelope's `data`, or raise a typed error."""
         log_path = TRYON_PATH + path
-        headers = {
-            "Accept": "application/json",
-            "User-Agent": _USER_AGENT,
-        }
+        headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
         started = time.monotonic()
         try:
             response = self._session.request(
@@ -273,6 +270,8 @@ class KlingClient:
                 err.request_sent,
                 time.monotonic() - started,
             )
+            # Not chained: the requests exception holds the prepared request, whose
+            # headers and body (token, Base64 images) error reporters would capture.
             raise err from None
         with response:
             try:

@@ -13,6 +13,7 @@ RabbitMQ), so a worker process is never blocked by a job that waits.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from celery import Celery, Task
@@ -74,14 +75,23 @@ def register_tasks(app: Celery) -> None:
         }
 
 
+def _countdown(seconds: float) -> int:
+    """Whole seconds, at least one.
+
+    RabbitMQ's native delayed delivery (used by Celery with quorum queues) works in
+    whole seconds and refuses a countdown that rounds down to zero.
+    """
+    return max(1, math.ceil(seconds))
+
+
 def _follow(app: Celery, task: Task[Any, Any], step: Step, job_id: str | None) -> None:
     """Do what the step asks: events, run again, track, hand out freed slots."""
     publish_events(app, step.changed)
     if step.again_in is not None:
         # Same task id: for submit it is the claim owner, so the next run keeps the claim.
-        task.retry(countdown=step.again_in, max_retries=None, throw=False)
+        task.retry(countdown=_countdown(step.again_in), max_retries=None, throw=False)
     if step.track_in is not None and job_id is not None:
-        app.send_task("tryon.track", args=[job_id, step.track_poll], countdown=step.track_in)
+        app.send_task("tryon.track", args=[job_id, step.track_poll], countdown=_countdown(step.track_in))
     if step.dispatch:
         _send_submits(app, dispatch(runtime_for(app)))
 

@@ -1,0 +1,250 @@
+"""End to end: three doors in, RabbitMQ, real worker processes, PostgreSQL, the emulator."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import (
+    RABBIT_URL,
+    Deployment,
+    EventRecorder,
+    base_env,
+    dead_letters,
+    delete_topology,
+    fresh_database,
+    publish_raw,
+    wait_until,
+)
+
+from kolors_tryon import enqueue, get_job
+from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
+from kolors_tryon.store import JobRecord, JobState
+
+SAMPLES = Path(__file__).resolve().parents[2] / "src" / "kolors_tryon" / "samples"
+
+
+def b64(name: str) -> str:
+    return base64.b64encode((SAMPLES / name).read_bytes()).decode()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment, EmulatorServer,
+                                                                       EventRecorder]]:
+    """One deployment on RabbitMQ + PostgreSQL with one worker, shared by this module."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    server = EmulatorServer(EmulatorConfig(api_keys=("sk-test-key",), task_duration=1.0))
+    server.start()
+    with fresh_database() as database_url:
+        env = base_env(tmp)
+        env.update({
+            "TRYON_KLING_BASE_URL": server.base_url,
+            "TRYON_KLING_API_KEY": "sk-test-key",
+            "TRYON_BROKER_URL": RABBIT_URL,
+            "TRYON_DATABASE_URL": database_url,
+            "TRYON_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
+        })
+        deployment = Deployment(env=env, data_dir=tmp)
+        events = EventRecorder(deployment.settings)
+        try:
+            deployment.start_worker(concurrency=2)
+            yield deployment, server, events
+        finally:
+            events.stop()
+            deployment.stop_all()
+            delete_topology(deployment.settings)
+            server.stop()
+
+
+def wait_terminal(deployment: Deployment, job_id: str, timeout: float = 60) -> JobRecord:
+    def done() -> bool:
+        record = get_job(job_id, deployment.settings)
+        return record is not None and record.terminal
+
+    wait_until(done, timeout, what=f"job {job_id} to end")
+    record = get_job(job_id, deployment.settings)
+    assert record is not None
+    return record
+
+
+def creates_for(server: EmulatorServer, job_id: str) -> int:
+    return int(server.stats()["create_requests_by_external_id"].get(job_id, 0))
+
+
+def good_job(**extra: object) -> dict[str, object]:
+    job: dict[str, object] = {"human_image": b64("human.jpg"), "cloth_image": b64("cloth-red.png")}
+    job.update(extra)
+    return job
+
+
+def test_python_door_job_succeeds_with_images_and_events(stack) -> None:  # type: ignore[no-untyped-def]
+    """enqueue() -> worker -> Kling -> succeeded, with task id, image copies and events."""
+    deployment, server, events = stack
+    job_id = enqueue(good_job(job_id=f"py-{uuid.uuid4().hex[:8]}", metadata={"sku": "1"}),
+                     deployment.settings)
+    record = wait_terminal(deployment, job_id)
+    assert record.state is JobState.SUCCEEDED, record
+    assert record.kling_task_id
+    assert record.metadata == {"sku": "1"}
+    assert record.images and record.images[0].url.startswith(server.base_url)
+    stored = record.images[0].stored
+    assert stored is not None and Path(stored).read_bytes().startswith(b"\x89PNG")
+    assert record.attempts == 1
+    assert creates_for(server, job_id) == 1
+    wait_until(lambda: "job.succeeded" in events.for_job(job_id), 10, what="succeeded event")
+    keys = events.for_job(job_id)
+    assert keys[0] == "job.queued"
+    assert "job.submitted" in keys
+
+
+def test_cli_door_submit_wait_prints_the_result(stack) -> None:  # type: ignore[no-untyped-def]
+    """`tryon submit --wait --json` with file paths ends with a succeeded record."""
+    deployment, server, _ = stack
+    job_id = f"cli-{uuid.uuid4().hex[:8]}"
+    result = deployment.tryon("submit", "--human", str(SAMPLES / "human.jpg"),
+                              "--cloth", str(SAMPLES / "cloth-blue.png"),
+                              "--job-id", job_id, "--wait", "--json", "--timeout", "60")
+    assert result.returncode == 0, result.stderr
+    (record,) = json.loads(result.stdout)
+    assert record["job_id"] == job_id
+    assert record["state"] == "succeeded"
+    assert record["kling_task_id"]
+    status = deployment.tryon("status", job_id, "--json")
+    assert json.loads(status.stdout)["kling_task_id"] == record["kling_task_id"]
+    assert creates_for(server, job_id) == 1
+
+
+def test_any_language_door_plain_json_on_the_queue(stack) -> None:  # type: ignore[no-untyped-def]
+    """A plain JSON message published without Celery headers is processed like any job."""
+    deployment, server, events = stack
+    job_id = f"raw-{uuid.uuid4().hex[:8]}"
+    publish_raw(deployment.settings, json.dumps(good_job(job_id=job_id)))
+    record = wait_terminal(deployment, job_id)
+    assert record.state is JobState.SUCCEEDED
+    assert creates_for(server, job_id) == 1
+    wait_until(lambda: "job.succeeded" in events.for_job(job_id), 10, what="event")
+
+
+def test_task_failed_by_kling_ends_failed_with_its_reason(stack) -> None:  # type: ignore[no-untyped-def]
+    """A photo with nobody in it: Kling fails the task; the job is failed with that reason."""
+    deployment, _, events = stack
+    job_id = enqueue(good_job(human_image=b64("empty-backdrop.jpg")), deployment.settings)
+    record = wait_terminal(deployment, job_id)
+    assert record.state is JobState.FAILED
+    assert record.error is not None
+    assert record.error.code == "kling_task_failed"
+    assert "human" in record.error.message
+    assert record.images == []
+    wait_until(lambda: "job.failed" in events.for_job(job_id), 10, what="failed event")
+
+
+def test_invalid_job_is_rejected_with_no_create(stack) -> None:  # type: ignore[no-untyped-def]
+    """A too-small garment photo is rejected naming the field; the API never sees it."""
+    deployment, server, events = stack
+    before = server.stats()["create_requests"]
+    job_id = enqueue(good_job(cloth_image=b64("too-small.png")), deployment.settings)
+    record = wait_terminal(deployment, job_id)
+    assert record.state is JobState.REJECTED
+    assert record.error is not None and "cloth_image" in record.error.message
+    assert "300" in record.error.message
+    assert server.stats()["create_requests"] == before
+    wait_until(lambda: "job.rejected" in events.for_job(job_id), 10, what="rejected event")
+
+
+def test_same_job_twice_is_one_job_and_one_create(stack) -> None:  # type: ignore[no-untyped-def]
+    """Publishing identical content twice (no job_id) makes one job and one create call."""
+    deployment, server, _ = stack
+    job = good_job(metadata={"nonce": uuid.uuid4().hex})
+    first = enqueue(job, deployment.settings)
+    second = enqueue(job, deployment.settings)
+    publish_raw(deployment.settings, json.dumps(job))
+    assert first == second
+    record = wait_terminal(deployment, first)
+    assert record.state is JobState.SUCCEEDED
+    assert creates_for(server, first) == 1
+    store = deployment.store()
+    assert [r.job_id for r in store.list_jobs(limit=10_000)].count(first) == 1
+
+
+def test_unparseable_message_is_dead_lettered_and_worker_keeps_serving(stack) -> None:  # type: ignore[no-untyped-def]
+    """Bytes that are not JSON land in tryon.dead with the reason; the next job still runs."""
+    deployment, _, _ = stack
+    publish_raw(deployment.settings, b"\xff\xfe not json at all", "application/octet-stream")
+    publish_raw(deployment.settings, "[1, 2, 3]")
+    wait_until(lambda: len(parked.extend(dead_letters(deployment.settings)) or parked) >= 2,
+               30, what="two dead letters")
+    reasons = [headers.get("x-tryon-reason", "") for _, headers in parked]
+    assert any("UTF-8" in r for r in reasons), reasons
+    assert any("object" in r for r in reasons), reasons
+    job_id = enqueue(good_job(metadata={"after": "garbage"}), deployment.settings)
+    assert wait_terminal(deployment, job_id).state is JobState.SUCCEEDED
+    assert all(w.alive() for w in deployment.workers)
+
+
+parked: list[tuple[bytes, dict[str, object]]] = []
+
+
+def test_batch_jsonl_and_csv_with_wait(stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`tryon batch --wait` enqueues a JSON Lines and a CSV file and reports every job."""
+    deployment, _, _ = stack
+    tag = uuid.uuid4().hex[:6]
+    jsonl = tmp_path / "jobs.jsonl"
+    jsonl.write_text(
+        json.dumps({"job_id": f"b1-{tag}", "human_image": str(SAMPLES / "human.jpg"),
+                    "cloth_image": str(SAMPLES / "cloth-red.png")}) + "\n"
+        + json.dumps({"job_id": f"b2-{tag}", "human_image": str(SAMPLES / "human.jpg"),
+                      "cloth_image": str(SAMPLES / "too-small.png")}) + "\n"
+    )
+    result = deployment.tryon("batch", str(jsonl), "--wait", "--json", "--timeout", "90")
+    states = {r["job_id"]: r["state"] for r in json.loads(result.stdout)}
+    assert states == {f"b1-{tag}": "succeeded", f"b2-{tag}": "rejected"}
+    assert result.returncode == 1  # not every job succeeded
+
+    csv_file = tmp_path / "jobs.csv"
+    csv_file.write_text(
+        "job_id,human_image,cloth_image,model_name,metadata\n"
+        f"c1-{tag},{SAMPLES / 'human.jpg'},{SAMPLES / 'cloth-blue.png'},"
+        'kolors-virtual-try-on-v1-5,"{""sku"": ""9""}"\n'
+    )
+    result = deployment.tryon("batch", str(csv_file), "--wait", "--json", "--timeout", "90")
+    assert result.returncode == 0, result.stderr
+    (record,) = json.loads(result.stdout)
+    assert record["state"] == "succeeded" and record["metadata"] == {"sku": "9"}
+    listed = deployment.tryon("jobs", "--state", "rejected", "--json")
+    assert f"b2-{tag}" in {r["job_id"] for r in json.loads(listed.stdout)}
+
+
+def test_callback_url_is_forwarded_to_kling(stack) -> None:  # type: ignore[no-untyped-def]
+    """A producer's callback_url reaches Kling unchanged: the emulator calls it back."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[dict[str, object]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            length = int(self.headers.get("Content-Length", 0))
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    deployment, _, _ = stack
+    try:
+        url = f"http://127.0.0.1:{hook.server_address[1]}/hook?token=abc"
+        job_id = enqueue(good_job(callback_url=url, metadata={"cb": uuid.uuid4().hex}),
+                         deployment.settings)
+        assert wait_terminal(deployment, job_id).state is JobState.SUCCEEDED
+        wait_until(lambda: any(r.get("task_status") == "succeed" for r in received), 10,
+                   what="the callback")
+        assert all(r["task_info"]["external_task_id"] == job_id for r in received)  # type: ignore[index]
+    finally:
+        hook.shutdown()

@@ -1,0 +1,151 @@
+"""The job store on SQLite and PostgreSQL: forward-only moves, slots, claims and fences."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import fresh_database
+
+from kolors_tryon.store import JobState, JobStore
+
+BODY = {"human_image": "aGk=", "cloth_image": "aGk=", "external_task_id": "x"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+    """A fresh, empty store on each database."""
+    if request.param == "sqlite":
+        store = JobStore.from_url(f"sqlite:///{tmp_path / 'jobs.sqlite'}")
+        store.create_schema()
+        yield store
+        store.dispose()
+        return
+    with fresh_database() as url:
+        store = JobStore.from_url(url)
+        store.create_schema()
+        yield store
+        store.dispose()
+
+
+def queue_jobs(store: JobStore, *ids: str, priority: int = 0) -> None:
+    for job_id in ids:
+        store.accept(job_id, body=BODY, priority=priority)
+
+
+def test_accept_is_idempotent_per_job_id(store: JobStore) -> None:
+    """Accepting the same id twice keeps one queued job."""
+    first, created = store.accept("a", body=BODY)
+    again, created_again = store.accept("a", body=BODY)
+    assert created and not created_again
+    assert first.state is JobState.QUEUED and again.job_id == "a"
+    assert store.count_by_state() == {"queued": 1}
+
+
+def test_reject_does_not_overwrite_an_existing_job(store: JobStore) -> None:
+    """A rejected duplicate of a known job id leaves the known job alone."""
+    queue_jobs(store, "a")
+    record, created = store.reject("a", code="invalid_job", message="x")
+    assert not created and record.state is JobState.QUEUED
+
+
+def test_claims_respect_the_limit_and_fifo_within_priority(store: JobStore) -> None:
+    """Slots go to the oldest jobs, higher priority first, never beyond the limit."""
+    queue_jobs(store, "a", "b", "c", "d")
+    queue_jobs(store, "urgent", priority=5)
+    claims = store.claim_next(3, lease_seconds=60)
+    assert [c.job_id for c in claims] == ["urgent", "a", "b"]
+    assert store.claim_next(3, lease_seconds=60) == []
+    assert store.in_flight() == 3
+    store.finish("a", JobState.FAILED, error_code="x", error_message="y")
+    assert [c.job_id for c in store.claim_next(3, lease_seconds=60)] == ["c"]
+
+
+def test_concurrent_claims_never_exceed_the_limit(store: JobStore) -> None:
+    """Eight threads claiming at once hand out exactly the free slots."""
+    queue_jobs(store, *[f"j{i}" for i in range(30)])
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def claim() -> None:
+        got = store.claim_next(5, lease_seconds=60)
+        with lock:
+            results.append(len(got))
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(results) == 5
+    assert store.in_flight() == 5
+
+
+def test_only_the_owner_submits_and_intent_is_remembered(store: JobStore) -> None:
+    """enter_submit: only the claim owner gets a plan; a pending create is reported next time."""
+    queue_jobs(store, "a")
+    (claim,) = store.claim_next(1, lease_seconds=60)
+    assert store.enter_submit("a", "someone-else", busy_for=30) is None
+    plan = store.enter_submit("a", claim.owner, busy_for=30)
+    assert plan is not None and not isinstance(plan, float)
+    assert not plan.maybe_created and plan.body == BODY
+    # A redelivery while the attempt window is open must wait, not race.
+    assert isinstance(store.enter_submit("a", claim.owner, busy_for=30), float)
+    store.record_intent("a", claim.owner)
+    store.leave_submit("a", claim.owner)
+    again = store.enter_submit("a", claim.owner, busy_for=30)
+    assert again is not None and not isinstance(again, float)
+    assert again.maybe_created and again.attempts == 1
+
+
+def test_submitted_forgets_the_photos_and_moves_forward_only(store: JobStore) -> None:
+    """mark_submitted drops the payload; a terminal job never moves again."""
+    queue_jobs(store, "a")
+    (claim,) = store.claim_next(1, lease_seconds=60)
+    record = store.mark_submitted("a", claim.owner, task_id="T1")
+    assert record is not None and record.state is JobState.SUBMITTED
+    assert record.kling_task_id == "T1"
+    assert store.mark_submitted("a", claim.owner, task_id="T2") is None
+    assert store.mark_processing("a") is not None
+    assert store.mark_processing("a") is None  # processing -> processing is not a move
+    assert store.finish("a", JobState.SUCCEEDED) is not None
+    assert store.finish("a", JobState.FAILED, error_code="x") is None
+    final = store.get("a")
+    assert final is not None and final.state is JobState.SUCCEEDED
+
+
+def test_poll_fence_lets_one_message_through(store: JobStore) -> None:
+    """Two track messages with the same poll number: exactly one proceeds."""
+    queue_jobs(store, "a")
+    (claim,) = store.claim_next(1, lease_seconds=60)
+    store.mark_submitted("a", claim.owner, task_id="T1")
+    assert store.enter_poll("a", 0)
+    assert not store.enter_poll("a", 0)
+    assert store.enter_poll("a", 1)
+
+
+def test_expired_claims_are_taken_over(store: JobStore) -> None:
+    """A claim whose lease ran out gets a new owner; the old owner is shut out."""
+    queue_jobs(store, "a")
+    (claim,) = store.claim_next(1, lease_seconds=-1)
+    assert store.expired_claims() == ["a"]
+    assert store.take_over("a", "new-owner", lease_seconds=60)
+    assert store.enter_submit("a", claim.owner, busy_for=30) is None
+    assert store.enter_submit("a", "new-owner", busy_for=30) is not None
+
+
+def test_pause_blocks_claims_and_admits_one_probe(store: JobStore) -> None:
+    """While paused nothing is claimed; once due, one probe; clearing resumes claims."""
+    queue_jobs(store, "a", "b", "c")
+    store.pause("kling_1102", "out of units", until=10**12)
+    assert store.claim_next(5, lease_seconds=60) == []
+    store.pause("kling_1102", "out of units", until=0)
+    probe = store.claim_next(5, lease_seconds=60)
+    assert len(probe) == 1
+    assert store.claim_next(5, lease_seconds=60) == []  # the probe is still submitting
+    assert store.take_probe(next_probe=10**12)
+    assert not store.take_probe(next_probe=10**12)
+    assert store.clear_pause()
+    assert len(store.claim_next(5, lease_seconds=60)) == 2

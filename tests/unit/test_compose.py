@@ -1,0 +1,54 @@
+"""docker-compose.yml parses, and its services and variables match the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kolors_tryon.config import Settings
+from kolors_tryon.config.settings import ENV_PREFIX
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_compose_has_the_designed_services() -> None:
+    """rabbitmq, postgres, worker (scalable), flower and emulator are all there."""
+    services = compose()["services"]
+    assert {"rabbitmq", "postgres", "worker", "flower", "emulator"} <= set(services)
+    assert "container_name" not in services["worker"]  # a fixed name would block --scale
+
+
+def test_every_tryon_variable_in_compose_is_a_setting() -> None:
+    """No typo'd TRYON_ variable: each one names a field of Settings."""
+    fields = {name.upper() for name in Settings.model_fields}
+    env = compose()["services"]["worker"]["environment"]
+    for name in env:
+        assert name.startswith(ENV_PREFIX)
+        assert name.removeprefix(ENV_PREFIX) in fields, name
+
+
+def test_worker_urls_point_at_compose_services() -> None:
+    """The worker's broker, database and emulator URLs name services of the file."""
+    data = compose()
+    env = data["services"]["worker"]["environment"]
+    assert "@rabbitmq:5672" in env["TRYON_BROKER_URL"]
+    assert "@postgres:5432" in env["TRYON_DATABASE_URL"]
+    assert "//emulator:8765" in env["TRYON_SANDBOX_EMULATOR_URL"]
+    assert data["services"]["emulator"]["command"][0] == "emulator"
+    assert data["services"]["worker"]["command"][0] == "worker"
+
+
+def test_dockerfile_runs_the_tryon_command() -> None:
+    """The image's entry point is the `tryon` console script."""
+    text = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["tryon"]' in text
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'tryon = "kolors_tryon.cli:main"' in pyproject
