@@ -10,7 +10,7 @@ from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
 
 TEST_API_KEY = "sk-test-key"
 TEST_ACCESS_KEY = "ak-test"
-TEST_SECRET_KEY = "sk-secret-for-tests"
+TEST_SECRET_KEY = "sk-secret-for-tests-0123456789abcdef"
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from kolors_tryon.emulator.command import emulator_command
 
 from kolors_tryon.config import Settings, SettingsError, load_settings
+from kolors_tryon.emulator.command import emulator_command
 from kolors_tryon.jobs import JobRejected, ValidationOptions, job_json_schema, validate_job
 from kolors_tryon.producer import JobPublisher, open_store
 from kolors_tryon.store import JobRecord, JobState, JobStore
@@ -369,7 +369,9 @@ def demo(jobs_file: Path | None, timeout: float) -> None:
             "(it would spend real credits otherwise)"
         )
     emulator = ensure_sandbox_emulator(settings)
-    worker_process = start_worker_process(["--concurrency", "2"])
+    worker_log = settings.data_dir / "demo-worker.log"
+    worker_process = start_worker_process(["--concurrency", "2"], worker_log)
+    click.echo(f"started a worker (its log: {worker_log})")
     try:
         path = jobs_file or SAMPLES
         entries = [(n, e) for n, e in _read_batch(path) if isinstance(e, dict)]

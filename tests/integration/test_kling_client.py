@@ -33,7 +33,7 @@ from kolors_tryon.kling import (
 
 API_KEY = "sk-test-key"
 ACCESS_KEY = "ak-test"
-SECRET_KEY = "sk-secret-for-tests"
+SECRET_KEY = "sk-secret-for-tests-0123456789abcdef"
 # Short timeouts and near-instant retries keep failing tests fast.
 TIMEOUT = (2.0, 5.0)
 

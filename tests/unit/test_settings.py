@@ -25,7 +25,7 @@ def test_defaults_are_embedded_and_sandbox(tmp_path: Path) -> None:
     """With nothing set: SQLite store, embedded broker, sandbox emulator, 5 slots."""
     settings = load_settings()
     assert settings.sandbox
-    assert settings.effective_broker_url.startswith("sqla+sqlite:///")
+    assert settings.effective_broker_url.startswith("tryon-sqlite+sqlite:///")
     assert settings.effective_database_url.startswith("sqlite:///")
     assert settings.effective_result_backend.startswith("db+sqlite:///")
     assert settings.effective_kling_base_url == settings.sandbox_emulator_url

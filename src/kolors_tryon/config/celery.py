@@ -20,6 +20,7 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
+from kolors_tryon.config import embedded_broker
 from kolors_tryon.config.settings import Settings
 
 TASK_NAMES = ("tryon.intake", "tryon.submit", "tryon.track", "tryon.dispatch", "tryon.sweep")
@@ -105,6 +106,7 @@ def topology_for(settings: Settings) -> Topology:
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings: JSON only, late acks, prefetch one, persistent and confirmed."""
     topology = topology_for(settings)
+    embedded_broker.register()
     transport_options: dict[str, Any]
     if settings.uses_rabbitmq:
         transport_options = {"confirm_publish": True}

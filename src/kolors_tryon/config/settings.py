@@ -80,7 +80,12 @@ class Settings(BaseSettings):
         default=300.0, gt=0, le=86400, description="Pause before probing a blocked account."
     )
     submit_lease_seconds: float = Field(default=180.0, gt=0, le=86400)
-    delivery_limit: int = Field(default=5, ge=1, le=100)
+    delivery_limit: int = Field(
+        default=5, ge=1, le=100, description="Deliveries before RabbitMQ dead-letters a message."
+    )
+    task_failure_retries: int = Field(
+        default=4, ge=0, le=100, description="Retries of a task that raised before it is parked."
+    )
 
     # --- tracking ----------------------------------------------------------------------
     track_first_delay: float = Field(default=10.0, ge=0, le=3600)
@@ -135,7 +140,8 @@ class Settings(BaseSettings):
     def effective_broker_url(self) -> str:
         if self.broker_url:
             return self.broker_url
-        return f"sqla+sqlite:///{(self.data_dir / 'broker.sqlite').resolve()}"
+        # kombu's SQLAlchemy transport on SQLite, fixed by config/embedded_broker.py.
+        return f"tryon-sqlite+sqlite:///{(self.data_dir / 'broker.sqlite').resolve()}"
 
     @property
     def effective_database_url(self) -> str:

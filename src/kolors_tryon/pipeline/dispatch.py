@@ -17,8 +17,14 @@ def dispatch(rt: Runtime) -> list[Claim]:
 
 
 def stale_after(rt: Runtime) -> float:
-    """How long a tracked job may go unpolled before its tracking is restarted."""
-    return 3 * rt.settings.track_interval_max + 60.0
+    """How long a tracked job may go unpolled before its tracking is restarted.
+
+    Longer than any wait a live chain schedules (three of its longest intervals, and a
+    read timeout), so a live chain is not doubled; short enough that a lost one is
+    noticed within minutes.
+    """
+    settings = rt.settings
+    return max(3 * settings.track_interval_max, 10.0) + settings.http_read_timeout
 
 
 def sweep(rt: Runtime) -> SweepResult:

@@ -7,48 +7,67 @@
 `tryon.sweep()`           rescue stranded jobs, then dispatch (sent by each worker's timer)
 
 No task sleeps: waiting is a new message with a countdown (native delayed delivery on
-RabbitMQ), so a worker process is never blocked by a job that waits.
+RabbitMQ), so a worker process is never blocked by a job that waits. A task that raises
+(a bug, a database outage) is retried a few times with backoff, then its message is
+parked in the dead-letter queue with the reason and its job, if any, fails: one poison
+message never holds back the others.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import Retry
 
+from kolors_tryon.kling import redact
 from kolors_tryon.pipeline import Step, dispatch, intake, submit_job, sweep, track_job
-from kolors_tryon.store import Claim
+from kolors_tryon.pipeline.backoff import backoff_delay
+from kolors_tryon.store import Claim, JobState
 from kolors_tryon.worker.messaging import dead_letter, publish_events
-from kolors_tryon.worker.runtime import runtime_for
+from kolors_tryon.worker.runtime import runtime_for, settings_of
 
 log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = "internal_error"
 
 
 def register_tasks(app: Celery) -> None:
     """Define the service's tasks on `app`."""
 
-    @app.task(name="tryon.intake", bind=True)
+    @app.task(name="tryon.intake", bind=True, max_retries=None)
     def intake_task(self: Task[Any, Any], message: str) -> str:
-        step = intake(runtime_for(app), message)
-        if step.dead_letter is not None:
-            dead_letter(app, message, step.dead_letter, "application/json")
-        _follow(app, self, step, job_id=None)
-        return step.note
+        def run() -> str:
+            step = intake(runtime_for(app), message)
+            if step.dead_letter is not None:
+                dead_letter(app, message, step.dead_letter, "application/json")
+            _follow(app, self, step, job_id=None)
+            return step.note
+
+        return _guarded(app, self, run, job_id=None, parked_body=message)
 
     @app.task(name="tryon.submit", bind=True, max_retries=None)
     def submit_task(self: Task[Any, Any], job_id: str) -> str:
-        runs = int(self.request.retries or 0)
-        step = submit_job(runtime_for(app), job_id, owner=str(self.request.id), run=runs)
-        _follow(app, self, step, job_id=job_id)
-        return step.note
+        def run() -> str:
+            runs = int(self.request.retries or 0)
+            step = submit_job(runtime_for(app), job_id, owner=str(self.request.id), run=runs)
+            _follow(app, self, step, job_id=job_id)
+            return step.note
 
-    @app.task(name="tryon.track", bind=True)
+        return _guarded(app, self, run, job_id=job_id)
+
+    @app.task(name="tryon.track", bind=True, max_retries=None)
     def track_task(self: Task[Any, Any], job_id: str, poll: int = 0) -> str:
-        step = track_job(runtime_for(app), job_id, poll)
-        _follow(app, self, step, job_id=job_id)
-        return step.note
+        def run() -> str:
+            step = track_job(runtime_for(app), job_id, poll)
+            _follow(app, self, step, job_id=job_id)
+            return step.note
+
+        return _guarded(app, self, run, job_id=job_id)
 
     @app.task(name="tryon.dispatch")
     def dispatch_task() -> int:
@@ -75,6 +94,51 @@ def register_tasks(app: Celery) -> None:
         }
 
 
+def _guarded(
+    app: Celery,
+    task: Task[Any, Any],
+    run: Callable[[], str],
+    *,
+    job_id: str | None,
+    parked_body: str | None = None,
+) -> str:
+    """Run a task body; retry what raised a few times, then park the message with why."""
+    try:
+        return run()
+    except Retry:
+        raise
+    except Exception as exc:
+        settings = settings_of(app)
+        tries = int(task.request.retries or 0)
+        reason = f"{task.name} raised {type(exc).__name__}: {redact(str(exc))[:300]}"
+        if tries < settings.task_failure_retries:
+            log.warning("%s (try %d of %d)", reason, tries + 1, settings.task_failure_retries + 1)
+            wait = backoff_delay(tries, base=1.0, cap=30.0)
+            raise task.retry(countdown=_countdown(wait), max_retries=None) from exc
+        log.error("parking the message after %d tries: %s", tries + 1, reason)
+        body = parked_body
+        if body is None:
+            body = json.dumps({"task": task.name, "args": list(task.request.args or [])})
+        dead_letter(app, body, reason, "application/json")
+        if job_id is not None:
+            _fail_job(app, job_id, reason)
+        return "parked"
+
+
+def _fail_job(app: Celery, job_id: str, reason: str) -> None:
+    """End a job whose task keeps crashing, so that its slot is freed."""
+    try:
+        record = runtime_for(app).store.finish(
+            job_id, JobState.FAILED, error_code=INTERNAL_ERROR, error_message=reason
+        )
+    except Exception:
+        log.exception("could not record job %s as failed", job_id)
+        return
+    if record is not None:
+        publish_events(app, [record])
+        _send_submits(app, dispatch(runtime_for(app)))
+
+
 def _countdown(seconds: float) -> int:
     """Whole seconds, at least one.
 
@@ -91,7 +155,9 @@ def _follow(app: Celery, task: Task[Any, Any], step: Step, job_id: str | None) -
         # Same task id: for submit it is the claim owner, so the next run keeps the claim.
         task.retry(countdown=_countdown(step.again_in), max_retries=None, throw=False)
     if step.track_in is not None and job_id is not None:
-        app.send_task("tryon.track", args=[job_id, step.track_poll], countdown=_countdown(step.track_in))
+        app.send_task(
+            "tryon.track", args=[job_id, step.track_poll], countdown=_countdown(step.track_in)
+        )
     if step.dispatch:
         _send_submits(app, dispatch(runtime_for(app)))
 

@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
@@ -73,7 +74,11 @@ def run_worker(settings: Settings, celery_args: list[str]) -> None:
     app.worker_main(["worker", f"--loglevel={settings.log_level}", *celery_args])
 
 
-def start_worker_process(extra_args: list[str]) -> subprocess.Popen[bytes]:
-    """A `tryon worker` child process with this process's environment."""
+def start_worker_process(extra_args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A `tryon worker` child process with this process's environment, logging to a file."""
     command = [sys.executable, "-m", "kolors_tryon.cli", "worker", *extra_args]
-    return subprocess.Popen(command, env=dict(os.environ))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(
+            command, env=dict(os.environ), stdout=log_file, stderr=subprocess.STDOUT
+        )
