@@ -276,3 +276,43 @@ def terminal_records(store: JobStore, job_ids: list[str]) -> dict[str, JobRecord
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, indent=1, sort_keys=True, default=str)
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "src" / "kolors_tryon" / "samples"
+
+
+def sample_b64(name: str) -> str:
+    import base64
+
+    return base64.b64encode((SAMPLES / name).read_bytes()).decode()
+
+
+def publish_jobs(settings: Settings, count: int, prefix: str) -> list[str]:
+    """Publish `count` valid, distinct jobs over one connection; returns their ids."""
+    from kolors_tryon import JobPublisher
+
+    human, cloth = sample_b64("human.jpg"), sample_b64("cloth-red.png")
+    with JobPublisher(settings) as publisher:
+        return [
+            publisher.publish({"job_id": f"{prefix}-{i:04d}", "human_image": human,
+                               "cloth_image": cloth, "metadata": {"n": i}})
+            for i in range(count)
+        ]
+
+
+def wait_all_terminal(store: JobStore, job_ids: list[str], timeout: float,
+                      during: Callable[[], None] | None = None) -> dict[str, JobRecord]:
+    """Poll until every job is terminal; `during` runs between polls (fault injection)."""
+    deadline = time.monotonic() + timeout
+    pending = set(job_ids)
+    while pending and time.monotonic() < deadline:
+        if during is not None:
+            during()
+        done = terminal_records(store, sorted(pending))
+        pending -= set(done)
+        if pending:
+            time.sleep(0.5)
+    if pending:
+        states = {j: (r.state if (r := store.get(j)) else None) for j in sorted(pending)[:20]}
+        raise AssertionError(f"{len(pending)} job(s) not terminal: {states}")
+    return {job_id: store.get(job_id) for job_id in job_ids}  # type: ignore[misc]

@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     )
     submit_lease_seconds: float = Field(default=180.0, gt=0, le=86400)
     delivery_limit: int = Field(
-        default=5, ge=1, le=100, description="Deliveries before RabbitMQ dead-letters a message."
+        default=10, ge=1, le=100, description="Deliveries before RabbitMQ dead-letters a message."
     )
     task_failure_retries: int = Field(
         default=4, ge=0, le=100, description="Retries of a task that raised before it is parked."

@@ -36,7 +36,7 @@ from kolors_tryon.store import CreatePlan, JobState
 log = logging.getLogger(__name__)
 
 # Slack added to the attempt window beyond the HTTP timeouts (DB writes, scheduling).
-ATTEMPT_SLACK_SECONDS = 15.0
+ATTEMPT_SLACK_SECONDS = 5.0
 
 
 def submit_job(rt: Runtime, job_id: str, owner: str, run: int = 0) -> Step:
