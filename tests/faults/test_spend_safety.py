@@ -52,7 +52,7 @@ def test_kill_9_workers_during_submission(
     deployment = rabbit_deployment
     deployment.env["TRYON_MAX_IN_FLIGHT"] = "8"
     # Slow creates widen the window between the POST and recording the task id.
-    emulator.configure(concurrency_limit=8, task_duration=0.5, slow_rate=0.5, slow_seconds=0.4,
+    emulator.configure(concurrency_limit=8, task_duration=0.5, slow_rate=0.8, slow_seconds=0.4,
                        seed=7)
     deployment.start_worker(concurrency=2, name="k0")
     deployment.start_worker(concurrency=2, name="k1")
@@ -77,10 +77,13 @@ def test_kill_9_workers_during_submission(
     assert states(records) == {"succeeded": 200}
     stats = assert_one_task_per_job(emulator, job_ids)
     retried = sum(1 for r in records.values() if r.attempts > 1)
+    # Jobs whose worker died after the POST: found by external_task_id, not sent again.
+    adopted = sum(w.log_text().count("adopting Kling task") for w in deployment.workers)
     assert kills >= 5
     figures("kill-9", jobs=200, kills=kills, lost=0, succeeded=200,
             create_requests=stats["create_requests"], tasks=stats["creates"],
             duplicate_creates=stats["duplicates"], jobs_with_more_than_one_post=retried,
+            adopted_after_kill=adopted,
             peak_in_flight=stats["peak_in_flight"])
     assert stats["peak_in_flight"] <= 8
 

@@ -1,0 +1,134 @@
+"""The `tryon` command as a user runs it: validate, schema, emulator, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from harness import sample_b64
+
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("TRYON_")}
+
+
+def tryon(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kolors_tryon.cli", *args], cwd=cwd,
+                          env=env or ENV, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_every_command_has_help(tmp_path: Path) -> None:
+    """`tryon --help` lists every designed command, and each has its own --help."""
+    result = tryon("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("worker", "submit", "batch", "validate", "status", "jobs", "schema",
+                    "emulator", "demo"):
+        assert command in result.stdout
+        sub = tryon(command, "--help", cwd=tmp_path)
+        assert sub.returncode == 0 and "Usage" in sub.stdout, command
+
+
+def test_validate_accepts_a_valid_job(tmp_path: Path) -> None:
+    """A valid job: exit 0, its job id and image facts."""
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"job_id": "ok-1", "human_image": sample_b64("human.jpg"),
+                               "cloth_image": sample_b64("cloth-red.png")}))
+    result = tryon("validate", str(job), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["valid"] and out["job_id"] == "ok-1"
+    assert out["images"]["human_image"]["format"] == "JPEG"
+    assert out["images"]["cloth_image"]["width"] == 600
+
+
+@pytest.mark.parametrize(
+    ("job", "field"),
+    [
+        ({"human_image": "not base64 !!", "cloth_image": "x"}, "human_image"),
+        ({"model": "kolors-virtual-try-on-v1", "human_image": "a", "cloth_image": "b"}, "model"),
+        ({"human_image": "https://example.com/a.jpg"}, "cloth_image"),
+        ({"human_image": "https://example.com/a.jpg", "cloth_image": "ftp://x/y.png"},
+         "cloth_image"),
+    ],
+)
+def test_validate_refuses_an_invalid_job_naming_the_field(
+    tmp_path: Path, job: dict[str, str], field: str
+) -> None:
+    """An invalid job: exit 2 and a reason that names the field."""
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    result = tryon("validate", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert field in result.stdout
+
+
+def test_validate_refuses_a_file_that_is_not_json(tmp_path: Path) -> None:
+    """Garbage in the file: exit 2 with a reason, no traceback."""
+    path = tmp_path / "job.json"
+    path.write_bytes(b"\x00\x01 not json")
+    result = tryon("validate", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_schema_prints_the_job_message_schema(tmp_path: Path) -> None:
+    """`tryon schema` prints a JSON Schema with the job message's fields."""
+    result = tryon("schema", cwd=tmp_path)
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert {"job_id", "model_name", "human_image", "cloth_image", "callback_url",
+            "metadata"} <= set(schema["properties"])
+    assert set(schema["required"]) == {"human_image", "cloth_image"}
+
+
+def test_bad_configuration_names_the_variable(tmp_path: Path) -> None:
+    """A wrong TRYON_ variable stops the command with a message that names it."""
+    result = tryon("jobs", cwd=tmp_path, env={**ENV, "TRYON_MAX_IN_FLIGHT": "zero"})
+    assert result.returncode == 2
+    assert "TRYON_MAX_IN_FLIGHT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_status_of_an_unknown_job(tmp_path: Path) -> None:
+    """`tryon status` of an unknown id says so and exits 1."""
+    result = tryon("status", "nope", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no job 'nope'" in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_emulator_command_serves_the_api(tmp_path: Path) -> None:
+    """`tryon emulator --port P` answers the create endpoint with the sandbox key."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kolors_tryon.cli", "emulator", "--port", str(port)],
+        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{base}/_emulator/stats", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        answer = requests.post(
+            f"{base}/v1/images/kolors-virtual-try-on",
+            json={"human_image": sample_b64("human.jpg"), "cloth_image": sample_b64("cloth-red.png")},
+            headers={"Authorization": "Bearer sk-sandbox"}, timeout=10,
+        ).json()
+        assert answer["code"] == 0 and answer["data"]["task_id"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
