@@ -167,6 +167,10 @@ class EmulatorApp:
         except ApiError as error:
             return self._api_answer(error)
 
+    def answer_error(self, error: ApiError) -> Response:
+        """Answer an error found outside ``handle`` (unreadable body, crash), counted."""
+        return self._api_answer(error)
+
     def _api_answer(self, error: ApiError | None = None, data: Any = None) -> Response:
         """Wrap ``data`` (or ``error``) in the envelope and count it by code."""
         if error is None:
@@ -228,6 +232,8 @@ class EmulatorApp:
     def _create(self, config: EmulatorConfig, body: Any, now: float) -> Response:
         if config.account_error is not None:
             raise ApiError(config.account_error)
+        if config.create_error is not None:
+            raise ApiError(config.create_error)
         if body is _NOT_PARSED:
             raise ApiError(1200, "Invalid request parameters: the body must be a JSON object")
         request = validate_create(body)

@@ -113,6 +113,13 @@ _RATE = click.FloatRange(0.0, 1.0)
     help="Refuse every create with this 429 code: 1100 account exception, 1101 arrears, "
     "1102 resource pack used up. Queries still work.",
 )
+@click.option(
+    "--create-error",
+    default=None,
+    type=int,
+    help="Refuse every create with this business code of the error table (e.g. 1301), "
+    "with its HTTP status: to try a client's error policy code by code.",
+)
 @click.option("--seed", default=None, type=int, help="Seed the fault dice for reproducible runs.")
 def emulator_command(
     host: str,
@@ -131,6 +138,7 @@ def emulator_command(
     slow_seconds: float,
     drop_rate: float,
     account_error: str | None,
+    create_error: int | None,
     seed: int | None,
 ) -> None:
     """Run the local Kling Kolors Virtual Try-On emulator until Ctrl-C."""
@@ -153,6 +161,7 @@ def emulator_command(
         slow_seconds=slow_seconds,
         drop_rate=drop_rate,
         account_error=int(account_error) if account_error else None,
+        create_error=create_error,
         seed=seed,
     )
     credentials = f"Bearer {api_keys[0]}" if api_keys else "no static key"

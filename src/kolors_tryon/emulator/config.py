@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kolors_tryon.emulator.errors import HTTP_STATUS
+
 #: Account-level refusals that ``account_error`` may emulate (all HTTP 429, never retryable).
 ACCOUNT_ERROR_CODES = frozenset({1100, 1101, 1102})
 
@@ -54,6 +56,8 @@ class EmulatorConfig:
         drop_rate: Fraction of successful creates whose connection is closed without an
             answer, after the task was made (the ambiguous create).
         account_error: 1100, 1101 or 1102: while set, every create is refused with it.
+        create_error: Any business code of the table: while set, every create is refused
+            with it (and its HTTP status), to exercise a client's error policy code by code.
         image_key: Key of the image ordinal in ``task_result.images`` (``"id"`` like resellers).
         seed: Seed of the fault dice, for reproducible runs.
         public_base_url: Base of result image URLs; default the server's own base URL.
@@ -75,6 +79,7 @@ class EmulatorConfig:
     slow_seconds: float = 0.0
     drop_rate: float = 0.0
     account_error: int | None = None
+    create_error: int | None = None
     image_key: str = "index"
     seed: int | None = None
     public_base_url: str | None = None
@@ -103,6 +108,8 @@ class EmulatorConfig:
             raise ValueError(
                 f"account_error must be 1100, 1101, 1102 or None: {self.account_error!r}"
             )
+        if self.create_error is not None and self.create_error not in HTTP_STATUS:
+            raise ValueError(f"create_error must be a code of the table: {self.create_error!r}")
         if self.image_key not in ("index", "id"):
             raise ValueError("image_key must be 'index' or 'id'")
         if (self.access_key is None) != (self.secret_key is None):

@@ -136,7 +136,9 @@ def is_flat_colour(data: bytes, facts: ImageFacts) -> bool:
                 # JPEG can decode at 1/8 scale: a blank photo stays blank, and it is fast.
                 img.draft("RGB", (128, 128))
                 extrema = img.convert("RGB").getextrema()
-            flat = all(high - low <= FLAT_TOLERANCE for low, high in extrema)  # type: ignore[misc]
+            # RGB gives one (low, high) pair per band.
+            bands = [band for band in extrema if isinstance(band, tuple)]
+            flat = bool(bands) and all(high - low <= FLAT_TOLERANCE for low, high in bands)
         except (OSError, ValueError, SyntaxError):
             flat = False  # truncated pixel data: leave the verdict to the header checks
     _flat_cache.put(facts.digest, flat)

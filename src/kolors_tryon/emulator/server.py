@@ -19,14 +19,16 @@ import contextlib
 import logging
 import socket
 import socketserver
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
-from kolors_tryon.emulator.app import EmulatorApp, Response, _envelope, _json
+from kolors_tryon.emulator.app import EmulatorApp, Response
 from kolors_tryon.emulator.callbacks import CallbackSender
 from kolors_tryon.emulator.config import EmulatorConfig
+from kolors_tryon.emulator.errors import ApiError
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,13 @@ class _HTTPServer(ThreadingHTTPServer):
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gives up (timeout, closed pool) mid-answer is routine when tests
+        # and benchmarks inject slowness: not worth a traceback on stderr.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        logger.exception("emulator connection from %s failed", client_address)
 
     def server_bind(self) -> None:
         socketserver.TCPServer.server_bind(self)
@@ -142,13 +151,14 @@ class _Handler(BaseHTTPRequestHandler):
         except _BodyError as exc:
             # The rest of the stream is unreadable: answer, then close the connection.
             self.close_connection = True
-            self._write(_json(400, _envelope(1200, f"Invalid request parameters: {exc}", None)))
+            app = self._server.app
+            self._write(app.answer_error(ApiError(1200, f"Invalid request parameters: {exc}")))
             return
         try:
             response = self._server.app.handle(self.command, self.path, self.headers, body)
         except Exception:
             logger.exception("emulator failed on %s %s", self.command, self.path.split("?")[0])
-            response = _json(500, _envelope(5000, "Server internal error", None))
+            response = self._server.app.answer_error(ApiError(5000))
         if response.drop:
             # The ambiguous create: the task exists, but the client never hears so.
             self.close_connection = True
