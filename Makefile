@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench services clean
+.PHONY: run test lint services clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,11 +26,6 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-
-## bench: the benchmarks of bench/ (figures in bench/README.md)
-bench: $(STAMP)
-	bash scripts/ensure-services.sh
-	$(BIN)/python bench/run.py
 
 services:
 	bash scripts/ensure-services.sh

@@ -43,8 +43,20 @@ def tshirt(colour: tuple[int, int, int]) -> Image.Image:
     """A T-shirt, flat-laid on white, as a product photo would show it."""
     img = Image.new("RGB", (600, 600), "white")
     draw = ImageDraw.Draw(img)
-    body = [(170, 150), (250, 110), (350, 110), (430, 150), (520, 240), (455, 300),
-            (420, 265), (420, 520), (180, 520), (180, 265), (145, 300), (80, 240)]
+    body = [
+        (170, 150),
+        (250, 110),
+        (350, 110),
+        (430, 150),
+        (520, 240),
+        (455, 300),
+        (420, 265),
+        (420, 520),
+        (180, 520),
+        (180, 265),
+        (145, 300),
+        (80, 240),
+    ]
     draw.polygon(body, fill=colour, outline=(40, 40, 40))
     draw.arc([255, 85, 345, 150], 0, 180, fill=(40, 40, 40), width=4)  # collar
     return img.filter(ImageFilter.SMOOTH)
@@ -58,17 +70,33 @@ def main() -> None:
     Image.new("RGB", (600, 900), (235, 235, 235)).save(OUT / "empty-backdrop.jpg", quality=90)
     Image.new("RGB", (200, 200), "white").save(OUT / "too-small.png")
     jobs = [
-        {"job_id": "sample-red-tee", "human_image": "human.jpg", "cloth_image": "cloth-red.png",
-         "metadata": {"sku": "TEE-RED"}},
-        {"job_id": "sample-blue-tee", "model_name": "kolors-virtual-try-on-v1-5",
-         "human_image": "human.jpg", "cloth_image": "cloth-blue.png",
-         "metadata": {"sku": "TEE-BLUE"}},
+        {
+            "job_id": "sample-red-tee",
+            "human_image": "human.jpg",
+            "cloth_image": "cloth-red.png",
+            "metadata": {"sku": "TEE-RED"},
+        },
+        {
+            "job_id": "sample-blue-tee",
+            "model_name": "kolors-virtual-try-on-v1-5",
+            "human_image": "human.jpg",
+            "cloth_image": "cloth-blue.png",
+            "metadata": {"sku": "TEE-BLUE"},
+        },
         # The emulator, like the API, fails a task whose photo shows nobody.
-        {"job_id": "sample-no-person", "human_image": "empty-backdrop.jpg",
-         "cloth_image": "cloth-red.png", "metadata": {"sku": "TEE-RED"}},
+        {
+            "job_id": "sample-no-person",
+            "human_image": "empty-backdrop.jpg",
+            "cloth_image": "cloth-red.png",
+            "metadata": {"sku": "TEE-RED"},
+        },
         # Too small for the API: rejected at intake, no credit spent.
-        {"job_id": "sample-too-small", "human_image": "human.jpg",
-         "cloth_image": "too-small.png", "metadata": {"sku": "TEE-TINY"}},
+        {
+            "job_id": "sample-too-small",
+            "human_image": "human.jpg",
+            "cloth_image": "too-small.png",
+            "metadata": {"sku": "TEE-TINY"},
+        },
     ]
     with (OUT / "jobs.jsonl").open("w") as handle:
         for job in jobs:

@@ -55,11 +55,13 @@ def rabbit_deployment(tmp_path: Path, emulator: EmulatorServer) -> Iterator[Depl
     with fresh_database() as database_url:
         env = base_env(tmp_path)
         env.update(_emulator_env(emulator))
-        env.update({
-            "TRYON_BROKER_URL": RABBIT_URL,
-            "TRYON_DATABASE_URL": database_url,
-            "TRYON_NAMESPACE": namespace,
-        })
+        env.update(
+            {
+                "TRYON_BROKER_URL": RABBIT_URL,
+                "TRYON_DATABASE_URL": database_url,
+                "TRYON_NAMESPACE": namespace,
+            }
+        )
         deployment = Deployment(env=env, data_dir=tmp_path)
         try:
             yield deployment

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,18 +76,24 @@ def delete_topology(settings: Settings) -> None:
     """Remove a test namespace's queues and exchanges from RabbitMQ."""
     topology = topology_for(settings)
     with Connection(RABBIT_URL) as conn:
-        channel = conn.channel()
-        for name in (topology.jobs_queue_name, topology.tasks_queue_name,
-                     f"{topology.namespace}.dead"):
+        channel: Any = conn.channel()
+        for name in (
+            topology.jobs_queue_name,
+            topology.tasks_queue_name,
+            f"{topology.namespace}.dead",
+        ):
             try:
                 channel.queue_delete(name)
-            except Exception:  # noqa: BLE001 - already gone
+            except Exception:
                 channel = conn.channel()
-        for exchange in (topology.events_exchange, topology.task_exchange,
-                         topology.dead_letter_exchange):
+        for exchange in (
+            topology.events_exchange,
+            topology.task_exchange,
+            topology.dead_letter_exchange,
+        ):
             try:
                 channel.exchange_delete(exchange.name)
-            except Exception:  # noqa: BLE001 - already gone
+            except Exception:
                 channel = conn.channel()
 
 
@@ -101,17 +107,26 @@ class Deployment:
 
     @property
     def settings(self) -> Settings:
-        fields = {k.removeprefix("TRYON_").lower(): v for k, v in self.env.items()
-                  if k.startswith("TRYON_")}
-        return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
+        fields = {
+            k.removeprefix("TRYON_").lower(): v
+            for k, v in self.env.items()
+            if k.startswith("TRYON_")
+        }
+        # model_validate reads no environment: exactly this deployment's variables count.
+        return Settings.model_validate(fields)
 
     def store(self) -> JobStore:
         store = JobStore.from_url(self.settings.effective_database_url)
         store.create_schema()
         return store
 
-    def start_worker(self, *, concurrency: int = 2, name: str | None = None,
-                     extra_env: Mapping[str, str] | None = None) -> WorkerProcess:
+    def start_worker(
+        self,
+        *,
+        concurrency: int = 2,
+        name: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> WorkerProcess:
         name = name or f"w{len(self.workers) + 1}"
         env = {**self.env, **(extra_env or {})}
         worker = WorkerProcess.start(env, self.data_dir / f"{name}.log", name, concurrency)
@@ -122,13 +137,19 @@ class Deployment:
         for worker in self.workers:
             worker.stop()
 
-    def tryon(self, *args: str, input_text: str | None = None,
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def tryon(
+        self, *args: str, input_text: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         """Run the `tryon` command of this deployment as a user would."""
         return subprocess.run(
             [sys.executable, "-m", "kolors_tryon.cli", *args],
-            env=self.env, capture_output=True, text=True, timeout=timeout,
-            input=input_text, cwd=self.data_dir, check=False,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input_text,
+            cwd=self.data_dir,
+            check=False,
         )
 
 
@@ -150,15 +171,27 @@ class WorkerProcess:
         self.name = name
 
     @classmethod
-    def start(cls, env: Mapping[str, str], log_path: Path, name: str,
-              concurrency: int) -> WorkerProcess:
+    def start(
+        cls, env: Mapping[str, str], log_path: Path, name: str, concurrency: int
+    ) -> WorkerProcess:
         log = log_path.open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "kolors_tryon.cli", "worker",
-             f"--concurrency={concurrency}", f"--hostname={name}@%h",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            env=dict(env), stdout=log, stderr=subprocess.STDOUT,
-            cwd=log_path.parent, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "kolors_tryon.cli",
+                "worker",
+                f"--concurrency={concurrency}",
+                f"--hostname={name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=log_path.parent,
+            start_new_session=True,
         )
         log.close()
         worker = cls(process, log_path, name)
@@ -178,10 +211,8 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """kill -9 the worker and its pool processes, with no chance to clean up."""
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(timeout=30)
 
     def stop(self) -> None:
@@ -208,8 +239,13 @@ class EventRecorder:
         self._stop = threading.Event()
         topology = topology_for(settings)
         exchange = Exchange(topology.events_exchange.name, type="topic", durable=True)
-        self._queue = Queue(f"{topology.namespace}.test-events-{uuid.uuid4().hex[:6]}",
-                            exchange, routing_key="job.#", auto_delete=True, exclusive=True)
+        self._queue = Queue(
+            f"{topology.namespace}.test-events-{uuid.uuid4().hex[:6]}",
+            exchange,
+            routing_key="job.#",
+            auto_delete=True,
+            exclusive=True,
+        )
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -217,19 +253,20 @@ class EventRecorder:
             raise AssertionError("event recorder did not start")
 
     def _run(self) -> None:
-        with Connection(RABBIT_URL) as conn:
-            with Consumer(conn, queues=[self._queue], callbacks=[self._on_event],
-                          accept=["json"]):
-                self._ready.set()
-                while not self._stop.is_set():
-                    try:
-                        conn.drain_events(timeout=0.3)
-                    except TimeoutError:
-                        continue
-                    except OSError:
-                        if self._stop.is_set():
-                            return
-                        raise
+        with (
+            Connection(RABBIT_URL) as conn,
+            Consumer(conn, queues=[self._queue], callbacks=[self._on_event], accept=["json"]),
+        ):
+            self._ready.set()
+            while not self._stop.is_set():
+                try:
+                    conn.drain_events(timeout=0.3)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    if self._stop.is_set():
+                        return
+                    raise
 
     def _on_event(self, body: Any, message: Any) -> None:
         with self._lock:
@@ -245,15 +282,22 @@ class EventRecorder:
         self._thread.join(timeout=5)
 
 
-def publish_raw(settings: Settings, body: bytes | str, content_type: str = "application/json",
-                ) -> None:
+def publish_raw(
+    settings: Settings,
+    body: bytes | str,
+    content_type: str = "application/json",
+) -> None:
     """Publish a message to `<ns>.jobs` the way a non-Python producer would: no Celery."""
     topology = topology_for(settings)
     with Connection(RABBIT_URL, transport_options={"confirm_publish": True}) as conn:
         conn.Producer().publish(
-            body, exchange="", routing_key=topology.jobs_queue_name,
-            content_type=content_type, content_encoding="utf-8" if isinstance(body, str)
-            else "binary", delivery_mode=2, declare=[topology.jobs_queue],
+            body,
+            exchange="",
+            routing_key=topology.jobs_queue_name,
+            content_type=content_type,
+            content_encoding="utf-8" if isinstance(body, str) else "binary",
+            delivery_mode=2,
+            declare=[topology.jobs_queue],
         )
 
 
@@ -265,7 +309,13 @@ def dead_letters(settings: Settings) -> list[tuple[bytes, dict[str, Any]]]:
         queue = topology.dead_letter_queue(conn.channel())
         queue.declare()
         while (message := queue.get(no_ack=True)) is not None:
-            out.append((message.body, dict(message.headers or {})))
+            body = message.body
+            out.append(
+                (
+                    body if isinstance(body, bytes) else str(body).encode(),
+                    dict(message.headers or {}),
+                )
+            )
     return out
 
 
@@ -294,14 +344,21 @@ def publish_jobs(settings: Settings, count: int, prefix: str) -> list[str]:
     human, cloth = sample_b64("human.jpg"), sample_b64("cloth-red.png")
     with JobPublisher(settings) as publisher:
         return [
-            publisher.publish({"job_id": f"{prefix}-{i:04d}", "human_image": human,
-                               "cloth_image": cloth, "metadata": {"n": i}})
+            publisher.publish(
+                {
+                    "job_id": f"{prefix}-{i:04d}",
+                    "human_image": human,
+                    "cloth_image": cloth,
+                    "metadata": {"n": i},
+                }
+            )
             for i in range(count)
         ]
 
 
-def wait_all_terminal(store: JobStore, job_ids: list[str], timeout: float,
-                      during: Callable[[], None] | None = None) -> dict[str, JobRecord]:
+def wait_all_terminal(
+    store: JobStore, job_ids: list[str], timeout: float, during: Callable[[], None] | None = None
+) -> dict[str, JobRecord]:
     """Poll until every job is terminal; `during` runs between polls (fault injection)."""
     deadline = time.monotonic() + timeout
     pending = set(job_ids)

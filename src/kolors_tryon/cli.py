@@ -66,7 +66,11 @@ def _image_argument(value: str, base: Path | None = None) -> str:
     path = Path(value)
     if base is not None and not path.is_absolute():
         path = base / path
-    if path.is_file():
+    try:
+        is_file = len(value) < 4096 and path.is_file()
+    except OSError:  # e.g. "File name too long": the value is inline Base64, not a path
+        is_file = False
+    if is_file:
         return base64.b64encode(path.read_bytes()).decode("ascii")
     if base is None:
         _fail(f"{value!r} is neither an http(s) URL nor a readable file")

@@ -421,11 +421,6 @@ def test_cli_submit_door_rejects_bad_files_and_options(stack: Stack, tmp_path: P
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: cli._image_argument calls Path.is_file() on inline Base64, which raises "
-    "OSError ENAMETOOLONG for any image of more than a few KB, so `tryon batch` crashes",
-)
 def test_cli_batch_passes_inline_base64_to_the_worker(stack: Stack, tmp_path: Path) -> None:
     """`tryon batch` with images inline as Base64 (as the job message allows) enqueues them."""
     deployment, _ = stack

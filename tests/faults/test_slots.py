@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from harness import Deployment, publish_jobs, sample_b64, wait_all_terminal, wait_until
-
 from kolors_tryon import JobPublisher
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.store import JobState
@@ -20,11 +19,17 @@ def test_waiting_jobs_keep_their_order_and_block_no_worker(
     settings = deployment.settings
     ordinary = publish_jobs(settings, 6, "fifo")
     with JobPublisher(settings) as publisher:
-        urgent = publisher.publish({"job_id": "urgent", "priority": 9,
-                                    "human_image": sample_b64("human.jpg"),
-                                    "cloth_image": sample_b64("cloth-blue.png")})
-        invalid = publisher.publish({"job_id": "invalid", "human_image": "???",
-                                     "cloth_image": sample_b64("cloth-blue.png")})
+        urgent = publisher.publish(
+            {
+                "job_id": "urgent",
+                "priority": 9,
+                "human_image": sample_b64("human.jpg"),
+                "cloth_image": sample_b64("cloth-blue.png"),
+            }
+        )
+        invalid = publisher.publish(
+            {"job_id": "invalid", "human_image": "???", "cloth_image": sample_b64("cloth-blue.png")}
+        )
     store = deployment.store()
 
     # While five jobs wait for the single slot, the only worker process still takes new
@@ -51,15 +56,18 @@ def test_waiting_jobs_keep_their_order_and_block_no_worker(
 def test_two_workers_share_the_account_limit(
     rabbit_deployment: Deployment, emulator: EmulatorServer
 ) -> None:
-    """Three workers, limit 4, 60 jobs: the API never sees more than 4 tasks at once."""
+    """Three workers, limit 4, 60 jobs sent twice: one create each, never over 4 at once."""
     deployment = rabbit_deployment
     deployment.env["TRYON_MAX_IN_FLIGHT"] = "4"
     emulator.configure(concurrency_limit=10, task_duration=0.8)
     for name in ("a", "b", "c"):
         deployment.start_worker(concurrency=2, name=name)
     job_ids = publish_jobs(deployment.settings, 60, "shared")
+    # Every job a second time: two workers may take the two copies at once.
+    assert publish_jobs(deployment.settings, 60, "shared") == job_ids
     records = wait_all_terminal(deployment.store(), job_ids, timeout=240)
     assert all(r.state is JobState.SUCCEEDED for r in records.values())
     stats = emulator.stats()
     assert stats["peak_in_flight"] == 4  # used fully, never exceeded
-    assert stats["creates"] == 60
+    assert stats["creates"] == 60 and stats["create_requests"] == 60
+    assert stats["duplicates"] == 0

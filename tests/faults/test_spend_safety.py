@@ -13,8 +13,10 @@ import random
 import subprocess
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
+
 from harness import (
     Deployment,
     dead_letters,
@@ -22,16 +24,15 @@ from harness import (
     wait_all_terminal,
     wait_until,
 )
-
 from kolors_tryon.emulator import EmulatorServer
-from kolors_tryon.store import JobRecord, JobState
+from kolors_tryon.store import JobRecord
 
 
 def figures(name: str, **values: object) -> None:
     print(f"FIGURES {name}: " + json.dumps(values, sort_keys=True))
 
 
-def assert_one_task_per_job(emulator: EmulatorServer, job_ids: list[str]) -> dict[str, object]:
+def assert_one_task_per_job(emulator: EmulatorServer, job_ids: list[str]) -> dict[str, Any]:
     """At the API: every job has exactly one task, and no create was refused as a duplicate."""
     stats = emulator.stats()
     tasks = stats["tasks_by_external_id"]
@@ -52,8 +53,9 @@ def test_kill_9_workers_during_submission(
     deployment = rabbit_deployment
     deployment.env["TRYON_MAX_IN_FLIGHT"] = "8"
     # Slow creates widen the window between the POST and recording the task id.
-    emulator.configure(concurrency_limit=8, task_duration=0.5, slow_rate=0.8, slow_seconds=0.4,
-                       seed=7)
+    emulator.configure(
+        concurrency_limit=8, task_duration=0.5, slow_rate=0.8, slow_seconds=0.4, seed=7
+    )
     deployment.start_worker(concurrency=2, name="k0")
     deployment.start_worker(concurrency=2, name="k1")
     job_ids = publish_jobs(deployment.settings, 200, "kill")
@@ -80,11 +82,19 @@ def test_kill_9_workers_during_submission(
     # Jobs whose worker died after the POST: found by external_task_id, not sent again.
     adopted = sum(w.log_text().count("adopting Kling task") for w in deployment.workers)
     assert kills >= 5
-    figures("kill-9", jobs=200, kills=kills, lost=0, succeeded=200,
-            create_requests=stats["create_requests"], tasks=stats["creates"],
-            duplicate_creates=stats["duplicates"], jobs_with_more_than_one_post=retried,
-            adopted_after_kill=adopted,
-            peak_in_flight=stats["peak_in_flight"])
+    figures(
+        "kill-9",
+        jobs=200,
+        kills=kills,
+        lost=0,
+        succeeded=200,
+        create_requests=stats["create_requests"],
+        tasks=stats["creates"],
+        duplicate_creates=stats["duplicates"],
+        jobs_with_more_than_one_post=retried,
+        adopted_after_kill=adopted,
+        peak_in_flight=stats["peak_in_flight"],
+    )
     assert stats["peak_in_flight"] <= 8
 
 
@@ -102,9 +112,14 @@ def test_dropped_connections_after_create_make_no_duplicates(
     stats = assert_one_task_per_job(emulator, job_ids)
     dropped = stats["answers_by_code"].get("dropped", 0)
     assert dropped > 0
-    figures("dropped-connections", jobs=120, dropped_answers=dropped,
-            create_requests=stats["create_requests"], tasks=stats["creates"],
-            duplicate_creates=stats["duplicates"])
+    figures(
+        "dropped-connections",
+        jobs=120,
+        dropped_answers=dropped,
+        create_requests=stats["create_requests"],
+        tasks=stats["creates"],
+        duplicate_creates=stats["duplicates"],
+    )
 
 
 def rabbitmqctl(*args: str) -> None:
@@ -121,8 +136,11 @@ def test_rabbitmq_restart_mid_run_loses_nothing(
     deployment.start_worker(concurrency=2)
     job_ids = publish_jobs(deployment.settings, 100, "restart")
     store = deployment.store()
-    wait_until(lambda: len([j for j in job_ids if (r := store.get(j)) and r.terminal]) >= 15,
-               120, what="a first part of the run")
+    wait_until(
+        lambda: len([j for j in job_ids if (r := store.get(j)) and r.terminal]) >= 15,
+        120,
+        what="a first part of the run",
+    )
     done_before = len([j for j in job_ids if (r := store.get(j)) and r.terminal])
     rabbitmqctl("stop_app")
     time.sleep(3)
@@ -132,8 +150,14 @@ def test_rabbitmq_restart_mid_run_loses_nothing(
     assert states(records) == {"succeeded": 100}
     stats = assert_one_task_per_job(emulator, job_ids)
     assert all(w.alive() for w in deployment.workers)
-    figures("rabbitmq-restart", jobs=100, terminal_before_restart=done_before, lost=0,
-            tasks=stats["creates"], duplicate_creates=stats["duplicates"])
+    figures(
+        "rabbitmq-restart",
+        jobs=100,
+        terminal_before_restart=done_before,
+        lost=0,
+        tasks=stats["creates"],
+        duplicate_creates=stats["duplicates"],
+    )
 
 
 @pytest.mark.slow
@@ -143,8 +167,16 @@ def test_fault_storm_keeps_within_our_limit(
     """20% 5000, 20% 1302, slow answers; our limit 3 below the account's 5: never 1303."""
     deployment = rabbit_deployment
     deployment.env["TRYON_MAX_IN_FLIGHT"] = "3"
-    emulator.configure(concurrency_limit=5, error_rate=0.2, throttle_rate=0.2, retry_after=1.0,
-                       slow_rate=0.2, slow_seconds=0.3, task_duration=0.5, seed=5)
+    emulator.configure(
+        concurrency_limit=5,
+        error_rate=0.2,
+        throttle_rate=0.2,
+        retry_after=1.0,
+        slow_rate=0.2,
+        slow_seconds=0.3,
+        task_duration=0.5,
+        seed=5,
+    )
     deployment.start_worker(concurrency=2)
     job_ids = publish_jobs(deployment.settings, 60, "storm")
     records = wait_all_terminal(deployment.store(), job_ids, timeout=360)
@@ -154,10 +186,17 @@ def test_fault_storm_keeps_within_our_limit(
     assert stats["peak_in_flight"] <= 3
     assert codes.get("1303", 0) == 0
     assert codes.get("5000", 0) > 0 and codes.get("1302", 0) > 0
-    figures("fault-storm", jobs=60, peak_in_flight=stats["peak_in_flight"], limit=3,
-            answers_1303=codes.get("1303", 0), answers_5000=codes.get("5000", 0),
-            answers_1302=codes.get("1302", 0), tasks=stats["creates"],
-            duplicate_creates=stats["duplicates"])
+    figures(
+        "fault-storm",
+        jobs=60,
+        peak_in_flight=stats["peak_in_flight"],
+        limit=3,
+        answers_1303=codes.get("1303", 0),
+        answers_5000=codes.get("5000", 0),
+        answers_1302=codes.get("1302", 0),
+        tasks=stats["creates"],
+        duplicate_creates=stats["duplicates"],
+    )
 
 
 @pytest.mark.slow
@@ -176,9 +215,14 @@ def test_account_limit_below_ours_is_absorbed_by_backoff(
     busy = stats["answers_by_code"].get("1303", 0)
     assert busy > 0
     assert all(r.error is None for r in records.values())
-    figures("account-limit-below-ours", jobs=30, answers_1303=busy,
-            create_requests=stats["create_requests"], tasks=stats["creates"],
-            peak_in_flight=stats["peak_in_flight"])
+    figures(
+        "account-limit-below-ours",
+        jobs=30,
+        answers_1303=busy,
+        create_requests=stats["create_requests"],
+        tasks=stats["creates"],
+        peak_in_flight=stats["peak_in_flight"],
+    )
 
 
 @pytest.mark.slow
@@ -209,9 +253,14 @@ def test_exhausted_account_pauses_submissions_until_it_clears(
     assert states(records) == {"succeeded": 12}
     assert store.current_pause() is None
     assert_one_task_per_job(emulator, job_ids)
-    figures("account-out-of-units", jobs=12, seconds_paused=round(seconds_paused, 1),
-            create_requests_while_paused=during["create_requests"], failed=0,
-            succeeded_after_clear=12)
+    figures(
+        "account-out-of-units",
+        jobs=12,
+        seconds_paused=round(seconds_paused, 1),
+        create_requests_while_paused=during["create_requests"],
+        failed=0,
+        succeeded_after_clear=12,
+    )
 
 
 def test_poison_message_is_parked_with_reason_and_others_go_on(
@@ -231,8 +280,12 @@ def test_poison_message_is_parked_with_reason_and_others_go_on(
     records = wait_all_terminal(deployment.store(), job_ids, timeout=120)
     assert states(records) == {"succeeded": 10}
     parked: list[tuple[bytes, dict[str, object]]] = []
-    wait_until(lambda: bool(parked.extend(dead_letters(deployment.settings)) or parked), 60,
-               what="the poison message in the dead-letter queue")
+
+    def poison_parked() -> bool:
+        parked.extend(dead_letters(deployment.settings))
+        return bool(parked)
+
+    wait_until(poison_parked, 60, what="the poison message in the dead-letter queue")
     body, headers = parked[0]
     assert json.loads(body) == {"task": "tryon.submit", "args": [12345]}
     reason = str(headers["x-tryon-reason"])

@@ -12,22 +12,41 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from harness import sample_b64
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("TRYON_")}
 
 
-def tryon(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kolors_tryon.cli", *args], cwd=cwd,
-                          env=env or ENV, capture_output=True, text=True, timeout=60, check=False)
+def tryon(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kolors_tryon.cli", *args],
+        cwd=cwd,
+        env=env or ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_every_command_has_help(tmp_path: Path) -> None:
     """`tryon --help` lists every designed command, and each has its own --help."""
     result = tryon("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("worker", "submit", "batch", "validate", "status", "jobs", "schema",
-                    "emulator", "demo"):
+    for command in (
+        "worker",
+        "submit",
+        "batch",
+        "validate",
+        "status",
+        "jobs",
+        "schema",
+        "emulator",
+        "demo",
+    ):
         assert command in result.stdout
         sub = tryon(command, "--help", cwd=tmp_path)
         assert sub.returncode == 0 and "Usage" in sub.stdout, command
@@ -36,8 +55,15 @@ def test_every_command_has_help(tmp_path: Path) -> None:
 def test_validate_accepts_a_valid_job(tmp_path: Path) -> None:
     """A valid job: exit 0, its job id and image facts."""
     job = tmp_path / "job.json"
-    job.write_text(json.dumps({"job_id": "ok-1", "human_image": sample_b64("human.jpg"),
-                               "cloth_image": sample_b64("cloth-red.png")}))
+    job.write_text(
+        json.dumps(
+            {
+                "job_id": "ok-1",
+                "human_image": sample_b64("human.jpg"),
+                "cloth_image": sample_b64("cloth-red.png"),
+            }
+        )
+    )
     result = tryon("validate", str(job), "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
@@ -52,8 +78,10 @@ def test_validate_accepts_a_valid_job(tmp_path: Path) -> None:
         ({"human_image": "not base64 !!", "cloth_image": "x"}, "human_image"),
         ({"model": "kolors-virtual-try-on-v1", "human_image": "a", "cloth_image": "b"}, "model"),
         ({"human_image": "https://example.com/a.jpg"}, "cloth_image"),
-        ({"human_image": "https://example.com/a.jpg", "cloth_image": "ftp://x/y.png"},
-         "cloth_image"),
+        (
+            {"human_image": "https://example.com/a.jpg", "cloth_image": "ftp://x/y.png"},
+            "cloth_image",
+        ),
     ],
 )
 def test_validate_refuses_an_invalid_job_naming_the_field(
@@ -81,8 +109,14 @@ def test_schema_prints_the_job_message_schema(tmp_path: Path) -> None:
     result = tryon("schema", cwd=tmp_path)
     assert result.returncode == 0
     schema = json.loads(result.stdout)
-    assert {"job_id", "model_name", "human_image", "cloth_image", "callback_url",
-            "metadata"} <= set(schema["properties"])
+    assert {
+        "job_id",
+        "model_name",
+        "human_image",
+        "cloth_image",
+        "callback_url",
+        "metadata",
+    } <= set(schema["properties"])
     assert set(schema["required"]) == {"human_image", "cloth_image"}
 
 
@@ -112,7 +146,11 @@ def test_emulator_command_serves_the_api(tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "kolors_tryon.cli", "emulator", "--port", str(port)],
-        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -125,8 +163,12 @@ def test_emulator_command_serves_the_api(tmp_path: Path) -> None:
                 time.sleep(0.2)
         answer = requests.post(
             f"{base}/v1/images/kolors-virtual-try-on",
-            json={"human_image": sample_b64("human.jpg"), "cloth_image": sample_b64("cloth-red.png")},
-            headers={"Authorization": "Bearer sk-sandbox"}, timeout=10,
+            json={
+                "human_image": sample_b64("human.jpg"),
+                "cloth_image": sample_b64("cloth-red.png"),
+            },
+            headers={"Authorization": "Bearer sk-sandbox"},
+            timeout=10,
         ).json()
         assert answer["code"] == 0 and answer["data"]["task_id"]
     finally:

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from harness import Deployment, wait_until
-
 from kolors_tryon import enqueue, get_job
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.store import JobState
@@ -31,20 +30,33 @@ def test_embedded_default_runs_jobs_end_to_end(
     assert settings.effective_database_url.startswith("sqlite")
     deployment.start_worker(concurrency=2)
 
-    result = deployment.tryon("submit", "--human", str(SAMPLES / "human.jpg"),
-                              "--cloth", str(SAMPLES / "cloth-red.png"),
-                              "--job-id", "embedded-1", "--wait", "--json", "--timeout", "90")
+    result = deployment.tryon(
+        "submit",
+        "--human",
+        str(SAMPLES / "human.jpg"),
+        "--cloth",
+        str(SAMPLES / "cloth-red.png"),
+        "--job-id",
+        "embedded-1",
+        "--wait",
+        "--json",
+        "--timeout",
+        "90",
+    )
     assert result.returncode == 0, result.stderr
     (record,) = json.loads(result.stdout)
     assert record["state"] == "succeeded" and record["kling_task_id"]
     assert Path(record["images"][0]["stored"]).is_file()
 
-    failing = enqueue({"human_image": b64("empty-backdrop.jpg"),
-                       "cloth_image": b64("cloth-red.png")}, settings)
-    rejected = enqueue({"human_image": b64("human.jpg"),
-                        "cloth_image": b64("too-small.png")}, settings)
-    duplicate = enqueue({"human_image": b64("empty-backdrop.jpg"),
-                         "cloth_image": b64("cloth-red.png")}, settings)
+    failing = enqueue(
+        {"human_image": b64("empty-backdrop.jpg"), "cloth_image": b64("cloth-red.png")}, settings
+    )
+    rejected = enqueue(
+        {"human_image": b64("human.jpg"), "cloth_image": b64("too-small.png")}, settings
+    )
+    duplicate = enqueue(
+        {"human_image": b64("empty-backdrop.jpg"), "cloth_image": b64("cloth-red.png")}, settings
+    )
     assert duplicate == failing
 
     def ended(job_id: str) -> bool:
@@ -76,15 +88,27 @@ def test_demo_runs_the_samples_in_sandbox_mode(tmp_path: Path) -> None:
     env["TRYON_TRACK_FIRST_DELAY"] = "1"
     result = subprocess.run(
         [sys.executable, "-m", "kolors_tryon.cli", "demo", "--timeout", "120"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180, check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "SANDBOX MODE" in output
     lines = result.stdout
     assert "sample-red-tee  " in lines
-    for job_id, state in [("sample-red-tee", "succeeded"), ("sample-blue-tee", "succeeded"),
-                          ("sample-no-person", "failed"), ("sample-too-small", "rejected")]:
+    for job_id, state in [
+        ("sample-red-tee", "succeeded"),
+        ("sample-blue-tee", "succeeded"),
+        ("sample-no-person", "failed"),
+        ("sample-too-small", "rejected"),
+    ]:
         assert any(job_id in line and state in line for line in lines.splitlines()), (
-            job_id, state, lines)
+            job_id,
+            state,
+            lines,
+        )
     assert (tmp_path / "data" / "jobs.sqlite").is_file()

@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from conftest import TEST_ACCESS_KEY, TEST_API_KEY, TEST_SECRET_KEY
 from harness import sample_b64
-
 from kolors_tryon.config import Settings
+from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.jobs import validate_job
 from kolors_tryon.pipeline import Runtime, submit_job
 from kolors_tryon.store import JobState
@@ -24,26 +25,42 @@ REJECT = "rejected"
 FAIL = "failed"
 
 POLICY = {
-    1000: PAUSE, 1001: PAUSE, 1002: PAUSE, 1304: PAUSE,
-    1100: PAUSE, 1101: PAUSE, 1102: PAUSE,
-    1003: FAIL, 1004: FAIL,  # after one re-mint: a configuration error
-    1103: REJECT, 1200: REJECT, 1201: REJECT, 1202: REJECT, 1203: REJECT,
-    1300: FAIL, 1301: FAIL,
-    1302: RETRY, 1303: RETRY, 5000: RETRY, 5001: RETRY, 5002: RETRY,
+    1000: PAUSE,
+    1001: PAUSE,
+    1002: PAUSE,
+    1304: PAUSE,
+    1100: PAUSE,
+    1101: PAUSE,
+    1102: PAUSE,
+    1003: FAIL,
+    1004: FAIL,  # after one re-mint: a configuration error
+    1103: REJECT,
+    1200: REJECT,
+    1201: REJECT,
+    1202: REJECT,
+    1203: REJECT,
+    1300: FAIL,
+    1301: FAIL,
+    1302: RETRY,
+    1303: RETRY,
+    5000: RETRY,
+    5001: RETRY,
+    5002: RETRY,
 }
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, emulator) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
+def runtime(tmp_path: Path, emulator: EmulatorServer) -> Iterator[Runtime]:
     """A runtime on a fresh SQLite store, talking JWT to the emulator."""
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        data_dir=tmp_path,
-        kling_base_url=emulator.base_url,
-        kling_access_key=TEST_ACCESS_KEY,
-        kling_secret_key=TEST_SECRET_KEY,
-        retry_backoff_base=1.0,
-        account_probe_interval=30.0,
+    settings = Settings.model_validate(
+        {
+            "data_dir": tmp_path,
+            "kling_base_url": emulator.base_url,
+            "kling_access_key": TEST_ACCESS_KEY,
+            "kling_secret_key": TEST_SECRET_KEY,
+            "retry_backoff_base": 1.0,
+            "account_probe_interval": 30.0,
+        }
     )
     rt = Runtime.from_settings(settings)
     rt.store.create_schema()
@@ -52,8 +69,13 @@ def runtime(tmp_path: Path, emulator) -> Iterator[Runtime]:  # type: ignore[no-u
 
 
 def claim_job(rt: Runtime, job_id: str) -> str:
-    valid = validate_job({"job_id": job_id, "human_image": sample_b64("human.jpg"),
-                          "cloth_image": sample_b64("cloth-red.png")})
+    valid = validate_job(
+        {
+            "job_id": job_id,
+            "human_image": sample_b64("human.jpg"),
+            "cloth_image": sample_b64("cloth-red.png"),
+        }
+    )
     rt.store.accept(valid.job_id, body=valid.body.to_request())
     (claim,) = rt.store.claim_next(5, lease_seconds=60)
     return claim.owner
@@ -61,7 +83,7 @@ def claim_job(rt: Runtime, job_id: str) -> str:
 
 @pytest.mark.parametrize(("code", "expected"), sorted(POLICY.items()))
 def test_each_business_code_gets_its_policy(
-    runtime: Runtime, emulator, code: int, expected: str  # type: ignore[no-untyped-def]
+    runtime: Runtime, emulator: EmulatorServer, code: int, expected: str
 ) -> None:
     """A create answered with `code` pauses, retries, rejects or fails the job as the table says."""
     emulator.configure(create_error=code)
@@ -88,7 +110,7 @@ def test_each_business_code_gets_its_policy(
 
 
 def test_ambiguous_create_is_looked_up_before_anything_is_resent(
-    runtime: Runtime, emulator  # type: ignore[no-untyped-def]
+    runtime: Runtime, emulator: EmulatorServer
 ) -> None:
     """After a dropped answer the next run finds the task by external id: no second create."""
     emulator.configure(drop_rate=1.0)
@@ -104,7 +126,7 @@ def test_ambiguous_create_is_looked_up_before_anything_is_resent(
     assert record.attempts == 1
 
 
-def test_server_error_then_lookup_then_create(runtime: Runtime, emulator) -> None:  # type: ignore[no-untyped-def]
+def test_server_error_then_lookup_then_create(runtime: Runtime, emulator: EmulatorServer) -> None:
     """A 5000 on create may hide a task: the next run looks first, then creates once."""
     emulator.configure(create_error=5000)
     owner = claim_job(runtime, "job-1")
@@ -119,7 +141,9 @@ def test_server_error_then_lookup_then_create(runtime: Runtime, emulator) -> Non
     assert record is not None and record.state is JobState.SUBMITTED and record.attempts == 2
 
 
-def test_paused_account_sends_one_probe_and_resumes(runtime: Runtime, emulator) -> None:  # type: ignore[no-untyped-def]
+def test_paused_account_sends_one_probe_and_resumes(
+    runtime: Runtime, emulator: EmulatorServer
+) -> None:
     """1102 pauses; until the probe is due nothing is sent; a good probe clears the pause."""
     emulator.configure(create_error=1102)
     owner = claim_job(runtime, "job-1")
@@ -139,11 +163,12 @@ def test_paused_account_sends_one_probe_and_resumes(runtime: Runtime, emulator) 
 
 
 def test_static_key_token_error_fails_without_a_second_try(
-    tmp_path: Path, emulator  # type: ignore[no-untyped-def]
+    tmp_path: Path, emulator: EmulatorServer
 ) -> None:
     """A static key cannot be re-minted: 1004 fails the job at once as configuration."""
-    settings = Settings(_env_file=None, data_dir=tmp_path,  # type: ignore[call-arg]
-                        kling_base_url=emulator.base_url, kling_api_key=TEST_API_KEY)
+    settings = Settings.model_validate(
+        {"data_dir": tmp_path, "kling_base_url": emulator.base_url, "kling_api_key": TEST_API_KEY}
+    )
     rt = Runtime.from_settings(settings)
     rt.store.create_schema()
     emulator.configure(create_error=1004)
@@ -152,4 +177,35 @@ def test_static_key_token_error_fails_without_a_second_try(
     record = rt.store.get("job-1")
     assert record is not None and record.state is JobState.FAILED
     assert emulator.stats()["create_requests"] == 1
+    rt.close()
+
+
+def test_tracking_gives_up_at_the_deadline(tmp_path: Path, emulator: EmulatorServer) -> None:
+    """A task that never ends within the deadline fails the job with a clear reason."""
+    import time
+
+    from kolors_tryon.pipeline import track_job
+
+    settings = Settings.model_validate(
+        {
+            "data_dir": tmp_path,
+            "kling_base_url": emulator.base_url,
+            "kling_api_key": TEST_API_KEY,
+            "track_deadline": 0.5,
+        }
+    )
+    rt = Runtime.from_settings(settings)
+    rt.store.create_schema()
+    emulator.configure(task_duration=60)
+    owner = claim_job(rt, "job-1")
+    step = submit_job(rt, "job-1", owner)
+    first = track_job(rt, "job-1", step.track_poll)
+    assert first.track_in is not None  # still running: poll again later
+    time.sleep(0.6)
+    final = track_job(rt, "job-1", first.track_poll)
+    record = rt.store.get("job-1")
+    assert record is not None and record.state is JobState.FAILED
+    assert record.error is not None and record.error.code == "deadline"
+    assert "within 0.5 s of submission" in record.error.message
+    assert final.dispatch
     rt.close()

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from harness import (
     RABBIT_URL,
     Deployment,
@@ -20,12 +21,12 @@ from harness import (
     publish_raw,
     wait_until,
 )
-
 from kolors_tryon import enqueue, get_job
 from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
 from kolors_tryon.store import JobRecord, JobState
 
 SAMPLES = Path(__file__).resolve().parents[2] / "src" / "kolors_tryon" / "samples"
+Stack = tuple[Deployment, EmulatorServer, EventRecorder]
 
 
 def b64(name: str) -> str:
@@ -33,21 +34,22 @@ def b64(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment, EmulatorServer,
-                                                                       EventRecorder]]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One deployment on RabbitMQ + PostgreSQL with one worker, shared by this module."""
     tmp = tmp_path_factory.mktemp("pipeline")
     server = EmulatorServer(EmulatorConfig(api_keys=("sk-test-key",), task_duration=1.0))
     server.start()
     with fresh_database() as database_url:
         env = base_env(tmp)
-        env.update({
-            "TRYON_KLING_BASE_URL": server.base_url,
-            "TRYON_KLING_API_KEY": "sk-test-key",
-            "TRYON_BROKER_URL": RABBIT_URL,
-            "TRYON_DATABASE_URL": database_url,
-            "TRYON_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
-        })
+        env.update(
+            {
+                "TRYON_KLING_BASE_URL": server.base_url,
+                "TRYON_KLING_API_KEY": "sk-test-key",
+                "TRYON_BROKER_URL": RABBIT_URL,
+                "TRYON_DATABASE_URL": database_url,
+                "TRYON_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
+            }
+        )
         deployment = Deployment(env=env, data_dir=tmp)
         events = EventRecorder(deployment.settings)
         try:
@@ -81,11 +83,12 @@ def good_job(**extra: object) -> dict[str, object]:
     return job
 
 
-def test_python_door_job_succeeds_with_images_and_events(stack) -> None:  # type: ignore[no-untyped-def]
+def test_python_door_job_succeeds_with_images_and_events(stack: Stack) -> None:
     """enqueue() -> worker -> Kling -> succeeded, with task id, image copies and events."""
     deployment, server, events = stack
-    job_id = enqueue(good_job(job_id=f"py-{uuid.uuid4().hex[:8]}", metadata={"sku": "1"}),
-                     deployment.settings)
+    job_id = enqueue(
+        good_job(job_id=f"py-{uuid.uuid4().hex[:8]}", metadata={"sku": "1"}), deployment.settings
+    )
     record = wait_terminal(deployment, job_id)
     assert record.state is JobState.SUCCEEDED, record
     assert record.kling_task_id
@@ -101,13 +104,23 @@ def test_python_door_job_succeeds_with_images_and_events(stack) -> None:  # type
     assert "job.submitted" in keys
 
 
-def test_cli_door_submit_wait_prints_the_result(stack) -> None:  # type: ignore[no-untyped-def]
+def test_cli_door_submit_wait_prints_the_result(stack: Stack) -> None:
     """`tryon submit --wait --json` with file paths ends with a succeeded record."""
     deployment, server, _ = stack
     job_id = f"cli-{uuid.uuid4().hex[:8]}"
-    result = deployment.tryon("submit", "--human", str(SAMPLES / "human.jpg"),
-                              "--cloth", str(SAMPLES / "cloth-blue.png"),
-                              "--job-id", job_id, "--wait", "--json", "--timeout", "60")
+    result = deployment.tryon(
+        "submit",
+        "--human",
+        str(SAMPLES / "human.jpg"),
+        "--cloth",
+        str(SAMPLES / "cloth-blue.png"),
+        "--job-id",
+        job_id,
+        "--wait",
+        "--json",
+        "--timeout",
+        "60",
+    )
     assert result.returncode == 0, result.stderr
     (record,) = json.loads(result.stdout)
     assert record["job_id"] == job_id
@@ -118,7 +131,7 @@ def test_cli_door_submit_wait_prints_the_result(stack) -> None:  # type: ignore[
     assert creates_for(server, job_id) == 1
 
 
-def test_any_language_door_plain_json_on_the_queue(stack) -> None:  # type: ignore[no-untyped-def]
+def test_any_language_door_plain_json_on_the_queue(stack: Stack) -> None:
     """A plain JSON message published without Celery headers is processed like any job."""
     deployment, server, events = stack
     job_id = f"raw-{uuid.uuid4().hex[:8]}"
@@ -129,7 +142,7 @@ def test_any_language_door_plain_json_on_the_queue(stack) -> None:  # type: igno
     wait_until(lambda: "job.succeeded" in events.for_job(job_id), 10, what="event")
 
 
-def test_task_failed_by_kling_ends_failed_with_its_reason(stack) -> None:  # type: ignore[no-untyped-def]
+def test_task_failed_by_kling_ends_failed_with_its_reason(stack: Stack) -> None:
     """A photo with nobody in it: Kling fails the task; the job is failed with that reason."""
     deployment, _, events = stack
     job_id = enqueue(good_job(human_image=b64("empty-backdrop.jpg")), deployment.settings)
@@ -142,7 +155,7 @@ def test_task_failed_by_kling_ends_failed_with_its_reason(stack) -> None:  # typ
     wait_until(lambda: "job.failed" in events.for_job(job_id), 10, what="failed event")
 
 
-def test_invalid_job_is_rejected_with_no_create(stack) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_job_is_rejected_with_no_create(stack: Stack) -> None:
     """A too-small garment photo is rejected naming the field; the API never sees it."""
     deployment, server, events = stack
     before = server.stats()["create_requests"]
@@ -155,7 +168,7 @@ def test_invalid_job_is_rejected_with_no_create(stack) -> None:  # type: ignore[
     wait_until(lambda: "job.rejected" in events.for_job(job_id), 10, what="rejected event")
 
 
-def test_same_job_twice_is_one_job_and_one_create(stack) -> None:  # type: ignore[no-untyped-def]
+def test_same_job_twice_is_one_job_and_one_create(stack: Stack) -> None:
     """Publishing identical content twice (no job_id) makes one job and one create call."""
     deployment, server, _ = stack
     job = good_job(metadata={"nonce": uuid.uuid4().hex})
@@ -170,14 +183,19 @@ def test_same_job_twice_is_one_job_and_one_create(stack) -> None:  # type: ignor
     assert [r.job_id for r in store.list_jobs(limit=10_000)].count(first) == 1
 
 
-def test_unparseable_message_is_dead_lettered_and_worker_keeps_serving(stack) -> None:  # type: ignore[no-untyped-def]
+def test_unparseable_message_is_dead_lettered_and_worker_keeps_serving(stack: Stack) -> None:
     """Bytes that are not JSON land in tryon.dead with the reason; the next job still runs."""
     deployment, _, _ = stack
     publish_raw(deployment.settings, b"\xff\xfe not json at all", "application/octet-stream")
     publish_raw(deployment.settings, "[1, 2, 3]")
-    wait_until(lambda: len(parked.extend(dead_letters(deployment.settings)) or parked) >= 2,
-               30, what="two dead letters")
-    reasons = [headers.get("x-tryon-reason", "") for _, headers in parked]
+    parked: list[tuple[bytes, dict[str, object]]] = []
+
+    def two_parked() -> bool:
+        parked.extend(dead_letters(deployment.settings))
+        return len(parked) >= 2
+
+    wait_until(two_parked, 30, what="two dead letters")
+    reasons = [str(headers.get("x-tryon-reason", "")) for _, headers in parked]
     assert any("UTF-8" in r for r in reasons), reasons
     assert any("object" in r for r in reasons), reasons
     job_id = enqueue(good_job(metadata={"after": "garbage"}), deployment.settings)
@@ -185,19 +203,28 @@ def test_unparseable_message_is_dead_lettered_and_worker_keeps_serving(stack) ->
     assert all(w.alive() for w in deployment.workers)
 
 
-parked: list[tuple[bytes, dict[str, object]]] = []
-
-
-def test_batch_jsonl_and_csv_with_wait(stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_batch_jsonl_and_csv_with_wait(stack: Stack, tmp_path: Path) -> None:
     """`tryon batch --wait` enqueues a JSON Lines and a CSV file and reports every job."""
     deployment, _, _ = stack
     tag = uuid.uuid4().hex[:6]
     jsonl = tmp_path / "jobs.jsonl"
     jsonl.write_text(
-        json.dumps({"job_id": f"b1-{tag}", "human_image": str(SAMPLES / "human.jpg"),
-                    "cloth_image": str(SAMPLES / "cloth-red.png")}) + "\n"
-        + json.dumps({"job_id": f"b2-{tag}", "human_image": str(SAMPLES / "human.jpg"),
-                      "cloth_image": str(SAMPLES / "too-small.png")}) + "\n"
+        json.dumps(
+            {
+                "job_id": f"b1-{tag}",
+                "human_image": str(SAMPLES / "human.jpg"),
+                "cloth_image": str(SAMPLES / "cloth-red.png"),
+            }
+        )
+        + "\n"
+        + json.dumps(
+            {
+                "job_id": f"b2-{tag}",
+                "human_image": str(SAMPLES / "human.jpg"),
+                "cloth_image": str(SAMPLES / "too-small.png"),
+            }
+        )
+        + "\n"
     )
     result = deployment.tryon("batch", str(jsonl), "--wait", "--json", "--timeout", "90")
     states = {r["job_id"]: r["state"] for r in json.loads(result.stdout)}
@@ -218,7 +245,7 @@ def test_batch_jsonl_and_csv_with_wait(stack, tmp_path: Path) -> None:  # type: 
     assert f"b2-{tag}" in {r["job_id"] for r in json.loads(listed.stdout)}
 
 
-def test_callback_url_is_forwarded_to_kling(stack) -> None:  # type: ignore[no-untyped-def]
+def test_callback_url_is_forwarded_to_kling(stack: Stack) -> None:
     """A producer's callback_url reaches Kling unchanged: the emulator calls it back."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -226,7 +253,7 @@ def test_callback_url_is_forwarded_to_kling(stack) -> None:  # type: ignore[no-u
     received: list[dict[str, object]] = []
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             received.append(json.loads(self.rfile.read(length)))
             self.send_response(204)
@@ -240,11 +267,37 @@ def test_callback_url_is_forwarded_to_kling(stack) -> None:  # type: ignore[no-u
     deployment, _, _ = stack
     try:
         url = f"http://127.0.0.1:{hook.server_address[1]}/hook?token=abc"
-        job_id = enqueue(good_job(callback_url=url, metadata={"cb": uuid.uuid4().hex}),
-                         deployment.settings)
+        job_id = enqueue(
+            good_job(callback_url=url, metadata={"cb": uuid.uuid4().hex}), deployment.settings
+        )
         assert wait_terminal(deployment, job_id).state is JobState.SUCCEEDED
-        wait_until(lambda: any(r.get("task_status") == "succeed" for r in received), 10,
-                   what="the callback")
+        wait_until(
+            lambda: any(r.get("task_status") == "succeed" for r in received),
+            10,
+            what="the callback",
+        )
         assert all(r["task_info"]["external_task_id"] == job_id for r in received)  # type: ignore[index]
     finally:
         hook.shutdown()
+
+
+def test_celery_result_backend_is_readable(stack: Stack) -> None:
+    """Python consumers that use Celery read task results from the configured backend."""
+    from kolors_tryon import create_app
+
+    deployment, _, _ = stack
+    app = create_app(deployment.settings)
+    result = app.send_task("tryon.dispatch")
+    assert isinstance(result.get(timeout=30), int)
+    assert app.AsyncResult(result.id).state == "SUCCESS"
+
+
+def test_no_token_photo_or_signed_url_reaches_the_logs(stack: Stack) -> None:
+    """The worker's log holds no bearer key, no Base64 photo data and no callback token."""
+    deployment, _, _ = stack
+    log = "".join(worker.log_text() for worker in deployment.workers)
+    assert "received" in log  # the log is there and has content
+    assert "sk-test-key" not in log
+    assert b64("human.jpg")[1000:1100] not in log
+    assert b64("cloth-red.png")[500:600] not in log
+    assert "token=abc" not in log

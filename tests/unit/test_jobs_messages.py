@@ -489,10 +489,16 @@ def test_schema_enumerates_model_names_and_garments() -> None:
         assert f'"{value}"' in text
 
 
+def _with_int_key() -> dict[Any, Any]:
+    raw: dict[Any, Any] = _job()
+    raw[1] = "x"
+    return raw
+
+
 @pytest.mark.parametrize(
     ("raw", "field", "fragment"),
     [
-        ({**_job(), 1: "x"}, "[1]", "not a string key"),
+        (_with_int_key(), "[1]", "not a string key"),
         (_job(human_image=HUMAN.encode()), "human_image", "got bytes"),
         (_job(metadata={"a": {1, 2}}), "metadata.a", "must be a JSON value"),
         (_job(metadata={"a": float("nan")}), "metadata", "NaN"),

@@ -88,9 +88,9 @@ def test_secret_values_are_not_echoed_in_errors(monkeypatch: pytest.MonkeyPatch)
 
 def test_rabbitmq_topology_uses_quorum_queues_and_a_topic_exchange() -> None:
     """On RabbitMQ: quorum queues with a dead-letter exchange; task exchange is topic."""
-    settings = Settings(broker_url="amqp://guest:guest@127.0.0.1:5672//", _env_file=None)  # type: ignore[call-arg]
+    settings = Settings.model_validate({"broker_url": "amqp://guest:guest@127.0.0.1:5672//"})
     topology = topology_for(settings)
-    args = topology.jobs_queue.queue_arguments
+    args = topology.jobs_queue.queue_arguments or {}
     assert args["x-queue-type"] == "quorum"
     assert args["x-dead-letter-exchange"] == "tryon.dlx"
     assert topology.jobs_queue.name == "tryon.jobs"

@@ -185,6 +185,11 @@ def normalize_base64(text: str) -> str:
     return _B64_WHITESPACE.sub("", strip_data_prefix(text.strip()))
 
 
+def _looks_like_a_path(text: str) -> bool:
+    """A short string with a dot or slash, like `photos/anna.jpg` or `//cdn/x.png`."""
+    return len(text) <= 1024 and ("." in text or text.startswith("//"))
+
+
 def _describe_char(char: str) -> str:
     if char.isascii() and char.isprintable():
         return f"'{char}'"
@@ -210,6 +215,12 @@ def decode_base64_image(text: str, *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes
     if not payload:
         raise ImageProblem("base64", f"Base64 image data is empty; give {accepted}")
     bad = _B64_OUTSIDE_ALPHABET.search(payload)
+    if bad is not None and _looks_like_a_path(payload):
+        raise ImageProblem(
+            "base64",
+            "looks like a file path or a relative URL, which the API cannot read; give an "
+            "absolute http(s) URL (https://host/photo.jpg) or the Base64 of the file",
+        )
     if bad is not None:
         hint = "; URL-safe Base64 ('-', '_') is not accepted" if bad.group() in "-_" else ""
         raise ImageProblem(

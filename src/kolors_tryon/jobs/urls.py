@@ -85,9 +85,11 @@ def check_http_url(url: str, *, max_length: int) -> SplitResult:
     try:
         parts = urlsplit(url)
         _ = parts.port  # parsing the port is lazy; a bad one ("host:99999") raises here
-    except ValueError:
+    except ValueError as exc:
+        # The stdlib names the fault ("Port out of range 0-65535"); the URL itself may
+        # not be printable safely, so say what is wrong rather than echoing it.
         raise UrlProblem(
-            "url", f"URL {redact_url(url)} is malformed (bad host, IPv6 brackets or port)"
+            "url", f"URL is malformed: {exc}; check the host, IPv6 brackets and port"
         ) from None
     if not parts.hostname:
         raise UrlProblem(

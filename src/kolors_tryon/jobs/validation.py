@@ -250,9 +250,11 @@ def _parse_text(text: str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_unique_object, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
+        # Some of json's messages end in "at" already ("Unterminated string starting at").
+        problem = exc.msg.removesuffix(" at")
         where = f" at line {exc.lineno} column {exc.colno}"
         raise _reject_message(
-            "json", f"is not valid JSON ({exc.msg}{where}); publish the job as a JSON object"
+            "json", f"is not valid JSON ({problem}{where}); publish the job as a JSON object"
         ) from None
     except _NotJson as exc:
         raise _reject_message(

@@ -41,7 +41,7 @@ def track_job(rt: Runtime, job_id: str, poll: int) -> Step:
     submitted_at = rt.store.submitted_at(job_id) or rt.clock()
     if rt.clock() - submitted_at > rt.settings.track_deadline:
         message = (
-            f"no result from Kling within {rt.settings.track_deadline:.0f} s of submission "
+            f"no result from Kling within {rt.settings.track_deadline:g} s of submission "
             f"(task {record.kling_task_id})"
         )
         return _finish(rt, job_id, JobState.FAILED, "deadline", message)

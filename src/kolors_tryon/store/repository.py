@@ -129,25 +129,10 @@ class JobStore:
         metadata: Mapping[str, Any] | None = None,
     ) -> tuple[JobRecord, bool]:
         """Record a valid job as `queued` with its create body. Returns (record, created)."""
-        now = self._clock()
-        try:
-            with self._tx() as s:
-                s.add(
-                    JobRow(
-                        job_id=job_id,
-                        state=JobState.QUEUED,
-                        priority=priority,
-                        model_name=model_name,
-                        job_metadata=dict(metadata or {}),
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                s.flush()
-                s.add(PayloadRow(job_id=job_id, body=json.dumps(dict(body))))
-        except IntegrityError:
-            return self._require(job_id), False
-        return self._require(job_id), True
+        row = self._new_row(job_id, JobState.QUEUED, metadata)
+        row.priority = priority
+        row.model_name = model_name
+        return self._insert(row, PayloadRow(job_id=job_id, body=json.dumps(dict(body))))
 
     def reject(
         self,
@@ -158,21 +143,31 @@ class JobStore:
         metadata: Mapping[str, Any] | None = None,
     ) -> tuple[JobRecord, bool]:
         """Record a job that never reaches the API. An existing job with this id is kept."""
+        row = self._new_row(job_id, JobState.REJECTED, metadata)
+        row.error_code = code
+        row.error_message = message
+        row.finished_at = row.created_at
+        return self._insert(row, None)
+
+    def _new_row(self, job_id: str, state: JobState, metadata: Mapping[str, Any] | None) -> JobRow:
         now = self._clock()
+        return JobRow(
+            job_id=job_id,
+            state=state,
+            job_metadata=dict(metadata or {}),
+            created_at=now,
+            updated_at=now,
+        )
+
+    def _insert(self, row: JobRow, payload: PayloadRow | None) -> tuple[JobRecord, bool]:
+        """Insert a new job; the unique job_id makes a second insert a no-op."""
+        job_id = row.job_id
         try:
             with self._tx() as s:
-                s.add(
-                    JobRow(
-                        job_id=job_id,
-                        state=JobState.REJECTED,
-                        error_code=code,
-                        error_message=message,
-                        job_metadata=dict(metadata or {}),
-                        created_at=now,
-                        updated_at=now,
-                        finished_at=now,
-                    )
-                )
+                s.add(row)
+                if payload is not None:
+                    s.flush()  # the payload's foreign key needs the job row first
+                    s.add(payload)
         except IntegrityError:
             return self._require(job_id), False
         return self._require(job_id), True
