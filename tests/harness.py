@@ -373,3 +373,38 @@ def wait_all_terminal(
         states = {j: (r.state if (r := store.get(j)) else None) for j in sorted(pending)[:20]}
         raise AssertionError(f"{len(pending)} job(s) not terminal: {states}")
     return {job_id: store.get(job_id) for job_id in job_ids}  # type: ignore[misc]
+
+
+@contextmanager
+def rabbit_stack(
+    tmp: Path, *, task_duration: float = 1.0, concurrency: int = 2
+) -> Iterator[tuple[Deployment, Any]]:
+    """An emulator, a fresh namespace and database, and one started worker; torn down after.
+
+    For module-scoped fixtures: many tests share one worker instead of starting their own.
+    """
+    from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
+
+    server = EmulatorServer(EmulatorConfig(api_keys=("sk-test-key",), task_duration=task_duration))
+    server.start()
+    try:
+        with fresh_database() as database_url:
+            env = base_env(tmp)
+            env.update(
+                {
+                    "TRYON_KLING_BASE_URL": server.base_url,
+                    "TRYON_KLING_API_KEY": "sk-test-key",
+                    "TRYON_BROKER_URL": RABBIT_URL,
+                    "TRYON_DATABASE_URL": database_url,
+                    "TRYON_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
+                }
+            )
+            deployment = Deployment(env=env, data_dir=tmp)
+            try:
+                deployment.start_worker(concurrency=concurrency)
+                yield deployment, server
+            finally:
+                deployment.stop_all()
+                delete_topology(deployment.settings)
+    finally:
+        server.stop()

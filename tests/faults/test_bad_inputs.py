@@ -32,17 +32,14 @@ from bad_inputs import (
 )
 
 from harness import (
-    RABBIT_URL,
     Deployment,
-    base_env,
     dead_letters,
-    delete_topology,
-    fresh_database,
     publish_raw,
+    rabbit_stack,
     wait_until,
 )
 from kolors_tryon import enqueue
-from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
+from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.jobs import JobRejected, validate_job
 from kolors_tryon.store import JobRecord, JobState
 
@@ -57,30 +54,8 @@ REASON_HEADER = "x-tryon-reason"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One deployment on RabbitMQ + PostgreSQL with one worker (concurrency 2), for all doors."""
-    tmp = tmp_path_factory.mktemp("bad-inputs")
-    server = EmulatorServer(EmulatorConfig(api_keys=("sk-test-key",), task_duration=0.5))
-    server.start()
-    try:
-        with fresh_database() as database_url:
-            env = base_env(tmp)
-            env.update(
-                {
-                    "TRYON_KLING_BASE_URL": server.base_url,
-                    "TRYON_KLING_API_KEY": "sk-test-key",
-                    "TRYON_BROKER_URL": RABBIT_URL,
-                    "TRYON_DATABASE_URL": database_url,
-                    "TRYON_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
-                }
-            )
-            deployment = Deployment(env=env, data_dir=tmp)
-            try:
-                deployment.start_worker(concurrency=2)
-                yield deployment, server
-            finally:
-                deployment.stop_all()
-                delete_topology(deployment.settings)
-    finally:
-        server.stop()
+    with rabbit_stack(tmp_path_factory.mktemp("bad-inputs"), task_duration=0.5) as stack:
+        yield stack
 
 
 # ---------------------------------------------------------------------------- checks ----

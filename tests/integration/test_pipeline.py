@@ -11,18 +11,15 @@ from pathlib import Path
 import pytest
 
 from harness import (
-    RABBIT_URL,
     Deployment,
     EventRecorder,
-    base_env,
     dead_letters,
-    delete_topology,
-    fresh_database,
     publish_raw,
+    rabbit_stack,
     wait_until,
 )
 from kolors_tryon import enqueue, get_job
-from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
+from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.store import JobRecord, JobState
 
 SAMPLES = Path(__file__).resolve().parents[2] / "src" / "kolors_tryon" / "samples"
@@ -36,30 +33,12 @@ def b64(name: str) -> str:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One deployment on RabbitMQ + PostgreSQL with one worker, shared by this module."""
-    tmp = tmp_path_factory.mktemp("pipeline")
-    server = EmulatorServer(EmulatorConfig(api_keys=("sk-test-key",), task_duration=1.0))
-    server.start()
-    with fresh_database() as database_url:
-        env = base_env(tmp)
-        env.update(
-            {
-                "TRYON_KLING_BASE_URL": server.base_url,
-                "TRYON_KLING_API_KEY": "sk-test-key",
-                "TRYON_BROKER_URL": RABBIT_URL,
-                "TRYON_DATABASE_URL": database_url,
-                "TRYON_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
-            }
-        )
-        deployment = Deployment(env=env, data_dir=tmp)
+    with rabbit_stack(tmp_path_factory.mktemp("pipeline")) as (deployment, server):
         events = EventRecorder(deployment.settings)
         try:
-            deployment.start_worker(concurrency=2)
             yield deployment, server, events
         finally:
             events.stop()
-            deployment.stop_all()
-            delete_topology(deployment.settings)
-            server.stop()
 
 
 def wait_terminal(deployment: Deployment, job_id: str, timeout: float = 60) -> JobRecord:

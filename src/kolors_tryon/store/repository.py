@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import ColumnElement, Engine, create_engine, delete, event, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,6 +36,15 @@ from kolors_tryon.store.states import (
 from kolors_tryon.store.tables import AccountRow, Base, JobRow, PayloadRow
 
 ACCOUNT_ROW_ID = 1
+
+
+def _claimed_by(job_id: str, owner: str) -> tuple[ColumnElement[bool], ...]:
+    """WHERE clauses: the job is being submitted and `owner` holds its claim."""
+    return (
+        JobRow.job_id == job_id,
+        JobRow.state == JobState.SUBMITTING,
+        JobRow.lease_owner == owner,
+    )
 
 
 @dataclass(frozen=True)
@@ -309,9 +318,7 @@ class JobStore:
             moved = s.execute(
                 update(JobRow)
                 .where(
-                    JobRow.job_id == job_id,
-                    JobRow.state == JobState.SUBMITTING,
-                    JobRow.lease_owner == owner,
+                    *_claimed_by(job_id, owner),
                 )
                 .values(lease_until=until)
             )
@@ -332,9 +339,7 @@ class JobStore:
         with self._tx() as s:
             row = s.scalar(
                 select(JobRow).where(
-                    JobRow.job_id == job_id,
-                    JobRow.state == JobState.SUBMITTING,
-                    JobRow.lease_owner == owner,
+                    *_claimed_by(job_id, owner),
                 )
             )
             if row is None:
@@ -369,9 +374,7 @@ class JobStore:
             s.execute(
                 update(JobRow)
                 .where(
-                    JobRow.job_id == job_id,
-                    JobRow.state == JobState.SUBMITTING,
-                    JobRow.lease_owner == owner,
+                    *_claimed_by(job_id, owner),
                 )
                 .values(create_pending=True, attempts=JobRow.attempts + 1, updated_at=self._clock())
             )
@@ -410,9 +413,7 @@ class JobStore:
             moved = s.execute(
                 update(JobRow)
                 .where(
-                    JobRow.job_id == job_id,
-                    JobRow.state == JobState.SUBMITTING,
-                    JobRow.lease_owner == owner,
+                    *_claimed_by(job_id, owner),
                 )
                 .values(
                     state=target,
