@@ -80,6 +80,7 @@ def test_python_door_job_succeeds_with_images_and_events(stack: Stack) -> None:
     wait_until(lambda: "job.succeeded" in events.for_job(job_id), 10, what="succeeded event")
     keys = events.for_job(job_id)
     assert keys[0] == "job.queued"
+    assert keys[1] == "job.submitting"
     assert "job.submitted" in keys
 
 

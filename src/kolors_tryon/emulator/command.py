@@ -121,6 +121,12 @@ _RATE = click.FloatRange(0.0, 1.0)
     "with its HTTP status: to try a client's error policy code by code.",
 )
 @click.option("--seed", default=None, type=int, help="Seed the fault dice for reproducible runs.")
+@click.option(
+    "--public-base-url",
+    default=None,
+    help="Base of result image URLs as clients reach it (e.g. http://emulator:8765 in "
+    "docker compose, where the server itself listens on 0.0.0.0).",
+)
 def emulator_command(
     host: str,
     port: int,
@@ -140,6 +146,7 @@ def emulator_command(
     account_error: str | None,
     create_error: int | None,
     seed: int | None,
+    public_base_url: str | None,
 ) -> None:
     """Run the local Kling Kolors Virtual Try-On emulator until Ctrl-C."""
     if (access_key is None) != (secret_key is None):
@@ -163,6 +170,7 @@ def emulator_command(
         account_error=int(account_error) if account_error else None,
         create_error=create_error,
         seed=seed,
+        public_base_url=public_base_url,
     )
     credentials = f"Bearer {api_keys[0]}" if api_keys else "no static key"
     if access_key:

@@ -78,7 +78,8 @@ def register_tasks(app: Celery) -> None:
     @app.task(name="tryon.sweep")
     def sweep_task() -> dict[str, int]:
         result = sweep(runtime_for(app))
-        _send_submits(app, result.resubmit + result.claims)
+        _send_submits(app, result.resubmit, announce=False)  # already `submitting`
+        _send_submits(app, result.claims)
         for job_id, poll in result.retrack:
             app.send_task("tryon.track", args=[job_id, poll])
         if result.resubmit or result.retrack:
@@ -162,6 +163,15 @@ def _follow(app: Celery, task: Task[Any, Any], step: Step, job_id: str | None) -
         _send_submits(app, dispatch(runtime_for(app)))
 
 
-def _send_submits(app: Celery, claims: tuple[Claim, ...] | list[Claim]) -> None:
+def _send_submits(
+    app: Celery, claims: tuple[Claim, ...] | list[Claim], *, announce: bool = True
+) -> None:
+    """One submit message per claim (its task id is the claim's owner), and the events.
+
+    The `submitting` events go first, so that subscribers see the states in order.
+    """
+    if announce and claims:
+        store = runtime_for(app).store
+        publish_events(app, [r for c in claims if (r := store.get(c.job_id)) is not None])
     for claim in claims:
         app.send_task("tryon.submit", args=[claim.job_id], task_id=claim.owner)

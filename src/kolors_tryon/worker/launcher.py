@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,6 +21,8 @@ from kolors_tryon.worker.reporting import init_reporting
 
 log = logging.getLogger(__name__)
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+REMOTE_EMULATOR_WAIT = 60.0
 SANDBOX_BANNER = (
     "SANDBOX MODE: no Kling credentials are set (TRYON_KLING_API_KEY, or "
     "TRYON_KLING_ACCESS_KEY + TRYON_KLING_SECRET_KEY). Jobs go to the bundled emulator at "
@@ -41,6 +44,14 @@ def ensure_sandbox_emulator(settings: Settings) -> EmulatorServer | None:
     if emulator_answers(url):
         return None
     parts = urlsplit(url)
+    if parts.hostname not in LOCAL_HOSTS:
+        # Another host's emulator (e.g. the compose service): wait for it, never fake it.
+        deadline = time.monotonic() + REMOTE_EMULATOR_WAIT
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            if emulator_answers(url):
+                return None
+        raise click.ClickException(f"the sandbox emulator at {url} does not answer")
     server = EmulatorServer(
         EmulatorConfig(
             host=parts.hostname or "127.0.0.1",
