@@ -215,6 +215,22 @@ class WorkerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
 
+    def kill_pool_child(self) -> bool:
+        """kill -9 one pool process only; the worker's main process lives on."""
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid:  # field 4 of stat: the parent pid
+                children.append(int(stat.parent.name))
+        if not children:
+            return False
+        with suppress(ProcessLookupError):
+            os.kill(children[0], signal.SIGKILL)
+        return True
+
     def stop(self) -> None:
         if self.process.poll() is not None:
             return

@@ -62,6 +62,7 @@ def test_kill_9_workers_during_submission(
     store = deployment.store()
     rng = random.Random(42)
     kills = 0
+    pool_kills: list[str] = []
     next_kill = time.monotonic() + 3
 
     def killer() -> None:
@@ -70,9 +71,14 @@ def test_kill_9_workers_during_submission(
             return
         alive = [w for w in deployment.workers if w.alive()]
         victim = rng.choice(alive)
-        victim.kill()
         kills += 1
-        deployment.start_worker(concurrency=2, name=f"k{kills + 1}")
+        # Every third kill takes one pool process only (Celery sees WorkerLostError and
+        # requeues); the others take the whole worker (RabbitMQ requeues on disconnect).
+        if kills % 3 == 0 and victim.kill_pool_child():
+            pool_kills.append(victim.name)
+        else:
+            victim.kill()
+            deployment.start_worker(concurrency=2, name=f"k{kills + 1}")
         next_kill = time.monotonic() + rng.uniform(2, 5)
 
     records = wait_all_terminal(store, job_ids, timeout=420, during=killer)
@@ -93,8 +99,10 @@ def test_kill_9_workers_during_submission(
         duplicate_creates=stats["duplicates"],
         jobs_with_more_than_one_post=retried,
         adopted_after_kill=adopted,
+        pool_process_kills=len(pool_kills),
         peak_in_flight=stats["peak_in_flight"],
     )
+    assert pool_kills  # the pool-process path was exercised too
     assert stats["peak_in_flight"] <= 8
 
 

@@ -281,3 +281,23 @@ def test_no_token_photo_or_signed_url_reaches_the_logs(stack: Stack) -> None:
     assert b64("human.jpg")[1000:1100] not in log
     assert b64("cloth-red.png")[500:600] not in log
     assert "token=abc" not in log
+
+
+def test_broker_holds_durable_quorum_queues_with_dead_lettering(stack: Stack) -> None:
+    """What the worker declared on RabbitMQ: quorum queues, a DLX and a delivery limit."""
+    import subprocess
+
+    deployment, _, _ = stack
+    namespace = deployment.settings.namespace
+    listed = subprocess.run(
+        ["rabbitmqctl", "list_queues", "name", "type", "durable", "arguments",
+         "--formatter", "json"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    queues = {q["name"]: q for q in json.loads(listed.stdout)}
+    for name in (f"{namespace}.jobs", f"{namespace}.tasks"):
+        queue = queues[name]
+        arguments = {key: value for key, _kind, value in queue["arguments"]}
+        assert queue["type"] == "quorum" and queue["durable"] is True
+        assert arguments["x-dead-letter-exchange"] == f"{namespace}.dlx"
+        assert arguments["x-delivery-limit"] == deployment.settings.delivery_limit
