@@ -235,7 +235,8 @@ class WorkerProcess:
         if self.process.poll() is not None:
             return
         try:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            # SIGTERM to the main process only: Celery's warm shutdown stops its pool.
+            self.process.terminate()
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.kill()

@@ -112,3 +112,48 @@ def test_demo_runs_the_samples_in_sandbox_mode(tmp_path: Path) -> None:
             lines,
         )
     assert (tmp_path / "data" / "jobs.sqlite").is_file()
+
+
+def test_embedded_worker_killed_loses_nothing_and_keeps_no_photos(
+    embedded_deployment: Deployment, emulator: EmulatorServer
+) -> None:
+    """kill -9 on the embedded broker: unacked messages come back; acked ones are deleted."""
+    import sqlite3
+
+    from harness import publish_jobs, wait_all_terminal
+
+    deployment = embedded_deployment
+    deployment.env.update(
+        {
+            "TRYON_EMBEDDED_VISIBILITY_TIMEOUT": "6",
+            "TRYON_SUBMIT_LEASE_SECONDS": "6",
+            "TRYON_MAX_IN_FLIGHT": "4",
+        }
+    )
+    emulator.configure(task_duration=0.5, slow_rate=0.5, slow_seconds=0.3, seed=3)
+    worker = deployment.start_worker(concurrency=2, name="e0")
+    job_ids = publish_jobs(deployment.settings, 40, "embedded-kill")
+    store = deployment.store()
+    kills = 0
+    for round_number in range(2):
+        wait_until(
+            lambda: len(store.list_jobs(limit=1000)) > 10 * (round_number + 1),
+            60,
+            what="some progress",
+        )
+        worker.kill()
+        kills += 1
+        worker = deployment.start_worker(concurrency=2, name=f"e{kills}")
+    records = wait_all_terminal(store, job_ids, timeout=240)
+    assert {r.state for r in records.values()} == {JobState.SUCCEEDED}
+    stats = emulator.stats()
+    assert stats["duplicates"] == 0
+    assert {j: stats["tasks_by_external_id"].get(j, 0) for j in job_ids} == dict.fromkeys(
+        job_ids, 1
+    )
+    # Acked messages are gone from the broker file: no job message (with its photos) stays.
+    broker = deployment.settings.data_dir / "broker.sqlite"
+    with sqlite3.connect(broker) as db:
+        payloads = [row[0] for row in db.execute("select payload from kombu_message")]
+    photo = b64("human.jpg")[2000:2100]
+    assert not any(photo in payload for payload in payloads)

@@ -290,9 +290,20 @@ def test_broker_holds_durable_quorum_queues_with_dead_lettering(stack: Stack) ->
     deployment, _, _ = stack
     namespace = deployment.settings.namespace
     listed = subprocess.run(
-        ["rabbitmqctl", "list_queues", "name", "type", "durable", "arguments",
-         "--formatter", "json"],
-        capture_output=True, text=True, timeout=60, check=True,
+        [
+            "rabbitmqctl",
+            "list_queues",
+            "name",
+            "type",
+            "durable",
+            "arguments",
+            "--formatter",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     queues = {q["name"]: q for q in json.loads(listed.stdout)}
     for name in (f"{namespace}.jobs", f"{namespace}.tasks"):

@@ -112,7 +112,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         transport_options = {"confirm_publish": True}
     else:
         # The embedded transports poll; the default (1 s) makes every hop slow.
-        transport_options = {"polling_interval": settings.broker_polling_interval}
+        transport_options = {
+            "polling_interval": settings.broker_polling_interval,
+            "visibility_timeout": settings.embedded_visibility_timeout,
+        }
     routes = {
         name: {"queue": topology.tasks_queue_name, "routing_key": f"task.{name.split('.')[1]}"}
         for name in TASK_NAMES

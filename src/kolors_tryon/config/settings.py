@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(default=None, description="Celery broker; embedded if unset.")
     database_url: str | None = Field(default=None, description="Job store (SQLAlchemy URL).")
     result_backend: str | None = Field(default=None, description="Celery result backend.")
+    embedded_visibility_timeout: float = Field(
+        default=900.0,
+        gt=0,
+        le=86400,
+        description="Embedded broker: seconds before an unacked message is delivered again.",
+    )
     namespace: str = Field(
         default="tryon",
         pattern=r"^[a-z][a-z0-9_-]{0,30}$",
