@@ -134,15 +134,13 @@ def test_embedded_worker_killed_loses_nothing_and_keeps_no_photos(
     worker = deployment.start_worker(concurrency=2, name="e0")
     job_ids = publish_jobs(deployment.settings, 40, "embedded-kill")
     store = deployment.store()
-    kills = 0
-    for round_number in range(2):
-        wait_until(
-            lambda: len(store.list_jobs(limit=1000)) > 10 * (round_number + 1),
-            60,
-            what="some progress",
-        )
-        worker.kill()
-        kills += 1
+    for kills, finished_before in enumerate((8, 20), start=1):
+
+        def progressed(enough: int = finished_before) -> bool:
+            return store.count_by_state().get("succeeded", 0) >= enough
+
+        wait_until(progressed, 90, what=f"{finished_before} jobs to succeed")
+        worker.kill()  # mid-run: jobs are queued, being submitted and being tracked
         worker = deployment.start_worker(concurrency=2, name=f"e{kills}")
     records = wait_all_terminal(store, job_ids, timeout=240)
     assert {r.state for r in records.values()} == {JobState.SUCCEEDED}
