@@ -32,49 +32,23 @@ def emulator() -> Iterator[EmulatorServer]:
 
 
 # ----------------------------------------------------------------- deployments --------
-import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from harness import (  # noqa: E402
-    RABBIT_URL,
-    Deployment,
-    base_env,
-    delete_topology,
-    fresh_database,
-)
-
-
-def _emulator_env(server: EmulatorServer) -> dict[str, str]:
-    return {"TRYON_KLING_BASE_URL": server.base_url, "TRYON_KLING_API_KEY": TEST_API_KEY}
+from harness import Deployment, base_env, emulator_env, rabbit_deployment_on  # noqa: E402
 
 
 @pytest.fixture
 def rabbit_deployment(tmp_path: Path, emulator: EmulatorServer) -> Iterator[Deployment]:
     """RabbitMQ with a namespace of its own, a fresh PostgreSQL database, the emulator."""
-    namespace = f"t{uuid.uuid4().hex[:10]}"
-    with fresh_database() as database_url:
-        env = base_env(tmp_path)
-        env.update(_emulator_env(emulator))
-        env.update(
-            {
-                "TRYON_BROKER_URL": RABBIT_URL,
-                "TRYON_DATABASE_URL": database_url,
-                "TRYON_NAMESPACE": namespace,
-            }
-        )
-        deployment = Deployment(env=env, data_dir=tmp_path)
-        try:
-            yield deployment
-        finally:
-            deployment.stop_all()
-            delete_topology(deployment.settings)
+    with rabbit_deployment_on(tmp_path, emulator) as deployment:
+        yield deployment
 
 
 @pytest.fixture
 def embedded_deployment(tmp_path: Path, emulator: EmulatorServer) -> Iterator[Deployment]:
     """The embedded default: no broker server, SQLite; only the Kling URL and key are set."""
     env = base_env(tmp_path)
-    env.update(_emulator_env(emulator))
+    env.update(emulator_env(emulator))
     deployment = Deployment(env=env, data_dir=tmp_path)
     try:
         yield deployment

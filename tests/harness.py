@@ -392,11 +392,37 @@ def wait_all_terminal(
     return {job_id: store.get(job_id) for job_id in job_ids}  # type: ignore[misc]
 
 
+def emulator_env(server: Any) -> dict[str, str]:
+    """Point a deployment at an emulator, with the key the test fixtures accept."""
+    return {"TRYON_KLING_BASE_URL": server.base_url, "TRYON_KLING_API_KEY": "sk-test-key"}
+
+
+@contextmanager
+def rabbit_deployment_on(tmp: Path, server: Any) -> Iterator[Deployment]:
+    """RabbitMQ with a namespace of its own and a fresh PostgreSQL database; torn down after."""
+    with fresh_database() as database_url:
+        env = base_env(tmp)
+        env.update(emulator_env(server))
+        env.update(
+            {
+                "TRYON_BROKER_URL": RABBIT_URL,
+                "TRYON_DATABASE_URL": database_url,
+                "TRYON_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
+            }
+        )
+        deployment = Deployment(env=env, data_dir=tmp)
+        try:
+            yield deployment
+        finally:
+            deployment.stop_all()
+            delete_topology(deployment.settings)
+
+
 @contextmanager
 def rabbit_stack(
     tmp: Path, *, task_duration: float = 1.0, concurrency: int = 2
 ) -> Iterator[tuple[Deployment, Any]]:
-    """An emulator, a fresh namespace and database, and one started worker; torn down after.
+    """An emulator, a RabbitMQ deployment and one started worker; torn down after.
 
     For module-scoped fixtures: many tests share one worker instead of starting their own.
     """
@@ -405,23 +431,8 @@ def rabbit_stack(
     server = EmulatorServer(EmulatorConfig(api_keys=("sk-test-key",), task_duration=task_duration))
     server.start()
     try:
-        with fresh_database() as database_url:
-            env = base_env(tmp)
-            env.update(
-                {
-                    "TRYON_KLING_BASE_URL": server.base_url,
-                    "TRYON_KLING_API_KEY": "sk-test-key",
-                    "TRYON_BROKER_URL": RABBIT_URL,
-                    "TRYON_DATABASE_URL": database_url,
-                    "TRYON_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
-                }
-            )
-            deployment = Deployment(env=env, data_dir=tmp)
-            try:
-                deployment.start_worker(concurrency=concurrency)
-                yield deployment, server
-            finally:
-                deployment.stop_all()
-                delete_topology(deployment.settings)
+        with rabbit_deployment_on(tmp, server) as deployment:
+            deployment.start_worker(concurrency=concurrency)
+            yield deployment, server
     finally:
         server.stop()

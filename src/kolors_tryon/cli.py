@@ -17,7 +17,7 @@ from kolors_tryon.config import Settings, SettingsError, load_settings
 from kolors_tryon.emulator.command import emulator_command
 from kolors_tryon.jobs import JobRejected, ValidationOptions, job_json_schema, validate_job
 from kolors_tryon.producer import JobPublisher, open_store
-from kolors_tryon.store import JobRecord, JobState, JobStore
+from kolors_tryon.store import JobRecord, JobState
 
 EXIT_INVALID = 2
 
@@ -131,6 +131,14 @@ def submit(
 
 
 # ----------------------------------------------------------------------------- batch
+def _with_image_files_read(entry: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A batch entry whose image fields that name files (relative to `base`) hold Base64."""
+    for field in ("human_image", "cloth_image"):
+        if isinstance(entry.get(field), str):
+            entry[field] = _image_argument(entry[field], base=base)
+    return entry
+
+
 def _read_batch(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, message) for each job of a JSON Lines or CSV file; str = a problem."""
     if path.suffix.lower() == ".csv":
@@ -189,10 +197,7 @@ def batch(file: Path, wait: bool, timeout: float, as_json: bool) -> None:
             if isinstance(entry, str):
                 problems.append(f"{file.name}:{number}: {entry}")
                 continue
-            for field in ("human_image", "cloth_image"):
-                if isinstance(entry.get(field), str):
-                    entry[field] = _image_argument(entry[field], base=file.parent)
-            job_ids.append(publisher.publish(entry))
+            job_ids.append(publisher.publish(_with_image_files_read(entry, file.parent)))
     for problem in problems:
         click.secho(f"skipped {problem}", fg="yellow", err=True)
     if not wait:
@@ -307,16 +312,12 @@ def schema() -> None:
 
 
 # ----------------------------------------------------------------------------- reading
-def _store(settings: Settings) -> JobStore:
-    return open_store(settings)
-
-
 @main.command()
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(job_id: str, as_json: bool) -> None:
     """Show one job's record."""
-    store = _store(_settings())
+    store = open_store(_settings())
     record = store.get(job_id)
     store.dispose()
     if record is None:
@@ -337,7 +338,7 @@ def status(job_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def jobs(state: str | None, limit: int, as_json: bool) -> None:
     """List jobs, oldest first."""
-    store = _store(_settings())
+    store = open_store(_settings())
     records = store.list_jobs(JobState(state) if state else None, limit=limit)
     counts = store.count_by_state()
     store.dispose()
@@ -382,10 +383,7 @@ def demo(jobs_file: Path | None, timeout: float) -> None:
         with JobPublisher(settings) as publisher:
             job_ids = []
             for _, entry in entries:
-                for field in ("human_image", "cloth_image"):
-                    if isinstance(entry.get(field), str):
-                        entry[field] = _image_argument(entry[field], base=path.parent)
-                job_ids.append(publisher.publish(entry))
+                job_ids.append(publisher.publish(_with_image_files_read(entry, path.parent)))
         click.echo(f"enqueued {len(job_ids)} sample job(s) from {path}")
         records = _wait_for(settings, job_ids, timeout, show=True)
         click.echo()

@@ -16,11 +16,9 @@ from typing import Any
 from kombu import Connection
 
 from kolors_tryon.config import Settings, load_settings
-from kolors_tryon.config.celery import topology_for
+from kolors_tryon.config.celery import PUBLISH_RETRY_POLICY, topology_for
 from kolors_tryon.jobs import JobMessage, job_id_of
 from kolors_tryon.store import JobRecord, JobState, JobStore
-
-_RETRY_POLICY = {"max_retries": 20, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3}
 
 
 class JobPublisher:
@@ -56,7 +54,7 @@ class JobPublisher:
             delivery_mode=2,
             declare=[] if self._declared else [self._topology.jobs_queue],
             retry=True,
-            retry_policy=_RETRY_POLICY,
+            retry_policy=PUBLISH_RETRY_POLICY,
         )
         self._declared = True
         return job_id

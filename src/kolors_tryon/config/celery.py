@@ -23,6 +23,13 @@ from kombu import Exchange, Queue
 from kolors_tryon.config import embedded_broker
 from kolors_tryon.config.settings import Settings
 
+# How long a publish keeps trying while the broker is away: about 25 s, then it raises.
+PUBLISH_RETRY_POLICY: dict[str, float] = {
+    "max_retries": 10,
+    "interval_start": 0.2,
+    "interval_step": 0.5,
+    "interval_max": 3,
+}
 TASK_NAMES = ("tryon.intake", "tryon.submit", "tryon.track", "tryon.dispatch", "tryon.sweep")
 
 
@@ -144,12 +151,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": routes,
         "task_create_missing_queues": False,
         "task_publish_retry": True,
-        "task_publish_retry_policy": {
-            "max_retries": 10,
-            "interval_start": 0.2,
-            "interval_step": 0.5,
-            "interval_max": 3,
-        },
+        "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
         "result_expires": 7 * 24 * 3600,
         "result_extended": False,
         "worker_send_task_events": False,

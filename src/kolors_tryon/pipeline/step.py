@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kolors_tryon.store import Claim, JobRecord
 
@@ -36,4 +36,4 @@ class SweepResult:
 
     resubmit: tuple[Claim, ...] = ()
     retrack: tuple[tuple[str, int], ...] = ()
-    claims: tuple[Claim, ...] = field(default_factory=tuple)
+    claims: tuple[Claim, ...] = ()

@@ -139,7 +139,7 @@ def _on_error(
         return _finish(rt, plan, owner, JobState.FAILED, "configuration", str(err))
     if isinstance(err, AccountUnavailableError | ConfigurationError):
         if not during_lookup:
-            store.create_not_made(plan.job_id, owner, count_retry=False)
+            store.note_failed_create(plan.job_id, owner, nothing_created=True, spend_retry=False)
         store.pause(_code(err), err.message, until=rt.clock() + settings.account_probe_interval)
         log.critical(
             "Kling refuses submissions (%s): submissions stop for every worker; "
@@ -150,7 +150,7 @@ def _on_error(
         return _wait(rt, plan, owner, settings.account_probe_interval, f"account: {err}")
     if isinstance(err, ConcurrencyLimitError):
         if not during_lookup:
-            store.create_not_made(plan.job_id, owner, count_retry=False)
+            store.note_failed_create(plan.job_id, owner, nothing_created=True, spend_retry=False)
         wait = backoff_delay(
             run,
             base=settings.busy_backoff_base,
@@ -179,10 +179,9 @@ def _on_error(
     proven = isinstance(err, RateLimitedError) or (
         isinstance(err, KlingConnectionError) and not err.request_sent
     )
-    if proven and not during_lookup:
-        retries = store.create_not_made(plan.job_id, owner, count_retry=True)
-    else:
-        retries = store.count_retry(plan.job_id, owner)
+    retries = store.note_failed_create(
+        plan.job_id, owner, nothing_created=proven and not during_lookup, spend_retry=True
+    )
     if retries > settings.submit_max_retries:
         return _give_up(rt, plan, owner, err)
     wait = backoff_delay(

@@ -16,6 +16,7 @@ from kolors_tryon.pipeline.results import keep_results
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
 from kolors_tryon.store import JobRecord, JobState
+from kolors_tryon.store.records import unix_seconds
 from kolors_tryon.store.states import TRACKED_STATES
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,8 @@ def track_job(rt: Runtime, job_id: str, poll: int) -> Step:
     if not rt.store.enter_poll(job_id, poll):
         return Step(note="stale track message")
     polls_done = poll + 1
-    submitted_at = rt.store.submitted_at(job_id) or rt.clock()
+    # The record read above already says when: no second query for it.
+    submitted_at = unix_seconds(record.submitted_at) or rt.clock()
     if rt.clock() - submitted_at > rt.settings.track_deadline:
         message = (
             f"no result from Kling within {rt.settings.track_deadline:g} s of submission "

@@ -68,6 +68,13 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def unix_seconds(text: str | None) -> float | None:
+    """The inverse of `iso`: an ISO 8601 UTC string as Unix seconds."""
+    if text is None:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def record_from_row(row: JobRow) -> JobRecord:
     error = (
         JobError(code=row.error_code, message=row.error_message or "") if row.error_code else None

@@ -214,14 +214,6 @@ class JobStore:
                 s.scalar(select(func.count()).where(JobRow.state.in_(IN_FLIGHT_STATES))) or 0
             )
 
-    def tracked_task_id(self, job_id: str) -> str | None:
-        with self._sessions() as s:
-            return s.scalar(select(JobRow.kling_task_id).where(JobRow.job_id == job_id))
-
-    def submitted_at(self, job_id: str) -> float | None:
-        with self._sessions() as s:
-            return s.scalar(select(JobRow.submitted_at).where(JobRow.job_id == job_id))
-
     # ---------------------------------------------------------------- slots -----------
     def claim_next(
         self,
@@ -379,28 +371,26 @@ class JobStore:
                 .values(create_pending=True, attempts=JobRow.attempts + 1, updated_at=self._clock())
             )
 
-    def create_not_made(self, job_id: str, owner: str, *, count_retry: bool) -> int:
-        """The create answer proves nothing was created. Returns the retries spent."""
-        with self._tx() as s:
-            row = s.scalar(
-                select(JobRow).where(JobRow.job_id == job_id, JobRow.lease_owner == owner)
-            )
-            if row is None:
-                return 0
-            row.create_pending = False
-            if count_retry:
-                row.retries += 1
-            return row.retries
+    def note_failed_create(
+        self, job_id: str, owner: str, *, nothing_created: bool, spend_retry: bool
+    ) -> int:
+        """Record a create attempt that got no task id. Returns the retries spent so far.
 
-    def count_retry(self, job_id: str, owner: str) -> int:
-        """Spend one unit of the job's retry budget without changing anything else."""
+        Args:
+            nothing_created: the answer proves no task was made, so the next run need
+                not look one up first.
+            spend_retry: the failure counts against the job's retry budget.
+        """
         with self._tx() as s:
             row = s.scalar(
                 select(JobRow).where(JobRow.job_id == job_id, JobRow.lease_owner == owner)
             )
             if row is None:
                 return 0
-            row.retries += 1
+            if nothing_created:
+                row.create_pending = False
+            if spend_retry:
+                row.retries += 1
             return row.retries
 
     def mark_submitted(

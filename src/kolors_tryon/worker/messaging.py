@@ -11,14 +11,13 @@ from collections.abc import Iterable
 
 from celery import Celery
 
-from kolors_tryon.config.celery import topology_for
+from kolors_tryon.config.celery import PUBLISH_RETRY_POLICY, topology_for
 from kolors_tryon.store import JobRecord
 from kolors_tryon.worker.runtime import settings_of
 
 log = logging.getLogger(__name__)
 
 REASON_HEADER = "x-tryon-reason"
-RETRY_POLICY = {"max_retries": 10, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3}
 
 
 def publish_events(app: Celery, records: Iterable[JobRecord]) -> None:
@@ -45,7 +44,7 @@ def publish_events(app: Celery, records: Iterable[JobRecord]) -> None:
                     delivery_mode=2,
                     declare=[exchange],
                     retry=True,
-                    retry_policy=RETRY_POLICY,
+                    retry_policy=PUBLISH_RETRY_POLICY,
                 )
     except Exception:  # an event must never take a job down with it
         log.exception("could not publish %d job event(s)", len(records))
@@ -70,6 +69,6 @@ def dead_letter(app: Celery, body: bytes | str, reason: str, content_type: str |
             delivery_mode=2,
             declare=[topology.dead_letter_exchange, topology.dead_letter_queue],
             retry=True,
-            retry_policy=RETRY_POLICY,
+            retry_policy=PUBLISH_RETRY_POLICY,
         )
     log.warning("dead-lettered a message (%d bytes): %s", len(payload), reason)
