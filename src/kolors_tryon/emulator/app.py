@@ -4,14 +4,21 @@
 :class:`Response`; ``server.py`` only reads sockets and writes bytes. The order of the
 gates an API request passes, chosen where KLING_API.md is silent, is:
 
-1. count it (a create is counted, with its ``external_task_id``, whatever its answer);
+1. count it (a create is counted, with its ``external_task_id``, whatever its answer;
+   so is every call to ``/account/costs``);
 2. faults: ``slow_rate`` delay, then ``error_rate`` (500/5000), then ``throttle_rate``
    (429/1302 with ``Retry-After``), all before routing and auth, like a gateway would;
-3. unknown path or wrong method: 404/1202;
-4. authentication (401/100x);
-5. for creates: ``account_error`` (429/1100..1102, before any body check, since the
-   account is refused whatever it sends), body parsing (1200), field checks (1201),
-   duplicate ``external_task_id`` (1201), concurrency (1303); then ``drop_rate``.
+3. ``/account/costs`` while ``account_costs_enabled`` is off: a non-JSON 404 for any
+   method, before auth, as a reseller's front server answers a path it lacks (not
+   counted in ``answers_by_code``: it has no business code);
+4. unknown path or wrong method: 404/1202;
+5. authentication (401/100x);
+6. for creates: ``account_error`` (429/1100..1102, before any body check, since the
+   account is refused whatever it sends), body parsing (1200), field checks (1201);
+   then ``late_create_rate`` holds the request; then duplicate ``external_task_id``
+   (1201) and concurrency (1303) are checked as the task is made; then ``drop_rate``;
+7. for ``/account/costs``: the per-account rate limit (429/1302), after auth because
+   the limit belongs to the account the credentials name.
 
 Control endpoints (``/_emulator/...``) are not part of the emulated API: no auth, no
 faults, not counted in ``answers_by_code``. Their bodies are bare JSON (no envelope):
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 import urllib.parse
@@ -49,7 +57,20 @@ from kolors_tryon.emulator.state import (
 logger = logging.getLogger(__name__)
 
 API_PATH = "/v1/images/kolors-virtual-try-on"
+ACCOUNT_COSTS_PATH = "/account/costs"
 CONTROL_PREFIX = "/_emulator/"
+
+#: The emulated account's one resource pack, as ``GET /account/costs`` lists it.
+RESOURCE_PACK_NAME = "Kolors Virtual Try-On pack"
+RESOURCE_PACK_TYPE = "decreasing_total"
+#: Lifetime of the emulated pack, from the emulator's start.
+RESOURCE_PACK_LIFETIME = 365 * 24 * 3600.0
+#: What a reseller's front server (nginx) answers for a path it does not have.
+NOT_FOUND_PAGE = (
+    b"<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n"
+    b"<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
 
 #: Reason of a task whose human image is one flat colour (the emulator's own rule).
 BLANK_HUMAN_REASON = "no human detected in the human image"
@@ -109,6 +130,10 @@ class EmulatorApp:
         self._clock = clock
         self.dice = FaultDice(config.seed)
         self.state = EmulatorState(on_change=on_change, render=self.render)
+        # The pack is bought when the emulator starts; a reset keeps it (only the units
+        # charged, which come from the tasks, start over).
+        self._pack_id = uuid.uuid4().hex
+        self._pack_bought = clock()
         #: The server's own base URL, set once the socket is bound.
         self.own_base_url = ""
 
@@ -189,6 +214,9 @@ class EmulatorApp:
         elif path.startswith(API_PATH + "/") and "/" not in path[len(API_PATH) + 1 :]:
             if method == "GET":
                 return "query", urllib.parse.unquote(path[len(API_PATH) + 1 :])
+        elif path == ACCOUNT_COSTS_PATH:
+            if method == "GET":
+                return "account_costs", ""
         else:
             raise ApiError(1202, "Invalid request: no such endpoint")
         raise ApiError(1202, f"Invalid request method: {method} is not allowed here")
@@ -203,6 +231,8 @@ class EmulatorApp:
                 body = _NOT_PARSED
             ext = body.get("external_task_id") if isinstance(body, dict) else None
             self.state.count_create_request(ext if isinstance(ext, str) and ext else None)
+        elif path == ACCOUNT_COSTS_PATH:
+            self.state.count("account_costs_requests")
         if self.dice.roll(config.slow_rate) and config.slow_seconds > 0:
             time.sleep(config.slow_seconds)
         if self.dice.roll(config.error_rate):
@@ -212,15 +242,19 @@ class EmulatorApp:
             if config.retry_after is not None:
                 extra["Retry-After"] = f"{config.retry_after:g}"
             raise ApiError(1302, headers=extra)
+        if path == ACCOUNT_COSTS_PATH and not config.account_costs_enabled:
+            return Response(404, NOT_FOUND_PAGE, content_type="text/html")
         operation, ref = self._route(method, path)
         now = self._clock()
         authenticate(headers.get("Authorization"), config, now)
         if operation == "create":
             return self._create(config, body, now)
+        if operation == "account_costs":
+            return self._account_costs(config, now)
         self.state.advance(now)
         if operation == "query":
             self.state.count("queries")
-            task = self.state.find(ref)
+            task = self.state.find(ref, now)
             if task is None:
                 raise ApiError(1203, "Requested resource does not exist: task not found")
             return self._api_answer(data=self.render(task, task.status_at(now)))
@@ -243,8 +277,18 @@ class EmulatorApp:
             outcome = Outcome(FAILED, self.dice.choice(RANDOM_FAILURE_REASONS))
         else:
             outcome = Outcome(SUCCEED)
-        # Validation ran on the request's own clock reading; a slow URL fetch must not
-        # make the task look older than it is.
+        if self.dice.roll(config.late_create_rate):
+            self.state.count("late_creates")
+            generation = self.state.generation
+            # The task must not exist while the client waits: it is made only after the
+            # hold, so a lookup during it says 404 like the real, backlogged API would.
+            time.sleep(config.late_create_seconds)
+            if self.state.generation != generation:
+                # A reset forgot everything; a task made now would leak into the fresh
+                # state. Nobody waits for this answer any more.
+                return Response(drop=True)
+        # Validation ran on the request's own clock reading; a slow URL fetch (or a late
+        # create's hold) must not make the task look older than it is.
         task = self.state.create(
             now=max(now, self._clock()),
             limit=config.concurrency_limit,
@@ -253,6 +297,7 @@ class EmulatorApp:
             external_task_id=request.external_task_id,
             callback_url=request.callback_url,
             outcome=outcome,
+            index_lag=config.index_lag,
         )
         if self.dice.roll(config.drop_rate):
             self.state.count_answer("dropped")
@@ -265,6 +310,35 @@ class EmulatorApp:
             "created_at": created_ms,
             "updated_at": created_ms,
         }
+        # After a late create's hold the client is gone: the write fails with a broken
+        # pipe or reset, which the server's handle_error swallows (ConnectionError).
+        return self._api_answer(data=data)
+
+    def _account_costs(self, config: EmulatorConfig, now: float) -> Response:
+        """Answer ``GET /account/costs``: the account's one try-on resource pack."""
+        wait = self.state.admit_account_costs(now, config.account_costs_min_interval)
+        if wait > 0:
+            extra = {}
+            if config.retry_after is not None:
+                # The time really left, rounded up so that a client honouring it is
+                # admitted on its next call.
+                extra["Retry-After"] = f"{math.ceil(wait * 1000) / 1000:g}"
+            raise ApiError(1302, headers=extra)
+        charged = self.state.units_charged(now)
+        bought_ms = int(self._pack_bought * 1000)
+        pack = {
+            "resource_pack_name": RESOURCE_PACK_NAME,
+            "resource_pack_id": self._pack_id,
+            "resource_pack_type": RESOURCE_PACK_TYPE,
+            "total_quantity": config.units_total,
+            "remaining_quantity": max(0.0, config.units_total - charged),
+            "purchase_time": bought_ms,
+            "effective_time": bought_ms,
+            "invalid_time": bought_ms + int(RESOURCE_PACK_LIFETIME * 1000),
+            "status": "online",
+        }
+        # The official answer nests a second code/msg pair inside data.
+        data = {"code": 0, "msg": "", "resource_pack_subscribe_infos": [pack]}
         return self._api_answer(data=data)
 
     # ----- control endpoints -------------------------------------------------------
@@ -290,8 +364,9 @@ class EmulatorApp:
             if image is not None:
                 return Response(200, image, content_type="image/png")
         if method == "GET" and rest.startswith("results/") and rest.endswith("/0.png"):
-            task = self.state.find(rest[len("results/") : -len("/0.png")])
-            if task is not None and task.status_at(self._clock()) == SUCCEED:
+            now = self._clock()
+            task = self.state.find(rest[len("results/") : -len("/0.png")], now)
+            if task is not None and task.status_at(now) == SUCCEED:
                 return Response(200, result_png(task.task_id), content_type="image/png")
             return _json(404, _envelope(1203, "Requested resource does not exist", None))
         return _json(404, _envelope(1202, "Invalid request: no such endpoint", None))

@@ -107,6 +107,55 @@ _RATE = click.FloatRange(0.0, 1.0)
     "(the ambiguous create a client must resolve by querying external_task_id).",
 )
 @click.option(
+    "--index-lag",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0.0),
+    help="Seconds a new task stays invisible to lookup by external_task_id (404 / 1203) "
+    "and to its uniqueness check (a repeated create makes a second task), as a lagging "
+    "index would. Lookup by task_id works at once.",
+)
+@click.option(
+    "--late-create-rate",
+    default=0.0,
+    show_default=True,
+    type=_RATE,
+    help="Fraction of creates processed after the client gave up: held "
+    "--late-create-seconds with no task yet (lookup says 404), then the task is made "
+    "and the answer goes to a closed connection.",
+)
+@click.option(
+    "--late-create-seconds",
+    default=35.0,
+    show_default=True,
+    type=click.FloatRange(0.0),
+    help="How long a late create is held; keep it above the client's read timeout.",
+)
+@click.option(
+    "--units-total",
+    default=1000.0,
+    show_default=True,
+    type=click.FloatRange(0.0),
+    help="Total units of the resource pack GET /account/costs reports; each succeeded "
+    "task takes one from the remaining quantity.",
+)
+@click.option(
+    "--account-costs/--no-account-costs",
+    "account_costs_enabled",
+    default=True,
+    show_default=True,
+    help="Serve GET /account/costs; --no-account-costs answers it 404 with a non-JSON "
+    "body, like a reseller without the endpoint.",
+)
+@click.option(
+    "--account-costs-min-interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.0),
+    help="Seconds between admitted GET /account/costs calls; sooner ones get 429 / 1302 "
+    "(0 disables the limit).",
+)
+@click.option(
     "--account-error",
     default=None,
     type=click.Choice(["1100", "1101", "1102"]),
@@ -143,6 +192,12 @@ def emulator_command(
     slow_rate: float,
     slow_seconds: float,
     drop_rate: float,
+    index_lag: float,
+    late_create_rate: float,
+    late_create_seconds: float,
+    units_total: float,
+    account_costs_enabled: bool,
+    account_costs_min_interval: float,
     account_error: str | None,
     create_error: int | None,
     seed: int | None,
@@ -151,27 +206,37 @@ def emulator_command(
     """Run the local Kling Kolors Virtual Try-On emulator until Ctrl-C."""
     if (access_key is None) != (secret_key is None):
         raise click.UsageError("--access-key and --secret-key go together")
-    config = EmulatorConfig(
-        host=host,
-        port=port,
-        prefix=prefix,
-        api_keys=api_keys,
-        access_key=access_key,
-        secret_key=secret_key,
-        concurrency_limit=concurrency,
-        task_duration=duration,
-        fail_rate=fail_rate,
-        error_rate=error_rate,
-        throttle_rate=throttle_rate,
-        retry_after=retry_after if retry_after > 0 else None,
-        slow_rate=slow_rate,
-        slow_seconds=slow_seconds,
-        drop_rate=drop_rate,
-        account_error=int(account_error) if account_error else None,
-        create_error=create_error,
-        seed=seed,
-        public_base_url=public_base_url,
-    )
+    try:
+        config = EmulatorConfig(
+            host=host,
+            port=port,
+            prefix=prefix,
+            api_keys=api_keys,
+            access_key=access_key,
+            secret_key=secret_key,
+            concurrency_limit=concurrency,
+            task_duration=duration,
+            fail_rate=fail_rate,
+            error_rate=error_rate,
+            throttle_rate=throttle_rate,
+            retry_after=retry_after if retry_after > 0 else None,
+            slow_rate=slow_rate,
+            slow_seconds=slow_seconds,
+            drop_rate=drop_rate,
+            index_lag=index_lag,
+            late_create_rate=late_create_rate,
+            late_create_seconds=late_create_seconds,
+            units_total=units_total,
+            account_costs_enabled=account_costs_enabled,
+            account_costs_min_interval=account_costs_min_interval,
+            account_error=int(account_error) if account_error else None,
+            create_error=create_error,
+            seed=seed,
+            public_base_url=public_base_url,
+        )
+    except ValueError as exc:
+        # Values click's ranges let through (inf, NaN) are still refused as usage errors.
+        raise click.UsageError(str(exc)) from None
     credentials = f"Bearer {api_keys[0]}" if api_keys else "no static key"
     if access_key:
         credentials += f", or JWTs with iss={access_key}"

@@ -8,6 +8,7 @@ swaps the whole object instead of mutating fields).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,22 @@ ACCOUNT_ERROR_CODES = frozenset({1100, 1101, 1102})
 #: Fields fixed once the socket is bound; every other field is a run-time knob.
 BIND_FIELDS = frozenset({"host", "port", "prefix"})
 
-_RATE_FIELDS = ("fail_rate", "error_rate", "throttle_rate", "slow_rate", "drop_rate")
+_RATE_FIELDS = (
+    "fail_rate",
+    "error_rate",
+    "throttle_rate",
+    "slow_rate",
+    "drop_rate",
+    "late_create_rate",
+)
+#: Knobs that must be finite numbers >= 0: an infinite hold or lag would hang a client
+#: for good, and NaN slips through every comparison unnoticed.
+_NON_NEGATIVE_FIELDS = (
+    "index_lag",
+    "late_create_seconds",
+    "units_total",
+    "account_costs_min_interval",
+)
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -55,6 +71,29 @@ class EmulatorConfig:
         slow_seconds: How long a slow request is held.
         drop_rate: Fraction of successful creates whose connection is closed without an
             answer, after the task was made (the ambiguous create).
+        index_lag: Seconds a new task stays out of the ``external_task_id`` index, as a
+            lagging index would: lookup by ``external_task_id`` answers 404 / 1203 and a
+            create with the same ``external_task_id`` is not refused as a duplicate (it
+            makes a second task). Lookup by ``task_id`` and the list see it at once. Fixed
+            per task at creation, like ``task_duration``.
+        late_create_rate: Fraction of valid creates processed after the client has given
+            up: the request is held ``late_create_seconds`` with no task made yet (lookup
+            says 404), then the task is made (uniqueness and concurrency checked then, and
+            counted like any create) and the answer is sent to a client that is gone.
+            Independent of ``drop_rate``, which may still drop that answer.
+        late_create_seconds: How long a late create is held; set it above the client's
+            read timeout (the default exceeds the service's default 30 s) so that the
+            client sees a read timeout.
+        units_total: Total quantity of the account's try-on resource pack, as
+            ``GET /account/costs`` reports it; the remaining quantity is this minus one
+            unit per succeeded task (never below 0; an empty pack does not refuse creates,
+            ``account_error=1102`` does that).
+        account_costs_enabled: Whether ``GET /account/costs`` exists; False answers it
+            404 with a non-JSON body, as a reseller without the endpoint does.
+        account_costs_min_interval: Seconds that must pass after an admitted
+            ``GET /account/costs`` before the next is admitted; a call sooner answers
+            429 / 1302 (with ``Retry-After``: the seconds left, unless ``retry_after`` is
+            None). 0 disables the limit.
         account_error: 1100, 1101 or 1102: while set, every create is refused with it.
         create_error: Any business code of the table: while set, every create is refused
             with it (and its HTTP status), to exercise a client's error policy code by code.
@@ -78,6 +117,12 @@ class EmulatorConfig:
     slow_rate: float = 0.0
     slow_seconds: float = 0.0
     drop_rate: float = 0.0
+    index_lag: float = 0.0
+    late_create_rate: float = 0.0
+    late_create_seconds: float = 35.0
+    units_total: float = 1000.0
+    account_costs_enabled: bool = True
+    account_costs_min_interval: float = 1.0
     account_error: int | None = None
     create_error: int | None = None
     image_key: str = "index"
@@ -96,6 +141,22 @@ class EmulatorConfig:
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
+        for name in _NON_NEGATIVE_FIELDS:
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            # JSON may hand over an int; keep the declared type in answers and stats.
+            object.__setattr__(self, name, float(value))
+        if not isinstance(self.account_costs_enabled, bool):
+            # A JSON "false" string would otherwise be truthy and enable the endpoint.
+            raise ValueError(
+                f"account_costs_enabled must be true or false, got {self.account_costs_enabled!r}"
+            )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {self.port!r}")
         if self.concurrency_limit < 0:

@@ -322,11 +322,15 @@ class EmulatorServer:
     def stats(self) -> dict[str, Any]:
         """Return the counters as JSON-able data.
 
-        Keys: ``create_requests``, ``creates``, ``duplicates``,
-        ``create_requests_by_external_id``, ``tasks_by_external_id``, ``queries``,
-        ``lists``, ``in_flight``, ``peak_in_flight``, ``answers_by_code`` (business code
-        as a string, or ``"dropped"``), ``callbacks_sent``, ``callbacks_failed``,
-        ``callbacks_queued``, ``tasks``, ``tasks_by_status``.
+        Keys: ``create_requests``, ``creates``, ``duplicates``, ``late_creates`` (creates
+        held by ``late_create_rate``, counted as the hold starts),
+        ``create_requests_by_external_id``, ``tasks_by_external_id`` (tasks made per
+        external id: above 1 only when ``index_lag`` let a duplicate through),
+        ``queries``, ``lists``, ``account_costs_requests`` (every call to
+        ``/account/costs``, whatever its answer), ``in_flight``, ``peak_in_flight``,
+        ``answers_by_code`` (business code as a string, or ``"dropped"``),
+        ``callbacks_sent``, ``callbacks_failed``, ``callbacks_queued``, ``tasks``,
+        ``tasks_by_status``.
         """
         return self._app.stats()
 

@@ -15,6 +15,14 @@ Choices where KLING_API.md is silent:
   ``final_unit_deduction`` is ``"0"`` until then: a client must not read results early.
 * ``task_info.external_task_id`` is ``""`` when the caller gave none.
 * ``updated_at`` is the time of the last status change, not of the last read.
+* With ``index_lag``, a task stays out of the ``external_task_id`` index for a while:
+  lookup by that id and the uniqueness check both miss it (so two tasks may share an
+  id), while lookup by ``task_id`` and the list see it at once, since they read the task
+  store and not the index. When several tasks share an id, lookup returns the oldest
+  visible one, so that (with a constant lag) later tasks coming into view do not change
+  the answer under a client's feet.
+* The units charged are ``UNIT_DEDUCTION`` per task that ended ``succeed``; failed and
+  running tasks cost nothing, as ``final_unit_deduction`` says of them.
 * A task that jumps straight from ``submitted`` to its end between two ticks still gets
   both callbacks, ``processing`` first, so callback consumers see every status.
 """
@@ -41,6 +49,8 @@ FINAL_STATUSES = frozenset({SUCCEED, FAILED})
 
 #: Fraction of a task's duration spent in ``submitted``.
 SUBMITTED_SHARE = 0.25
+#: ``final_unit_deduction`` of a succeeded task, and what it takes from the account.
+UNIT_DEDUCTION = "1"
 
 
 @dataclass
@@ -57,6 +67,8 @@ class Task:
         outcome: ``succeed`` or ``failed``, decided at creation.
         reason: ``task_status_msg`` of a failed task.
         callback_url: Where status changes are POSTed, or None.
+        indexed_at: Unix time from which lookup by ``external_task_id`` finds the task
+            (creation plus the ``index_lag`` in force then).
         notified: Last status handed to the callback sink.
     """
 
@@ -68,6 +80,7 @@ class Task:
     outcome: str
     reason: str
     callback_url: str | None
+    indexed_at: float
     notified: str = SUBMITTED
 
     @property
@@ -108,7 +121,7 @@ class Task:
             "task_status_msg": self.reason if status == FAILED else "",
             "task_info": {"external_task_id": self.external_task_id or ""},
             "task_result": result,
-            "final_unit_deduction": "1" if succeeded else "0",
+            "final_unit_deduction": UNIT_DEDUCTION if succeeded else "0",
             "created_at": int(self.created * 1000),
             "updated_at": self._changed_ms(status),
         }
@@ -166,7 +179,8 @@ class EmulatorState:
     def _clear(self) -> None:
         self._tasks: dict[str, Task] = {}
         self._order: list[Task] = []
-        self._by_external: dict[str, Task] = {}
+        # Every task per external id, oldest first: with index_lag there can be several.
+        self._by_external: dict[str, list[Task]] = {}
         self._active: set[str] = set()
         self._due: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
@@ -176,6 +190,7 @@ class EmulatorState:
         self._tasks_by_ext: Counter[str] = Counter()
         self._answers: Counter[str] = Counter()
         self._ended: Counter[str] = Counter()
+        self._account_costs_admitted: float | None = None
 
     # ----- tasks -------------------------------------------------------------------
 
@@ -189,15 +204,27 @@ class EmulatorState:
         external_task_id: str | None,
         callback_url: str | None,
         outcome: Outcome,
+        index_lag: float = 0.0,
     ) -> Task:
         """Make a task if the account may, holding a slot until it ends.
 
+        Args:
+            now: Unix time of creation.
+            limit: The account's concurrency limit.
+            duration: Seconds from creation to the end.
+            model_name: Model asked for.
+            external_task_id: The caller's id, or None.
+            callback_url: Where status changes go, or None.
+            outcome: How the task will end.
+            index_lag: Seconds before lookup and uniqueness by ``external_task_id`` see it.
+
         Raises:
-            ApiError: 1201 when ``external_task_id`` exists, 1303 when slots are full.
+            ApiError: 1201 when a visible task has ``external_task_id``, 1303 when slots
+                are full.
         """
         with self._lock:
             self._advance(now)
-            if external_task_id is not None and external_task_id in self._by_external:
+            if external_task_id is not None and self._indexed(external_task_id, now) is not None:
                 self._counts["duplicates"] += 1
                 raise ApiError(1201, "external_task_id already exists")
             if len(self._active) >= limit:
@@ -214,6 +241,7 @@ class EmulatorState:
                 outcome=outcome.status,
                 reason=outcome.reason,
                 callback_url=callback_url,
+                indexed_at=now + index_lag,
             )
             self._tasks[task.task_id] = task
             self._order.append(task)
@@ -221,7 +249,7 @@ class EmulatorState:
             self._peak = max(self._peak, len(self._active))
             self._counts["creates"] += 1
             if external_task_id is not None:
-                self._by_external[external_task_id] = task
+                self._by_external.setdefault(external_task_id, []).append(task)
                 self._tasks_by_ext[external_task_id] += 1
             heapq.heappush(self._due, (task.processing_at, next(self._seq), task.task_id))
             heapq.heappush(self._due, (task.ends_at, next(self._seq), task.task_id))
@@ -229,10 +257,20 @@ class EmulatorState:
             self._advance(now)
             return task
 
-    def find(self, ref: str) -> Task | None:
-        """Return a task by ``task_id`` or, failing that, by ``external_task_id``."""
+    def find(self, ref: str, now: float) -> Task | None:
+        """Return a task by ``task_id`` or, failing that, by ``external_task_id``.
+
+        Lookup by ``external_task_id`` only sees tasks already indexed at ``now``.
+        """
         with self._lock:
-            return self._tasks.get(ref) or self._by_external.get(ref)
+            return self._tasks.get(ref) or self._indexed(ref, now)
+
+    def _indexed(self, external_task_id: str, now: float) -> Task | None:
+        """Return the oldest task with ``external_task_id`` that the index shows at ``now``."""
+        for task in self._by_external.get(external_task_id, ()):
+            if task.indexed_at <= now:
+                return task
+        return None
 
     def page(self, page_num: int, page_size: int) -> list[Task]:
         """Return one page of tasks, newest first."""
@@ -280,6 +318,30 @@ class EmulatorState:
             )
         )
 
+    # ----- account -----------------------------------------------------------------
+
+    def units_charged(self, now: float) -> float:
+        """Return the units taken so far: one ``UNIT_DEDUCTION`` per succeeded task."""
+        with self._lock:
+            self._advance(now)
+            return self._ended[SUCCEED] * float(UNIT_DEDUCTION)
+
+    def admit_account_costs(self, now: float, min_interval: float) -> float:
+        """Admit an account-costs call, or say how long it must wait.
+
+        The window runs from the last admitted call, so refused calls do not extend it:
+        a client that waits as told gets through.
+
+        Returns:
+            0.0 when admitted, else the seconds left until a call would be.
+        """
+        with self._lock:
+            last = self._account_costs_admitted
+            if last is not None and now < last + min_interval:
+                return last + min_interval - now
+            self._account_costs_admitted = now
+            return 0.0
+
     # ----- counters ----------------------------------------------------------------
 
     def count_create_request(self, external_task_id: str | None) -> None:
@@ -289,8 +351,14 @@ class EmulatorState:
             if external_task_id is not None:
                 self._create_requests_by_ext[external_task_id] += 1
 
+    @property
+    def generation(self) -> int:
+        """Number of resets so far: work begun before a reset can tell it is stale."""
+        with self._lock:
+            return self._generation
+
     def count(self, name: str) -> None:
-        """Increment a plain counter (``queries``, ``lists``)."""
+        """Increment a plain counter (``queries``, ``lists``, ``late_creates``, ...)."""
         with self._lock:
             self._counts[name] += 1
 
@@ -317,10 +385,12 @@ class EmulatorState:
                 "create_requests": self._counts["create_requests"],
                 "creates": self._counts["creates"],
                 "duplicates": self._counts["duplicates"],
+                "late_creates": self._counts["late_creates"],
                 "create_requests_by_external_id": dict(self._create_requests_by_ext),
                 "tasks_by_external_id": dict(self._tasks_by_ext),
                 "queries": self._counts["queries"],
                 "lists": self._counts["lists"],
+                "account_costs_requests": self._counts["account_costs_requests"],
                 "in_flight": len(self._active),
                 "peak_in_flight": self._peak,
                 "answers_by_code": dict(self._answers),
