@@ -52,12 +52,19 @@ class JobPublisher:
             content_type="application/json",
             content_encoding="utf-8",
             delivery_mode=2,
-            declare=[] if self._declared else [self._topology.jobs_queue],
+            declare=[] if self._declared else self._declarations(),
             retry=True,
             retry_policy=PUBLISH_RETRY_POLICY,
         )
         self._declared = True
         return job_id
+
+    def _declarations(self) -> list[Any]:
+        """The jobs queue, and on RabbitMQ its dead-letter exchange and queue (which
+        must exist before any message is dead-lettered, or RabbitMQ drops it)."""
+        if not self.settings.uses_rabbitmq:
+            return [self._topology.jobs_queue]
+        return [self._topology.dead_letter_queue, self._topology.jobs_queue]
 
     def close(self) -> None:
         self._connection.release()

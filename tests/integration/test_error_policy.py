@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 
 from conftest import TEST_ACCESS_KEY, TEST_API_KEY, TEST_SECRET_KEY
+from clocks import SettableClock
 from harness import sample_b64
+from kolors_tryon.kling import KlingClient
 from kolors_tryon.config import Settings
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.jobs import validate_job
 from kolors_tryon.pipeline import Runtime, submit_job
-from kolors_tryon.store import JobState
+from kolors_tryon.store import JobState, JobStore
 
 PAUSE = "pause"  # submissions stop for the account; the job waits, not failed
 RETRY = "retry"  # run again later; the job waits
@@ -32,12 +34,12 @@ POLICY = {
     1100: PAUSE,
     1101: PAUSE,
     1102: PAUSE,
-    1003: FAIL,
-    1004: FAIL,  # after one re-mint: a configuration error
+    1003: PAUSE,  # after one re-mint: the clock or the keys are wrong, no job is
+    1004: PAUSE,  # at fault, so submissions pause for the account
     1103: REJECT,
     1200: REJECT,
     1201: REJECT,
-    1202: REJECT,
+    1202: PAUSE,  # invalid method: the base URL is wrong, not the job
     1203: REJECT,
     1300: FAIL,
     1301: FAIL,
@@ -50,8 +52,14 @@ POLICY = {
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, emulator: EmulatorServer) -> Iterator[Runtime]:
-    """A runtime on a fresh SQLite store, talking JWT to the emulator."""
+def clock() -> SettableClock:
+    """A clock the test moves forward."""
+    return SettableClock()
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, emulator: EmulatorServer, clock: SettableClock) -> Iterator[Runtime]:
+    """A runtime on a fresh SQLite store with a settable clock, talking JWT to the emulator."""
     settings = Settings.model_validate(
         {
             "data_dir": tmp_path,
@@ -60,12 +68,18 @@ def runtime(tmp_path: Path, emulator: EmulatorServer) -> Iterator[Runtime]:
             "kling_secret_key": TEST_SECRET_KEY,
             "retry_backoff_base": 1.0,
             "account_probe_interval": 30.0,
+            "create_visibility_grace": 20.0,
         }
     )
-    rt = Runtime.from_settings(settings)
-    rt.store.create_schema()
+    rt = runtime_with_clock(settings, clock)
     yield rt
     rt.close()
+
+
+def runtime_with_clock(settings: Settings, clock: SettableClock) -> Runtime:
+    store = JobStore.from_url(settings.effective_database_url, clock=clock)
+    store.create_schema()
+    return Runtime(settings=settings, store=store, kling=KlingClient.from_settings(settings))
 
 
 def claim_job(rt: Runtime, job_id: str) -> str:
@@ -103,7 +117,7 @@ def test_each_business_code_gets_its_policy(
     else:
         assert record.state is JobState(expected)
         assert record.error is not None
-        assert record.error.code == ("configuration" if code in (1003, 1004) else f"kling_{code}")
+        assert record.error.code == f"kling_{code}"
         assert step.dispatch  # the slot is free again
     creates = emulator.stats()["create_requests"]
     assert creates == (2 if code in (1003, 1004) else 1)  # a re-mint gets one more try
@@ -118,7 +132,7 @@ def test_ambiguous_create_is_looked_up_before_anything_is_resent(
     step = submit_job(runtime, "job-1", owner)
     assert step.again_in is not None
     emulator.configure(drop_rate=0.0)
-    step = submit_job(runtime, "job-1", owner, run=1)
+    step = submit_job(runtime, "job-1", owner, waits=1)
     record = runtime.store.get("job-1")
     assert record is not None and record.state is JobState.SUBMITTED
     stats = emulator.stats()
@@ -126,16 +140,24 @@ def test_ambiguous_create_is_looked_up_before_anything_is_resent(
     assert record.attempts == 1
 
 
-def test_server_error_then_lookup_then_create(runtime: Runtime, emulator: EmulatorServer) -> None:
-    """A 5000 on create may hide a task: the next run looks first, then creates once."""
+def test_server_error_then_lookup_then_create(
+    runtime: Runtime, emulator: EmulatorServer, clock: SettableClock
+) -> None:
+    """A 5000 on create may hide a task: "not found" is trusted only after the grace."""
     emulator.configure(create_error=5000)
     owner = claim_job(runtime, "job-1")
-    submit_job(runtime, "job-1", owner)
+    first = submit_job(runtime, "job-1", owner)
+    assert first.again_in is not None and first.again_in >= 20  # not before a task shows
     emulator.configure(create_error=None)
     queries_before = emulator.stats()["queries"]
-    submit_job(runtime, "job-1", owner, run=1)
+    clock.now += 5  # too early: the lookup's "not found" proves nothing yet
+    early = submit_job(runtime, "job-1", owner, waits=1)
+    assert early.again_in is not None and early.again_in >= 14
+    assert emulator.stats()["create_requests"] == 1
+    clock.now += early.again_in
+    submit_job(runtime, "job-1", owner, waits=2)
     stats = emulator.stats()
-    assert stats["queries"] == queries_before + 1  # the lookup by external_task_id
+    assert stats["queries"] == queries_before + 2  # two lookups by external_task_id
     assert stats["creates"] == 1
     record = runtime.store.get("job-1")
     assert record is not None and record.state is JobState.SUBMITTED and record.attempts == 2
@@ -149,23 +171,23 @@ def test_paused_account_sends_one_probe_and_resumes(
     owner = claim_job(runtime, "job-1")
     submit_job(runtime, "job-1", owner)
     emulator.configure(create_error=None)
-    waiting = submit_job(runtime, "job-1", owner, run=1)
+    waiting = submit_job(runtime, "job-1", owner, waits=1)
     assert waiting.again_in is not None and waiting.again_in > 20
     assert emulator.stats()["create_requests"] == 1  # nothing sent while paused
     pause = runtime.store.current_pause()
     assert pause is not None
-    runtime.store.pause(pause.code, pause.message, until=0)  # the probe is due now
-    resumed = submit_job(runtime, "job-1", owner, run=2)
+    runtime.store.pause(pause.code, pause.message, retry_in=-1)  # the probe is due now
+    resumed = submit_job(runtime, "job-1", owner, waits=2)
     assert resumed.dispatch
     assert runtime.store.current_pause() is None
     record = runtime.store.get("job-1")
     assert record is not None and record.state is JobState.SUBMITTED
 
 
-def test_static_key_token_error_fails_without_a_second_try(
+def test_static_key_token_error_pauses_without_a_second_try(
     tmp_path: Path, emulator: EmulatorServer
 ) -> None:
-    """A static key cannot be re-minted: 1004 fails the job at once as configuration."""
+    """A static key cannot be re-minted: 1004 pauses the account, the job keeps waiting."""
     settings = Settings.model_validate(
         {"data_dir": tmp_path, "kling_base_url": emulator.base_url, "kling_api_key": TEST_API_KEY}
     )
@@ -175,37 +197,8 @@ def test_static_key_token_error_fails_without_a_second_try(
     owner = claim_job(rt, "job-1")
     submit_job(rt, "job-1", owner)
     record = rt.store.get("job-1")
-    assert record is not None and record.state is JobState.FAILED
+    assert record is not None and record.state is JobState.SUBMITTING and record.error is None
+    pause = rt.store.current_pause()
+    assert pause is not None and "clock" in pause.message
     assert emulator.stats()["create_requests"] == 1
-    rt.close()
-
-
-def test_tracking_gives_up_at_the_deadline(tmp_path: Path, emulator: EmulatorServer) -> None:
-    """A task that never ends within the deadline fails the job with a clear reason."""
-    import time
-
-    from kolors_tryon.pipeline import track_job
-
-    settings = Settings.model_validate(
-        {
-            "data_dir": tmp_path,
-            "kling_base_url": emulator.base_url,
-            "kling_api_key": TEST_API_KEY,
-            "track_deadline": 0.5,
-        }
-    )
-    rt = Runtime.from_settings(settings)
-    rt.store.create_schema()
-    emulator.configure(task_duration=60)
-    owner = claim_job(rt, "job-1")
-    step = submit_job(rt, "job-1", owner)
-    first = track_job(rt, "job-1", step.track_poll)
-    assert first.track_in is not None  # still running: poll again later
-    time.sleep(0.6)
-    final = track_job(rt, "job-1", first.track_poll)
-    record = rt.store.get("job-1")
-    assert record is not None and record.state is JobState.FAILED
-    assert record.error is not None and record.error.code == "deadline"
-    assert "within 0.5 s of submission" in record.error.message
-    assert final.dispatch
     rt.close()

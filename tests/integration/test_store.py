@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import fresh_database
-from kolors_tryon.store import JobState, JobStore
+from kolors_tryon.store import Busy, CreatePlan, JobState, JobStore
 
 BODY = {"human_image": "aGk=", "cloth_image": "aGk=", "external_task_id": "x"}
 
@@ -37,18 +37,18 @@ def queue_jobs(store: JobStore, *ids: str, priority: int = 0) -> None:
 
 def test_accept_is_idempotent_per_job_id(store: JobStore) -> None:
     """Accepting the same id twice keeps one queued job."""
-    first, created = store.accept("a", body=BODY)
-    again, created_again = store.accept("a", body=BODY)
-    assert created and not created_again
-    assert first.state is JobState.QUEUED and again.job_id == "a"
+    first = store.accept("a", body=BODY)
+    again = store.accept("a", body=BODY)
+    assert first.changed and not again.changed
+    assert first.record.state is JobState.QUEUED and again.record.job_id == "a"
     assert store.count_by_state() == {"queued": 1}
 
 
 def test_reject_does_not_overwrite_an_existing_job(store: JobStore) -> None:
     """A rejected duplicate of a known job id leaves the known job alone."""
     queue_jobs(store, "a")
-    record, created = store.reject("a", code="invalid_job", message="x")
-    assert not created and record.state is JobState.QUEUED
+    admitted = store.reject("a", code="invalid_job", message="x")
+    assert not admitted.changed and admitted.record.state is JobState.QUEUED
 
 
 def test_claims_respect_the_limit_and_fifo_within_priority(store: JobStore) -> None:
@@ -87,17 +87,20 @@ def test_only_the_owner_submits_and_intent_is_remembered(store: JobStore) -> Non
     """enter_submit: only the claim owner gets a plan; a pending create is reported next time."""
     queue_jobs(store, "a")
     (claim,) = store.claim_next(1, lease_seconds=60)
-    assert store.enter_submit("a", "someone-else", busy_for=30) is None
-    plan = store.enter_submit("a", claim.owner, busy_for=30)
-    assert plan is not None and not isinstance(plan, float)
+    assert store.enter_submit("a", "someone-else", window=30, grace=5) is None
+    plan = store.enter_submit("a", claim.owner, window=30, grace=5)
+    assert isinstance(plan, CreatePlan)
     assert not plan.maybe_created and plan.body == BODY
     # A redelivery while the attempt window is open must wait, not race.
-    assert isinstance(store.enter_submit("a", claim.owner, busy_for=30), float)
-    store.record_intent("a", claim.owner)
+    assert isinstance(store.enter_submit("a", claim.owner, window=30, grace=5), Busy)
+    assert store.record_intent("a", claim.owner, window=30)
     store.leave_submit("a", claim.owner)
-    again = store.enter_submit("a", claim.owner, busy_for=30)
-    assert again is not None and not isinstance(again, float)
+    again = store.enter_submit("a", claim.owner, window=30, grace=5)
+    assert isinstance(again, CreatePlan)
     assert again.maybe_created and again.attempts == 1
+    # The worker died after its intent: "not found" is not trusted until the create
+    # could have become visible (the window of its POST, then the grace).
+    assert 30 < again.trust_not_found_in <= 35
 
 
 def test_submitted_forgets_the_photos_and_moves_forward_only(store: JobStore) -> None:
@@ -132,20 +135,20 @@ def test_expired_claims_are_taken_over(store: JobStore) -> None:
     (claim,) = store.claim_next(1, lease_seconds=-1)
     assert store.expired_claims() == ["a"]
     assert store.take_over("a", "new-owner", lease_seconds=60)
-    assert store.enter_submit("a", claim.owner, busy_for=30) is None
-    assert store.enter_submit("a", "new-owner", busy_for=30) is not None
+    assert store.enter_submit("a", claim.owner, window=30, grace=5) is None
+    assert store.enter_submit("a", "new-owner", window=30, grace=5) is not None
 
 
 def test_pause_blocks_claims_and_admits_one_probe(store: JobStore) -> None:
     """While paused nothing is claimed; once due, one probe; clearing resumes claims."""
     queue_jobs(store, "a", "b", "c")
-    store.pause("kling_1102", "out of units", until=10**12)
+    store.pause("kling_1102", "out of units", retry_in=10**9)
     assert store.claim_next(5, lease_seconds=60) == []
-    store.pause("kling_1102", "out of units", until=0)
+    store.pause("kling_1102", "out of units", retry_in=-1)
     probe = store.claim_next(5, lease_seconds=60)
     assert len(probe) == 1
     assert store.claim_next(5, lease_seconds=60) == []  # the probe is still submitting
-    assert store.take_probe(next_probe=10**12)
-    assert not store.take_probe(next_probe=10**12)
+    assert store.take_probe(next_in=10**9)
+    assert not store.take_probe(next_in=10**9)
     assert store.clear_pause()
     assert len(store.claim_next(5, lease_seconds=60)) == 2

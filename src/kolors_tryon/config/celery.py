@@ -2,8 +2,15 @@
 
 Every name users and operators rely on is derived here from `settings.namespace`
 (default `tryon`): the public intake queue `tryon.jobs`, the events exchange
-`tryon.events`, the internal task queue `tryon.tasks`, and the dead-letter exchange and
-queue `tryon.dlx` / `tryon.dead`.
+`tryon.events`, the internal task queues, and the dead-letter exchange and queue
+`tryon.dlx` / `tryon.dead`.
+
+Internal work runs on three queues, so that no kind of work waits behind another in one
+FIFO line: `tryon.intake` (validating and recording incoming jobs: a backlog of thousands
+lives here), `tryon.tasks` (submit, dispatch, sweep: what turns free slots into creates)
+and `tryon.track` (following submitted tasks). A worker consumes all three, and RabbitMQ
+hands each consumer its turn, so a backlog of intake never keeps a freed slot idle or a
+finished task unrecorded.
 
 On RabbitMQ every queue is a durable quorum queue with a dead-letter exchange and a
 delivery limit (a message that kills its worker every time ends in `tryon.dead`), and
@@ -30,7 +37,17 @@ PUBLISH_RETRY_POLICY: dict[str, float] = {
     "interval_step": 0.5,
     "interval_max": 3,
 }
-TASK_NAMES = ("tryon.intake", "tryon.submit", "tryon.track", "tryon.dispatch", "tryon.sweep")
+# Which queue each task runs on: the queue's short name. The routing key of each queue
+# is `q.<short name>`: it must not start with `task.`, the binding of an older topology.
+TASK_QUEUES = {
+    "tryon.intake": "intake",
+    "tryon.submit": "tasks",
+    "tryon.dispatch": "tasks",
+    "tryon.sweep": "tasks",
+    "tryon.callback": "tasks",
+    "tryon.track": "track",
+}
+TASK_NAMES = tuple(TASK_QUEUES)
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,9 @@ class Topology:
     @property
     def tasks_queue_name(self) -> str:
         return f"{self.namespace}.tasks"
+
+    def task_queue_name(self, short: str) -> str:
+        return f"{self.namespace}.{short}"
 
     @property
     def events_exchange(self) -> Exchange:
@@ -80,15 +100,23 @@ class Topology:
             queue_arguments=self._arguments(),
         )
 
-    @property
-    def tasks_queue(self) -> Queue:
+    def task_queue(self, short: str) -> Queue:
+        """One internal queue, bound to the topic exchange (native delayed delivery)."""
         return Queue(
-            self.tasks_queue_name,
+            self.task_queue_name(short),
             exchange=self.task_exchange,
-            routing_key="task.#",
+            routing_key=f"q.{short}",
             durable=True,
             queue_arguments=self._arguments(),
         )
+
+    @property
+    def tasks_queue(self) -> Queue:
+        return self.task_queue("tasks")
+
+    @property
+    def task_queues(self) -> list[Queue]:
+        return [self.task_queue(short) for short in dict.fromkeys(TASK_QUEUES.values())]
 
     @property
     def dead_letter_queue(self) -> Queue:
@@ -110,6 +138,13 @@ def topology_for(settings: Settings) -> Topology:
     )
 
 
+def route_for(settings: Settings, task_name: str) -> dict[str, str]:
+    """Where `task_name` goes: its queue and routing key."""
+    topology = topology_for(settings)
+    short = TASK_QUEUES[task_name]
+    return {"queue": topology.task_queue_name(short), "routing_key": f"q.{short}"}
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings: JSON only, late acks, prefetch one, persistent and confirmed."""
     topology = topology_for(settings)
@@ -123,10 +158,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "polling_interval": settings.broker_polling_interval,
             "visibility_timeout": settings.embedded_visibility_timeout,
         }
-    routes = {
-        name: {"queue": topology.tasks_queue_name, "routing_key": f"task.{name.split('.')[1]}"}
-        for name in TASK_NAMES
-    }
+    routes = {name: route_for(settings, name) for name in TASK_NAMES}
     return {
         "broker_url": settings.effective_broker_url,
         "result_backend": settings.effective_result_backend,
@@ -145,14 +177,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": topology.tasks_queue_name,
         "task_default_exchange": topology.namespace,
         "task_default_exchange_type": "topic",
-        "task_default_routing_key": "task.default",
+        "task_default_routing_key": "q.tasks",
         "task_default_delivery_mode": "persistent",
-        "task_queues": [topology.tasks_queue],
+        "task_queues": topology.task_queues,
         "task_routes": routes,
         "task_create_missing_queues": False,
         "task_publish_retry": True,
         "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
-        "result_expires": 7 * 24 * 3600,
+        # Deleted by the sweep (no beat is deployed): see tasks/definitions.py.
+        "result_expires": settings.result_expiry,
         "result_extended": False,
         "worker_send_task_events": False,
         "broker_channel_error_retry": True,

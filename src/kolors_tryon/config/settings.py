@@ -92,6 +92,19 @@ class Settings(BaseSettings):
     task_failure_retries: int = Field(
         default=4, ge=0, le=100, description="Retries of a task that raised before it is parked."
     )
+    create_visibility_grace: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="Seconds after a create may have been made during which a lookup's "
+        "'not found' proves nothing (the API may show a new task late).",
+    )
+    outage_retry_max: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Longest wait between tries while the job store or broker is down.",
+    )
 
     # --- tracking ----------------------------------------------------------------------
     track_first_delay: float = Field(default=10.0, ge=0, le=3600)
@@ -100,6 +113,13 @@ class Settings(BaseSettings):
         default=3600.0, gt=0, le=30 * 86400, description="Seconds from submission to give up."
     )
     sweep_interval: float = Field(default=30.0, gt=0, le=3600)
+    result_expiry: float = Field(
+        default=86400.0,
+        gt=0,
+        le=90 * 86400,
+        description="Seconds Celery task results are kept (expired ones are deleted by "
+        "the sweep, at most once an hour; no beat process is needed).",
+    )
 
     # --- input checks ------------------------------------------------------------------
     url_preflight: bool = Field(default=False, description="Fetch image URLs and check them.")
@@ -168,6 +188,11 @@ class Settings(BaseSettings):
     @property
     def effective_results_dir(self) -> Path:
         return self.results_dir if self.results_dir is not None else self.data_dir / "results"
+
+    @property
+    def effective_first_poll(self) -> float:
+        """Seconds from submission to the first status query."""
+        return self.track_first_delay
 
     @property
     def http_timeout(self) -> tuple[float, float]:

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, TypeGuard
 
-__all__ = ["DERIVED_ID_PREFIX", "derive_job_id", "is_valid_job_id", "job_id_of"]
+__all__ = ["DERIVED_ID_PREFIX", "content_digest", "derive_job_id", "is_valid_job_id", "job_id_of"]
 
 DERIVED_ID_PREFIX: Final = "job-"
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -65,12 +65,29 @@ def derive_job_id(fields: Mapping[str, Any]) -> str:
             mappings built in Python; JSON parsing stops earlier).
     """
     content = {key: value for key, value in fields.items() if key != "job_id"}
-    text = json.dumps(
-        _canonical(content), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    return DERIVED_ID_PREFIX + _digest(content)[:32]
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     # surrogatepass: JSON can carry lone surrogates ("\ud800"); hash them rather than fail.
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    return DERIVED_ID_PREFIX + digest[:32]
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def content_digest(raw: bytes | str | Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a message's content, the same however its JSON was laid out.
+
+    It tells a repeat of a job (same content: nothing to do) from another job sent under
+    the same job id. A message that is not JSON is hashed as its bytes.
+    """
+    value: Any = raw
+    if isinstance(raw, bytes | str):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+            return hashlib.sha256(data).hexdigest()
+    return _digest(value)
 
 
 def job_id_of(raw: Mapping[str, Any]) -> str:

@@ -15,6 +15,7 @@ from kolors_tryon.kling.errors import (
     AccountUnavailableError,
     ConcurrencyLimitError,
     ConfigurationError,
+    EndpointError,
     InvalidRequestError,
     KlingConnectionError,
     KlingError,
@@ -28,6 +29,7 @@ from kolors_tryon.kling.errors import (
     ServerError,
     TokenError,
     error_from_response,
+    error_without_envelope,
     parse_retry_after,
 )
 from kolors_tryon.kling.models import (
@@ -45,6 +47,7 @@ __all__ = [
     "AccountUnavailableError",
     "ConcurrencyLimitError",
     "ConfigurationError",
+    "EndpointError",
     "InvalidRequestError",
     "JwtAuth",
     "KlingAuth",
@@ -66,6 +69,7 @@ __all__ = [
     "TokenError",
     "auth_from_settings",
     "error_from_response",
+    "error_without_envelope",
     "parse_retry_after",
     "parse_task",
     "redact",

@@ -35,6 +35,7 @@ from kolors_tryon.kling.errors import (
     ServerError,
     TokenError,
     error_from_response,
+    error_without_envelope,
     parse_retry_after,
 )
 from kolors_tryon.kling.models import KlingTask, parse_task
@@ -343,13 +344,7 @@ def _decode(response: requests.Response) -> tuple[object, int, str | None]:
     if not isinstance(body, Mapping):
         # A proxy's HTML error page, an empty body, or JSON that is not an envelope.
         if status >= 400:
-            raise error_from_response(
-                status,
-                None,
-                f"non-JSON answer (HTTP {status})",
-                header_request_id,
-                retry_after,
-            )
+            raise error_without_envelope(status, header_request_id, retry_after)
         raise ServerError(
             f"malformed answer: expected a JSON object (HTTP {status})",
             http_status=status,

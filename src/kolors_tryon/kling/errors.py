@@ -20,6 +20,7 @@ __all__ = [
     "AccountUnavailableError",
     "ConcurrencyLimitError",
     "ConfigurationError",
+    "EndpointError",
     "InvalidRequestError",
     "KlingConnectionError",
     "KlingError",
@@ -189,6 +190,14 @@ class ConfigurationError(PermanentKlingError):
     """Credentials or network policy are wrong (1000-1002, 1304): an operator must act."""
 
 
+class EndpointError(ConfigurationError):
+    """1202, or a 404/405 that is not even JSON: the URL is not the API's.
+
+    A wrong base URL or reseller prefix makes every call fail this way; no job is at
+    fault, so it is a configuration error for an operator, never a job's rejection.
+    """
+
+
 class TokenError(ConfigurationError):
     """1003/1004: the JWT is not yet valid or has expired.
 
@@ -225,7 +234,7 @@ _BY_CODE: dict[int, type[KlingError]] = {
     1103: PermissionDeniedError,
     1200: InvalidRequestError,
     1201: InvalidRequestError,
-    1202: InvalidRequestError,
+    1202: EndpointError,
     1203: NotFoundError,
     1300: PolicyViolationError,
     1301: PolicyViolationError,
@@ -257,6 +266,23 @@ def _class_for_status(http_status: int | None) -> type[KlingError]:
     # A non-zero code on a 2xx/3xx answer is a shape we do not know: treat it as a
     # malformed answer, which is retryable and, for a create, ambiguous (the safe side).
     return ServerError
+
+
+def error_without_envelope(
+    http_status: int, request_id: str | None = None, retry_after: float | None = None
+) -> KlingError:
+    """Classify an error answer whose body is not Kling's JSON envelope at all.
+
+    Such an answer comes from whatever sits in front of the API (a proxy, a load
+    balancer, a wrong host): a 404 or 405 means the path is wrong, a 403 a gateway or
+    firewall in the way. Neither says anything about a task or a job.
+    """
+    message = f"non-JSON answer (HTTP {http_status})"
+    if http_status in (404, 405):
+        return EndpointError(message, http_status=http_status, request_id=request_id)
+    if http_status == 403:
+        return ConfigurationError(message, http_status=http_status, request_id=request_id)
+    return error_from_response(http_status, None, message, request_id, retry_after)
 
 
 def error_from_response(

@@ -35,6 +35,9 @@ def sweep(rt: Runtime) -> SweepResult:
     - a tracked job nobody polled for a long while gets a new track message carrying the
       current poll number (if the old one turns up, only one of them proceeds).
     """
+    if not rt.store.take_sweep(every=rt.settings.sweep_interval / 2):
+        # Another worker's sweep has just run: only hand out free slots.
+        return SweepResult(claims=tuple(dispatch(rt)))
     resubmit = []
     for job_id in rt.store.expired_claims():
         owner = str(uuid.uuid4())

@@ -3,6 +3,11 @@
 A rejected job costs nothing: it is recorded with the field and rule that failed and
 never reaches the API. A message that is not even a JSON object has no id to record it
 under; the caller dead-letters it with the reason instead.
+
+The same job id again: the same content is a duplicate (nothing happens, one job, one
+credit); other content is a conflict, counted and noted on the record and announced as
+a `job.conflict` event, but not taken; except for a `rejected` job, which never reached
+the API: a corrected message under its id starts it over (a resubmission).
 """
 
 from __future__ import annotations
@@ -10,8 +15,10 @@ from __future__ import annotations
 import logging
 
 from kolors_tryon.jobs import JobRejected, validate_job
+from kolors_tryon.jobs.ids import content_digest
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
+from kolors_tryon.store import Admission, Admitted, JobState
 
 log = logging.getLogger(__name__)
 
@@ -20,24 +27,37 @@ REJECTED_CODE = "invalid_job"
 
 def intake(rt: Runtime, message: str | bytes) -> Step:
     """Validate and record one job message; asks for a dispatch when a job was queued."""
+    digest = content_digest(message)
     try:
         valid = validate_job(message, rt.validation_options)
     except JobRejected as rejection:
         if rejection.job_id is None:
             return Step(dead_letter=rejection.reason, note="unrecordable message")
-        record, created = rt.store.reject(
-            rejection.job_id, code=REJECTED_CODE, message=rejection.reason
+        admitted = rt.store.reject(
+            rejection.job_id, code=REJECTED_CODE, message=rejection.reason, content_hash=digest
         )
-        log.info("job %s rejected: %s", rejection.job_id, rejection.reason)
-        return Step(changed=(record,) if created else (), note="rejected")
-    record, created = rt.store.accept(
+        if admitted.record.state is JobState.REJECTED and admitted.changed:
+            log.info("job %s rejected: %s", rejection.job_id, rejection.reason)
+        return _step(admitted, dispatch=False)
+    admitted = rt.store.accept(
         valid.job_id,
         body=valid.body.to_request(),
+        content_hash=digest,
         priority=valid.message.priority,
         model_name=str(valid.message.model_name),
         metadata=valid.message.metadata,
     )
-    if not created:
-        log.info("job %s already known (state %s): not queued again", valid.job_id, record.state)
+    return _step(admitted, dispatch=True)
+
+
+def _step(admitted: Admitted, *, dispatch: bool) -> Step:
+    record, outcome = admitted.record, admitted.outcome
+    if outcome is Admission.DUPLICATE:
+        log.info("job %s already known (state %s): not queued again", record.job_id, record.state)
         return Step(note="duplicate")
-    return Step(changed=(record,), dispatch=True, note="queued")
+    if outcome is Admission.CONFLICT:
+        log.warning("job %s: %s", record.job_id, record.note)
+        return Step(conflicts=(record,), note="conflict")
+    if outcome is Admission.RESUBMITTED:
+        log.info("job %s resubmitted after its rejection: now %s", record.job_id, record.state)
+    return Step(changed=(record,), dispatch=dispatch, note=str(record.state))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
@@ -19,6 +17,9 @@ from kolors_tryon.store import JobStore
 class Runtime:
     """The settings, the job store, the Kling client and a plain HTTP session.
 
+    Time comes from the store (`store.now()`: the database's clock, or the clock a test
+    injected into the store), never from this process, so that workers agree on it.
+
     Build it after a fork (connection pools must not be shared between processes):
     the worker does so lazily, once per pool process.
     """
@@ -28,7 +29,6 @@ class Runtime:
     kling: KlingClient
     # For downloading result images: a separate session that never carries our token.
     downloads: requests.Session = field(default_factory=requests.Session)
-    clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
 
     @classmethod

@@ -18,10 +18,13 @@ class Step:
         track_poll: the poll number the next track message must carry (its fence).
         dispatch: account slots may have been freed: hand them to queued jobs.
         dead_letter: the message cannot be recorded anywhere; park it with this reason.
+        conflicts: records that a message with other content tried to take over (one
+            `job.conflict` event each; their state did not change).
         note: a short human-readable summary for the log (never image data or tokens).
     """
 
     changed: tuple[JobRecord, ...] = ()
+    conflicts: tuple[JobRecord, ...] = ()
     again_in: float | None = None
     track_in: float | None = None
     track_poll: int = 0

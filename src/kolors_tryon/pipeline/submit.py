@@ -2,12 +2,23 @@
 
 The order of writes is what makes a credit buy one result:
 1. the job got a slot (`claim_next`): it is `submitting` and has an owner;
-2. before the POST, the intent is recorded (`create_pending`, attempts + 1);
-3. after the answer, the task id is recorded (`submitted`) or the intent is cleared
-   (an answer that proves nothing was created).
-A run that finds the intent still pending (its worker died, the connection dropped, the
-answer was a 5xxx) first asks Kling for the job's `external_task_id` and adopts the task
-it finds; it sends a create again only when Kling says the task does not exist.
+2. before the POST, the owner records its intent (`record_intent`: attempts + 1). That
+   write is conditional on the owner still holding a live claim, and it opens an attempt
+   window during which nobody may take the claim over: an owner that lost its claim
+   never sends a create;
+3. after the answer, the task id is recorded (`submitted`), or the failure: an answer
+   that does not prove that nothing was made (a timeout, a dropped connection, a 5xxx)
+   leaves the job *unresolved*.
+A run that finds the job unresolved (or its last attempt never written back: a worker
+died) first asks Kling for the job's `external_task_id` and adopts the task it finds. A
+"not found" is trusted only once `create_visibility_grace` seconds have passed since the
+create may have been made, because the API may show a new task late; until then the job
+waits. A clean refusal after an ambiguous attempt (1303, 1302, a refused connection)
+proves only that the last POST made nothing, so the ambiguity stays.
+
+Errors that no job can fix (credentials, a token the API refuses, a wrong base URL, an
+account out of units) pause submissions for the whole account instead of failing job
+after job; one probe is sent every `account_probe_interval` seconds until one succeeds.
 """
 
 from __future__ import annotations
@@ -26,12 +37,11 @@ from kolors_tryon.kling import (
     PermissionDeniedError,
     PolicyViolationError,
     RateLimitedError,
-    TokenError,
 )
 from kolors_tryon.pipeline.backoff import BUSY_BACKOFF_CAP, backoff_delay
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
-from kolors_tryon.store import CreatePlan, JobState
+from kolors_tryon.store import Busy, CreatePlan, JobState
 
 log = logging.getLogger(__name__)
 
@@ -39,188 +49,277 @@ log = logging.getLogger(__name__)
 ATTEMPT_SLACK_SECONDS = 5.0
 
 
-def submit_job(rt: Runtime, job_id: str, owner: str, run: int = 0) -> Step:
+def attempt_window(rt: Runtime) -> float:
+    """The longest one submit run may take: its lookups (with their quick retries) and
+    one create, each bounded by the (connect, read) timeout, plus slack."""
+    connect, read = rt.settings.http_timeout
+    return (rt.settings.http_attempts + 1) * (connect + read) + ATTEMPT_SLACK_SECONDS
+
+
+def submit_job(rt: Runtime, job_id: str, owner: str, waits: int = 0) -> Step:
     """One submit run for the job whose claim `owner` holds.
 
     Args:
         rt: the process's runtime.
         job_id: the job (also its Kling external_task_id).
         owner: the claim owner, i.e. the id of the Celery task running this.
-        run: how many times this task has already run (drives the 1303 backoff).
+        waits: how many times this submission has already waited (drives the 1303
+            backoff); waiting is not failing, so it spends no retry budget.
     """
-    connect, read = rt.settings.http_timeout
-    window = connect + read + ATTEMPT_SLACK_SECONDS
-    entry = rt.store.enter_submit(job_id, owner, busy_for=window)
+    entry = rt.store.enter_submit(
+        job_id, owner, window=attempt_window(rt), grace=rt.settings.create_visibility_grace
+    )
     if entry is None:
         return Step(note="not the claim owner: nothing to do")
-    if isinstance(entry, float):
+    if isinstance(entry, Busy):
         # A redelivered message while an attempt of the same owner may still be running:
         # wait for that attempt's window to end, then look before sending anything.
-        return Step(again_in=max(entry - rt.clock(), 0.0) + 1.0, note="attempt in progress")
+        return Step(again_in=entry.wait + 1.0, note="attempt in progress")
     try:
-        return _attempt(rt, entry, owner, run)
+        return _Attempt(rt, entry, owner, waits).run()
     finally:
         rt.store.leave_submit(job_id, owner)
 
 
-def _attempt(rt: Runtime, plan: CreatePlan, owner: str, run: int) -> Step:
-    settings = rt.settings
-    pause = rt.store.current_pause()
-    probing = False
-    if pause is not None:
-        now = rt.clock()
-        if not rt.store.take_probe(next_probe=now + settings.account_probe_interval):
-            wait = max(pause.until - now, 0.0) + rt.rng.uniform(1.0, 5.0)
-            return _wait(rt, plan, owner, wait, f"account paused ({pause.code})")
-        probing = True
-        log.warning("account paused (%s): job %s goes as the probe", pause.code, plan.job_id)
+class _Attempt:
+    """One run of one owner: pause check, lookup if needed, at most one create."""
 
-    if plan.maybe_created:
+    def __init__(self, rt: Runtime, plan: CreatePlan, owner: str, waits: int) -> None:
+        self.rt = rt
+        self.plan = plan
+        self.owner = owner
+        self.waits = waits
+        self.probing = False
+        # Set when this run proved (by a trusted "not found") that no task exists.
+        self.proved_absent = False
+
+    @property
+    def job_id(self) -> str:
+        return self.plan.job_id
+
+    def run(self) -> Step:
+        rt, settings = self.rt, self.rt.settings
+        pause = rt.store.current_pause()
+        if pause is not None:
+            if not rt.store.take_probe(next_in=settings.account_probe_interval):
+                wait = pause.remaining + rt.rng.uniform(1.0, 5.0)
+                return self.wait(wait, f"account paused ({pause.code}: {pause.message})")
+            self.probing = True
+            log.warning("account paused (%s): job %s goes as the probe", pause.code, self.job_id)
+
+        if self.plan.maybe_created:
+            resolved = self.resolve()
+            if resolved is not None:
+                return resolved
+
+        if self.plan.retries > settings.submit_max_retries:
+            return self.give_up()
+        if not rt.store.record_intent(self.job_id, self.owner, window=attempt_window(rt)):
+            # The claim was taken over (our lease ran out while we looked): the new
+            # owner looks the job up before it sends anything. We send nothing.
+            return Step(note="claim lost before create")
         try:
-            existing = _find_task(rt, plan.job_id)
+            task = rt.kling.create(self.plan.body)
         except KlingError as err:
-            return _on_error(rt, plan, owner, run, err, probing, during_lookup=True)
+            return self.on_create_error(err)
+        return self.accepted(task)
+
+    # --- before a create: is there a task already? ----------------------------------
+    def resolve(self) -> Step | None:
+        """Look the job up; returns a Step when this run must end here."""
+        try:
+            existing = find_task(self.rt, self.job_id)
+        except KlingError as err:
+            return self.on_lookup_error(err)
         if existing is not None:
             log.info(
-                "job %s: adopting Kling task %s found by external id", plan.job_id, existing.task_id
+                "job %s: adopting Kling task %s found by external id",
+                self.job_id,
+                existing.task_id,
             )
-            return _accepted(rt, plan, owner, existing, probing)
-
-    rt.store.record_intent(plan.job_id, owner)
-    try:
-        task = rt.kling.create(plan.body)
-    except KlingError as err:
-        return _on_error(rt, plan, owner, run, err, probing, during_lookup=False)
-    return _accepted(rt, plan, owner, task, probing)
-
-
-def _find_task(rt: Runtime, job_id: str) -> KlingTask | None:
-    """The Kling task created for this job, if any (looked up by external_task_id)."""
-    try:
-        return rt.kling.get(job_id)
-    except NotFoundError:
+            return self.accepted(existing)
+        if self.plan.trust_not_found_in > 0:
+            wait = self.plan.trust_not_found_in + self.rt.rng.uniform(0.5, 2.0)
+            return self.wait(wait, "a create may still become visible: looking again later")
+        self.rt.store.resolve_not_found(self.job_id, self.owner)
+        self.proved_absent = True
         return None
 
-
-def _accepted(rt: Runtime, plan: CreatePlan, owner: str, task: KlingTask, probing: bool) -> Step:
-    record = rt.store.mark_submitted(
-        plan.job_id, owner, task_id=task.task_id, processing=task.status == "processing"
-    )
-    resumed = probing and rt.store.clear_pause()
-    if resumed:
-        log.warning("account probe succeeded: submissions resume")
-    if record is None:
-        # Our claim was taken over meanwhile; the new owner will look up and adopt this task.
-        return Step(dispatch=resumed, note="claim lost after create")
-    log.info("job %s submitted as Kling task %s", plan.job_id, task.task_id)
-    return Step(
-        changed=(record,),
-        track_in=rt.settings.track_first_delay,
-        track_poll=0,
-        dispatch=resumed,
-        note="submitted",
-    )
-
-
-def _on_error(
-    rt: Runtime,
-    plan: CreatePlan,
-    owner: str,
-    run: int,
-    err: KlingError,
-    probing: bool,
-    *,
-    during_lookup: bool,
-) -> Step:
-    """Classify a Kling error by its business code and decide what happens to the job."""
-    settings = rt.settings
-    store = rt.store
-    if isinstance(err, TokenError):
-        return _finish(rt, plan, owner, JobState.FAILED, "configuration", str(err))
-    if isinstance(err, AccountUnavailableError | ConfigurationError):
-        if not during_lookup:
-            store.note_failed_create(plan.job_id, owner, nothing_created=True, spend_retry=False)
-        store.pause(_code(err), err.message, until=rt.clock() + settings.account_probe_interval)
-        log.critical(
-            "Kling refuses submissions (%s): submissions stop for every worker; "
-            "a probe is sent every %.0f s. Jobs stay queued.",
-            err,
-            settings.account_probe_interval,
-        )
-        return _wait(rt, plan, owner, settings.account_probe_interval, f"account: {err}")
-    if isinstance(err, ConcurrencyLimitError):
-        if not during_lookup:
-            store.note_failed_create(plan.job_id, owner, nothing_created=True, spend_retry=False)
-        wait = backoff_delay(
-            run,
-            base=settings.busy_backoff_base,
-            cap=BUSY_BACKOFF_CAP,
+    def on_lookup_error(self, err: KlingError) -> Step:
+        """The lookup failed: never create blind, never give up on a job that may be billed."""
+        if isinstance(err, AccountUnavailableError | ConfigurationError):
+            return self.pause_account(err)
+        if not err.retryable:
+            log.error("job %s: looking up its Kling task failed: %s", self.job_id, err)
+        delay = backoff_delay(
+            self.waits,
+            base=self.rt.settings.retry_backoff_base,
+            cap=self.rt.settings.retry_backoff_max,
             retry_after=err.retry_after,
-            rng=rt.rng,
+            rng=self.rt.rng,
         )
-        return _wait(rt, plan, owner, wait, "account slots busy (1303)")
-    if isinstance(err, InvalidRequestError | PermissionDeniedError) and not during_lookup:
-        # A refused create may be the API telling us the external_task_id exists already.
+        return self.wait(delay, f"lookup failed: {err}")
+
+    # --- after a create ---------------------------------------------------------------
+    def accepted(self, task: KlingTask) -> Step:
+        rt = self.rt
+        record = rt.store.mark_submitted(
+            self.job_id, self.owner, task_id=task.task_id, processing=task.status == "processing"
+        )
+        resumed = self.probing and rt.store.clear_pause()
+        if resumed:
+            log.warning("account probe succeeded: submissions resume")
+        if record is None:
+            # Our claim was taken over meanwhile; the new owner will look up and adopt it.
+            return Step(dispatch=resumed, note="claim lost after create")
+        log.info("job %s submitted as Kling task %s", self.job_id, task.task_id)
+        return Step(
+            changed=(record,),
+            track_in=rt.settings.effective_first_poll,
+            track_poll=0,
+            dispatch=resumed,
+            note="submitted",
+        )
+
+    def on_create_error(self, err: KlingError) -> Step:
+        """Classify a refused or failed create by its business code."""
+        settings, store = self.rt.settings, self.rt.store
+        grace = settings.create_visibility_grace
+        if isinstance(err, AccountUnavailableError | ConfigurationError):
+            # Answered before anything was made: this POST created nothing.
+            store.note_failed_create(
+                self.job_id, self.owner, ambiguous=False, spend_retry=False, grace=grace
+            )
+            return self.pause_account(err)
+        if isinstance(err, ConcurrencyLimitError):
+            store.note_failed_create(
+                self.job_id, self.owner, ambiguous=False, spend_retry=False, grace=grace
+            )
+            wait = backoff_delay(
+                self.waits,
+                base=settings.busy_backoff_base,
+                cap=BUSY_BACKOFF_CAP,
+                retry_after=err.retry_after,
+                rng=self.rt.rng,
+            )
+            return self.wait(wait, "account slots busy (1303)")
+        if isinstance(err, InvalidRequestError | PermissionDeniedError):
+            return self.on_refusal(err)
+        if isinstance(err, PolicyViolationError):
+            return self.finish(JobState.FAILED, _code(err), err.message)
+
+        # Retryable: 1302, 5000/5001/5002, network. Only a refused connection and a 1302
+        # prove that this POST made nothing; anything else may have made a task.
+        proven = isinstance(err, RateLimitedError) or (
+            isinstance(err, KlingConnectionError) and not err.request_sent
+        )
+        retries = store.note_failed_create(
+            self.job_id, self.owner, ambiguous=not proven, spend_retry=True, grace=grace
+        )
+        wait = backoff_delay(
+            retries - 1,
+            base=settings.retry_backoff_base,
+            cap=settings.retry_backoff_max,
+            retry_after=err.retry_after,
+            rng=self.rt.rng,
+        )
+        if not proven:
+            # The next run looks the job up first, and not before a new task could show.
+            wait = max(wait, min(grace, settings.retry_backoff_max))
+        return self.wait(wait, f"retryable: {err}")
+
+    def on_refusal(self, err: KlingError) -> Step:
+        """A create refused as invalid. On a first attempt the job is invalid; after an
+        earlier attempt the refusal may mean "this external_task_id exists": the job is
+        rejected only once a trusted lookup has shown that no task exists."""
+        store, grace = self.rt.store, self.rt.settings.create_visibility_grace
+        first_attempt = self.plan.attempts == 0 and not self.plan.maybe_created
+        if first_attempt or self.proved_absent:
+            return self.finish(JobState.REJECTED, _code(err), err.message)
         try:
-            existing = _find_task(rt, plan.job_id)
+            existing = find_task(self.rt, self.job_id)
         except KlingError:
             existing = None
         if existing is not None:
-            return _accepted(rt, plan, owner, existing, probing)
-        return _finish(rt, plan, owner, JobState.REJECTED, _code(err), err.message)
-    if isinstance(err, PolicyViolationError):
-        return _finish(rt, plan, owner, JobState.FAILED, _code(err), err.message)
-    if isinstance(err, InvalidRequestError | PermissionDeniedError):
-        # The lookup itself was refused: a client or configuration bug, worth a retry later.
-        log.error("job %s: looking up its Kling task failed: %s", plan.job_id, err)
+            return self.accepted(existing)
+        # Unknown yet: keep the job unresolved, so that the next run looks it up again
+        # (and rejects it when a lookup after the grace still finds nothing).
+        store.note_failed_create(
+            self.job_id, self.owner, ambiguous=True, spend_retry=False, grace=grace
+        )
+        return self.wait(grace, f"create refused after an earlier attempt: {err}")
 
-    # Retryable: 1302, 5000/5001/5002, network. Only a refused connection and a 1302
-    # prove nothing was created; anything else may have been, and is looked up next time.
-    proven = isinstance(err, RateLimitedError) or (
-        isinstance(err, KlingConnectionError) and not err.request_sent
-    )
-    retries = store.note_failed_create(
-        plan.job_id, owner, nothing_created=proven and not during_lookup, spend_retry=True
-    )
-    if retries > settings.submit_max_retries:
-        return _give_up(rt, plan, owner, err)
-    wait = backoff_delay(
-        retries - 1,
-        base=settings.retry_backoff_base,
-        cap=settings.retry_backoff_max,
-        retry_after=err.retry_after,
-        rng=rt.rng,
-    )
-    return _wait(rt, plan, owner, wait, f"retryable: {err}")
+    def give_up(self) -> Step:
+        """The retry budget is spent and no task exists (a lookup proved it)."""
+        message = f"gave up after {self.rt.settings.submit_max_retries} retries"
+        return self.finish(JobState.FAILED, "retries_exhausted", message)
+
+    # --- outcomes ---------------------------------------------------------------------
+    def pause_account(self, err: KlingError) -> Step:
+        settings = self.rt.settings
+        hint = configuration_hint(err)
+        self.rt.store.pause(_code(err), hint, retry_in=settings.account_probe_interval)
+        log.error(
+            "submissions paused for the whole account: %s; a probe is sent every %.0f s. "
+            "Jobs stay queued.",
+            hint,
+            settings.account_probe_interval,
+        )
+        return self.wait(settings.account_probe_interval, f"account paused: {hint}")
+
+    def finish(self, state: JobState, code: str, message: str) -> Step:
+        record = self.rt.store.finish(
+            self.job_id, state, error_code=code, error_message=message, owner=self.owner
+        )
+        log.info("job %s %s: %s", self.job_id, state, message)
+        return Step(changed=(record,) if record else (), dispatch=True, note=str(state))
+
+    def wait(self, delay: float, why: str) -> Step:
+        """Keep the claim through the wait, and ask to run again after it."""
+        self.rt.store.extend_claim(
+            self.job_id, self.owner, delay + self.rt.settings.submit_lease_seconds
+        )
+        return Step(again_in=delay, note=why)
 
 
-def _give_up(rt: Runtime, plan: CreatePlan, owner: str, err: KlingError) -> Step:
-    """The retry budget is spent. A create may still have been accepted: look once more."""
+def find_task(rt: Runtime, job_id: str) -> KlingTask | None:
+    """The Kling task created for this job, if any (looked up by external_task_id).
+
+    A task whose external id is another job's is not ours (a reseller that matched the
+    id loosely): it is never adopted.
+    """
     try:
-        existing = _find_task(rt, plan.job_id)
-    except KlingError:
-        existing = None
-    if existing is not None:
-        return _accepted(rt, plan, owner, existing, probing=False)
-    message = f"gave up after {rt.settings.submit_max_retries} retries; last error: {err}"
-    return _finish(rt, plan, owner, JobState.FAILED, "retries_exhausted", message)
+        task = rt.kling.get(job_id)
+    except NotFoundError:
+        return None
+    if task.external_task_id is not None and task.external_task_id != job_id:
+        log.error(
+            "job %s: lookup returned task %s of external id %r: not adopted",
+            job_id,
+            task.task_id,
+            task.external_task_id,
+        )
+        return None
+    return task
 
 
-def _finish(
-    rt: Runtime, plan: CreatePlan, owner: str, state: JobState, code: str, message: str
-) -> Step:
-    record = rt.store.finish(
-        plan.job_id, state, error_code=code, error_message=message, owner=owner
-    )
-    log.info("job %s %s: %s", plan.job_id, state, message)
-    return Step(changed=(record,) if record else (), dispatch=True, note=str(state))
-
-
-def _wait(rt: Runtime, plan: CreatePlan, owner: str, delay: float, why: str) -> Step:
-    """Keep the claim through the wait, and ask to run again after it."""
-    until = rt.clock() + delay + rt.settings.submit_lease_seconds
-    rt.store.extend_claim(plan.job_id, owner, until)
-    return Step(again_in=delay, note=why)
+def configuration_hint(err: KlingError) -> str:
+    """What an operator should check, in words (the error's code and message included)."""
+    if isinstance(err, AccountUnavailableError):
+        return f"the account cannot take work ({err}); check its units and billing"
+    if err.code in (1003, 1004):
+        return (
+            f"the API refuses our token ({err}); check this machine's clock "
+            "(NTP) and TRYON_KLING_ACCESS_KEY/SECRET_KEY"
+        )
+    if err.code == 1202 or (err.http_status in (403, 404, 405) and err.code is None):
+        return (
+            f"the API endpoint was not found ({err}); check TRYON_KLING_BASE_URL "
+            "(any reseller prefix included)"
+        )
+    if err.code == 1304:
+        return f"the API refuses this machine's IP address ({err}); check the IP whitelist"
+    return f"the API refuses our credentials ({err}); check TRYON_KLING_API_KEY or AK/SK"
 
 
 def _code(err: KlingError) -> str:

@@ -3,15 +3,21 @@
 Cost per job: one status query by task id at `track_first_delay` after submission, then
 at intervals growing by half each time up to `track_interval_max` (10 s, 15 s, 22 s,
 34 s, 50 s, 60 s ... by default). A typical 15-60 s task therefore costs 2 to 4 queries;
-queries use no account slot. Callbacks are not ours to use: the job's callback_url
-belongs to the producer and is forwarded unchanged, and the API takes only one.
+queries use no account slot.
+
+The deadline (`track_deadline` after submission) bounds how long we follow a task, but
+it is not a verdict: Kling may have finished long ago (after an outage or a backlog
+kept our messages waiting), so the task is asked once more, and a finished task gets
+its result. A task still running then fails the job, yet keeps its account slot (the
+job *lingers*): Kling counts it until it ends, so we keep following it, slowly, and free
+the slot only when Kling reports the end (or after another deadline).
 """
 
 from __future__ import annotations
 
 import logging
 
-from kolors_tryon.kling import KlingError, NotFoundError, PermanentKlingError
+from kolors_tryon.kling import KlingError, KlingTask, NotFoundError, PermanentKlingError
 from kolors_tryon.pipeline.results import keep_results
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
@@ -34,31 +40,53 @@ def next_interval(rt: Runtime, polls_done: int) -> float:
 def track_job(rt: Runtime, job_id: str, poll: int) -> Step:
     """Query the job's task once and record what changed; asks to be run again if needed."""
     record = rt.store.get(job_id)
-    if record is None or record.state not in TRACKED_STATES or record.kling_task_id is None:
+    if record is None or record.kling_task_id is None:
+        return Step(note="not tracked")
+    lingering = record.state is JobState.FAILED
+    if record.state not in TRACKED_STATES and not lingering:
         return Step(note="not tracked")
     if not rt.store.enter_poll(job_id, poll):
         return Step(note="stale track message")
+    if lingering:
+        return _follow_lingering(rt, record, poll + 1)
+
     polls_done = poll + 1
-    # The record read above already says when: no second query for it.
-    submitted_at = unix_seconds(record.submitted_at) or rt.clock()
-    if rt.clock() - submitted_at > rt.settings.track_deadline:
-        message = (
-            f"no result from Kling within {rt.settings.track_deadline:g} s of submission "
-            f"(task {record.kling_task_id})"
-        )
-        return _finish(rt, job_id, JobState.FAILED, "deadline", message)
+    submitted_at = unix_seconds(record.submitted_at)
+    age = rt.store.now() - submitted_at if submitted_at is not None else 0.0
+    past_deadline = age > rt.settings.track_deadline
     try:
         task = rt.kling.get(record.kling_task_id)
     except NotFoundError:
         message = f"Kling no longer knows task {record.kling_task_id}"
         return _finish(rt, job_id, JobState.FAILED, "task_missing", message)
     except KlingError as err:
+        if past_deadline:
+            return _deadline(rt, record, polls_done, f"the last query failed: {err}")
         delay = max(next_interval(rt, polls_done), err.retry_after or 0.0)
         if isinstance(err, PermanentKlingError):
             log.error("job %s: status query refused: %s", job_id, err)
             delay = rt.settings.track_interval_max
         return Step(track_in=delay, track_poll=polls_done, note=f"query failed: {err}")
 
+    ended = record_task_end(rt, job_id, task)
+    if ended is not None:
+        return ended
+    if past_deadline:
+        return _deadline(rt, record, polls_done, f"it is still {task.status}")
+    changed: tuple[JobRecord, ...] = ()
+    if task.status == "processing" and record.state is JobState.SUBMITTED:
+        moved = rt.store.mark_processing(job_id)
+        changed = (moved,) if moved else ()
+    return Step(
+        changed=changed,
+        track_in=next_interval(rt, polls_done),
+        track_poll=polls_done,
+        note=task.status,
+    )
+
+
+def record_task_end(rt: Runtime, job_id: str, task: KlingTask) -> Step | None:
+    """If the task has ended, end the job with its result; None while it runs."""
     if task.status == "succeed":
         images = keep_results(rt, job_id, task)
         finished = rt.store.finish(
@@ -71,16 +99,50 @@ def track_job(rt: Runtime, job_id: str, poll: int) -> Step:
     if task.status == "failed":
         reason = task.status_message or "Kling reported the task as failed without a reason"
         return _finish(rt, job_id, JobState.FAILED, "kling_task_failed", reason)
-    changed: tuple[JobRecord, ...] = ()
-    if task.status == "processing" and record.state is JobState.SUBMITTED:
-        moved = rt.store.mark_processing(job_id)
-        changed = (moved,) if moved else ()
-    return Step(
-        changed=changed,
-        track_in=next_interval(rt, polls_done),
-        track_poll=polls_done,
-        note=task.status,
+    return None
+
+
+def _deadline(rt: Runtime, record: JobRecord, polls_done: int, why: str) -> Step:
+    """Fail the job at our deadline; its task keeps its slot until Kling ends it."""
+    message = (
+        f"no result from Kling within {rt.settings.track_deadline:g} s of submission "
+        f"(task {record.kling_task_id}; {why})"
     )
+    finished = rt.store.finish(
+        record.job_id,
+        JobState.FAILED,
+        error_code="deadline",
+        error_message=message,
+        lingering=True,
+    )
+    log.warning("job %s failed: %s", record.job_id, message)
+    return Step(
+        changed=(finished,) if finished else (),
+        track_in=rt.settings.track_interval_max,
+        track_poll=polls_done,
+        note="deadline",
+    )
+
+
+def _follow_lingering(rt: Runtime, record: JobRecord, polls_done: int) -> Step:
+    """A job failed by our deadline: free its slot once Kling says the task ended."""
+    assert record.kling_task_id is not None
+    finished_at = unix_seconds(record.finished_at)
+    overdue = finished_at is not None and (
+        rt.store.now() - finished_at > rt.settings.track_deadline
+    )
+    try:
+        task = rt.kling.get(record.kling_task_id)
+        ended = task.is_terminal
+    except NotFoundError:
+        ended = True
+    except KlingError:
+        ended = False
+    if ended or overdue:
+        rt.store.release_lingering(record.job_id)
+        log.info("job %s: its lingering Kling task ended; slot freed", record.job_id)
+        return Step(dispatch=True, note="lingering task ended")
+    return Step(track_in=rt.settings.track_interval_max, track_poll=polls_done, note="lingering")
 
 
 def _finish(rt: Runtime, job_id: str, state: JobState, code: str, message: str) -> Step:

@@ -1,7 +1,16 @@
 """The job store: SQLAlchemy tables, the state machine, and the queries the pipeline needs."""
 
 from kolors_tryon.store.records import JobError, JobRecord, ResultImage
-from kolors_tryon.store.repository import AccountPause, Claim, CreatePlan, JobStore, make_engine
+from kolors_tryon.store.repository import (
+    AccountPause,
+    Admission,
+    Admitted,
+    Busy,
+    Claim,
+    CreatePlan,
+    JobStore,
+    make_engine,
+)
 from kolors_tryon.store.states import (
     IN_FLIGHT_STATES,
     TERMINAL_STATES,
@@ -14,6 +23,9 @@ __all__ = [
     "IN_FLIGHT_STATES",
     "TERMINAL_STATES",
     "AccountPause",
+    "Admission",
+    "Admitted",
+    "Busy",
     "Claim",
     "CreatePlan",
     "JobError",

@@ -48,6 +48,13 @@ class JobRecord(BaseModel):
     final_unit_deduction: str | None = None
     priority: int = 0
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    conflicts: int = Field(
+        default=0, description="Messages that came under this job id with other content."
+    )
+    resubmissions: int = Field(
+        default=0, description="Times a rejected job was sent again under its id and retried."
+    )
+    note: str | None = Field(default=None, description="The latest conflict or resubmission.")
     created_at: str
     updated_at: str
     submitted_at: str | None = None
@@ -90,6 +97,9 @@ def record_from_row(row: JobRow) -> JobRecord:
         final_unit_deduction=row.final_unit_deduction,
         priority=row.priority,
         metadata=row.job_metadata or {},
+        conflicts=row.conflicts or 0,
+        resubmissions=row.resubmissions or 0,
+        note=row.note,
         created_at=iso(row.created_at) or "",
         updated_at=iso(row.updated_at) or "",
         submitted_at=iso(row.submitted_at),

@@ -9,23 +9,39 @@ Design notes (why it looks like this):
   row lock). The slot count is derived from job states, never kept as a separate counter,
   so a crashed worker cannot leak one: its job is still in a state that says where it is.
 - A claim carries an owner (the Celery task id that will submit the job) and a lease:
-  only the owner may send the create call, and a lease that ran out is taken over.
+  only the owner may send the create call, and a lease that ran out is taken over. The
+  owner writes its intent to create with a conditional UPDATE that also checks the
+  lease, and that write opens an attempt window during which nobody may take over:
+  so an owner that lost its claim can never send the create.
+- Every time that another worker compares (leases, windows, pauses, deadlines) is read
+  from the database's clock (`store/clock.py`), never from the worker's own.
 """
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from kolors_tryon.store.clock import StoreClock
 from kolors_tryon.store.records import JobRecord, ResultImage, record_from_row
 from kolors_tryon.store.states import (
     IN_FLIGHT_STATES,
@@ -57,23 +73,61 @@ class Claim:
 
 @dataclass(frozen=True)
 class CreatePlan:
-    """What the owner of a claim needs to send the create call."""
+    """What the owner of a claim needs to send the create call.
+
+    Attributes:
+        maybe_created: a create for this job may already have reached Kling: look it up
+            before sending anything.
+        trust_not_found_in: seconds until a "not found" from that lookup proves that no
+            task exists (the API may take a while to show a new task); 0 when it does now.
+        attempts: creates sent so far; retries: transient failures spent of the budget.
+    """
 
     job_id: str
     body: dict[str, Any]
-    # A create for this job may already have reached Kling: look it up before resending.
     maybe_created: bool
+    trust_not_found_in: float
     attempts: int
     retries: int
 
 
 @dataclass(frozen=True)
+class Busy:
+    """Another run of the same owner is mid-attempt: wait `wait` seconds, then look."""
+
+    wait: float
+
+
+@dataclass(frozen=True)
 class AccountPause:
-    """Submissions are stopped for the whole account (out of units, bad credentials)."""
+    """Submissions are stopped for the whole account (out of units, bad credentials).
+
+    `remaining` is the number of seconds until the next probe may go (0 when due).
+    """
 
     code: str
     message: str
-    until: float
+    remaining: float
+
+
+class Admission(StrEnum):
+    """What intake did with a message under a job id."""
+
+    CREATED = "created"  # a new job
+    DUPLICATE = "duplicate"  # the same job again: nothing to do
+    CONFLICT = "conflict"  # other content under a taken id: not taken, counted, noted
+    RESUBMITTED = "resubmitted"  # other content for a rejected job: it starts over
+
+
+@dataclass(frozen=True)
+class Admitted:
+    record: JobRecord
+    outcome: Admission
+
+    @property
+    def changed(self) -> bool:
+        """The record changed (an event is due)."""
+        return self.outcome is not Admission.DUPLICATE
 
 
 def make_engine(url: str) -> Engine:
@@ -93,35 +147,55 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, hide_parameters=True)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        hide_parameters=True,
+        # A database host that does not answer must fail the call (and the task waits
+        # and retries), not hang a worker process for the kernel's TCP timeout.
+        connect_args={"connect_timeout": 10},
+    )
 
 
 class JobStore:
-    """All job state, behind methods named after what the pipeline needs."""
+    """All job state, behind methods named after what the pipeline needs.
 
-    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+    Args:
+        engine: the database.
+        clock: a clock to use instead of the database's (tests and orchestration specs).
+    """
+
+    def __init__(self, engine: Engine, clock: Callable[[], float] | None = None) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._clock = clock
+        self._clock = StoreClock(engine, clock)
 
     @classmethod
-    def from_url(cls, url: str) -> JobStore:
-        return cls(make_engine(url))
+    def from_url(cls, url: str, clock: Callable[[], float] | None = None) -> JobStore:
+        return cls(make_engine(url), clock)
 
     def dispose(self) -> None:
         """Drop pooled connections (after a fork, or at shutdown)."""
         self.engine.dispose()
 
     @contextmanager
-    def _tx(self) -> Iterator[Session]:
+    def _tx(self) -> Iterator[tuple[Session, float]]:
+        """A transaction and the database's time at its start."""
         with self._sessions() as session, session.begin():
-            yield session
+            yield session, self._clock.now_in(session)
+
+    def now(self) -> float:
+        """The current time on the store's clock (Unix seconds)."""
+        with self._sessions() as session:
+            return self._clock.now_in(session)
 
     def create_schema(self) -> None:
         """Create the tables and the account row; safe to run from many workers at once."""
         Base.metadata.create_all(self.engine)
         try:
-            with self._tx() as s:
+            with self._tx() as (s, _):
                 if s.get(AccountRow, ACCOUNT_ROW_ID) is None:
                     s.add(AccountRow(id=ACCOUNT_ROW_ID, version=0))
         except IntegrityError:
@@ -133,15 +207,37 @@ class JobStore:
         job_id: str,
         *,
         body: Mapping[str, Any],
+        content_hash: str | None = None,
         priority: int = 0,
         model_name: str | None = None,
         metadata: Mapping[str, Any] | None = None,
-    ) -> tuple[JobRecord, bool]:
-        """Record a valid job as `queued` with its create body. Returns (record, created)."""
-        row = self._new_row(job_id, JobState.QUEUED, metadata)
-        row.priority = priority
-        row.model_name = model_name
-        return self._insert(row, PayloadRow(job_id=job_id, body=json.dumps(dict(body))))
+    ) -> Admitted:
+        """Record a valid job as `queued` with its create body.
+
+        A job id already taken by the same content is a duplicate (nothing happens); by
+        other content, a conflict (counted and noted, the message is not taken), unless
+        the job was `rejected`: a rejected job never reached the API, so a corrected
+        message under its id starts it over as `queued` (a resubmission).
+        """
+        payload = json.dumps(dict(body))
+
+        def fresh(now: float) -> tuple[JobRow, PayloadRow | None]:
+            row = self._new_row(job_id, JobState.QUEUED, metadata, now, content_hash)
+            row.priority = priority
+            row.model_name = model_name
+            return row, PayloadRow(job_id=job_id, body=payload)
+
+        def restart(row: JobRow, s: Session, now: float) -> None:
+            row.state = JobState.QUEUED
+            row.error_code = None
+            row.error_message = None
+            row.finished_at = None
+            row.priority = priority
+            row.model_name = model_name
+            row.job_metadata = dict(metadata or {})
+            s.merge(PayloadRow(job_id=job_id, body=payload))
+
+        return self._admit(job_id, content_hash, fresh, restart)
 
     def reject(
         self,
@@ -149,37 +245,84 @@ class JobStore:
         *,
         code: str,
         message: str,
+        content_hash: str | None = None,
         metadata: Mapping[str, Any] | None = None,
-    ) -> tuple[JobRecord, bool]:
-        """Record a job that never reaches the API. An existing job with this id is kept."""
-        row = self._new_row(job_id, JobState.REJECTED, metadata)
-        row.error_code = code
-        row.error_message = message
-        row.finished_at = row.created_at
-        return self._insert(row, None)
+    ) -> Admitted:
+        """Record a job that never reaches the API (same id rules as `accept`)."""
 
-    def _new_row(self, job_id: str, state: JobState, metadata: Mapping[str, Any] | None) -> JobRow:
-        now = self._clock()
-        return JobRow(
-            job_id=job_id,
-            state=state,
-            job_metadata=dict(metadata or {}),
-            created_at=now,
-            updated_at=now,
-        )
+        def fresh(now: float) -> tuple[JobRow, PayloadRow | None]:
+            row = self._new_row(job_id, JobState.REJECTED, metadata, now, content_hash)
+            row.error_code = code
+            row.error_message = message
+            row.finished_at = now
+            return row, None
 
-    def _insert(self, row: JobRow, payload: PayloadRow | None) -> tuple[JobRecord, bool]:
-        """Insert a new job; the unique job_id makes a second insert a no-op."""
-        job_id = row.job_id
+        def restart(row: JobRow, _s: Session, now: float) -> None:
+            # Rejected again, for a new reason: the record says the latest one.
+            row.error_code = code
+            row.error_message = message
+            row.finished_at = now
+
+        return self._admit(job_id, content_hash, fresh, restart)
+
+    def _admit(
+        self,
+        job_id: str,
+        content_hash: str | None,
+        fresh: Callable[[float], tuple[JobRow, PayloadRow | None]],
+        restart: Callable[[JobRow, Session, float], None],
+    ) -> Admitted:
         try:
-            with self._tx() as s:
+            with self._tx() as (s, now):
+                row, payload = fresh(now)
                 s.add(row)
                 if payload is not None:
                     s.flush()  # the payload's foreign key needs the job row first
                     s.add(payload)
         except IntegrityError:
-            return self._require(job_id), False
-        return self._require(job_id), True
+            pass  # the id is taken: decide below
+        else:
+            return Admitted(self._require(job_id), Admission.CREATED)
+        with self._tx() as (s, now):
+            existing = s.scalar(select(JobRow).where(JobRow.job_id == job_id).with_for_update())
+            if existing is None:  # pragma: no cover - only after a concurrent delete
+                raise LookupError(f"job {job_id!r} vanished while being admitted")
+            same = content_hash is None or existing.content_hash in (None, content_hash)
+            if same:
+                outcome = Admission.DUPLICATE
+            elif existing.state == JobState.REJECTED:
+                outcome = Admission.RESUBMITTED
+                restart(existing, s, now)
+                existing.content_hash = content_hash
+                existing.resubmissions += 1
+                existing.note = "sent again with other content after it was rejected"
+                existing.updated_at = now
+            else:
+                outcome = Admission.CONFLICT
+                existing.conflicts += 1
+                existing.note = (
+                    f"a message with other content came under this job id while it was "
+                    f"{existing.state}; it was not taken (use a new job id)"
+                )
+                existing.updated_at = now
+        return Admitted(self._require(job_id), outcome)
+
+    @staticmethod
+    def _new_row(
+        job_id: str,
+        state: JobState,
+        metadata: Mapping[str, Any] | None,
+        now: float,
+        content_hash: str | None,
+    ) -> JobRow:
+        return JobRow(
+            job_id=job_id,
+            state=state,
+            job_metadata=dict(metadata or {}),
+            content_hash=content_hash,
+            created_at=now,
+            updated_at=now,
+        )
 
     # ---------------------------------------------------------------- reading ---------
     def get(self, job_id: str) -> JobRecord | None:
@@ -209,10 +352,9 @@ class JobStore:
         return {str(state): int(n) for state, n in rows}
 
     def in_flight(self) -> int:
+        """Account slots held: jobs being submitted or run, and lingering tasks."""
         with self._sessions() as s:
-            return int(
-                s.scalar(select(func.count()).where(JobRow.state.in_(IN_FLIGHT_STATES))) or 0
-            )
+            return _count_in_flight(s)
 
     # ---------------------------------------------------------------- slots -----------
     def claim_next(
@@ -223,13 +365,9 @@ class JobStore:
         new_owner: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> list[Claim]:
         """Give free account slots to the oldest queued jobs (highest priority first)."""
-        now = self._clock()
-        with self._tx() as s:
+        with self._tx() as (s, now):
             account = self._lock_account(s)
-            in_flight = int(
-                s.scalar(select(func.count()).where(JobRow.state.in_(IN_FLIGHT_STATES))) or 0
-            )
-            free = max_in_flight - in_flight
+            free = max_in_flight - _count_in_flight(s)
             if account.pause_code is not None:
                 # Paused: only a probe may go, once it is due, and only if no job that
                 # could serve as the probe is already being submitted.
@@ -261,7 +399,7 @@ class JobStore:
                         updated_at=now,
                     )
                 )
-                if moved.rowcount == 1:  # type: ignore[attr-defined]
+                if _matched(moved):
                     claims.append(Claim(job_id, owner))
             return claims
 
@@ -278,137 +416,166 @@ class JobStore:
 
     def expired_claims(self, *, limit: int = 100) -> list[str]:
         """Jobs being submitted whose claim ran out: their owner died or its message is gone."""
-        now = self._clock()
-        with self._sessions() as s:
+        with self._tx() as (s, now):
             return list(
                 s.scalars(
-                    select(JobRow.job_id)
-                    .where(JobRow.state == JobState.SUBMITTING, JobRow.lease_until < now)
-                    .order_by(JobRow.seq)
-                    .limit(limit)
+                    select(JobRow.job_id).where(*_expired(now)).order_by(JobRow.seq).limit(limit)
                 )
             )
 
     def take_over(self, job_id: str, new_owner: str, *, lease_seconds: float) -> bool:
-        """Move an expired claim to a new owner (the old owner's messages then do nothing)."""
-        now = self._clock()
-        with self._tx() as s:
+        """Move an expired claim to a new owner (the old owner's messages then do nothing).
+
+        Never while an attempt window is open: the old owner may be sending its create.
+        """
+        with self._tx() as (s, now):
             moved = s.execute(
                 update(JobRow)
-                .where(
-                    JobRow.job_id == job_id,
-                    JobRow.state == JobState.SUBMITTING,
-                    JobRow.lease_until < now,
-                )
+                .where(JobRow.job_id == job_id, *_expired(now))
                 .values(lease_owner=new_owner, lease_until=now + lease_seconds, updated_at=now)
             )
-            return moved.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+            return _matched(moved)
 
-    def extend_claim(self, job_id: str, owner: str, until: float) -> bool:
-        """Keep a claim while its owner waits for a retry (the wait may outlast the lease)."""
-        with self._tx() as s:
+    def extend_claim(self, job_id: str, owner: str, seconds: float) -> bool:
+        """Keep a claim `seconds` longer while its owner waits (the wait may outlast it)."""
+        with self._tx() as (s, now):
             moved = s.execute(
-                update(JobRow)
-                .where(
-                    *_claimed_by(job_id, owner),
-                )
-                .values(lease_until=until)
+                update(JobRow).where(*_claimed_by(job_id, owner)).values(lease_until=now + seconds)
             )
-            return moved.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+            return _matched(moved)
 
     # ---------------------------------------------------------------- submitting ------
     def enter_submit(
-        self, job_id: str, owner: str, *, busy_for: float
-    ) -> CreatePlan | float | None:
+        self, job_id: str, owner: str, *, window: float, grace: float
+    ) -> CreatePlan | Busy | None:
         """Start one submit run for the claim's owner.
 
-        Returns the plan to act on; or, when another run of the same owner is mid-attempt
-        (a redelivered message while the first run may still be sending), the time at
-        which that attempt's window ends; or None when `owner` does not hold the claim
-        (a duplicate message, or the job has moved on): then there is nothing to do.
+        Args:
+            window: the longest one attempt (lookups and one create) may take.
+            grace: how long after a create may have been made a "not found" is not
+                trusted (the API may not show a new task at once).
+
+        Returns:
+            The plan to act on; `Busy` when another run of the same owner is
+            mid-attempt (a redelivered message while the first run may still be
+            sending); None when `owner` does not hold the claim (a duplicate message, or
+            the job has moved on): then there is nothing to do.
         """
-        now = self._clock()
-        with self._tx() as s:
-            row = s.scalar(
-                select(JobRow).where(
-                    *_claimed_by(job_id, owner),
-                )
-            )
+        with self._tx() as (s, now):
+            row = s.scalar(select(JobRow).where(*_claimed_by(job_id, owner)))
             if row is None:
                 return None
             if row.attempt_until is not None and row.attempt_until > now:
-                return row.attempt_until
+                return Busy(row.attempt_until - now)
             payload = s.get(PayloadRow, job_id)
             if payload is None:  # pragma: no cover - the payload lives until submission
                 raise LookupError(f"job {job_id!r} has no create body")
-            row.attempt_until = now + busy_for
-            row.lease_until = max(row.lease_until or 0, now + busy_for)
+            if row.create_pending:
+                # The last attempt's outcome was never written (its worker died): its
+                # POST may have reached Kling up to the end of its window.
+                sent_by = (row.intent_at or now) + window
+                row.unresolved_until = max(row.unresolved_until or 0.0, sent_by + grace)
+                row.create_pending = False
+            row.attempt_until = now + window
+            row.lease_until = max(row.lease_until or 0.0, now + window)
+            unresolved = row.unresolved_until
             return CreatePlan(
                 job_id=job_id,
                 body=json.loads(payload.body),
-                maybe_created=row.create_pending,
+                maybe_created=unresolved is not None,
+                trust_not_found_in=max(0.0, unresolved - now) if unresolved else 0.0,
                 attempts=row.attempts,
                 retries=row.retries,
             )
 
     def leave_submit(self, job_id: str, owner: str) -> None:
         """End the run started by `enter_submit` (whatever its outcome)."""
-        with self._tx() as s:
+        with self._tx() as (s, _):
             s.execute(
                 update(JobRow)
                 .where(JobRow.job_id == job_id, JobRow.lease_owner == owner)
                 .values(attempt_until=None)
             )
 
-    def record_intent(self, job_id: str, owner: str) -> None:
-        """Written *before* the paid POST: from now on the job may have a Kling task."""
-        with self._tx() as s:
-            s.execute(
+    def record_intent(self, job_id: str, owner: str, *, window: float) -> bool:
+        """Written *before* the paid POST: from now on the job may have a Kling task.
+
+        Returns False, and the caller must not send anything, when `owner` no longer
+        holds a live claim. The write also (re)opens the attempt window, so nobody can
+        take the claim over while the POST may be on its way.
+        """
+        with self._tx() as (s, now):
+            row = s.scalar(select(JobRow.lease_until).where(*_claimed_by(job_id, owner)))
+            until = max(row or 0.0, now + window)
+            moved = s.execute(
                 update(JobRow)
-                .where(
-                    *_claimed_by(job_id, owner),
+                .where(*_claimed_by(job_id, owner), JobRow.lease_until > now)
+                .values(
+                    create_pending=True,
+                    intent_at=now,
+                    attempts=JobRow.attempts + 1,
+                    attempt_until=now + window,
+                    lease_until=until,
+                    updated_at=now,
                 )
-                .values(create_pending=True, attempts=JobRow.attempts + 1, updated_at=self._clock())
             )
+            return _matched(moved)
 
     def note_failed_create(
-        self, job_id: str, owner: str, *, nothing_created: bool, spend_retry: bool
+        self, job_id: str, owner: str, *, ambiguous: bool, spend_retry: bool, grace: float
     ) -> int:
-        """Record a create attempt that got no task id. Returns the retries spent so far.
+        """Record a create attempt (or a refusal) that got no task id.
 
         Args:
-            nothing_created: the answer proves no task was made, so the next run need
-                not look one up first.
+            ambiguous: the answer does not prove that nothing was made: a task may exist,
+                and a "not found" proves nothing for `grace` seconds. A clean answer
+                (1303, 1302, a refused connection) proves only that *this* POST made
+                nothing, so it leaves an earlier ambiguity in place.
             spend_retry: the failure counts against the job's retry budget.
+
+        Returns:
+            The retries spent so far.
         """
-        with self._tx() as s:
+        with self._tx() as (s, now):
             row = s.scalar(
                 select(JobRow).where(JobRow.job_id == job_id, JobRow.lease_owner == owner)
             )
             if row is None:
                 return 0
-            if nothing_created:
-                row.create_pending = False
+            row.create_pending = False
+            if ambiguous:
+                row.unresolved_until = max(row.unresolved_until or 0.0, now + grace)
             if spend_retry:
                 row.retries += 1
             return row.retries
+
+    def resolve_not_found(self, job_id: str, owner: str) -> bool:
+        """A lookup after the grace said "not found": no task exists, a create may go."""
+        with self._tx() as (s, now):
+            moved = s.execute(
+                update(JobRow)
+                .where(
+                    *_claimed_by(job_id, owner),
+                    or_(JobRow.unresolved_until.is_(None), JobRow.unresolved_until <= now),
+                )
+                .values(unresolved_until=None)
+            )
+            return _matched(moved)
 
     def mark_submitted(
         self, job_id: str, owner: str, *, task_id: str, processing: bool = False
     ) -> JobRecord | None:
         """Kling accepted the job: keep its task id, forget the photos."""
-        now = self._clock()
         target = JobState.PROCESSING if processing else JobState.SUBMITTED
-        with self._tx() as s:
+        with self._tx() as (s, now):
             moved = s.execute(
                 update(JobRow)
-                .where(
-                    *_claimed_by(job_id, owner),
-                )
+                .where(*_claimed_by(job_id, owner))
                 .values(
                     state=target,
                     kling_task_id=task_id,
                     create_pending=False,
+                    unresolved_until=None,
                     attempt_until=None,
                     lease_owner=None,
                     lease_until=None,
@@ -416,7 +583,7 @@ class JobStore:
                     updated_at=now,
                 )
             )
-            if moved.rowcount != 1:  # type: ignore[attr-defined]
+            if not _matched(moved):
                 return None
             s.execute(delete(PayloadRow).where(PayloadRow.job_id == job_id))
         return self.get(job_id)
@@ -431,28 +598,22 @@ class JobStore:
         The poll count is the fence of the tracking chain: each track message carries the
         number it expects, so a duplicated or redelivered message cannot fork the chain.
         """
-        now = self._clock()
-        with self._tx() as s:
+        with self._tx() as (s, now):
             moved = s.execute(
                 update(JobRow)
-                .where(
-                    JobRow.job_id == job_id,
-                    JobRow.polls == poll,
-                    JobRow.state.in_(TRACKED_STATES),
-                )
+                .where(JobRow.job_id == job_id, JobRow.polls == poll, _polled())
                 .values(polls=poll + 1, polled_at=now)
             )
-            return moved.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+            return _matched(moved)
 
     def stale_tracked(self, *, older_than: float, limit: int = 100) -> list[tuple[str, int]]:
         """Tracked jobs nobody has polled for a while, with the poll number to send next."""
-        cutoff = self._clock() - older_than
-        with self._sessions() as s:
+        with self._tx() as (s, now):
             rows = s.execute(
                 select(JobRow.job_id, JobRow.polls)
                 .where(
-                    JobRow.state.in_(TRACKED_STATES),
-                    func.coalesce(JobRow.polled_at, JobRow.submitted_at) < cutoff,
+                    _polled(),
+                    func.coalesce(JobRow.polled_at, JobRow.submitted_at) < now - older_than,
                 )
                 .order_by(JobRow.seq)
                 .limit(limit)
@@ -469,22 +630,39 @@ class JobStore:
         images: list[ResultImage] | None = None,
         final_unit_deduction: str | None = None,
         owner: str | None = None,
+        lingering: bool = False,
     ) -> JobRecord | None:
-        """Move a job to a terminal state; returns None if it was already there."""
+        """Move a job to a terminal state; returns None if it was already there.
+
+        Args:
+            lingering: the job ends for us but its Kling task may still run: it keeps
+                its account slot until `release_lingering`.
+        """
         values: dict[str, Any] = {
             "error_code": error_code,
             "error_message": error_message,
-            "finished_at": self._clock(),
             "lease_owner": None,
             "lease_until": None,
             "create_pending": False,
+            "unresolved_until": None,
             "attempt_until": None,
+            "lingering": lingering,
         }
         if images is not None:
             values["images"] = [img.model_dump() for img in images]
         if final_unit_deduction is not None:
             values["final_unit_deduction"] = final_unit_deduction
-        return self._move(job_id, state, owner=owner, drop_payload=True, **values)
+        return self._move(job_id, state, owner=owner, drop_payload=True, finished=True, **values)
+
+    def release_lingering(self, job_id: str) -> bool:
+        """The lingering task of a job failed by our deadline has ended: free its slot."""
+        with self._tx() as (s, now):
+            moved = s.execute(
+                update(JobRow)
+                .where(JobRow.job_id == job_id, JobRow.lingering.is_(True))
+                .values(lingering=False, updated_at=now)
+            )
+            return _matched(moved)
 
     def _move(
         self,
@@ -493,18 +671,20 @@ class JobStore:
         *,
         owner: str | None = None,
         drop_payload: bool = False,
+        finished: bool = False,
         **values: Any,
     ) -> JobRecord | None:
         """The single place where a state changes: only forward, only from allowed states."""
-        now = self._clock()
-        with self._tx() as s:
+        with self._tx() as (s, now):
             query = update(JobRow).where(
                 JobRow.job_id == job_id, JobRow.state.in_(allowed_sources(target))
             )
             if owner is not None:
                 query = query.where(JobRow.lease_owner == owner)
+            if finished:
+                values["finished_at"] = now
             moved = s.execute(query.values(state=target, updated_at=now, **values))
-            if moved.rowcount != 1:  # type: ignore[attr-defined]
+            if not _matched(moved):
                 return None
             if drop_payload:
                 s.execute(delete(PayloadRow).where(PayloadRow.job_id == job_id))
@@ -512,24 +692,24 @@ class JobStore:
 
     # ---------------------------------------------------------------- account pause ---
     def current_pause(self) -> AccountPause | None:
-        with self._sessions() as s:
+        with self._tx() as (s, now):
             row = s.get(AccountRow, ACCOUNT_ROW_ID)
             if row is None or row.pause_code is None:
                 return None
-            return AccountPause(row.pause_code, row.pause_message or "", row.paused_until or 0)
+            remaining = max(0.0, (row.paused_until or 0.0) - now)
+            return AccountPause(row.pause_code, row.pause_message or "", remaining)
 
-    def pause(self, code: str, message: str, *, until: float) -> None:
-        """Stop every submission until `until`, when one probe may try again."""
-        with self._tx() as s:
+    def pause(self, code: str, message: str, *, retry_in: float) -> None:
+        """Stop every submission; one probe may try again in `retry_in` seconds."""
+        with self._tx() as (s, now):
             account = self._lock_account(s)
             account.pause_code = code
             account.pause_message = message
-            account.paused_until = until
+            account.paused_until = now + retry_in
 
-    def take_probe(self, *, next_probe: float) -> bool:
+    def take_probe(self, *, next_in: float) -> bool:
         """Become the one submission allowed through a due pause. False: wait."""
-        now = self._clock()
-        with self._tx() as s:
+        with self._tx() as (s, now):
             moved = s.execute(
                 update(AccountRow)
                 .where(
@@ -537,15 +717,70 @@ class JobStore:
                     AccountRow.pause_code.is_not(None),
                     AccountRow.paused_until <= now,
                 )
-                .values(paused_until=next_probe)
+                .values(paused_until=now + next_in)
             )
-            return moved.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+            return _matched(moved)
 
     def clear_pause(self) -> bool:
-        with self._tx() as s:
+        with self._tx() as (s, _):
             moved = s.execute(
                 update(AccountRow)
                 .where(AccountRow.id == ACCOUNT_ROW_ID, AccountRow.pause_code.is_not(None))
                 .values(pause_code=None, pause_message=None, paused_until=None)
             )
-            return moved.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+            return _matched(moved)
+
+    # ---------------------------------------------------------------- housekeeping ----
+    def take_results_cleanup(self, *, every: float) -> bool:
+        """True for one caller per `every` seconds: it deletes expired task results."""
+        return self._take_turn(AccountRow.results_cleaned_at, every)
+
+    def take_sweep(self, *, every: float) -> bool:
+        """True for one caller per `every` seconds: it runs the sweep's rescues.
+
+        Every worker sends sweeps on a timer; after an outage or a backlog many may
+        arrive at once. One of them does the work, the others only dispatch.
+        """
+        return self._take_turn(AccountRow.last_sweep_at, every)
+
+    def _take_turn(self, column: Any, every: float) -> bool:
+        with self._tx() as (s, now):
+            moved = s.execute(
+                update(AccountRow)
+                .where(
+                    AccountRow.id == ACCOUNT_ROW_ID,
+                    or_(column.is_(None), column <= now - every),
+                )
+                .values({column: now})
+            )
+            return _matched(moved)
+
+
+def _matched(result: Any) -> bool:
+    """Whether a conditional UPDATE matched its row (the only proof a move happened)."""
+    return int(result.rowcount) == 1
+
+
+def _count_in_flight(s: Session) -> int:
+    return int(
+        s.scalar(
+            select(func.count()).where(
+                or_(JobRow.state.in_(IN_FLIGHT_STATES), JobRow.lingering.is_(True))
+            )
+        )
+        or 0
+    )
+
+
+def _expired(now: float) -> tuple[ColumnElement[bool], ...]:
+    """WHERE clauses: a claim whose lease ran out and whose attempt window is closed."""
+    return (
+        JobRow.state == JobState.SUBMITTING,
+        JobRow.lease_until < now,
+        or_(JobRow.attempt_until.is_(None), JobRow.attempt_until < now),
+    )
+
+
+def _polled() -> ColumnElement[bool]:
+    """Jobs whose Kling task is followed: tracked states, and lingering failed ones."""
+    return or_(JobRow.state.in_(TRACKED_STATES), JobRow.lingering.is_(True))

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -20,7 +31,9 @@ class JobRow(Base):
     """One row per job_id: its state, its Kling task, its outcome."""
 
     __tablename__ = "tryon_jobs"
-    __table_args__ = (Index("ix_tryon_jobs_queue", "state", "priority", "seq"),)
+    # The claim query reads `state = queued ORDER BY priority DESC, seq`: the index has
+    # the same order, so taking the next jobs stays an index range scan at any backlog.
+    __table_args__ = (Index("ix_tryon_jobs_claim", "state", text("priority DESC"), "seq"),)
 
     # `seq` orders waiting jobs first in, first out (within a priority).
     seq: Mapped[int] = mapped_column(
@@ -41,9 +54,27 @@ class JobRow(Base):
     # True from the moment a create is about to be sent until its answer is known: a job
     # found in this state may already have a Kling task, so it is queried before resending.
     create_pending: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    # When the latest intent was written (database clock).
+    intent_at: Mapped[float | None] = mapped_column(Float)
+    # Set when an attempt ended without proof either way (a timeout, a 5xxx, a dropped
+    # answer, a worker that died mid-POST): a Kling task may exist. A lookup that answers
+    # "not found" proves nothing before this time (the API may not show the task yet);
+    # it is cleared only by adopting the task or by a "not found" after it.
+    unresolved_until: Mapped[float | None] = mapped_column(Float)
     polls: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     final_unit_deduction: Mapped[str | None] = mapped_column(String(32))
     job_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    # SHA-256 of the message as published: tells a repeat of the same job from another
+    # job sent under the same id.
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    # Messages that came under this id with other content (and were not taken), and the
+    # last such note; a resubmission of a `rejected` job is counted apart.
+    conflicts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    resubmissions: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    # A job failed by our tracking deadline while its Kling task may still run: it keeps
+    # counting against the account's slots until Kling reports the task's end.
+    lingering: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     # Who may submit the job now (a Celery task id) and until when the claim holds.
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[float | None] = mapped_column(Float)
@@ -79,3 +110,5 @@ class AccountRow(Base):
     pause_code: Mapped[str | None] = mapped_column(String(64))
     pause_message: Mapped[str | None] = mapped_column(Text)
     last_sweep_at: Mapped[float | None] = mapped_column(Float)
+    # When a worker last deleted expired Celery task results (no beat is deployed).
+    results_cleaned_at: Mapped[float | None] = mapped_column(Float)

@@ -6,78 +6,136 @@
 `tryon.dispatch()`        hand free account slots to the oldest queued jobs
 `tryon.sweep()`           rescue stranded jobs, then dispatch (sent by each worker's timer)
 
-No task sleeps: waiting is a new message with a countdown (native delayed delivery on
-RabbitMQ), so a worker process is never blocked by a job that waits. A task that raises
-(a bug, a database outage) is retried a few times with backoff, then its message is
-parked in the dead-letter queue with the reason and its job, if any, fails: one poison
-message never holds back the others.
+No task sleeps: waiting is a new message with a delay (native delayed delivery on
+RabbitMQ), so a worker process is never blocked by a job that waits. Three kinds of
+"again" are told apart, because they mean different things:
+- a *wait* (the step asked for it: 1303, a paused account, a task still running) is
+  normal; it is counted in the message (`waits`) only to grow its backoff;
+- an *outage* (the job store or the broker does not answer) is waited out for as long as
+  it lasts, with backoff up to `outage_retry_max`: a database failover must not fail or
+  park anything;
+- a *crash* (any other exception: a bug, a poison message) is retried
+  `task_failure_retries` times, then the message is parked in the dead-letter queue with
+  the reason and its job, if any, fails: one poison message never holds back the others.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
-from celery.exceptions import Retry
+from celery.exceptions import Reject
 
 from kolors_tryon.kling import redact
 from kolors_tryon.pipeline import Step, dispatch, intake, submit_job, sweep, track_job
 from kolors_tryon.pipeline.backoff import backoff_delay
 from kolors_tryon.store import Claim, JobState
+from kolors_tryon.store.outage import is_outage
+from kolors_tryon.tasks.delays import send_later
 from kolors_tryon.worker.messaging import dead_letter, publish_events
 from kolors_tryon.worker.runtime import runtime_for, settings_of
 
 log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = "internal_error"
+TASK_FAILURE_BACKOFF_BASE = 1.0
+TASK_FAILURE_BACKOFF_CAP = 30.0
+OUTAGE_BACKOFF_BASE = 1.0
+# Results are deleted at most this often, by whichever sweep gets there first.
+RESULTS_CLEANUP_EVERY = 3600.0
+
+
+class _Run:
+    """One execution of a task message: its counters and how to send it again."""
+
+    def __init__(self, app: Celery, task: Task[Any, Any], args: list[Any], counters: Any) -> None:
+        self.app = app
+        self.task = task
+        self.args = args
+        self.waits = int(counters.get("waits", 0))
+        self.crashes = int(counters.get("crashes", 0))
+        self.outages = int(counters.get("outages", 0))
+
+    def again(self, delay: float, **counters: int) -> None:
+        """The same message (same task id: for submit it is the claim owner), later."""
+        kwargs = {"waits": self.waits, "crashes": self.crashes, "outages": 0}
+        kwargs.update(counters)
+        send_later(
+            self.app,
+            str(self.task.name),
+            args=self.args,
+            kwargs=kwargs,
+            delay=delay,
+            task_id=str(self.task.request.id),
+        )
 
 
 def register_tasks(app: Celery) -> None:
     """Define the service's tasks on `app`."""
 
-    @app.task(name="tryon.intake", bind=True, max_retries=None)
-    def intake_task(self: Task[Any, Any], message: str) -> str:
-        def run() -> str:
+    @app.task(name="tryon.intake", bind=True)
+    def intake_task(self: Task[Any, Any], /, message: str, **counters: int) -> str:
+        run = _Run(app, self, [message], counters)
+
+        def body() -> str:
             step = intake(runtime_for(app), message)
             if step.dead_letter is not None:
                 dead_letter(app, message, step.dead_letter, "application/json")
-            _follow(app, self, step, job_id=None)
+            publish_events(app, step.conflicts, kind="conflict")
+            _follow(app, run, step, job_id=None)
             return step.note
 
-        return _guarded(app, self, run, job_id=None, parked_body=message)
+        return _guarded(app, run, body, job_id=None, parked_body=message)
 
-    @app.task(name="tryon.submit", bind=True, max_retries=None)
-    def submit_task(self: Task[Any, Any], job_id: str) -> str:
-        def run() -> str:
-            runs = int(self.request.retries or 0)
-            step = submit_job(runtime_for(app), job_id, owner=str(self.request.id), run=runs)
-            _follow(app, self, step, job_id=job_id)
+    @app.task(name="tryon.submit", bind=True)
+    def submit_task(self: Task[Any, Any], /, job_id: str, **counters: int) -> str:
+        run = _Run(app, self, [job_id], counters)
+
+        def body() -> str:
+            owner = str(self.request.id)
+            step = submit_job(runtime_for(app), job_id, owner=owner, waits=run.waits)
+            _follow(app, run, step, job_id=job_id)
             return step.note
 
-        return _guarded(app, self, run, job_id=job_id)
+        return _guarded(app, run, body, job_id=job_id)
 
-    @app.task(name="tryon.track", bind=True, max_retries=None)
-    def track_task(self: Task[Any, Any], job_id: str, poll: int = 0) -> str:
-        def run() -> str:
+    @app.task(name="tryon.track", bind=True)
+    def track_task(self: Task[Any, Any], /, job_id: str, poll: int = 0, **counters: int) -> str:
+        run = _Run(app, self, [job_id, poll], counters)
+
+        def body() -> str:
             step = track_job(runtime_for(app), job_id, poll)
-            _follow(app, self, step, job_id=job_id)
+            _follow(app, run, step, job_id=job_id)
             return step.note
 
-        return _guarded(app, self, run, job_id=job_id)
+        return _guarded(app, run, body, job_id=job_id)
 
     @app.task(name="tryon.dispatch")
     def dispatch_task() -> int:
-        claims = dispatch(runtime_for(app))
+        try:
+            claims = dispatch(runtime_for(app))
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("dispatch skipped: the job store does not answer (%s)", type(exc).__name__)
+            return 0  # the next sweep dispatches again
         _send_submits(app, claims)
         return len(claims)
 
     @app.task(name="tryon.sweep")
     def sweep_task() -> dict[str, int]:
-        result = sweep(runtime_for(app))
+        try:
+            rt = runtime_for(app)
+            result = sweep(rt)
+            cleanup = rt.store.take_results_cleanup(every=RESULTS_CLEANUP_EVERY)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("sweep skipped: the job store does not answer (%s)", type(exc).__name__)
+            return {}
         _send_submits(app, result.resubmit, announce=False)  # already `submitting`
         _send_submits(app, result.claims)
         for job_id, poll in result.retrack:
@@ -88,6 +146,8 @@ def register_tasks(app: Celery) -> None:
                 len(result.resubmit),
                 len(result.retrack),
             )
+        if cleanup:
+            _delete_expired_results(app)
         return {
             "resubmitted": len(result.resubmit),
             "retracked": len(result.retrack),
@@ -97,33 +157,55 @@ def register_tasks(app: Celery) -> None:
 
 def _guarded(
     app: Celery,
-    task: Task[Any, Any],
-    run: Callable[[], str],
+    run: _Run,
+    body: Callable[[], str],
     *,
     job_id: str | None,
     parked_body: str | None = None,
 ) -> str:
-    """Run a task body; retry what raised a few times, then park the message with why."""
+    """Run a task body: wait out outages, retry crashes a few times, then park with why."""
     try:
-        return run()
-    except Retry:
-        raise
+        return body()
     except Exception as exc:
         settings = settings_of(app)
-        tries = int(task.request.retries or 0)
-        reason = f"{task.name} raised {type(exc).__name__}: {redact(str(exc))[:300]}"
-        if tries < settings.task_failure_retries:
-            log.warning("%s (try %d of %d)", reason, tries + 1, settings.task_failure_retries + 1)
-            wait = backoff_delay(tries, base=1.0, cap=30.0)
-            raise task.retry(countdown=_countdown(wait), max_retries=None) from exc
-        log.error("parking the message after %d tries: %s", tries + 1, reason)
-        body = parked_body
-        if body is None:
-            body = json.dumps({"task": task.name, "args": list(task.request.args or [])})
-        dead_letter(app, body, reason, "application/json")
+        if is_outage(exc):
+            wait = backoff_delay(
+                run.outages, base=OUTAGE_BACKOFF_BASE, cap=settings.outage_retry_max
+            )
+            log.warning(
+                "%s: the job store or broker does not answer (%s); trying again in %.0f s",
+                run.task.name,
+                type(exc).__name__,
+                wait,
+            )
+            _again_or_requeue(run, wait, outages=run.outages + 1)
+            return "waiting for the store"
+        reason = f"{run.task.name} raised {type(exc).__name__}: {redact(str(exc))[:300]}"
+        if run.crashes < settings.task_failure_retries:
+            tries = settings.task_failure_retries + 1
+            log.warning("%s (try %d of %d)", reason, run.crashes + 1, tries)
+            wait = backoff_delay(
+                run.crashes, base=TASK_FAILURE_BACKOFF_BASE, cap=TASK_FAILURE_BACKOFF_CAP
+            )
+            _again_or_requeue(run, wait, crashes=run.crashes + 1)
+            return "crashed: trying again"
+        log.error("parking the message after %d tries: %s", run.crashes + 1, reason)
+        parked = parked_body
+        if parked is None:
+            parked = json.dumps({"task": run.task.name, "args": run.args})
+        dead_letter(app, parked, reason, "application/json")
         if job_id is not None:
             _fail_job(app, job_id, reason)
         return "parked"
+
+
+def _again_or_requeue(run: _Run, delay: float, **counters: int) -> None:
+    """Send the message again later; if even that fails, hand it back to the broker."""
+    try:
+        run.again(delay, **counters)
+    except Exception as exc:
+        # Neither acked nor lost: the broker delivers it again.
+        raise Reject(f"could not reschedule: {type(exc).__name__}", requeue=True) from None
 
 
 def _fail_job(app: Celery, job_id: str, reason: str) -> None:
@@ -140,25 +222,13 @@ def _fail_job(app: Celery, job_id: str, reason: str) -> None:
         _send_submits(app, dispatch(runtime_for(app)))
 
 
-def _countdown(seconds: float) -> int:
-    """Whole seconds, at least one.
-
-    RabbitMQ's native delayed delivery (used by Celery with quorum queues) works in
-    whole seconds and refuses a countdown that rounds down to zero.
-    """
-    return max(1, math.ceil(seconds))
-
-
-def _follow(app: Celery, task: Task[Any, Any], step: Step, job_id: str | None) -> None:
+def _follow(app: Celery, run: _Run, step: Step, job_id: str | None) -> None:
     """Do what the step asks: events, run again, track, hand out freed slots."""
     publish_events(app, step.changed)
     if step.again_in is not None:
-        # Same task id: for submit it is the claim owner, so the next run keeps the claim.
-        task.retry(countdown=_countdown(step.again_in), max_retries=None, throw=False)
+        run.again(step.again_in, waits=run.waits + 1)
     if step.track_in is not None and job_id is not None:
-        app.send_task(
-            "tryon.track", args=[job_id, step.track_poll], countdown=_countdown(step.track_in)
-        )
+        send_later(app, "tryon.track", args=[job_id, step.track_poll], delay=step.track_in)
     if step.dispatch:
         _send_submits(app, dispatch(runtime_for(app)))
 
@@ -175,3 +245,12 @@ def _send_submits(
         publish_events(app, [r for c in claims if (r := store.get(c.job_id)) is not None])
     for claim in claims:
         app.send_task("tryon.submit", args=[claim.job_id], task_id=claim.owner)
+
+
+def _delete_expired_results(app: Celery) -> None:
+    """Celery's result backend keeps results until something deletes them; beat would,
+    but no beat is deployed, so one sweep an hour does it (`result_expires`)."""
+    try:
+        app.backend.cleanup()
+    except Exception:
+        log.exception("could not delete expired task results")

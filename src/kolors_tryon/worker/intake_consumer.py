@@ -32,7 +32,13 @@ class IntakeConsumer(bootsteps.ConsumerStep):
         super().__init__(parent, **kwargs)
 
     def get_consumers(self, channel: Any) -> list[Consumer]:
-        topology = topology_for(settings_of(self.app))
+        settings = settings_of(self.app)
+        topology = topology_for(settings)
+        if settings.uses_rabbitmq:
+            # The queues name `<ns>.dlx` as their dead-letter exchange, but RabbitMQ drops
+            # a dead letter whose exchange does not exist: declare it (and `<ns>.dead`,
+            # bound to it) before the first message can reach its delivery limit.
+            topology.dead_letter_queue(channel).declare()
         return [
             Consumer(
                 channel,

@@ -20,8 +20,11 @@ log = logging.getLogger(__name__)
 REASON_HEADER = "x-tryon-reason"
 
 
-def publish_events(app: Celery, records: Iterable[JobRecord]) -> None:
+def publish_events(app: Celery, records: Iterable[JobRecord], *, kind: str | None = None) -> None:
     """One event per state change on `<ns>.events`, routing key `job.<state>`.
+
+    `kind` replaces the state in the routing key for events that are not a state change
+    (`job.conflict`: a message with other content came under a taken job id).
 
     Events are notifications; the store is the source of truth. A failed publish is
     logged and does not undo the state change. The embedded broker keeps exchange
@@ -39,7 +42,7 @@ def publish_events(app: Celery, records: Iterable[JobRecord]) -> None:
                 producer.publish(
                     record.to_json_dict(),
                     exchange=exchange,
-                    routing_key=f"job.{record.state}",
+                    routing_key=f"job.{kind or record.state}",
                     serializer="json",
                     delivery_mode=2,
                     declare=[exchange],

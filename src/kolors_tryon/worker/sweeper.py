@@ -37,7 +37,9 @@ class SweepTimer:
         wait = rng.uniform(1.0, 3.0)
         while not self._stop.wait(wait):
             try:
-                self._app.send_task("tryon.sweep", expires=self._interval * 2)
+                # No `expires`: it would compare this machine's clock with the receiver's.
+                # Sweeps that pile up (after an outage) are cheap: one does the work.
+                self._app.send_task("tryon.sweep")
             except Exception:
                 log.exception("could not send the sweep task")
             wait = self._interval * rng.uniform(0.8, 1.2)

@@ -1,0 +1,284 @@
+"""Orchestration edge cases, specified by calling the pipeline on a Runtime.
+
+The store runs on SQLite with a clock the test moves (no sleeping for leases, windows,
+graces or deadlines); the Kling client talks to the emulator over HTTP, and what
+reached the paid API is counted there.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clocks import SettableClock
+from conftest import TEST_API_KEY
+from harness import sample_b64
+from kolors_tryon.config import Settings
+from kolors_tryon.emulator import EmulatorServer
+from kolors_tryon.jobs import validate_job
+from kolors_tryon.kling import KlingClient
+from kolors_tryon.pipeline import Runtime, submit_job, sweep, track_job
+from kolors_tryon.pipeline.submit import attempt_window
+from kolors_tryon.store import CreatePlan, JobState, JobStore
+
+GRACE = 10.0
+LEASE = 30.0
+DEADLINE = 600.0
+
+
+@pytest.fixture
+def clock() -> SettableClock:
+    """The store's clock, moved by the test."""
+    return SettableClock()
+
+
+@pytest.fixture
+def rt(tmp_path: Path, emulator: EmulatorServer, clock: SettableClock) -> Iterator[Runtime]:
+    """A runtime on SQLite with the settable clock and short, round numbers."""
+    settings = Settings.model_validate(
+        {
+            "data_dir": tmp_path,
+            "kling_base_url": emulator.base_url,
+            "kling_api_key": TEST_API_KEY,
+            "create_visibility_grace": GRACE,
+            "submit_lease_seconds": LEASE,
+            "track_deadline": DEADLINE,
+            "http_connect_timeout": 2,
+            "http_read_timeout": 5,
+            "http_attempts": 1,
+        }
+    )
+    store = JobStore.from_url(settings.effective_database_url, clock=clock)
+    store.create_schema()
+    runtime = Runtime(settings=settings, store=store, kling=KlingClient.from_settings(settings))
+    yield runtime
+    runtime.close()
+
+
+def queue(rt: Runtime, job_id: str) -> None:
+    valid = validate_job(
+        {
+            "job_id": job_id,
+            "human_image": sample_b64("human.jpg"),
+            "cloth_image": sample_b64("cloth-red.png"),
+        }
+    )
+    rt.store.accept(valid.job_id, body=valid.body.to_request())
+
+
+def claim(rt: Runtime, job_id: str) -> str:
+    queue(rt, job_id)
+    (got,) = rt.store.claim_next(5, lease_seconds=LEASE)
+    assert got.job_id == job_id
+    return got.owner
+
+
+def submitted(rt: Runtime, job_id: str) -> str:
+    """Claim and submit a job; returns its poll number for the first track."""
+    owner = claim(rt, job_id)
+    step = submit_job(rt, job_id, owner)
+    record = rt.store.get(job_id)
+    assert record is not None and record.state is JobState.SUBMITTED, step.note
+    return owner
+
+
+def state(rt: Runtime, job_id: str) -> JobState:
+    record = rt.store.get(job_id)
+    assert record is not None
+    return record.state
+
+
+# --------------------------------------------------------------------- claims --------
+def test_expired_lease_is_taken_over_and_the_new_owner_adopts_the_task(
+    rt: Runtime, emulator: EmulatorServer, clock: SettableClock
+) -> None:
+    """A create whose answer was lost, then its worker died: the sweep's new owner adopts."""
+    emulator.configure(drop_rate=1.0)
+    owner = claim(rt, "job-1")
+    step = submit_job(rt, "job-1", owner)
+    assert step.again_in is not None  # unresolved: looked up later, never re-sent blind
+    emulator.configure(drop_rate=0.0)
+    # The worker dies before its retry runs: nothing happens until the lease runs out.
+    assert sweep(rt).resubmit == ()
+    clock.advance(step.again_in + LEASE + 1)
+    (rescued,) = sweep(rt).resubmit
+    assert rescued.owner != owner
+    assert submit_job(rt, "job-1", owner).note == "not the claim owner: nothing to do"
+    submit_job(rt, "job-1", rescued.owner)
+    assert state(rt, "job-1") is JobState.SUBMITTED
+    assert emulator.stats()["creates"] == 1
+
+
+def test_claim_taken_over_between_lookup_and_create_sends_one_create(
+    rt: Runtime, emulator: EmulatorServer, clock: SettableClock
+) -> None:
+    """The old owner's slow lookup outlives its claim: only the new owner creates."""
+    emulator.configure(create_error=5000)  # an ambiguous first attempt, no task made
+    old = claim(rt, "job-1")
+    submit_job(rt, "job-1", old)
+    emulator.configure(create_error=None, slow_rate=1.0, slow_seconds=1.5)
+    clock.advance(GRACE + 1)  # "not found" is trusted from now on
+    old_step: list[str] = []
+    looking = threading.Thread(
+        target=lambda: old_step.append(submit_job(rt, "job-1", old, waits=1).note)
+    )
+    looking.start()  # the old owner is now inside its (slow) lookup
+    threading.Event().wait(0.5)
+    clock.advance(attempt_window(rt) + LEASE + 1)  # its window and lease run out meanwhile
+    (taken,) = sweep(rt).resubmit
+    new_step = submit_job(rt, "job-1", taken.owner, waits=0)
+    looking.join(timeout=30)
+    assert old_step == ["claim lost before create"]
+    assert new_step.note == "submitted"
+    stats = emulator.stats()
+    assert stats["create_requests"] == 2 and stats["creates"] == 1  # the 5000, then one
+
+
+def test_no_takeover_while_an_attempt_window_is_open(rt: Runtime, clock: SettableClock) -> None:
+    """A lease that ran out does not free a claim whose owner may be mid-POST."""
+    owner = claim(rt, "job-1")
+    assert rt.store.record_intent("job-1", owner, window=100)
+    clock.advance(LEASE + 1)  # the lease alone has run out...
+    assert rt.store.expired_claims() == []  # ...but the attempt window has not
+    clock.advance(100)
+    assert rt.store.expired_claims() == ["job-1"]
+
+
+def test_an_owner_whose_lease_ran_out_may_not_write_its_intent(
+    rt: Runtime, clock: SettableClock
+) -> None:
+    """record_intent is fenced by the lease: a late owner sends nothing."""
+    owner = claim(rt, "job-1")
+    clock.advance(LEASE + 1)
+    assert not rt.store.record_intent("job-1", owner, window=10)
+
+
+# --------------------------------------------------------------------- ambiguity -----
+def test_not_found_is_not_trusted_before_the_grace(
+    rt: Runtime, emulator: EmulatorServer, clock: SettableClock
+) -> None:
+    """A lagging index hides the task after a lost answer: we wait, and then adopt it."""
+    emulator.configure(drop_rate=1.0, index_lag=1.5)
+    owner = claim(rt, "job-1")
+    submit_job(rt, "job-1", owner)  # task made at Kling, answer lost
+    emulator.configure(drop_rate=0.0)
+    clock.advance(GRACE / 2)
+    early = submit_job(rt, "job-1", owner, waits=1)  # lookup: "not found" (lagging)
+    assert early.again_in is not None and state(rt, "job-1") is JobState.SUBMITTING
+    assert emulator.stats()["create_requests"] == 1  # nothing sent on a fresh "not found"
+    threading.Event().wait(1.6)  # the emulator's index catches up (its own clock)
+    clock.advance(early.again_in)
+    submit_job(rt, "job-1", owner, waits=2)
+    assert state(rt, "job-1") is JobState.SUBMITTED
+    stats = emulator.stats()
+    assert stats["create_requests"] == 1 and stats["tasks_by_external_id"] == {"job-1": 1}
+
+
+def test_clean_failure_after_an_ambiguous_attempt_keeps_the_ambiguity(
+    rt: Runtime, clock: SettableClock
+) -> None:
+    """A 1303 proves only that its own POST made nothing: an earlier doubt remains."""
+    owner = claim(rt, "job-1")
+    assert rt.store.record_intent("job-1", owner, window=10)
+    rt.store.note_failed_create("job-1", owner, ambiguous=True, spend_retry=True, grace=GRACE)
+    assert rt.store.record_intent("job-1", owner, window=10)
+    rt.store.note_failed_create("job-1", owner, ambiguous=False, spend_retry=False, grace=GRACE)
+    rt.store.leave_submit("job-1", owner)
+    plan = rt.store.enter_submit("job-1", owner, window=10, grace=GRACE)
+    assert isinstance(plan, CreatePlan)
+    assert plan.maybe_created and plan.trust_not_found_in > 0
+
+
+def test_refused_create_after_a_lost_answer_is_not_a_rejection(
+    rt: Runtime, emulator: EmulatorServer, clock: SettableClock
+) -> None:
+    """A create refused as a duplicate, while the lookup fails: the job waits, not rejected."""
+    emulator.configure(drop_rate=1.0)
+    owner = claim(rt, "job-1")
+    submit_job(rt, "job-1", owner)
+    # Next run: the lookup fails (5000) and so does every call for a while.
+    emulator.configure(drop_rate=0.0, error_rate=1.0)
+    step = submit_job(rt, "job-1", owner, waits=1)
+    assert step.again_in is not None
+    assert state(rt, "job-1") is JobState.SUBMITTING
+    emulator.configure(error_rate=0.0)
+    clock.advance(step.again_in)
+    submit_job(rt, "job-1", owner, waits=2)
+    assert state(rt, "job-1") is JobState.SUBMITTED
+    assert emulator.stats()["creates"] == 1
+
+
+# --------------------------------------------------------------------- tracking ------
+def test_stale_track_message_is_fenced(rt: Runtime, emulator: EmulatorServer) -> None:
+    """Two track messages with the same poll number: one queries, the other does nothing."""
+    emulator.configure(task_duration=60)
+    submitted(rt, "job-1")
+    first = track_job(rt, "job-1", 0)
+    assert first.track_in is not None and first.track_poll == 1
+    assert track_job(rt, "job-1", 0).note == "stale track message"
+    assert emulator.stats()["queries"] == 1
+
+
+def test_deadline_passed_while_kling_finished_gives_the_result(
+    rt: Runtime, emulator: EmulatorServer, clock: SettableClock
+) -> None:
+    """Our deadline passed (messages waited out an outage), Kling had finished: succeeded."""
+    emulator.configure(task_duration=0.0)
+    submitted(rt, "job-1")
+    clock.advance(DEADLINE + 60)
+    step = track_job(rt, "job-1", 0)
+    record = rt.store.get("job-1")
+    assert record is not None and record.state is JobState.SUCCEEDED, record.error
+    assert record.images and step.dispatch
+
+
+def test_deadline_while_running_fails_but_keeps_the_slot_until_kling_ends(
+    rt: Runtime, emulator: EmulatorServer, clock: SettableClock
+) -> None:
+    """A task still running at our deadline fails the job; its slot stays taken meanwhile."""
+    emulator.configure(task_duration=3600)
+    submitted(rt, "job-1")
+    queue(rt, "job-2")
+    clock.advance(DEADLINE + 1)
+    failed = track_job(rt, "job-1", 0)
+    record = rt.store.get("job-1")
+    assert record is not None and record.state is JobState.FAILED
+    assert record.error is not None and record.error.code == "deadline"
+    assert f"within {DEADLINE:g} s of submission" in record.error.message
+    assert not failed.dispatch and failed.track_in is not None
+    # Kling still counts the task: our count keeps it, so no slot is handed out for it.
+    assert rt.store.in_flight() == 1
+    assert rt.store.claim_next(1, lease_seconds=LEASE) == []
+    still = track_job(rt, "job-1", failed.track_poll)
+    assert still.note == "lingering"
+    clock.advance(DEADLINE + 1)  # a second deadline: give the slot back regardless
+    released = track_job(rt, "job-1", still.track_poll)
+    assert released.dispatch and rt.store.in_flight() == 0
+    assert [c.job_id for c in rt.store.claim_next(1, lease_seconds=LEASE)] == ["job-2"]
+
+
+def test_stale_tracking_chain_is_restarted_by_the_sweep(
+    rt: Runtime, emulator: EmulatorServer, clock: SettableClock
+) -> None:
+    """A tracked job nobody polled for long gets a new track message with its poll number."""
+    emulator.configure(task_duration=3600)
+    submitted(rt, "job-1")
+    track_job(rt, "job-1", 0)
+    assert sweep(rt).retrack == ()
+    clock.advance(3600)
+    assert sweep(rt).retrack == (("job-1", 1),)
+
+
+def test_sweeps_that_pile_up_do_the_work_once(rt: Runtime, clock: SettableClock) -> None:
+    """Of two sweeps at once, one rescues; the other only hands out free slots."""
+    owner = claim(rt, "job-1")
+    assert owner
+    clock.advance(attempt_window(rt) + LEASE + 1)
+    queue(rt, "job-2")
+    first, second = sweep(rt), sweep(rt)
+    assert [c.job_id for c in first.resubmit] == ["job-1"]
+    assert second.resubmit == () and [c.job_id for c in second.claims] == []
+    assert [c.job_id for c in first.claims] == ["job-2"]
