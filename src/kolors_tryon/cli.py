@@ -16,8 +16,8 @@ import click
 from kolors_tryon.config import Settings, SettingsError, load_settings
 from kolors_tryon.emulator.command import emulator_command
 from kolors_tryon.jobs import JobRejected, ValidationOptions, job_json_schema, validate_job
-from kolors_tryon.producer import JobPublisher, open_store
-from kolors_tryon.store import JobRecord, JobState
+from kolors_tryon.producer import JobPublisher
+from kolors_tryon.store import JobRecord, JobState, open_store
 
 EXIT_INVALID = 2
 

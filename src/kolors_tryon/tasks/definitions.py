@@ -28,8 +28,8 @@ from kolors_tryon.kling import redact
 from kolors_tryon.pipeline import Step, dispatch, intake, submit_job, sweep, track_job
 from kolors_tryon.pipeline.backoff import backoff_delay
 from kolors_tryon.store import Claim, JobState
-from kolors_tryon.worker.messaging import dead_letter, publish_events
-from kolors_tryon.worker.runtime import runtime_for, settings_of
+from kolors_tryon.tasks.messaging import dead_letter, publish_events
+from kolors_tryon.tasks.runtime import runtime_for, settings_of
 
 log = logging.getLogger(__name__)
 

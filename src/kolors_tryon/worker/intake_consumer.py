@@ -15,8 +15,8 @@ from celery import bootsteps
 from kombu import Consumer, Message
 
 from kolors_tryon.config.celery import topology_for
-from kolors_tryon.worker.messaging import dead_letter
-from kolors_tryon.worker.runtime import settings_of
+from kolors_tryon.tasks.messaging import dead_letter
+from kolors_tryon.tasks.runtime import settings_of
 
 log = logging.getLogger(__name__)
 

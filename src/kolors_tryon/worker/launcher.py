@@ -15,7 +15,7 @@ import requests
 
 from kolors_tryon.config import SANDBOX_API_KEY, Settings
 from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
-from kolors_tryon.producer import open_store
+from kolors_tryon.store import open_store
 from kolors_tryon.worker.app import create_app
 from kolors_tryon.worker.reporting import init_reporting
 
