@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from kolors_tryon.config import Settings, SettingsError, load_settings
+from kolors_tryon.config.defaults import DEMO_TIMEOUT, LIST_LIMIT, WAIT_TIMEOUT
 from kolors_tryon.emulator.command import emulator_command
 from kolors_tryon.jobs import JobRejected, ValidationOptions, job_json_schema, validate_job
 from kolors_tryon.producer import JobPublisher
@@ -86,7 +87,7 @@ def _image_argument(value: str, base: Path | None = None) -> str:
 @click.option("--priority", type=int, default=None, help="0-9, higher first.")
 @click.option("--metadata", default=None, help="A JSON object kept with the job.")
 @click.option("--wait", is_flag=True, help="Follow the job to its end.")
-@click.option("--timeout", type=float, default=3600.0, show_default=True, help="For --wait.")
+@click.option("--timeout", type=float, default=WAIT_TIMEOUT, show_default=True, help="For --wait.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def submit(
     human: str,
@@ -181,7 +182,7 @@ def _csv_row_to_message(row: dict[str, str]) -> dict[str, Any] | str:
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--wait", is_flag=True, help="Follow every job to its end.")
-@click.option("--timeout", type=float, default=3600.0, show_default=True, help="For --wait.")
+@click.option("--timeout", type=float, default=WAIT_TIMEOUT, show_default=True, help="For --wait.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def batch(file: Path, wait: bool, timeout: float, as_json: bool) -> None:
     """Enqueue every job of a JSON Lines or CSV file (image paths relative to the file)."""
@@ -334,7 +335,7 @@ def status(job_id: str, as_json: bool) -> None:
 
 @main.command()
 @click.option("--state", type=click.Choice([s.value for s in JobState]), default=None)
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=int, default=LIST_LIMIT, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def jobs(state: str | None, limit: int, as_json: bool) -> None:
     """List jobs, oldest first."""
@@ -362,7 +363,7 @@ SAMPLES = Path(__file__).resolve().parent / "samples" / "jobs.jsonl"
     default=None,
     help="Jobs to run (default: the bundled sample jobs).",
 )
-@click.option("--timeout", type=float, default=300.0, show_default=True)
+@click.option("--timeout", type=float, default=DEMO_TIMEOUT, show_default=True)
 def demo(jobs_file: Path | None, timeout: float) -> None:
     """Run the service's main job here: an emulator, a worker, the sample jobs, the results."""
     from kolors_tryon.worker.launcher import ensure_sandbox_emulator, start_worker_process

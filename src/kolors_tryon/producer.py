@@ -17,6 +17,7 @@ from kombu import Connection
 
 from kolors_tryon.config import Settings, load_settings
 from kolors_tryon.config.celery import PUBLISH_RETRY_POLICY, topology_for
+from kolors_tryon.config.defaults import LIST_LIMIT
 from kolors_tryon.jobs import JobMessage, job_id_of
 from kolors_tryon.store import JobRecord, JobState, open_store
 
@@ -90,7 +91,7 @@ def get_job(job_id: str, settings: Settings | None = None) -> JobRecord | None:
 
 
 def list_jobs(
-    state: JobState | None = None, *, limit: int = 100, settings: Settings | None = None
+    state: JobState | None = None, *, limit: int = LIST_LIMIT, settings: Settings | None = None
 ) -> list[JobRecord]:
     store = open_store(settings)
     try:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from kolors_tryon.pipeline.backoff import backoff_delay
+from kolors_tryon.config.backoff import backoff_delay
 
 
 @pytest.mark.parametrize("attempt", [0, 1, 2, 5, 10, 50])
@@ -32,3 +32,10 @@ def test_retry_after_is_a_floor(retry_after: float, expected_min: float) -> None
     delay = backoff_delay(0, base=1.0, cap=60.0, retry_after=retry_after, rng=random.Random(0))
     assert delay >= expected_min
     assert delay == max(retry_after, delay)
+
+
+def test_the_pipeline_uses_the_one_backoff() -> None:
+    """`pipeline.backoff` re-exports the config's function, not a second formula."""
+    from kolors_tryon.pipeline import backoff as pipeline_backoff
+
+    assert pipeline_backoff.backoff_delay is backoff_delay

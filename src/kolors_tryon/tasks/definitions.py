@@ -24,6 +24,7 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import Retry
 
+from kolors_tryon.config.defaults import TASK_FAILURE_BACKOFF_BASE, TASK_FAILURE_BACKOFF_CAP
 from kolors_tryon.kling import redact
 from kolors_tryon.pipeline import Step, dispatch, intake, submit_job, sweep, track_job
 from kolors_tryon.pipeline.backoff import backoff_delay
@@ -114,7 +115,9 @@ def _guarded(
         reason = f"{task.name} raised {type(exc).__name__}: {redact(str(exc))[:300]}"
         if tries < settings.task_failure_retries:
             log.warning("%s (try %d of %d)", reason, tries + 1, settings.task_failure_retries + 1)
-            wait = backoff_delay(tries, base=1.0, cap=30.0)
+            wait = backoff_delay(
+                tries, base=TASK_FAILURE_BACKOFF_BASE, cap=TASK_FAILURE_BACKOFF_CAP
+            )
             raise task.retry(countdown=_countdown(wait), max_retries=None) from exc
         log.error("parking the message after %d tries: %s", tries + 1, reason)
         body = parked_body

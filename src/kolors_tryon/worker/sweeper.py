@@ -13,6 +13,8 @@ import threading
 
 from celery import Celery
 
+from kolors_tryon.config.defaults import SWEEP_FIRST_DELAY, SWEEP_JITTER
+
 log = logging.getLogger(__name__)
 
 
@@ -34,10 +36,10 @@ class SweepTimer:
     def _run(self) -> None:
         rng = random.Random()
         # The first sweep comes soon after start: it rescues what the last crash left.
-        wait = rng.uniform(1.0, 3.0)
+        wait = rng.uniform(*SWEEP_FIRST_DELAY)
         while not self._stop.wait(wait):
             try:
                 self._app.send_task("tryon.sweep", expires=self._interval * 2)
             except Exception:
                 log.exception("could not send the sweep task")
-            wait = self._interval * rng.uniform(0.8, 1.2)
+            wait = self._interval * rng.uniform(1 - SWEEP_JITTER, 1 + SWEEP_JITTER)
