@@ -9,6 +9,12 @@ The names here are what producers and consumers use; the checks' building blocks
 imported from their modules.
 """
 
+from kolors_tryon.jobs.batch import (
+    ImageSourceError,
+    image_argument,
+    read_batch,
+    with_image_files_read,
+)
 from kolors_tryon.jobs.enums import Garment, ModelName
 from kolors_tryon.jobs.ids import job_id_of
 from kolors_tryon.jobs.images import MAX_IMAGE_BYTES, MIN_SIDE, ImageInfo
@@ -41,4 +47,9 @@ __all__ = [  # noqa: RUF022 - grouped by use, as dramatiq does
     # the API's image rules
     "MAX_IMAGE_BYTES",
     "MIN_SIDE",
+    # input formats: batch files (JSON Lines, CSV) and image arguments (file or URL)
+    "read_batch",
+    "with_image_files_read",
+    "image_argument",
+    "ImageSourceError",
 ]
