@@ -2,29 +2,80 @@
 
 The public surface: put jobs on the queue (`enqueue`, `JobPublisher`), read them back
 (`get_job`, `list_jobs`), build a worker app (`create_app`), configure (`Settings`).
+
+The layers. Imports run one way, from a higher layer to a lower one, never back and
+never sideways between packages of one layer (tests/unit/test_layers.py checks it):
+
+    5  cli.py, this module    the `tryon` command; the public surface re-exported here
+    4  worker/                Celery's app: factory, intake consumer, sweep timer,
+                              reporting, launcher (web/ will sit beside it)
+    3  tasks/                 thin Celery tasks, the per-process Runtime bound to an
+                              app, publishing events and dead letters
+    2  pipeline/              the Celery-free core: intake, dispatch, submit, track
+       producer.py            the Python door: config, jobs, store and kombu only
+    1  jobs/ kling/ store/    the job contract, the API client, the job store
+    0  config/                Settings, every default number, the backoff, Celery config
+       emulator/              the local Kling emulator: imports nothing of the service
+
+Names here are imported on first use (PEP 562), so that importing one subpackage (the
+emulator, the Kling client) does not pull in Celery and every layer above it.
 """
 
-from kolors_tryon.config import Settings, SettingsError, load_settings
-from kolors_tryon.jobs import JobMessage, JobRejected, validate_job
-from kolors_tryon.kling import KlingClient, KlingError
-from kolors_tryon.producer import JobPublisher, enqueue, get_job, list_jobs
-from kolors_tryon.store import JobRecord, JobState
-from kolors_tryon.worker import create_app
+from __future__ import annotations
 
-__all__ = [
-    "JobMessage",
-    "JobPublisher",
-    "JobRecord",
-    "JobRejected",
-    "JobState",
-    "KlingClient",
-    "KlingError",
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kolors_tryon.config import Settings, SettingsError, load_settings
+    from kolors_tryon.jobs import JobMessage, JobRejected, validate_job
+    from kolors_tryon.kling import KlingClient, KlingError
+    from kolors_tryon.producer import JobPublisher, enqueue, get_job, list_jobs
+    from kolors_tryon.store import JobRecord, JobState
+    from kolors_tryon.worker import create_app
+
+# Where each public name lives (the imports above, for type checkers, say the same).
+_SOURCES: dict[str, str] = {
+    **dict.fromkeys(("Settings", "SettingsError", "load_settings"), "kolors_tryon.config"),
+    **dict.fromkeys(("JobMessage", "JobRejected", "validate_job"), "kolors_tryon.jobs"),
+    **dict.fromkeys(("KlingClient", "KlingError"), "kolors_tryon.kling"),
+    **dict.fromkeys(("JobPublisher", "enqueue", "get_job", "list_jobs"), "kolors_tryon.producer"),
+    **dict.fromkeys(("JobRecord", "JobState"), "kolors_tryon.store"),
+    "create_app": "kolors_tryon.worker",
+}
+
+__all__ = [  # noqa: RUF022 - grouped by use, as dramatiq does
+    # configuration
     "Settings",
     "SettingsError",
-    "create_app",
+    "load_settings",
+    # producing jobs
+    "JobMessage",
+    "JobPublisher",
+    "JobRejected",
     "enqueue",
+    "validate_job",
+    # reading results
+    "JobRecord",
+    "JobState",
     "get_job",
     "list_jobs",
-    "load_settings",
-    "validate_job",
+    # running workers
+    "create_app",
+    # the Kling API client
+    "KlingClient",
+    "KlingError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(source), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-import base64
-import csv
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from kolors_tryon.config import Settings, SettingsError, load_settings
+from kolors_tryon.config.defaults import DEMO_TIMEOUT, LIST_LIMIT, WAIT_TIMEOUT
 from kolors_tryon.emulator.command import emulator_command
-from kolors_tryon.jobs import JobRejected, ValidationOptions, job_json_schema, validate_job
-from kolors_tryon.producer import JobPublisher, open_store
-from kolors_tryon.store import JobRecord, JobState
+from kolors_tryon.jobs import (
+    ImageSourceError,
+    JobRejected,
+    ValidationOptions,
+    image_argument,
+    job_json_schema,
+    read_batch,
+    validate_job,
+    with_image_files_read,
+)
+from kolors_tryon.producer import JobPublisher
+from kolors_tryon.store import JobRecord, JobState, open_store
 
 EXIT_INVALID = 2
 
@@ -59,24 +67,6 @@ def worker(celery_args: tuple[str, ...]) -> None:
 
 
 # ----------------------------------------------------------------------------- submit
-def _image_argument(value: str, base: Path | None = None) -> str:
-    """A URL stays as it is; a file path becomes the file's Base64."""
-    if value.startswith(("http://", "https://", "data:")):
-        return value
-    path = Path(value)
-    if base is not None and not path.is_absolute():
-        path = base / path
-    try:
-        is_file = len(value) < 4096 and path.is_file()
-    except OSError:  # e.g. "File name too long": the value is inline Base64, not a path
-        is_file = False
-    if is_file:
-        return base64.b64encode(path.read_bytes()).decode("ascii")
-    if base is None:
-        _fail(f"{value!r} is neither an http(s) URL nor a readable file")
-    return value  # Base64 already, or garbage the worker will reject with a reason
-
-
 @main.command()
 @click.option("--human", "human", required=True, help="Photo of the person: file or URL.")
 @click.option("--cloth", "cloth", required=True, help="Garment photo: file or URL.")
@@ -86,7 +76,7 @@ def _image_argument(value: str, base: Path | None = None) -> str:
 @click.option("--priority", type=int, default=None, help="0-9, higher first.")
 @click.option("--metadata", default=None, help="A JSON object kept with the job.")
 @click.option("--wait", is_flag=True, help="Follow the job to its end.")
-@click.option("--timeout", type=float, default=3600.0, show_default=True, help="For --wait.")
+@click.option("--timeout", type=float, default=WAIT_TIMEOUT, show_default=True, help="For --wait.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def submit(
     human: str,
@@ -102,10 +92,13 @@ def submit(
 ) -> None:
     """Enqueue one job and print its job id."""
     settings = _settings()
-    message: dict[str, Any] = {
-        "human_image": _image_argument(human),
-        "cloth_image": _image_argument(cloth),
-    }
+    try:
+        message: dict[str, Any] = {
+            "human_image": image_argument(human),
+            "cloth_image": image_argument(cloth),
+        }
+    except ImageSourceError as exc:
+        _fail(str(exc))
     optional = {
         "model_name": model_name,
         "job_id": job_id,
@@ -131,62 +124,15 @@ def submit(
 
 
 # ----------------------------------------------------------------------------- batch
-def _with_image_files_read(entry: dict[str, Any], base: Path) -> dict[str, Any]:
-    """A batch entry whose image fields that name files (relative to `base`) hold Base64."""
-    for field in ("human_image", "cloth_image"):
-        if isinstance(entry.get(field), str):
-            entry[field] = _image_argument(entry[field], base=base)
-    return entry
-
-
-def _read_batch(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, message) for each job of a JSON Lines or CSV file; str = a problem."""
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            for number, row in enumerate(csv.DictReader(handle), start=2):
-                yield number, _csv_row_to_message(row)
-        return
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, f"not valid JSON ({exc.msg} at column {exc.colno})"
-                continue
-            if not isinstance(value, dict):
-                yield number, "a job must be a JSON object"
-                continue
-            yield number, value
-
-
-def _csv_row_to_message(row: dict[str, str]) -> dict[str, Any] | str:
-    message: dict[str, Any] = {k: v for k, v in row.items() if k and v not in (None, "")}
-    if "metadata" in message:
-        try:
-            message["metadata"] = json.loads(message["metadata"])
-        except json.JSONDecodeError:
-            return "column metadata: not a JSON object"
-    if "priority" in message:
-        try:
-            message["priority"] = int(message["priority"])
-        except ValueError:
-            return "column priority: not a whole number"
-    if "garments" in message:
-        message["garments"] = [g.strip() for g in message["garments"].replace("+", ",").split(",")]
-    return message
-
-
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--wait", is_flag=True, help="Follow every job to its end.")
-@click.option("--timeout", type=float, default=3600.0, show_default=True, help="For --wait.")
+@click.option("--timeout", type=float, default=WAIT_TIMEOUT, show_default=True, help="For --wait.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def batch(file: Path, wait: bool, timeout: float, as_json: bool) -> None:
     """Enqueue every job of a JSON Lines or CSV file (image paths relative to the file)."""
     settings = _settings()
-    entries = list(_read_batch(file))
+    entries = list(read_batch(file))
     job_ids: list[str] = []
     problems: list[str] = []
     with (
@@ -197,7 +143,7 @@ def batch(file: Path, wait: bool, timeout: float, as_json: bool) -> None:
             if isinstance(entry, str):
                 problems.append(f"{file.name}:{number}: {entry}")
                 continue
-            job_ids.append(publisher.publish(_with_image_files_read(entry, file.parent)))
+            job_ids.append(publisher.publish(with_image_files_read(entry, file.parent)))
     for problem in problems:
         click.secho(f"skipped {problem}", fg="yellow", err=True)
     if not wait:
@@ -334,7 +280,7 @@ def status(job_id: str, as_json: bool) -> None:
 
 @main.command()
 @click.option("--state", type=click.Choice([s.value for s in JobState]), default=None)
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=int, default=LIST_LIMIT, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def jobs(state: str | None, limit: int, as_json: bool) -> None:
     """List jobs, oldest first."""
@@ -362,7 +308,7 @@ SAMPLES = Path(__file__).resolve().parent / "samples" / "jobs.jsonl"
     default=None,
     help="Jobs to run (default: the bundled sample jobs).",
 )
-@click.option("--timeout", type=float, default=300.0, show_default=True)
+@click.option("--timeout", type=float, default=DEMO_TIMEOUT, show_default=True)
 def demo(jobs_file: Path | None, timeout: float) -> None:
     """Run the service's main job here: an emulator, a worker, the sample jobs, the results."""
     from kolors_tryon.worker.launcher import ensure_sandbox_emulator, start_worker_process
@@ -379,11 +325,11 @@ def demo(jobs_file: Path | None, timeout: float) -> None:
     click.echo(f"started a worker (its log: {worker_log})")
     try:
         path = jobs_file or SAMPLES
-        entries = [(n, e) for n, e in _read_batch(path) if isinstance(e, dict)]
+        entries = [(n, e) for n, e in read_batch(path) if isinstance(e, dict)]
         with JobPublisher(settings) as publisher:
             job_ids = []
             for _, entry in entries:
-                job_ids.append(publisher.publish(_with_image_files_read(entry, path.parent)))
+                job_ids.append(publisher.publish(with_image_files_read(entry, path.parent)))
         click.echo(f"enqueued {len(job_ids)} sample job(s) from {path}")
         records = _wait_for(settings, job_ids, timeout, show=True)
         click.echo()

@@ -17,8 +17,9 @@ from kombu import Connection
 
 from kolors_tryon.config import Settings, load_settings
 from kolors_tryon.config.celery import PUBLISH_RETRY_POLICY, topology_for
+from kolors_tryon.config.defaults import LIST_LIMIT
 from kolors_tryon.jobs import JobMessage, job_id_of
-from kolors_tryon.store import JobRecord, JobState, JobStore
+from kolors_tryon.store import JobRecord, JobState, open_store
 
 
 class JobPublisher:
@@ -87,16 +88,6 @@ def enqueue(job: Mapping[str, Any] | JobMessage, settings: Settings | None = Non
         return publisher.publish(job)
 
 
-def open_store(settings: Settings | None = None) -> JobStore:
-    """The job store the workers write to, with its tables created if missing."""
-    settings = settings or load_settings()
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = JobStore.from_url(settings.effective_database_url)
-    store.create_schema()
-    return store
-
-
 def get_job(job_id: str, settings: Settings | None = None) -> JobRecord | None:
     """The job's record (state, Kling task id, images, error...), or None if unknown."""
     store = open_store(settings)
@@ -107,7 +98,7 @@ def get_job(job_id: str, settings: Settings | None = None) -> JobRecord | None:
 
 
 def list_jobs(
-    state: JobState | None = None, *, limit: int = 100, settings: Settings | None = None
+    state: JobState | None = None, *, limit: int = LIST_LIMIT, settings: Settings | None = None
 ) -> list[JobRecord]:
     store = open_store(settings)
     try:

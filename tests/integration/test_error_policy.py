@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TEST_ACCESS_KEY, TEST_API_KEY, TEST_SECRET_KEY
 from clocks import SettableClock
+from conftest import TEST_ACCESS_KEY, TEST_API_KEY, TEST_SECRET_KEY
 from harness import sample_b64
-from kolors_tryon.kling import KlingClient
 from kolors_tryon.config import Settings
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.jobs import validate_job
+from kolors_tryon.kling import KlingClient
 from kolors_tryon.pipeline import Runtime, submit_job
 from kolors_tryon.store import JobState, JobStore
 

@@ -231,7 +231,8 @@ def test_deadline_passed_while_kling_finished_gives_the_result(
     clock.advance(DEADLINE + 60)
     step = track_job(rt, "job-1", 0)
     record = rt.store.get("job-1")
-    assert record is not None and record.state is JobState.SUCCEEDED, record.error
+    assert record is not None
+    assert record.state is JobState.SUCCEEDED, record.error
     assert record.images and step.dispatch
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from kolors_tryon.pipeline.backoff import backoff_delay
+from kolors_tryon.config.backoff import backoff_delay
 
 
 @pytest.mark.parametrize("attempt", [0, 1, 2, 5, 10, 50])

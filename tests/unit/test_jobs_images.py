@@ -16,15 +16,8 @@ from jobs_images import (
 )
 from PIL import Image
 
-from kolors_tryon.jobs import (
-    MAX_IMAGE_BYTES,
-    ImageInfo,
-    ImageProblem,
-    JobRejected,
-    inspect_image,
-    inspect_image_bytes,
-    validate_job,
-)
+from kolors_tryon.jobs import MAX_IMAGE_BYTES, ImageInfo, JobRejected, validate_job
+from kolors_tryon.jobs.images import ImageProblem, inspect_image, inspect_image_bytes
 
 
 def _refusal(data: bytes | str) -> ImageProblem:

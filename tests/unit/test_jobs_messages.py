@@ -17,11 +17,11 @@ from kolors_tryon.jobs import (
     ModelName,
     Problem,
     ValidationOptions,
-    derive_job_id,
     job_id_of,
     job_json_schema,
     validate_job,
 )
+from kolors_tryon.jobs.ids import derive_job_id
 
 HUMAN = b64(png())
 CLOTH = b64(jpeg())

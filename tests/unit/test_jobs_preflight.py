@@ -17,15 +17,14 @@ from jobs_images import b64, image_bytes, jpeg, png
 
 from kolors_tryon.jobs import (
     MAX_IMAGE_BYTES,
-    CheckFailed,
     ImageInfo,
     JobRejected,
     ValidationOptions,
-    classify_address,
-    preflight_image_url,
     validate_job,
 )
 from kolors_tryon.jobs import preflight as preflight_module
+from kolors_tryon.jobs.errors import CheckFailed
+from kolors_tryon.jobs.preflight import classify_address, preflight_image_url
 
 PNG = png()
 JPEG = jpeg(400, 300)

@@ -25,9 +25,8 @@ from kolors_tryon.kling import (
     RetryableKlingError,
     ServerError,
     TokenError,
-    error_from_response,
-    parse_retry_after,
 )
+from kolors_tryon.kling.errors import error_from_response, parse_retry_after
 
 # Every row of the KLING_API.md error table: (HTTP status, code, class, retryable).
 CODE_TABLE = [

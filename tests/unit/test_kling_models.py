@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from kolors_tryon.kling import KlingTask, ServerError, TaskImage, parse_task, redact
+from kolors_tryon.kling import KlingTask, ServerError, TaskImage, redact
+from kolors_tryon.kling.models import parse_task
 
 OFFICIAL: dict[str, Any] = {
     "task_id": "867283741759111202",

@@ -12,6 +12,8 @@ from typing import Self
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kolors_tryon.config import defaults
+
 ENV_PREFIX = "TRYON_"
 OFFICIAL_BASE_URL = "https://api-singapore.klingai.com"
 # The key the bundled emulator accepts in sandbox mode; it is not a secret.
@@ -43,7 +45,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="Job store (SQLAlchemy URL).")
     result_backend: str | None = Field(default=None, description="Celery result backend.")
     embedded_visibility_timeout: float = Field(
-        default=900.0,
+        default=defaults.EMBEDDED_VISIBILITY_TIMEOUT,
         gt=0,
         le=86400,
         description="Embedded broker: seconds before an unacked message is delivered again.",
@@ -54,7 +56,10 @@ class Settings(BaseSettings):
         description="Prefix of every queue and exchange name (tryon.jobs, tryon.events...).",
     )
     broker_polling_interval: float = Field(
-        default=0.1, gt=0, le=5, description="Seconds between polls of an embedded broker."
+        default=defaults.BROKER_POLLING_INTERVAL,
+        gt=0,
+        le=5,
+        description="Seconds between polls of an embedded broker.",
     )
 
     # --- the Kling account -------------------------------------------------------------
@@ -62,59 +67,79 @@ class Settings(BaseSettings):
     kling_api_key: SecretStr | None = Field(default=None, description="Static bearer (resellers).")
     kling_access_key: SecretStr | None = Field(default=None, description="JWT issuer (AK).")
     kling_secret_key: SecretStr | None = Field(default=None, description="JWT signing key (SK).")
-    kling_jwt_lifetime: int = Field(default=1800, ge=60, le=86400)
+    kling_jwt_lifetime: int = Field(default=defaults.KLING_JWT_LIFETIME, ge=60, le=86400)
     sandbox_emulator_url: str = Field(
         default="http://127.0.0.1:8765", description="Emulator used when no credentials are set."
     )
-    max_in_flight: int = Field(default=5, ge=1, le=1000, description="Account try-on slots.")
+    max_in_flight: int = Field(
+        default=defaults.MAX_IN_FLIGHT, ge=1, le=1000, description="Account try-on slots."
+    )
 
-    # --- network budget (one place for every timeout) ----------------------------------
-    http_connect_timeout: float = Field(default=5.0, gt=0, le=120)
-    http_read_timeout: float = Field(default=30.0, gt=0, le=600)
+    # --- network budget (the numbers themselves: config/defaults.py) -------------------
+    http_connect_timeout: float = Field(default=defaults.HTTP_CONNECT_TIMEOUT, gt=0, le=120)
+    http_read_timeout: float = Field(default=defaults.HTTP_READ_TIMEOUT, gt=0, le=600)
     http_attempts: int = Field(
-        default=3, ge=1, le=10, description="Quick in-task attempts of safe (read-only) calls."
+        default=defaults.HTTP_ATTEMPTS,
+        ge=1,
+        le=10,
+        description="Quick in-task attempts of safe (read-only) calls.",
     )
 
     # --- retry policy across the queue -------------------------------------------------
-    retry_backoff_base: float = Field(default=2.0, gt=0, le=600)
-    retry_backoff_max: float = Field(default=300.0, gt=0, le=86400)
-    submit_max_retries: int = Field(default=20, ge=0, le=1000)
+    retry_backoff_base: float = Field(default=defaults.RETRY_BACKOFF_BASE, gt=0, le=600)
+    retry_backoff_max: float = Field(default=defaults.RETRY_BACKOFF_MAX, gt=0, le=86400)
+    submit_max_retries: int = Field(default=defaults.SUBMIT_MAX_RETRIES, ge=0, le=1000)
     busy_backoff_base: float = Field(
-        default=1.0, ge=1.0, le=600, description="First wait after 1303 (API: >= 1 s)."
+        default=defaults.BUSY_BACKOFF_BASE,
+        ge=1.0,
+        le=600,
+        description="First wait after 1303 (API: >= 1 s).",
     )
     account_probe_interval: float = Field(
-        default=300.0, gt=0, le=86400, description="Pause before probing a blocked account."
+        default=defaults.ACCOUNT_PROBE_INTERVAL,
+        gt=0,
+        le=86400,
+        description="Pause before probing a blocked account.",
     )
-    submit_lease_seconds: float = Field(default=180.0, gt=0, le=86400)
+    submit_lease_seconds: float = Field(default=defaults.SUBMIT_LEASE_SECONDS, gt=0, le=86400)
     delivery_limit: int = Field(
-        default=10, ge=1, le=100, description="Deliveries before RabbitMQ dead-letters a message."
+        default=defaults.DELIVERY_LIMIT,
+        ge=1,
+        le=100,
+        description="Deliveries before RabbitMQ dead-letters a message.",
     )
     task_failure_retries: int = Field(
-        default=4, ge=0, le=100, description="Retries of a task that raised before it is parked."
+        default=defaults.TASK_FAILURE_RETRIES,
+        ge=0,
+        le=100,
+        description="Retries of a task that raised before it is parked.",
     )
     create_visibility_grace: float = Field(
-        default=60.0,
+        default=defaults.CREATE_VISIBILITY_GRACE,
         ge=0,
         le=3600,
         description="Seconds after a create may have been made during which a lookup's "
         "'not found' proves nothing (the API may show a new task late).",
     )
     outage_retry_max: float = Field(
-        default=30.0,
+        default=defaults.OUTAGE_RETRY_MAX,
         gt=0,
         le=600,
         description="Longest wait between tries while the job store or broker is down.",
     )
 
     # --- tracking ----------------------------------------------------------------------
-    track_first_delay: float = Field(default=10.0, ge=0, le=3600)
-    track_interval_max: float = Field(default=60.0, gt=0, le=3600)
+    track_first_delay: float = Field(default=defaults.TRACK_FIRST_DELAY, ge=0, le=3600)
+    track_interval_max: float = Field(default=defaults.TRACK_INTERVAL_MAX, gt=0, le=3600)
     track_deadline: float = Field(
-        default=3600.0, gt=0, le=30 * 86400, description="Seconds from submission to give up."
+        default=defaults.TRACK_DEADLINE,
+        gt=0,
+        le=30 * 86400,
+        description="Seconds from submission to give up.",
     )
-    sweep_interval: float = Field(default=30.0, gt=0, le=3600)
+    sweep_interval: float = Field(default=defaults.SWEEP_INTERVAL, gt=0, le=3600)
     result_expiry: float = Field(
-        default=86400.0,
+        default=defaults.RESULT_EXPIRY,
         gt=0,
         le=90 * 86400,
         description="Seconds Celery task results are kept (expired ones are deleted by "

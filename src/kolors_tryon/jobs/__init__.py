@@ -2,25 +2,24 @@
 
 Pure: no Celery, no database, no network except the optional URL preflight. The worker
 calls `validate_job` on every message it takes from the queue; producers can call it
-(or `tryon validate`) before publishing.
+(or `tryon validate`) before publishing, and read batch files with `read_batch`.
+
+The names here are what producers and consumers use; the checks' building blocks
+(`jobs.images`, `jobs.preflight`, `jobs.urls`, `jobs.garments`, `jobs.ids`) are
+imported from their modules.
 """
 
-from kolors_tryon.jobs.enums import Garment, ModelName
-from kolors_tryon.jobs.errors import CheckFailed
-from kolors_tryon.jobs.garments import garment_problem
-from kolors_tryon.jobs.ids import derive_job_id, is_valid_job_id, job_id_of
-from kolors_tryon.jobs.images import (
-    MAX_IMAGE_BYTES,
-    MIN_SIDE,
-    ImageInfo,
-    ImageProblem,
-    inspect_image,
-    inspect_image_bytes,
+from kolors_tryon.jobs.batch import (
+    ImageSourceError,
+    image_argument,
+    read_batch,
+    with_image_files_read,
 )
+from kolors_tryon.jobs.enums import Garment, ModelName
+from kolors_tryon.jobs.ids import job_id_of
+from kolors_tryon.jobs.images import MAX_IMAGE_BYTES, MIN_SIDE, ImageInfo
 from kolors_tryon.jobs.models import CreateTaskBody, JobMessage
-from kolors_tryon.jobs.preflight import classify_address, preflight_image_url
 from kolors_tryon.jobs.schema import job_json_schema
-from kolors_tryon.jobs.urls import UrlProblem, redact_url
 from kolors_tryon.jobs.validation import (
     JobRejected,
     Problem,
@@ -29,30 +28,28 @@ from kolors_tryon.jobs.validation import (
     validate_job,
 )
 
-__all__ = [
-    "MAX_IMAGE_BYTES",
-    "MIN_SIDE",
-    "CheckFailed",
-    "CreateTaskBody",
-    "Garment",
-    "ImageInfo",
-    "ImageProblem",
+__all__ = [  # noqa: RUF022 - grouped by use, as dramatiq does
+    # the message a producer publishes
     "JobMessage",
-    "JobRejected",
     "ModelName",
-    "Problem",
-    "UrlProblem",
-    "ValidJob",
-    "ValidationOptions",
-    "classify_address",
-    "derive_job_id",
-    "garment_problem",
-    "inspect_image",
-    "inspect_image_bytes",
-    "is_valid_job_id",
+    "Garment",
     "job_id_of",
     "job_json_schema",
-    "preflight_image_url",
-    "redact_url",
+    # validating it, as the worker does
     "validate_job",
+    "ValidationOptions",
+    "ValidJob",
+    "ImageInfo",
+    "JobRejected",
+    "Problem",
+    # what Kling receives for a valid job
+    "CreateTaskBody",
+    # the API's image rules
+    "MAX_IMAGE_BYTES",
+    "MIN_SIDE",
+    # input formats: batch files (JSON Lines, CSV) and image arguments (file or URL)
+    "read_batch",
+    "with_image_files_read",
+    "image_argument",
+    "ImageSourceError",
 ]

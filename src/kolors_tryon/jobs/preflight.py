@@ -35,6 +35,7 @@ from urllib.parse import SplitResult, urljoin, urlunsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from kolors_tryon.config import defaults
 from kolors_tryon.jobs.errors import CheckFailed
 from kolors_tryon.jobs.images import (
     MAX_IMAGE_BYTES,
@@ -55,7 +56,7 @@ __all__ = [
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-MAX_REDIRECTS: Final = 3
+MAX_REDIRECTS: Final = defaults.PREFLIGHT_MAX_REDIRECTS
 # Signed URLs are long; the same bound as the job message's image URLs.
 _MAX_URL_LENGTH: Final = 8192
 _CHUNK: Final = 64 * 1024
@@ -234,7 +235,7 @@ def preflight_image_url(
     url: str,
     *,
     allow_private: bool = False,
-    timeout: tuple[float, float] = (5.0, 30.0),
+    timeout: tuple[float, float] = defaults.HTTP_TIMEOUT,
     max_bytes: int = MAX_IMAGE_BYTES,
 ) -> ImageInfo:
     """Fetch an image URL safely and check the image as if it had come as Base64.

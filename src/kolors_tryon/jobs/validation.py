@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from kolors_tryon.config import defaults
 from kolors_tryon.jobs.enums import Garment, ModelName
 from kolors_tryon.jobs.errors import CheckFailed
 from kolors_tryon.jobs.ids import job_id_of
@@ -50,8 +51,7 @@ __all__ = [
     "validate_job",
 ]
 
-# Two 10 MB images as Base64 (~14 MB each), line breaks, metadata and the rest fit easily.
-MAX_MESSAGE_BYTES: Final = 32 * 1024 * 1024
+MAX_MESSAGE_BYTES: Final = defaults.MAX_MESSAGE_BYTES
 # Enough to fix a message in one go; a message with thousands of stray keys would
 # otherwise produce a reason longer than the message.
 _MAX_PROBLEMS: Final = 20
@@ -180,7 +180,7 @@ class ValidationOptions:
 
     url_preflight: bool = False
     allow_private_urls: bool = False
-    timeout: tuple[float, float] = (5.0, 30.0)
+    timeout: tuple[float, float] = defaults.HTTP_TIMEOUT
     max_bytes: int = MAX_IMAGE_BYTES
 
     @classmethod

@@ -1,7 +1,11 @@
 """A standalone client for the Kling Kolors Virtual Try-On API.
 
-It imports no Celery and nothing else of this project (except `Settings`, in the
-optional `from_settings` factories), so it can be used from any script.
+It imports no Celery and, of this project, only `kolors_tryon.config`: its default
+numbers, the one backoff, and `Settings` in the optional `from_settings` factories. So
+it can be used from any script.
+
+Helpers that only tests need (`parse_task`, `error_from_response`, `parse_retry_after`,
+`TRYON_PATH`) are imported from their modules.
 
 Example:
     >>> from kolors_tryon.kling import KlingClient, StaticKeyAuth
@@ -10,7 +14,7 @@ Example:
 """
 
 from kolors_tryon.kling.auth import JwtAuth, KlingAuth, StaticKeyAuth, auth_from_settings
-from kolors_tryon.kling.client import TRYON_PATH, KlingClient
+from kolors_tryon.kling.client import KlingClient
 from kolors_tryon.kling.errors import (
     AccountUnavailableError,
     ConcurrencyLimitError,
@@ -28,49 +32,42 @@ from kolors_tryon.kling.errors import (
     RetryableKlingError,
     ServerError,
     TokenError,
-    error_from_response,
-    error_without_envelope,
-    parse_retry_after,
 )
-from kolors_tryon.kling.models import (
-    TERMINAL_STATUSES,
-    KlingTask,
-    TaskImage,
-    TaskStatus,
-    parse_task,
-)
+from kolors_tryon.kling.models import TERMINAL_STATUSES, KlingTask, TaskImage, TaskStatus
 from kolors_tryon.kling.redact import redact
 
-__all__ = [
-    "TERMINAL_STATUSES",
-    "TRYON_PATH",
+__all__ = [  # noqa: RUF022 - grouped by use, as dramatiq does
+    # client
+    "KlingClient",
+    # auth
+    "KlingAuth",
+    "JwtAuth",
+    "StaticKeyAuth",
+    "auth_from_settings",
+    # errors: the root, answering "may this create have billed?" (`.ambiguous`)
+    "KlingError",
+    # errors, retryable branch: the same request may succeed later
+    "RetryableKlingError",
     "AccountUnavailableError",
     "ConcurrencyLimitError",
+    "KlingConnectionError",
+    "KlingTimeoutError",
+    "RateLimitedError",
+    "ServerError",
+    # errors, permanent branch: sending it again will not help
+    "PermanentKlingError",
     "ConfigurationError",
     "EndpointError",
     "InvalidRequestError",
-    "JwtAuth",
-    "KlingAuth",
-    "KlingClient",
-    "KlingConnectionError",
-    "KlingError",
-    "KlingTask",
-    "KlingTimeoutError",
     "NotFoundError",
-    "PermanentKlingError",
     "PermissionDeniedError",
     "PolicyViolationError",
-    "RateLimitedError",
-    "RetryableKlingError",
-    "ServerError",
-    "StaticKeyAuth",
+    "TokenError",
+    # models
+    "KlingTask",
     "TaskImage",
     "TaskStatus",
-    "TokenError",
-    "auth_from_settings",
-    "error_from_response",
-    "error_without_envelope",
-    "parse_retry_after",
-    "parse_task",
+    "TERMINAL_STATUSES",
+    # helpers
     "redact",
 ]

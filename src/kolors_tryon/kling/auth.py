@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
+from kolors_tryon.config import defaults
+
 if TYPE_CHECKING:
     from kolors_tryon.config import Settings
 
@@ -84,8 +86,8 @@ class JwtAuth:
         self,
         access_key: str,
         secret_key: str,
-        lifetime: int = 1800,
-        renew_margin: int = 300,
+        lifetime: int = defaults.KLING_JWT_LIFETIME,
+        renew_margin: int = defaults.KLING_JWT_RENEW_MARGIN,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not access_key or not secret_key:

@@ -11,7 +11,6 @@ caller's queue-level retries.
 from __future__ import annotations
 
 import logging
-import random
 import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -24,6 +23,8 @@ import requests.auth
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
+from kolors_tryon.config import defaults
+from kolors_tryon.config.backoff import backoff_delay
 from kolors_tryon.kling.auth import KlingAuth, auth_from_settings
 from kolors_tryon.kling.errors import (
     AccountUnavailableError,
@@ -50,8 +51,6 @@ logger = logging.getLogger(__name__)
 
 TRYON_PATH: Final = "/v1/images/kolors-virtual-try-on"
 _USER_AGENT: Final = "kolors-tryon/0.1"
-# Connections kept per host: enough for a worker's threads without opening new sockets.
-_POOL_SIZE: Final = 32
 # Keys under which resellers have been seen to nest the list of tasks.
 _LIST_KEYS: Final = ("list", "tasks", "items", "records", "data")
 
@@ -68,9 +67,11 @@ class KlingClient:
         read_attempts: Attempts of a read-only call (get, list) before its error is
             raised; 1 disables the quick retries.
         session: A session to use instead of a new one (it is then not closed here).
-        backoff: First wait between read attempts in seconds; doubles, with jitter.
+        backoff: First wait between read attempts in seconds; doubles, with equal
+            jitter (`kolors_tryon.config.backoff`).
         max_retry_after: A Retry-After longer than this is not waited out here: the
             error is raised so the caller can reschedule instead of blocking a thread.
+            It also caps the backoff between read attempts.
     """
 
     def __init__(
@@ -78,11 +79,11 @@ class KlingClient:
         base_url: str,
         auth: KlingAuth,
         *,
-        timeout: tuple[float, float] = (5.0, 30.0),
-        read_attempts: int = 3,
+        timeout: tuple[float, float] = defaults.HTTP_TIMEOUT,
+        read_attempts: int = defaults.HTTP_ATTEMPTS,
         session: requests.Session | None = None,
-        backoff: float = 0.25,
-        max_retry_after: float = 5.0,
+        backoff: float = defaults.READ_BACKOFF_BASE,
+        max_retry_after: float = defaults.MAX_RETRY_AFTER_IN_TASK,
     ) -> None:
         base = base_url.strip().rstrip("/")
         if not base.startswith(("http://", "https://")):
@@ -210,12 +211,14 @@ class KlingClient:
         # A blocked account stays blocked for minutes or hours: quick retries only add noise.
         if isinstance(err, AccountUnavailableError):
             return None
-        if err.retry_after is not None:
-            if err.retry_after > self._max_retry_after:
-                return None
-            return err.retry_after + random.uniform(0, self._backoff)
-        # Exponential backoff with full jitter, so that many threads do not retry in step.
-        return random.uniform(0, self._backoff * 2 ** (attempt - 1))
+        if err.retry_after is not None and err.retry_after > self._max_retry_after:
+            return None
+        return backoff_delay(
+            attempt - 1,
+            base=self._backoff,
+            cap=self._max_retry_after,
+            retry_after=err.retry_after,
+        )
 
     def _request(
         self,
@@ -320,7 +323,7 @@ def _log_answer(
 def _new_session() -> requests.Session:
     session = requests.Session()
     # No urllib3-level retries: whether a request may be resent is decided above, per call.
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=_POOL_SIZE, max_retries=0)
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=defaults.HTTP_POOL_SIZE, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import logging
 
+from kolors_tryon.config.backoff import backoff_delay
+from kolors_tryon.config.defaults import ATTEMPT_SLACK_SECONDS, BUSY_BACKOFF_CAP
 from kolors_tryon.kling import (
     AccountUnavailableError,
     ConcurrencyLimitError,
@@ -38,15 +40,11 @@ from kolors_tryon.kling import (
     PolicyViolationError,
     RateLimitedError,
 )
-from kolors_tryon.pipeline.backoff import BUSY_BACKOFF_CAP, backoff_delay
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
 from kolors_tryon.store import Busy, CreatePlan, JobState
 
 log = logging.getLogger(__name__)
-
-# Slack added to the attempt window beyond the HTTP timeouts (DB writes, scheduling).
-ATTEMPT_SLACK_SECONDS = 5.0
 
 
 def attempt_window(rt: Runtime) -> float:

@@ -1,5 +1,6 @@
 """The job store: SQLAlchemy tables, the state machine, and the queries the pipeline needs."""
 
+from kolors_tryon.store.opening import open_store
 from kolors_tryon.store.records import JobError, JobRecord, ResultImage
 from kolors_tryon.store.repository import (
     AccountPause,
@@ -36,4 +37,5 @@ __all__ = [
     "can_move",
     "is_terminal",
     "make_engine",
+    "open_store",
 ]

@@ -29,23 +29,19 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import Reject
 
+from kolors_tryon.config import defaults
+from kolors_tryon.config.backoff import backoff_delay
 from kolors_tryon.kling import redact
 from kolors_tryon.pipeline import Step, dispatch, intake, submit_job, sweep, track_job
-from kolors_tryon.pipeline.backoff import backoff_delay
 from kolors_tryon.store import Claim, JobState
 from kolors_tryon.store.outage import is_outage
 from kolors_tryon.tasks.delays import send_later
-from kolors_tryon.worker.messaging import dead_letter, publish_events
-from kolors_tryon.worker.runtime import runtime_for, settings_of
+from kolors_tryon.tasks.messaging import dead_letter, publish_events
+from kolors_tryon.tasks.runtime import runtime_for, settings_of
 
 log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = "internal_error"
-TASK_FAILURE_BACKOFF_BASE = 1.0
-TASK_FAILURE_BACKOFF_CAP = 30.0
-OUTAGE_BACKOFF_BASE = 1.0
-# Results are deleted at most this often, by whichever sweep gets there first.
-RESULTS_CLEANUP_EVERY = 3600.0
 
 
 class _Run:
@@ -130,7 +126,7 @@ def register_tasks(app: Celery) -> None:
         try:
             rt = runtime_for(app)
             result = sweep(rt)
-            cleanup = rt.store.take_results_cleanup(every=RESULTS_CLEANUP_EVERY)
+            cleanup = rt.store.take_results_cleanup(every=defaults.RESULTS_CLEANUP_EVERY)
         except Exception as exc:
             if not is_outage(exc):
                 raise
@@ -170,7 +166,7 @@ def _guarded(
         settings = settings_of(app)
         if is_outage(exc):
             wait = backoff_delay(
-                run.outages, base=OUTAGE_BACKOFF_BASE, cap=settings.outage_retry_max
+                run.outages, base=defaults.OUTAGE_BACKOFF_BASE, cap=settings.outage_retry_max
             )
             log.warning(
                 "%s: the job store or broker does not answer (%s); trying again in %.0f s",
@@ -185,7 +181,9 @@ def _guarded(
             tries = settings.task_failure_retries + 1
             log.warning("%s (try %d of %d)", reason, run.crashes + 1, tries)
             wait = backoff_delay(
-                run.crashes, base=TASK_FAILURE_BACKOFF_BASE, cap=TASK_FAILURE_BACKOFF_CAP
+                run.crashes,
+                base=defaults.TASK_FAILURE_BACKOFF_BASE,
+                cap=defaults.TASK_FAILURE_BACKOFF_CAP,
             )
             _again_or_requeue(run, wait, crashes=run.crashes + 1)
             return "crashed: trying again"

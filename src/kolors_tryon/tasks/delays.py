@@ -21,7 +21,7 @@ from celery import Celery
 from kombu.transport.native_delayed_delivery import calculate_routing_key
 
 from kolors_tryon.config.celery import route_for
-from kolors_tryon.worker.runtime import settings_of
+from kolors_tryon.tasks.runtime import settings_of
 
 # Celery declares these exchanges (celery_delayed_0 .. _27) at worker start; messages
 # enter at the top level, and each level holds them for a power of two seconds.

@@ -10,8 +10,8 @@ from celery.signals import worker_ready, worker_shutdown
 from kolors_tryon.config import Settings, load_settings
 from kolors_tryon.config.celery import celery_config
 from kolors_tryon.tasks import register_tasks
+from kolors_tryon.tasks.runtime import bind_settings
 from kolors_tryon.worker.intake_consumer import IntakeConsumer
-from kolors_tryon.worker.runtime import bind_settings
 from kolors_tryon.worker.sweeper import SweepTimer
 
 

@@ -15,13 +15,11 @@ from celery import bootsteps
 from kombu import Consumer, Message
 
 from kolors_tryon.config.celery import topology_for
-from kolors_tryon.worker.messaging import dead_letter
-from kolors_tryon.worker.runtime import settings_of
+from kolors_tryon.config.defaults import INTAKE_PREFETCH
+from kolors_tryon.tasks.messaging import dead_letter
+from kolors_tryon.tasks.runtime import settings_of
 
 log = logging.getLogger(__name__)
-
-# Raw messages held by one worker at a time; bounded so one worker cannot hoard the queue.
-INTAKE_PREFETCH = 8
 
 
 class IntakeConsumer(bootsteps.ConsumerStep):

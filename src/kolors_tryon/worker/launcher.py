@@ -14,15 +14,15 @@ import click
 import requests
 
 from kolors_tryon.config import SANDBOX_API_KEY, Settings
+from kolors_tryon.config.defaults import EMULATOR_PROBE_TIMEOUT, REMOTE_EMULATOR_WAIT
 from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
-from kolors_tryon.producer import open_store
+from kolors_tryon.store import open_store
 from kolors_tryon.worker.app import create_app
 from kolors_tryon.worker.reporting import init_reporting
 
 log = logging.getLogger(__name__)
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-REMOTE_EMULATOR_WAIT = 60.0
 SANDBOX_BANNER = (
     "SANDBOX MODE: no Kling credentials are set (TRYON_KLING_API_KEY, or "
     "TRYON_KLING_ACCESS_KEY + TRYON_KLING_SECRET_KEY). Jobs go to the bundled emulator at "
@@ -32,7 +32,7 @@ SANDBOX_BANNER = (
 
 def emulator_answers(url: str) -> bool:
     try:
-        return requests.get(f"{url}/_emulator/stats", timeout=(1, 2)).ok
+        return requests.get(f"{url}/_emulator/stats", timeout=EMULATOR_PROBE_TIMEOUT).ok
     except requests.RequestException:
         return False
 

@@ -13,6 +13,8 @@ import threading
 
 from celery import Celery
 
+from kolors_tryon.config.defaults import SWEEP_FIRST_DELAY, SWEEP_JITTER
+
 log = logging.getLogger(__name__)
 
 
@@ -34,7 +36,7 @@ class SweepTimer:
     def _run(self) -> None:
         rng = random.Random()
         # The first sweep comes soon after start: it rescues what the last crash left.
-        wait = rng.uniform(1.0, 3.0)
+        wait = rng.uniform(*SWEEP_FIRST_DELAY)
         while not self._stop.wait(wait):
             try:
                 # No `expires`: it would compare this machine's clock with the receiver's.
@@ -42,4 +44,4 @@ class SweepTimer:
                 self._app.send_task("tryon.sweep")
             except Exception:
                 log.exception("could not send the sweep task")
-            wait = self._interval * rng.uniform(0.8, 1.2)
+            wait = self._interval * rng.uniform(1 - SWEEP_JITTER, 1 + SWEEP_JITTER)

@@ -13,7 +13,7 @@ from celery import Celery
 
 from kolors_tryon.config.celery import PUBLISH_RETRY_POLICY, topology_for
 from kolors_tryon.store import JobRecord
-from kolors_tryon.worker.runtime import settings_of
+from kolors_tryon.tasks.runtime import settings_of
 
 log = logging.getLogger(__name__)
 

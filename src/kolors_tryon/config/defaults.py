@@ -1,0 +1,131 @@
+"""Every default number of the service, each with the reason for its value.
+
+One place, as openai-python keeps its `_constants.py`: Settings take their defaults from
+here, and so do the parts that can be used without Settings (the Kling client, the job
+validation, the preflight). The README's retry budget is checked against these numbers
+(tests/unit/test_readme_budget.py).
+
+Not here: the API's own rules (10 MB, 300 px, the model names: `jobs/`, from
+KLING_API.md) and the limits of the job contract (id length, metadata size:
+`jobs/models.py`), which are facts of the contract rather than choices of ours.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- network: every call has an explicit (connect, read) timeout ----------------------
+# A healthy API accepts a TCP connection in well under a second; 5 s rides out a slow
+# DNS answer or a SYN retransmit without holding a worker for long on a dead host.
+HTTP_CONNECT_TIMEOUT: Final = 5.0
+# A create uploads two images of up to 10 MB as Base64 and waits for the answer; 30 s
+# covers that on a modest uplink, and a longer silence is treated as ambiguous anyway.
+HTTP_READ_TIMEOUT: Final = 30.0
+# The pair every network call uses (Kling client, URL preflight, result downloads).
+HTTP_TIMEOUT: Final = (HTTP_CONNECT_TIMEOUT, HTTP_READ_TIMEOUT)
+# Quick attempts of a read-only call (query, list) inside one task run: enough to ride
+# out a dropped connection, few enough that a real outage goes to the queue's retries.
+HTTP_ATTEMPTS: Final = 3
+# First wait between those quick attempts (doubled each time, jittered): short, because
+# they block a worker thread; the long waits belong to the queue.
+READ_BACKOFF_BASE: Final = 0.25
+# A Retry-After (or a quick-retry wait) longer than this is not waited out inside a task
+# run: the error goes up so that the task is rescheduled instead of blocking a thread.
+MAX_RETRY_AFTER_IN_TASK: Final = 5.0
+# Pooled connections per host: one per worker thread, without opening new sockets.
+HTTP_POOL_SIZE: Final = 32
+
+# --- the Kling account -----------------------------------------------------------------
+# The JWT lifetime of Kling's documented example (30 minutes); longer is unconfirmed.
+KLING_JWT_LIFETIME: Final = 1800
+# Re-mint a JWT when fewer seconds than this remain: clocks drift and requests queue.
+KLING_JWT_RENEW_MARGIN: Final = 300
+# The try-on concurrency of a new Kling account; set it to what the account has.
+MAX_IN_FLIGHT: Final = 5
+
+# --- retry policy across the queue (the retry budget) ---------------------------------
+# First wait after a retryable create failure (5000/5001/5002, 1302, network error).
+RETRY_BACKOFF_BASE: Final = 2.0
+# The longest wait between create retries: five minutes, so a long outage is retried
+# about a dozen times an hour instead of hammering the API or going silent.
+RETRY_BACKOFF_MAX: Final = 300.0
+# Retries of a create before the job fails: with the backoff above, about an hour of an
+# API that keeps failing, then the job fails with the last reason.
+SUBMIT_MAX_RETRIES: Final = 20
+# First wait after 1303 (the account's slots are busy); the API asks for at least 1 s.
+BUSY_BACKOFF_BASE: Final = 1.0
+# The longest wait after 1303: a slot frees within a minute at typical task lengths.
+BUSY_BACKOFF_CAP: Final = 60.0
+# Pause before probing a blocked account (1100/1101/1102, credentials): such blocks are
+# lifted by a person, so once every five minutes is soon enough and costs nothing.
+ACCOUNT_PROBE_INTERVAL: Final = 300.0
+# How long a submit claim holds a slot before the sweep may give it to another run:
+# longer than one create's timeouts plus a lookup by external_task_id.
+SUBMIT_LEASE_SECONDS: Final = 180.0
+# Deliveries before RabbitMQ dead-letters a message: a message that kills its worker
+# ten times in a row is poison, not bad luck.
+DELIVERY_LIMIT: Final = 10
+# Retries of a task that raised (a bug, a poison message) before its message is parked.
+# An outage of the job store or the broker is not counted here: it is waited out.
+TASK_FAILURE_RETRIES: Final = 4
+# The backoff between those retries: 1 s, then doubling to at most 30 s.
+TASK_FAILURE_BACKOFF_BASE: Final = 1.0
+TASK_FAILURE_BACKOFF_CAP: Final = 30.0
+# While the job store or the broker does not answer, tasks try again after 1 s, then
+# doubling up to this: a failover of one to two minutes is noticed within half a minute.
+OUTAGE_BACKOFF_BASE: Final = 1.0
+OUTAGE_RETRY_MAX: Final = 30.0
+# How long after a create may have been made a lookup's "not found" proves nothing: the
+# API may still be processing our request when our read times out, or show a new task in
+# its index seconds late. Longer than any lag seen; a resend earlier could bill twice.
+CREATE_VISIBILITY_GRACE: Final = 60.0
+# Slack added to a submit run's attempt window beyond its HTTP timeouts (database writes,
+# scheduling): nobody may take a claim over while its owner may still be sending.
+ATTEMPT_SLACK_SECONDS: Final = 5.0
+
+# --- tracking and the sweep ------------------------------------------------------------
+# First status query after a create: a try-on rarely finishes in under 10 s.
+TRACK_FIRST_DELAY: Final = 10.0
+# The longest gap between status queries: a finished job is noticed within a minute.
+TRACK_INTERVAL_MAX: Final = 60.0
+# Seconds from submission to giving up on a task: far beyond Kling's usual minutes.
+TRACK_DEADLINE: Final = 3600.0
+# Seconds between sweeps sent by each worker (jittered): stranded jobs wait at most this.
+SWEEP_INTERVAL: Final = 30.0
+# Celery task results are deleted after a day (by a sweep, at most once an hour).
+RESULT_EXPIRY: Final = 86400.0
+RESULTS_CLEANUP_EVERY: Final = 3600.0
+# The first sweep comes this many seconds after a worker starts (a random point in the
+# range): soon, to rescue what the last crash left, but not all workers at once.
+SWEEP_FIRST_DELAY: Final = (1.0, 3.0)
+# Later sweeps are spread by this fraction either way, so workers do not sweep in step.
+SWEEP_JITTER: Final = 0.2
+
+# --- brokers ---------------------------------------------------------------------------
+# Embedded broker: an unacked message is delivered again after 15 minutes, longer than
+# any task runs, so a slow task is not run twice while a killed one is not lost.
+EMBEDDED_VISIBILITY_TIMEOUT: Final = 900.0
+# Embedded broker: seconds between polls of its SQLite file (latency against CPU).
+BROKER_POLLING_INTERVAL: Final = 0.1
+# Raw job messages one worker holds at a time: bounded, so one worker cannot hoard the
+# queue while another idles.
+INTAKE_PREFETCH: Final = 8
+
+# --- input checks ----------------------------------------------------------------------
+# Two 10 MB images as Base64 (~14 MB each), line breaks, metadata and the rest fit easily.
+MAX_MESSAGE_BYTES: Final = 32 * 1024 * 1024
+# Redirects a URL preflight follows: CDNs use one or two; more is a loop or a trick.
+PREFLIGHT_MAX_REDIRECTS: Final = 3
+
+# --- commands --------------------------------------------------------------------------
+# `tryon submit|batch --wait`: an hour covers a catalogue batch on a small account.
+WAIT_TIMEOUT: Final = 3600.0
+# `tryon demo`: the sample jobs end in seconds on the emulator; five minutes is generous.
+DEMO_TIMEOUT: Final = 300.0
+# Jobs listed by `tryon jobs` and `list_jobs()` unless asked otherwise: a screenful or two.
+LIST_LIMIT: Final = 100
+# How long `tryon worker` waits for a sandbox emulator on another host (compose service).
+REMOTE_EMULATOR_WAIT: Final = 60.0
+# (connect, read) timeout of the probe that asks whether an emulator answers: it is
+# local or next door, so a slow answer means none.
+EMULATOR_PROBE_TIMEOUT: Final = (1.0, 2.0)

@@ -1,0 +1,119 @@
+"""The package's layers: every module imports on its own, and imports only run downward."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+PACKAGE = "kolors_tryon"
+SOURCE = Path(__file__).resolve().parents[2] / "src" / PACKAGE
+
+# The layer of each top-level part of the package: a module may import its own part and
+# the parts of lower layers only (kolors_tryon/__init__.py draws the same map).
+LAYERS: dict[str, int] = {
+    "config": 0,
+    "emulator": 0,  # standalone: it imports nothing of the service (checked below)
+    "jobs": 1,
+    "kling": 1,
+    "store": 1,
+    "pipeline": 2,
+    "producer": 2,  # the Python door: config, jobs, store and kombu; no Celery app
+    "tasks": 3,
+    "worker": 4,
+    "web": 4,  # the HTTP service, beside worker/ (not written yet)
+    "cli": 5,
+    "__init__": 5,  # the public surface, re-exported from every layer
+}
+
+
+def _modules() -> list[str]:
+    """Every module of the package, dotted, packages by their own name."""
+    names = []
+    for path in sorted(SOURCE.rglob("*.py")):
+        parts = path.relative_to(SOURCE.parent).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def _part(module: str) -> str:
+    """The top-level part a dotted name belongs to (`__init__` for the package itself)."""
+    pieces = module.split(".")
+    return pieces[1] if len(pieces) > 1 else "__init__"
+
+
+def _path_of(module: str) -> Path:
+    base = SOURCE.parent.joinpath(*module.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def _imports(module: str) -> set[str]:
+    """The package's names a module imports anywhere (functions and TYPE_CHECKING too)."""
+    path = _path_of(module)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            target = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join([*anchor, *([target] if target else [])])
+            found.add(target)
+    return {name for name in found if name == PACKAGE or name.startswith(PACKAGE + ".")}
+
+
+MODULES = _modules()
+
+
+def test_the_layer_table_names_every_part() -> None:
+    """Each top-level module and subpackage has a layer, so none escapes the check."""
+    assert {_part(module) for module in MODULES} <= set(LAYERS)
+
+
+def test_imports_only_run_downward() -> None:
+    """No module imports a part of its own layer or a higher one, except its own part."""
+    upward = [
+        f"{module} (layer {LAYERS[_part(module)]}) imports {name} (layer {LAYERS[_part(name)]})"
+        for module in MODULES
+        for name in sorted(_imports(module))
+        if _part(name) != _part(module) and LAYERS[_part(name)] >= LAYERS[_part(module)]
+    ]
+    assert upward == []
+
+
+def test_the_emulator_imports_nothing_of_the_service() -> None:
+    """The emulator stands in for Kling: it must not share code with what it tests."""
+    foreign = [
+        f"{module} imports {name}"
+        for module in MODULES
+        if _part(module) == "emulator"
+        for name in sorted(_imports(module))
+        if _part(name) != "emulator"
+    ]
+    assert foreign == []
+
+
+def _import_alone(module: str) -> tuple[str, int, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return module, done.returncode, done.stderr
+
+
+@pytest.mark.timeout(300)
+def test_every_module_imports_on_its_own() -> None:
+    """Each module imports in a fresh interpreter: no import cycle hides behind an order."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(_import_alone, MODULES))
+    failed = {module: stderr[-600:] for module, code, stderr in results if code != 0}
+    assert failed == {}
