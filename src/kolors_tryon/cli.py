@@ -66,6 +66,34 @@ def worker(celery_args: tuple[str, ...]) -> None:
     run_worker(_settings(), list(celery_args))
 
 
+# ----------------------------------------------------------------------------- web
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", type=int, default=8080, show_default=True, help="TCP port.")
+@click.option(
+    "--proxy-headers/--no-proxy-headers",
+    default=True,
+    show_default=True,
+    help="Trust X-Forwarded-* from --forwarded-allow-ips (a TLS-terminating proxy).",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    default=None,
+    help="Proxy addresses to trust, comma-separated ('*': any); default 127.0.0.1.",
+)
+def web(host: str, port: int, proxy_headers: bool, forwarded_allow_ips: str | None) -> None:
+    """Run the HTTP service: job intake, job records, Kling callbacks, /healthz, /readyz."""
+    from kolors_tryon.web import serve
+
+    serve(
+        _settings(),
+        host=host,
+        port=port,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )
+
+
 # ----------------------------------------------------------------------------- submit
 @main.command()
 @click.option("--human", "human", required=True, help="Photo of the person: file or URL.")

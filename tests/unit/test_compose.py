@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from kolors_tryon.cli import main
 from kolors_tryon.config import Settings
 from kolors_tryon.config.settings import ENV_PREFIX
 
@@ -20,19 +22,46 @@ def compose() -> dict[str, Any]:
 
 
 def test_compose_has_the_designed_services() -> None:
-    """rabbitmq, postgres, worker (scalable), flower and emulator are all there."""
+    """rabbitmq, postgres, worker (scalable), web, flower and emulator are all there."""
     services = compose()["services"]
-    assert {"rabbitmq", "postgres", "worker", "flower", "emulator"} <= set(services)
+    assert {"rabbitmq", "postgres", "worker", "web", "flower", "emulator"} <= set(services)
     assert "container_name" not in services["worker"]  # a fixed name would block --scale
+    assert "container_name" not in services["web"]  # stateless: any number of copies
 
 
-def test_every_tryon_variable_in_compose_is_a_setting() -> None:
+@pytest.mark.parametrize("service", ["worker", "web"])
+def test_every_tryon_variable_in_compose_is_a_setting(service: str) -> None:
     """No typo'd TRYON_ variable: each one names a field of Settings."""
     fields = {name.upper() for name in Settings.model_fields}
-    env = compose()["services"]["worker"]["environment"]
+    env = compose()["services"][service]["environment"]
     for name in env:
         assert name.startswith(ENV_PREFIX)
         assert name.removeprefix(ENV_PREFIX) in fields, name
+
+
+def test_web_service_runs_tryon_web_with_a_healthcheck() -> None:
+    """`web` runs the real `tryon web` command on its published port, checked on /healthz."""
+    web = compose()["services"]["web"]
+    command = web["command"]
+    assert command[0] == "web" and command[0] in main.commands
+    options = {opt for param in main.commands["web"].params for opt in getattr(param, "opts", [])}
+    assert {"--host", "--port"} <= options
+    port = command[command.index("--port") + 1]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert any(str(mapping).endswith(f":{port}") for mapping in web["ports"])
+    probe = " ".join(web["healthcheck"]["test"])
+    assert f"127.0.0.1:{port}/healthz" in probe
+    env = web["environment"]
+    assert "@rabbitmq:5672" in env["TRYON_BROKER_URL"]
+    assert "@postgres:5432" in env["TRYON_DATABASE_URL"]
+    assert {"TRYON_API_KEYS", "TRYON_CALLBACK_SECRET", "TRYON_PUBLIC_URL"} <= set(env)
+
+
+def test_workers_and_web_share_the_callback_secret() -> None:
+    """The tokens the workers put in callback URLs verify in `web`: one secret for both."""
+    services = compose()["services"]
+    for name in ("TRYON_CALLBACK_SECRET", "TRYON_CALLBACK_SECRET_PREVIOUS", "TRYON_PUBLIC_URL"):
+        assert services["worker"]["environment"][name] == services["web"]["environment"][name]
 
 
 def test_worker_urls_point_at_compose_services() -> None:

@@ -7,10 +7,10 @@ Nothing here reads the environment at import time: `Settings()` does, when calle
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kolors_tryon.config import defaults
 
@@ -157,6 +157,40 @@ class Settings(BaseSettings):
     results_dir: Path | None = Field(default=None, description="Copies of result images.")
     sentry_dsn: SecretStr | None = Field(default=None)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+    # --- the HTTP service (`tryon web`) ------------------------------------------------
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="Where Kling reaches `tryon web` (https behind TLS); turns callbacks on.",
+    )
+    callback_secret: SecretStr | None = Field(
+        default=None, description="Signs the token in our Kling callback URLs."
+    )
+    callback_secret_previous: SecretStr | None = Field(
+        default=None, description="The secret before the last rotation, still accepted."
+    )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer keys of the HTTP door, comma-separated; none: HTTP intake off.",
+    )
+    web_max_body_bytes: int = Field(
+        default=28 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="Largest request body (two 10 MB images as Base64 and the JSON fit).",
+    )
+    web_max_batch_jobs: int = Field(
+        default=100, ge=1, le=10_000, description="Most job messages in one POST /v1/jobs."
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_api_keys(cls, value: object) -> object:
+        """`TRYON_API_KEYS=key1,key2`: several keys, so that they can rotate."""
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
 
     @model_validator(mode="after")
     def _credentials_are_complete(self) -> Self:

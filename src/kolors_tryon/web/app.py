@@ -1,0 +1,366 @@
+"""`create_web_app(settings)`: the ASGI application of `tryon web` (Starlette).
+
+Routes (README, "HTTP service"; the OpenAPI document at `/openapi.json` is the contract):
+
+- `GET /healthz`: the process is alive. `GET /readyz`: the broker and the store answer.
+- `POST /v1/jobs`: one job message, or a JSON array of them. Validated at the door with
+  `validate_job` exactly as the worker validates, so bad input is answered 422 at once
+  and never costs a credit; valid jobs are published to `<ns>.jobs` (confirmed).
+- `GET /v1/jobs/{job_id}`: the job record.
+- `POST /kling/callback/{job_id}/{token}`: Kling's callback, authenticated by the token
+  in its URL, forwarded to the workers as the Celery task `tryon.callback`.
+- `GET /v1/counters`: this process's counters (accepted jobs, refused callbacks...).
+
+Blocking work (validation, which decodes images; publishing; store queries) runs in the
+thread pool, so a slow request never holds the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import anyio
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from kolors_tryon.config import Settings
+from kolors_tryon.jobs import JobRejected, Problem, validate_job
+from kolors_tryon.kling import ServerError
+from kolors_tryon.kling.models import parse_task
+from kolors_tryon.web.access_log import AccessLogMiddleware
+from kolors_tryon.web.auth import bearer_key_matches
+from kolors_tryon.web.callback_tokens import CALLBACK_PATH_PREFIX, verify_callback_token
+from kolors_tryon.web.errors import (
+    error_body,
+    error_response,
+    handle_http_exception,
+    handle_unexpected,
+    rejection_body,
+)
+from kolors_tryon.web.limits import BodyLimitMiddleware
+from kolors_tryon.web.openapi import openapi_document
+from kolors_tryon.web.services import WebServices
+
+__all__ = ["CALLBACK_MAX_BODY_BYTES", "create_web_app"]
+
+log = logging.getLogger(__name__)
+
+# A callback body is a task object of a few KB; nobody needs more from an
+# unauthenticated sender, whatever the job intake allows.
+CALLBACK_MAX_BODY_BYTES: Final = 1024 * 1024
+_JSON_TYPES: Final = ("application/json", "application/problem+json")
+_WS: Final = " \t\r\n"
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _services(request: Request) -> WebServices:
+    services = request.app.state.services
+    assert isinstance(services, WebServices)
+    return services
+
+
+# --------------------------------------------------------------------------- auth -------
+def _requires_key(endpoint: Endpoint) -> Endpoint:
+    """Answer 503 when no key is configured, 401 without a matching bearer key."""
+
+    async def guarded(request: Request) -> Response:
+        services = _services(request)
+        keys = services.settings.api_keys
+        if not keys:
+            return error_response(503, "intake_off", "HTTP intake is off: set TRYON_API_KEYS")
+        if not bearer_key_matches(request.headers.get("authorization"), keys):
+            services.count("auth_refused")
+            return error_response(
+                401,
+                "unauthorized",
+                "a valid API key is required in the Authorization header (Bearer scheme)",
+                headers={"WWW-Authenticate": 'Bearer realm="tryon"'},
+            )
+        return await endpoint(request)
+
+    guarded.__name__ = endpoint.__name__
+    guarded.__doc__ = endpoint.__doc__
+    return guarded
+
+
+# --------------------------------------------------------------------------- health -----
+async def healthz(request: Request) -> Response:
+    """Live: the process answers. No dependency is checked (that is /readyz)."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready: the broker accepts a connection and the store answers a query."""
+    services = _services(request)
+    timeout = services.settings.http_connect_timeout + 1.0
+    checks: dict[str, dict[str, Any]] = {}
+    for name, check in (("broker", services.check_broker), ("store", services.check_store)):
+        try:
+            with anyio.fail_after(timeout):
+                await run_in_threadpool(check)
+            checks[name] = {"ok": True}
+        except Exception as exc:
+            # The type only: a driver's message can hold the URL and its password.
+            error = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+            checks[name] = {"ok": False, "error": error}
+    ready = all(check["ok"] for check in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+async def openapi_json(request: Request) -> Response:
+    """The OpenAPI 3.1 document of this service."""
+    return JSONResponse(request.app.state.openapi)
+
+
+# --------------------------------------------------------------------------- intake -----
+def _is_json(request: Request) -> bool:
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _message_problem(rule: str, message: str) -> JobRejected:
+    return JobRejected(None, [Problem("message", rule, message)])
+
+
+def _split_array(text: str, limit: int) -> list[str]:
+    """The raw JSON text of each item of a JSON array, so each is validated as sent.
+
+    Raises:
+        JobRejected: the array is not valid JSON, empty, or longer than `limit`.
+    """
+    decoder = json.JSONDecoder()
+
+    def skip(i: int) -> int:
+        while i < len(text) and text[i] in _WS:
+            i += 1
+        return i
+
+    i = skip(0)
+    assert text[i] == "["
+    i = skip(i + 1)
+    items: list[str] = []
+    if i < len(text) and text[i] == "]":
+        i += 1
+    else:
+        while True:
+            try:
+                _, end = decoder.raw_decode(text, i)
+            except json.JSONDecodeError as exc:
+                raise _message_problem(
+                    "json", f"is not a valid JSON array ({exc.msg} at char {exc.pos})"
+                ) from None
+            except (ValueError, RecursionError):
+                raise _message_problem("json", "is not a JSON array that can be read") from None
+            items.append(text[i:end])
+            if len(items) > limit:
+                raise _message_problem(
+                    "max_items", f"holds more than {limit} jobs; send at most {limit} per request"
+                )
+            i = skip(end)
+            if i < len(text) and text[i] == ",":
+                i = skip(i + 1)
+                continue
+            if i < len(text) and text[i] == "]":
+                i += 1
+                break
+            raise _message_problem("json", f"is not a valid JSON array (char {i})")
+    if skip(i) != len(text):
+        raise _message_problem("json", "has data after the JSON array")
+    if not items:
+        raise _message_problem("min_items", "is an empty array; send at least one job")
+    return items
+
+
+def _batch_text(body: bytes) -> str | None:
+    """The body as text when it is a JSON array (a batch); None for a single job."""
+    head = body[:4096].removeprefix(b"\xef\xbb\xbf").lstrip(_WS.encode())
+    if not head.startswith(b"["):
+        return None
+    try:
+        return body.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        return None  # validate_job names the encoding problem
+
+
+async def _accept_one(services: WebServices, raw: bytes | str) -> tuple[int, dict[str, Any]]:
+    """(status, result) of one job message: 202 with its id, 422, or 503."""
+    try:
+        valid = await run_in_threadpool(validate_job, raw, services.options)
+    except JobRejected as rejection:
+        services.count("jobs_refused")
+        return 422, rejection_body(rejection)
+    try:
+        job_id = await run_in_threadpool(services.publish_job, valid)
+    except Exception as exc:
+        log.error("publishing job %s failed: %s", valid.job_id, type(exc).__name__)
+        return 503, error_body(
+            "broker_unavailable", "the job could not be queued: the broker is unavailable"
+        )
+    services.count("jobs_accepted")
+    return 202, {"job_id": job_id}
+
+
+@_requires_key
+async def post_jobs(request: Request) -> Response:
+    """Validate one job (a JSON object) or a batch (a JSON array) and queue the valid ones."""
+    services = _services(request)
+    if not _is_json(request):
+        return error_response(415, "unsupported_media_type", "send the job as application/json")
+    body = await request.body()
+    text = _batch_text(body)
+    if text is None:
+        status, result = await _accept_one(services, body)
+        headers = {"Location": f"/v1/jobs/{result['job_id']}"} if status == 202 else None
+        return JSONResponse(result, status_code=status, headers=headers)
+
+    try:
+        items = _split_array(text, services.settings.web_max_batch_jobs)
+    except JobRejected as rejection:
+        services.count("jobs_refused")
+        return JSONResponse(rejection_body(rejection), status_code=422)
+    results: list[dict[str, Any]] = []
+    broker_down = False
+    for index, item in enumerate(items):
+        if broker_down:  # do not wait out the publish retries once per item
+            status, result = (
+                503,
+                error_body(
+                    "broker_unavailable", "the job could not be queued: the broker is unavailable"
+                ),
+            )
+        else:
+            status, result = await _accept_one(services, item)
+            broker_down = status == 503
+        results.append({"index": index, "status": status, **result})
+    accepted = sum(1 for r in results if r["status"] == 202)
+    summary = {"accepted": accepted, "refused": len(results) - accepted, "results": results}
+    return JSONResponse(summary, status_code=202 if accepted == len(results) else 207)
+
+
+@_requires_key
+async def get_job(request: Request) -> Response:
+    """The job record, or 404."""
+    services = _services(request)
+    job_id = request.path_params["job_id"]
+    try:
+        record = await run_in_threadpool(services.get_job, job_id)
+    except Exception as exc:
+        log.error("reading job failed: %s", type(exc).__name__)
+        return error_response(503, "store_unavailable", "the job store is unavailable")
+    if record is None:
+        return error_response(404, "not_found", "no job with this id")
+    return JSONResponse(record.to_json_dict())
+
+
+@_requires_key
+async def get_counters(request: Request) -> Response:
+    """This process's counters since it started (each copy of the service counts its own)."""
+    return JSONResponse({"counters": _services(request).counters_snapshot()})
+
+
+# --------------------------------------------------------------------------- callback ---
+async def kling_callback(request: Request) -> Response:
+    """Kling's callback: verify the token, parse the task, hand it to the workers.
+
+    Never calls Kling and never touches job state: the `tryon.callback` task does, with
+    the same forward-only rules as polling. A refused callback is counted and logged
+    (job id only, never the token) and answered like an unknown URL.
+    """
+    services = _services(request)
+    settings = services.settings
+    job_id = request.path_params["job_id"]
+    token = request.path_params["token"]
+    # No secret configured: no token can be valid, so every callback is refused (the lead
+    # will generate one and keep it in the store; until then the workers poll).
+    secrets = [
+        s.get_secret_value()
+        for s in (settings.callback_secret, settings.callback_secret_previous)
+        if s
+    ]
+    if not verify_callback_token(job_id, token, secrets):
+        services.count("callbacks_bad_token")
+        log.warning("callback refused: bad token for job %r", job_id[:64])
+        return error_response(404, "not_found", "Not Found")
+
+    body = await request.body()
+    try:
+        obj = json.loads(body)
+        task = parse_task(obj)
+    except (ValueError, RecursionError, ServerError) as exc:
+        services.count("callbacks_bad_body")
+        reason = str(exc) if isinstance(exc, ServerError) else "the body is not valid JSON"
+        log.warning("callback refused for job %r: %s", job_id[:64], reason)
+        return error_response(400, "invalid_callback", reason)
+    if task.external_task_id is not None and task.external_task_id != job_id:
+        services.count("callbacks_bad_body")
+        return error_response(
+            400, "invalid_callback", "the task's external_task_id is not this URL's job"
+        )
+    bare = obj if "task_id" in obj else obj["data"]  # unwrap a reseller's envelope
+    try:
+        await run_in_threadpool(services.forward_callback, job_id, dict(bare))
+    except Exception as exc:
+        log.error("forwarding callback of job %r failed: %s", job_id[:64], type(exc).__name__)
+        return error_response(503, "broker_unavailable", "try again later")
+    services.count("callbacks_forwarded")
+    return JSONResponse({"received": True})
+
+
+# --------------------------------------------------------------------------- the app ----
+def create_web_app(settings: Settings) -> Starlette:
+    """The ASGI app of `tryon web`, with the store and broker connections it owns."""
+    services = WebServices(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            await run_in_threadpool(services.ensure_schema)
+        except Exception as exc:  # /readyz says so; requests retry it
+            log.warning("job store not ready at start-up: %s", type(exc).__name__)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(services.close)
+
+    def limit_for(path: str) -> int:
+        if path.startswith(CALLBACK_PATH_PREFIX + "/"):
+            return min(CALLBACK_MAX_BODY_BYTES, settings.web_max_body_bytes)
+        return settings.web_max_body_bytes
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/v1/jobs", post_jobs, methods=["POST"]),
+        Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
+        Route("/v1/counters", get_counters, methods=["GET"]),
+        Route(CALLBACK_PATH_PREFIX + "/{job_id}/{token}", kling_callback, methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(AccessLogMiddleware),
+            Middleware(BodyLimitMiddleware, limit_for=limit_for),
+        ],
+        exception_handlers={HTTPException: handle_http_exception, Exception: handle_unexpected},
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.openapi = openapi_document(settings)
+    return app

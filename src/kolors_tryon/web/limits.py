@@ -1,0 +1,102 @@
+"""Refuse oversized request bodies with 413 before they are read whole.
+
+A pure ASGI middleware, so it sees the body as it streams in: a declared
+`Content-Length` over the cap is refused before a single body byte is read (no
+`100 Continue` is sent either), and a chunked body is counted as it arrives and refused
+the moment it passes the cap. Nothing past the cap is ever buffered. After a refusal
+the rest of the body is left unread; uvicorn then closes the connection instead of
+reading it for keep-alive.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["BodyLimitMiddleware", "BodyTooLarge"]
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the cap while the app was reading it."""
+
+
+def _too_large_body(limit: int) -> bytes:
+    body = {
+        "error": {
+            "code": "body_too_large",
+            "message": f"the request body is larger than {limit} bytes",
+            "limit_bytes": limit,
+        }
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class BodyLimitMiddleware:
+    """Caps the body of every HTTP request; `limit_for(path)` gives the cap in bytes."""
+
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope.get("path", ""))
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _refuse(send, limit)
+            return
+
+        received = 0
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if response_started:  # too late for a status: drop the connection
+                raise
+            await _refuse(send, limit)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the server refuses a malformed length itself
+    return None
+
+
+async def _refuse(send: Send, limit: int) -> None:
+    body = _too_large_body(limit)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

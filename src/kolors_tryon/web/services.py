@@ -1,0 +1,139 @@
+"""What the HTTP service talks to: the broker (jobs and callbacks) and the job store.
+
+Opened once per app and shared by every request: one SQLAlchemy engine (its pool), a
+small pool of confirmed-publish `JobPublisher`s (a kombu connection is not
+thread-safe, and requests run in a thread pool), and one Celery app whose own producer
+pool sends `tryon.callback`. Nothing here holds per-request state, so any number of
+copies of the service can run behind a load balancer.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import Counter
+from typing import Any, Final
+
+from celery import Celery
+from kombu import Connection
+from sqlalchemy import text
+
+from kolors_tryon.config import Settings
+from kolors_tryon.config.celery import celery_config
+from kolors_tryon.jobs import JobMessage, ValidationOptions, ValidJob
+from kolors_tryon.producer import JobPublisher
+from kolors_tryon.store import JobRecord, JobStore
+
+__all__ = ["CALLBACK_TASK", "WebServices"]
+
+log = logging.getLogger(__name__)
+
+# The task name a Kling callback travels under: args [job_id, task object].
+CALLBACK_TASK: Final = "tryon.callback"
+
+
+class WebServices:
+    """The broker, the store and the per-process counters of one app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.options = ValidationOptions.from_settings(settings)
+        self.counters: Counter[str] = Counter()
+        self._counter_lock = threading.Lock()
+        if settings.database_url is None:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = JobStore.from_url(settings.effective_database_url)
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+        self._publishers: queue.SimpleQueue[JobPublisher] = queue.SimpleQueue()
+        self._celery: Any = None
+        self._celery_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ counters ----
+    def count(self, name: str, n: int = 1) -> None:
+        with self._counter_lock:
+            self.counters[name] += n
+
+    def counters_snapshot(self) -> dict[str, int]:
+        with self._counter_lock:
+            return dict(self.counters)
+
+    # ------------------------------------------------------------------ store -------
+    def ensure_schema(self) -> None:
+        """Create the tables once (the workers do too; creating is idempotent)."""
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if not self._schema_ready:
+                self.store.create_schema()
+                self._schema_ready = True
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        self.ensure_schema()
+        return self.store.get(job_id)
+
+    def check_store(self) -> None:
+        """Raise unless the store answers a trivial query."""
+        with self.store.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    # ------------------------------------------------------------------ broker ------
+    def check_broker(self) -> None:
+        """Raise unless the broker accepts a connection."""
+        connection = Connection(
+            self.settings.effective_broker_url,
+            connect_timeout=self.settings.http_connect_timeout,
+        )
+        try:
+            connection.connect()
+        finally:
+            connection.release()
+
+    def publish_job(self, valid: ValidJob) -> str:
+        """Publish a validated job (confirmed on RabbitMQ); returns its job id.
+
+        The normalized message goes out with its job id written in, so the worker files
+        it under exactly the id we answered with, even when that id was derived.
+        """
+        message: JobMessage = valid.message.model_copy(update={"job_id": valid.job_id})
+        try:
+            publisher = self._publishers.get_nowait()
+        except queue.Empty:
+            publisher = JobPublisher(self.settings)
+        try:
+            job_id = publisher.publish(message)
+        except BaseException:
+            publisher.close()  # its connection may be broken: never reuse it
+            raise
+        self._publishers.put(publisher)
+        return job_id
+
+    @property
+    def celery(self) -> Any:
+        """The Celery app that sends `tryon.callback` (created on first use)."""
+        if self._celery is None:
+            with self._celery_lock:
+                if self._celery is None:
+                    # Only sends by task name: the configuration, no tasks, no worker.
+                    app = Celery("kolors_tryon.web", set_as_current=False)
+                    app.conf.update(celery_config(self.settings))
+                    self._celery = app
+        return self._celery
+
+    def forward_callback(self, job_id: str, task: dict[str, Any]) -> str:
+        """Hand a verified callback to the workers as `tryon.callback(job_id, task)`."""
+        # Routed by name (config/celery.py: the `tasks` queue, beside submit).
+        result = self.celery.send_task(CALLBACK_TASK, args=[job_id, task])
+        return str(result.id)
+
+    # ------------------------------------------------------------------ shutdown ----
+    def close(self) -> None:
+        while True:
+            try:
+                self._publishers.get_nowait().close()
+            except queue.Empty:
+                break
+        if self._celery is not None:
+            self._celery.close()
+        self.store.dispose()
