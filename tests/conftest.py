@@ -1,42 +1,31 @@
-"""Fixtures shared by every test folder: the Kling emulator over real HTTP."""
+"""Fixtures shared by every test folder: the Kling emulator over real HTTP, deployments."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
-
-TEST_API_KEY = "sk-test-key"
-TEST_ACCESS_KEY = "ak-test"
-TEST_SECRET_KEY = "sk-secret-for-tests-0123456789abcdef"
+from harness import (
+    Deployment,
+    FaultRun,
+    base_env,
+    emulator_env,
+    rabbit_deployment_on,
+    running_emulator,
+)
+from kolors_tryon.emulator import EmulatorServer
 
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorServer]:
     """A fresh emulator on a free loopback port, accepting the test key and JWT credentials."""
-    server = EmulatorServer(
-        EmulatorConfig(
-            api_keys=(TEST_API_KEY,),
-            access_key=TEST_ACCESS_KEY,
-            secret_key=TEST_SECRET_KEY,
-            task_duration=0.6,
-        )
-    )
-    server.start()
-    try:
+    with running_emulator(task_duration=0.6) as server:
         yield server
-    finally:
-        server.stop()
 
 
 # ----------------------------------------------------------------- deployments --------
-from pathlib import Path  # noqa: E402
-
-from harness import Deployment, base_env, emulator_env, rabbit_deployment_on  # noqa: E402
-
-
 @pytest.fixture
 def rabbit_deployment(tmp_path: Path, emulator: EmulatorServer) -> Iterator[Deployment]:
     """RabbitMQ with a namespace of its own, a fresh PostgreSQL database, the emulator."""
@@ -54,3 +43,14 @@ def embedded_deployment(tmp_path: Path, emulator: EmulatorServer) -> Iterator[De
         yield deployment
     finally:
         deployment.stop_all()
+
+
+# --------------------------------------------------------------------- faults ---------
+@pytest.fixture
+def fault_run(rabbit_deployment: Deployment, emulator: EmulatorServer) -> Iterator[FaultRun]:
+    """A fault scenario on `rabbit_deployment` and `emulator`, nothing started yet."""
+    run = FaultRun(rabbit_deployment, emulator)
+    try:
+        yield run
+    finally:
+        run.close()

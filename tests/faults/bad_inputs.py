@@ -17,7 +17,6 @@ import hashlib
 import io
 import json
 import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +24,16 @@ from typing import Any
 
 from PIL import Image
 
+from harness import (
+    PNG_IEND,
+    PNG_SIGNATURE,
+    SAMPLES,
+    png_chunk,
+    png_claiming,
+    png_padded,
+)
 from kolors_tryon.jobs import job_id_of
 
-SAMPLES = Path(__file__).resolve().parents[2] / "src" / "kolors_tryon" / "samples"
 IMAGE_FIELDS = ("human_image", "cloth_image")
 V1 = "kolors-virtual-try-on-v1"
 V1_5 = "kolors-virtual-try-on-v1-5"
@@ -133,30 +139,9 @@ def encoded(fmt: str, width: int = 400, height: int = 400) -> bytes:
     return _encode(_picture(width, height), fmt)
 
 
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_IEND = png_chunk(b"IEND", b"")
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny, well-formed PNG whose header claims `width` x `height`: a decompression bomb."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        PNG_SIGNATURE
-        + png_chunk(b"IHDR", header)
-        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + PNG_IEND
-    )
-
-
 def png_of_size(total: int) -> bytes:
-    """A valid 400x400 PNG padded to exactly `total` bytes by a private ancillary chunk."""
-    base = encoded("PNG")
-    padding = total - len(base) - 12
-    return base[: -len(PNG_IEND)] + png_chunk(b"prVt", b"\x00" * padding) + PNG_IEND
+    """A valid 400x400 PNG padded to exactly `total` bytes."""
+    return png_padded(encoded("PNG"), total)
 
 
 @functools.cache

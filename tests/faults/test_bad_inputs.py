@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 from bad_inputs import (
-    SAMPLES,
     Case,
     Img,
     corpus,
@@ -32,6 +31,7 @@ from bad_inputs import (
 )
 
 from harness import (
+    SAMPLES,
     Deployment,
     dead_letters,
     publish_raw,
@@ -257,30 +257,17 @@ def test_cli_batch_door_rejects_every_bad_job_at_no_cost(stack: Stack, tmp_path:
     assert skipped[0].startswith("catalogue.jsonl:4:") and "object" in skipped[0]
     assert skipped[1].startswith("catalogue.jsonl:41:") and "JSON" in skipped[1]
     await_rejections(deployment, cases)
-    assert_still_serving(
-        deployment,
-        server,
-        before,
-        marks,
-        lambda job_id: check_submitted(
-            deployment.tryon(
-                "submit",
-                "--human",
-                str(SAMPLES / "human.jpg"),
-                "--cloth",
-                str(SAMPLES / "cloth-red.png"),
-                "--job-id",
-                job_id,
-                "--json",
-            ),
-            job_id,
-        ),
-    )
+    assert_still_serving(deployment, server, before, marks, cli_submitter(deployment))
 
 
 def check_submitted(result: Any, job_id: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout) == {"job_id": job_id}
+
+
+def cli_submitter(deployment: Deployment) -> Callable[[str], None]:
+    """Submit a valid job (the sample files) by `tryon submit`, checked to be enqueued."""
+    return lambda job_id: check_submitted(deployment.submit_sample(job_id, "--json"), job_id)
 
 
 SUBMIT_OPTIONS = {
@@ -382,18 +369,7 @@ def test_cli_submit_door_rejects_bad_files_and_options(stack: Stack, tmp_path: P
         assert all(store.get(job_id) is None for job_id in refused)
     finally:
         store.dispose()
-    assert_still_serving(
-        deployment,
-        server,
-        before,
-        marks,
-        lambda job_id: check_submitted(
-            deployment.tryon(
-                "submit", "--human", human, "--cloth", cloth, "--job-id", job_id, "--json"
-            ),
-            job_id,
-        ),
-    )
+    assert_still_serving(deployment, server, before, marks, cli_submitter(deployment))
 
 
 def test_cli_batch_passes_inline_base64_to_the_worker(stack: Stack, tmp_path: Path) -> None:

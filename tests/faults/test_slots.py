@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from harness import Deployment, publish_jobs, sample_b64, wait_all_terminal, wait_until
+from harness import FaultRun, sample_b64, wait_until
 from kolors_tryon import JobPublisher
-from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.store import JobState
 
 
-def test_waiting_jobs_keep_their_order_and_block_no_worker(
-    rabbit_deployment: Deployment, emulator: EmulatorServer
-) -> None:
+def test_waiting_jobs_keep_their_order_and_block_no_worker(fault_run: FaultRun) -> None:
     """One slot, one worker process: jobs go in order (priority first) and intake goes on."""
-    deployment = rabbit_deployment
-    deployment.env["TRYON_MAX_IN_FLIGHT"] = "1"
-    emulator.configure(task_duration=1.5)
-    deployment.start_worker(concurrency=1)
-    settings = deployment.settings
-    ordinary = publish_jobs(settings, 6, "fifo")
-    with JobPublisher(settings) as publisher:
+    run = fault_run.given(concurrency=1, max_in_flight=1, task_duration=1.5)
+
+    ordinary = run.publish(6, "fifo")
+    with JobPublisher(run.deployment.settings) as publisher:
         urgent = publisher.publish(
             {
                 "job_id": "urgent",
@@ -30,7 +24,8 @@ def test_waiting_jobs_keep_their_order_and_block_no_worker(
         invalid = publisher.publish(
             {"job_id": "invalid", "human_image": "???", "cloth_image": sample_b64("cloth-blue.png")}
         )
-    store = deployment.store()
+    run.track(urgent)
+    store = run.store
 
     # While five jobs wait for the single slot, the only worker process still takes new
     # messages: the invalid job is answered at once.
@@ -41,33 +36,31 @@ def test_waiting_jobs_keep_their_order_and_block_no_worker(
     wait_until(rejected, 20, what="the invalid job to be rejected while others wait")
     assert store.count_by_state().get("queued", 0) >= 3
 
-    records = wait_all_terminal(store, [*ordinary, urgent], timeout=180)
-    assert all(r.state is JobState.SUCCEEDED for r in records.values())
+    records = run.wait_terminal(timeout=180)
+    assert run.states() == {"succeeded": 7}
     order = sorted(records, key=lambda j: records[j].submitted_at or "")
     # The urgent job overtakes every ordinary job still waiting when it arrived; the
     # ordinary ones keep their publishing order.
     assert [j for j in order if j != urgent] == ordinary
     assert order.index(urgent) <= 2
-    stats = emulator.stats()
+    stats = run.emulator.stats()
     assert stats["peak_in_flight"] == 1
     assert stats["answers_by_code"].get("1303", 0) == 0
 
 
-def test_two_workers_share_the_account_limit(
-    rabbit_deployment: Deployment, emulator: EmulatorServer
-) -> None:
+def test_two_workers_share_the_account_limit(fault_run: FaultRun) -> None:
     """Three workers, limit 4, 60 jobs sent twice: one create each, never over 4 at once."""
-    deployment = rabbit_deployment
-    deployment.env["TRYON_MAX_IN_FLIGHT"] = "4"
-    emulator.configure(concurrency_limit=10, task_duration=0.8)
-    for name in ("a", "b", "c"):
-        deployment.start_worker(concurrency=2, name=name)
-    job_ids = publish_jobs(deployment.settings, 60, "shared")
+    run = fault_run.given(
+        workers=("a", "b", "c"), max_in_flight=4, concurrency_limit=10, task_duration=0.8
+    )
+
+    job_ids = run.publish(60, "shared")
     # Every job a second time: two workers may take the two copies at once.
-    assert publish_jobs(deployment.settings, 60, "shared") == job_ids
-    records = wait_all_terminal(deployment.store(), job_ids, timeout=240)
-    assert all(r.state is JobState.SUCCEEDED for r in records.values())
-    stats = emulator.stats()
+    assert run.publish(60, "shared") == job_ids
+    run.wait_terminal(timeout=240)
+
+    assert run.states() == {"succeeded": 60}
+    stats = run.emulator.stats()
     assert stats["peak_in_flight"] == 4  # used fully, never exceeded
     assert stats["creates"] == 60 and stats["create_requests"] == 60
     assert stats["duplicates"] == 0

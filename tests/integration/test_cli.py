@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,9 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import sample_b64
+from harness import clean_env, free_port, sample_b64
 
-ENV = {k: v for k, v in os.environ.items() if not k.startswith("TRYON_")}
+ENV = clean_env()
 
 
 def tryon(
@@ -133,12 +131,6 @@ def test_status_of_an_unknown_job(tmp_path: Path) -> None:
     result = tryon("status", "nope", cwd=tmp_path)
     assert result.returncode == 1
     assert "no job 'nope'" in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_emulator_command_serves_the_api(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import jwt
 import pytest
 import requests
 
-from conftest import TEST_API_KEY
+from harness import TEST_API_KEY
 from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
 
 API = "/v1/images/kolors-virtual-try-on"

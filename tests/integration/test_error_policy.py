@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clocks import SettableClock
-from conftest import TEST_ACCESS_KEY, TEST_API_KEY, TEST_SECRET_KEY
-from harness import sample_b64
+from harness import TEST_ACCESS_KEY, TEST_API_KEY, TEST_SECRET_KEY, SettableClock, sample_b64
 from kolors_tryon.config import Settings
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.jobs import validate_job

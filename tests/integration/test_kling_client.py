@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from harness import free_port
 from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
 from kolors_tryon.kling import (
     AccountUnavailableError,
@@ -119,14 +119,6 @@ def blank_png_base64() -> str:
     buffer = io.BytesIO()
     Image.new("RGB", (400, 400), (200, 200, 200)).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
-
-
-def closed_port() -> int:
-    """A loopback port with nothing listening on it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def counter(stats: dict[str, Any], code: int) -> int:
@@ -353,7 +345,7 @@ def test_slow_answer_is_a_quick_timeout(emulator: EmulatorServer) -> None:
 def test_closed_port_is_connection_error_not_sent(call: str) -> None:
     """Nothing listening: KlingConnectionError with request_sent False (safe to resend)."""
     client = KlingClient(
-        f"http://127.0.0.1:{closed_port()}",
+        f"http://127.0.0.1:{free_port()}",
         StaticKeyAuth(API_KEY),
         timeout=(1.0, 1.0),
         read_attempts=2,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import Iterator
@@ -11,23 +10,20 @@ from pathlib import Path
 import pytest
 
 from harness import (
+    SAMPLES,
     Deployment,
     EventRecorder,
     dead_letters,
     publish_raw,
     rabbit_stack,
+    sample_b64,
     wait_until,
 )
 from kolors_tryon import enqueue, get_job
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.store import JobRecord, JobState
 
-SAMPLES = Path(__file__).resolve().parents[2] / "src" / "kolors_tryon" / "samples"
 Stack = tuple[Deployment, EmulatorServer, EventRecorder]
-
-
-def b64(name: str) -> str:
-    return base64.b64encode((SAMPLES / name).read_bytes()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +53,10 @@ def creates_for(server: EmulatorServer, job_id: str) -> int:
 
 
 def good_job(**extra: object) -> dict[str, object]:
-    job: dict[str, object] = {"human_image": b64("human.jpg"), "cloth_image": b64("cloth-red.png")}
+    job: dict[str, object] = {
+        "human_image": sample_b64("human.jpg"),
+        "cloth_image": sample_b64("cloth-red.png"),
+    }
     job.update(extra)
     return job
 
@@ -88,18 +87,8 @@ def test_cli_door_submit_wait_prints_the_result(stack: Stack) -> None:
     """`tryon submit --wait --json` with file paths ends with a succeeded record."""
     deployment, server, _ = stack
     job_id = f"cli-{uuid.uuid4().hex[:8]}"
-    result = deployment.tryon(
-        "submit",
-        "--human",
-        str(SAMPLES / "human.jpg"),
-        "--cloth",
-        str(SAMPLES / "cloth-blue.png"),
-        "--job-id",
-        job_id,
-        "--wait",
-        "--json",
-        "--timeout",
-        "60",
+    result = deployment.submit_sample(
+        job_id, "--wait", "--json", "--timeout", "60", cloth="cloth-blue.png"
     )
     assert result.returncode == 0, result.stderr
     (record,) = json.loads(result.stdout)
@@ -125,7 +114,7 @@ def test_any_language_door_plain_json_on_the_queue(stack: Stack) -> None:
 def test_task_failed_by_kling_ends_failed_with_its_reason(stack: Stack) -> None:
     """A photo with nobody in it: Kling fails the task; the job is failed with that reason."""
     deployment, _, events = stack
-    job_id = enqueue(good_job(human_image=b64("empty-backdrop.jpg")), deployment.settings)
+    job_id = enqueue(good_job(human_image=sample_b64("empty-backdrop.jpg")), deployment.settings)
     record = wait_terminal(deployment, job_id)
     assert record.state is JobState.FAILED
     assert record.error is not None
@@ -139,7 +128,7 @@ def test_invalid_job_is_rejected_with_no_create(stack: Stack) -> None:
     """A too-small garment photo is rejected naming the field; the API never sees it."""
     deployment, server, events = stack
     before = server.stats()["create_requests"]
-    job_id = enqueue(good_job(cloth_image=b64("too-small.png")), deployment.settings)
+    job_id = enqueue(good_job(cloth_image=sample_b64("too-small.png")), deployment.settings)
     record = wait_terminal(deployment, job_id)
     assert record.state is JobState.REJECTED
     assert record.error is not None and "cloth_image" in record.error.message
@@ -278,8 +267,8 @@ def test_no_token_photo_or_signed_url_reaches_the_logs(stack: Stack) -> None:
     log = "".join(worker.log_text() for worker in deployment.workers)
     assert "received" in log  # the log is there and has content
     assert "sk-test-key" not in log
-    assert b64("human.jpg")[1000:1100] not in log
-    assert b64("cloth-red.png")[500:600] not in log
+    assert sample_b64("human.jpg")[1000:1100] not in log
+    assert sample_b64("cloth-red.png")[500:600] not in log
     assert "token=abc" not in log
 
 

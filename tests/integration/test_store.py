@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import fresh_database
+from harness import concurrently, fresh_database
 from kolors_tryon.store import Busy, CreatePlan, JobState, JobStore
 
 BODY = {"human_image": "aGk=", "cloth_image": "aGk=", "external_task_id": "x"}
@@ -74,11 +74,7 @@ def test_concurrent_claims_never_exceed_the_limit(store: JobStore) -> None:
         with lock:
             results.append(len(got))
 
-    threads = [threading.Thread(target=claim) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    concurrently(claim, threads=8)
     assert sum(results) == 5
     assert store.in_flight() == 5
 

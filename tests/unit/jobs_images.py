@@ -1,19 +1,15 @@
-"""Image factories for the jobs tests: real files made with Pillow, and hand-built PNGs.
-
-Hand-built PNGs (correct chunk CRCs) let a test claim any size in the header, or pad a
-file to an exact byte count, without making a huge image.
+"""Image factories for the jobs tests: real files made with Pillow (hand-built PNGs that
+claim any size or weigh an exact byte count are in `harness.images`).
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import struct
-import zlib
 
 from PIL import Image
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from harness import png_padded
 
 
 def image_bytes(fmt: str, width: int = 300, height: int = 300, **save_args: object) -> bytes:
@@ -39,27 +35,6 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def chunk(kind: bytes, body: bytes) -> bytes:
-    """One PNG chunk with its length and CRC."""
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims `width` x `height` (the shape of a decompression bomb)."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        PNG_SIGNATURE
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-        + chunk(b"IEND", b"")
-    )
-
-
 def png_of_size(total: int) -> bytes:
-    """A valid 300x300 PNG padded to exactly `total` bytes by a private ancillary chunk."""
-    base = png()
-    iend = chunk(b"IEND", b"")
-    assert base.endswith(iend)
-    padding = total - len(base) - 12  # a chunk adds 12 bytes around its body
-    assert padding >= 0
-    return base[: -len(iend)] + chunk(b"prVt", b"\x00" * padding) + iend
+    """A valid 300x300 PNG padded to exactly `total` bytes."""
+    return png_padded(png(), total)

@@ -11,11 +11,11 @@ from jobs_images import (
     image_bytes,
     jpeg,
     png,
-    png_claiming,
     png_of_size,
 )
 from PIL import Image
 
+from harness import png_claiming
 from kolors_tryon.jobs import MAX_IMAGE_BYTES, ImageInfo, JobRejected, validate_job
 from kolors_tryon.jobs.images import ImageProblem, inspect_image, inspect_image_bytes
 

@@ -7,6 +7,7 @@ import threading
 import jwt
 import pytest
 
+from harness import concurrently
 from kolors_tryon.config import SANDBOX_API_KEY, Settings
 from kolors_tryon.kling import JwtAuth, KlingAuth, StaticKeyAuth, auth_from_settings
 
@@ -105,11 +106,7 @@ def test_jwt_thread_safe_single_token() -> None:
             with lock:
                 seen.add(value)
 
-    threads = [threading.Thread(target=grab) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    concurrently(grab, threads=8)
     assert len(seen) == 1
 
 

@@ -1,0 +1,88 @@
+"""Test harness: real worker processes, fresh RabbitMQ names and fresh PostgreSQL databases.
+
+Nothing here stands in for our own components: workers are started as a user starts
+them (`tryon worker`), talk to RabbitMQ and PostgreSQL (`TRYON_TEST_RABBITMQ_URL`,
+`TRYON_TEST_POSTGRES_URL`, the local services by default), and reach the Kling emulator
+over HTTP. One module per concern; every name tests use is re-exported here, so that
+`from harness import X` is the one way in.
+"""
+
+from __future__ import annotations
+
+from harness.clocks import SettableClock
+from harness.deployment import (
+    Deployment,
+    base_env,
+    emulator_env,
+    rabbit_deployment_on,
+    rabbit_stack,
+    running_emulator,
+)
+from harness.env import (
+    FAST_ENV,
+    TEST_ACCESS_KEY,
+    TEST_API_KEY,
+    TEST_SECRET_KEY,
+    clean_env,
+    free_port,
+    postgres_url,
+    rabbitmq_url,
+)
+from harness.faults import FaultRun, assert_one_task_per_job, figures, states
+from harness.images import PNG_IEND, PNG_SIGNATURE, png_chunk, png_claiming, png_padded
+from harness.postgres import fresh_database
+from harness.processes import WorkerProcess
+from harness.rabbit import EventRecorder, dead_letters, delete_topology, publish_raw
+from harness.samples import SAMPLES, publish_jobs, sample_b64
+from harness.waiting import concurrently, terminal_records, wait_all_terminal, wait_until
+
+# Grouped by concern (one module each), sorted within a group.
+__all__ = [  # noqa: RUF022
+    # A clock the test moves: the store's time in orchestration specs (clocks.py)
+    "SettableClock",
+    # Deployments: their env, workers and `tryon` command (deployment.py)
+    "Deployment",
+    "base_env",
+    "emulator_env",
+    "rabbit_deployment_on",
+    "rabbit_stack",
+    "running_emulator",
+    # Environment: service URLs, free ports, the emulator's keys, fast settings (env.py)
+    "FAST_ENV",
+    "TEST_ACCESS_KEY",
+    "TEST_API_KEY",
+    "TEST_SECRET_KEY",
+    "clean_env",
+    "free_port",
+    "postgres_url",
+    "rabbitmq_url",
+    # Fault scaffold: scenario, jobs, counts at the paid API (faults.py)
+    "FaultRun",
+    "assert_one_task_per_job",
+    "figures",
+    "states",
+    # Hand-built PNGs (images.py)
+    "PNG_IEND",
+    "PNG_SIGNATURE",
+    "png_chunk",
+    "png_claiming",
+    "png_padded",
+    # PostgreSQL: a fresh database per test (postgres.py)
+    "fresh_database",
+    # Worker processes: started, killed, stopped (processes.py)
+    "WorkerProcess",
+    # RabbitMQ: plain publishing, dead letters, events, clean-up (rabbit.py)
+    "EventRecorder",
+    "dead_letters",
+    "delete_topology",
+    "publish_raw",
+    # Sample photos and valid jobs made of them (samples.py)
+    "SAMPLES",
+    "publish_jobs",
+    "sample_b64",
+    # Waiting: polls with a deadline, threads started together (waiting.py)
+    "concurrently",
+    "terminal_records",
+    "wait_all_terminal",
+    "wait_until",
+]
