@@ -33,6 +33,10 @@ FAST_ENV = {
     "TRYON_SWEEP_INTERVAL": "3",
     "TRYON_HTTP_CONNECT_TIMEOUT": "2",
     "TRYON_HTTP_READ_TIMEOUT": "5",
+    # Longer than the emulator's index lag in the fault tests (5 s), so a "not found"
+    # is trusted only when it proves something, yet short enough for quick runs.
+    "TRYON_CREATE_VISIBILITY_GRACE": "8",
+    "TRYON_OUTAGE_RETRY_MAX": "5",
     "TRYON_LOG_LEVEL": "INFO",
 }
 

@@ -110,12 +110,16 @@ class Channel(SqlaChannel):
             session.commit()
 
     def _forget(self, delivery_tag: Any) -> None:
-        """Delete the row of a delivered message: it is acked, rejected or restored."""
+        """Delete the row of a delivered message: it is acked."""
+        self._delete_row(self._row_of(delivery_tag))
+
+    def _row_of(self, delivery_tag: Any) -> Any:
+        """The broker row a delivered message came from (None when unknown)."""
         try:
             delivered = self.qos.get(delivery_tag)
         except KeyError:
-            return
-        self._delete_row(delivered.properties.get(ROW_PROPERTY))
+            return None
+        return delivered.properties.get(ROW_PROPERTY)
 
     def _delete_row(self, row_id: Any) -> None:
         if row_id is None:
@@ -133,9 +137,11 @@ class Channel(SqlaChannel):
         super().basic_ack(delivery_tag, multiple=multiple)
 
     def basic_reject(self, delivery_tag: Any, requeue: bool = False) -> None:
-        # A requeue puts a fresh copy back (kombu's `_restore`): the old row goes either way.
-        self._forget(delivery_tag)
+        # A requeue puts a fresh copy back (kombu's `_restore`), and only then may the old
+        # row go: deleting first would lose the message if the process died in between.
+        row_id = self._row_of(delivery_tag)
         super().basic_reject(delivery_tag, requeue=requeue)
+        self._delete_row(row_id)
 
     def _restore(self, message: Any) -> None:
         super()._restore(message)

@@ -22,9 +22,19 @@ _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # Reseller keys look like "sk-..." and may be quoted back without the Bearer prefix.
 _SK_KEY = re.compile(r"\bsk-[A-Za-z0-9_-]{8,}")
 _DATA_URI = re.compile(r"(?i)data:[a-z0-9.+/-]*;base64,[A-Za-z0-9+/=_-]*")
+# The credential parameters of signed URLs (S3, GCS, CloudFront, Azure SAS, generic
+# tokens), also when the query string travels alone, without its URL: Sentry's HTTP
+# breadcrumbs keep it apart in `http.query`.
+_SIGNED_PARAM = re.compile(
+    r"(?i)(?<![A-Za-z0-9_-])"
+    r"(x-amz-[a-z0-9-]+|x-goog-[a-z0-9-]+|signature|sig|token|access_token|api_key|apikey"
+    r"|key-pair-id|policy|expires|credential|se|sp|sv|sr|skoid|sktid|skt|ske|sks|skv)"
+    r"=[^&\s\"'<>]+"
+)
 # 100+ characters of the Base64 alphabet: long enough to spare ids, hashes and paths,
 # short enough to catch any image (the smallest valid one is thousands of characters).
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{100,}={0,2}")
+# A run may be wrapped (MIME wraps at 76 columns), or JSON-escaped (`\/`, `\n`).
+_BASE64_RUN = re.compile(r"(?:[A-Za-z0-9+/_-]|\\/|\\[nr]|\r?\n){100,}={0,2}")
 
 
 def redact(text: str) -> str:
@@ -45,4 +55,5 @@ def redact(text: str) -> str:
     text = _BEARER.sub(r"\1 [redacted]", text)
     text = _JWT.sub("[jwt redacted]", text)
     text = _SK_KEY.sub("sk-[redacted]", text)
+    text = _SIGNED_PARAM.sub(r"\1=[redacted]", text)
     return _BASE64_RUN.sub(lambda m: f"[base64 {len(m.group(0))} chars redacted]", text)

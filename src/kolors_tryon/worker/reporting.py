@@ -18,6 +18,27 @@ def scrub_event(event: Any, _hint: Any = None) -> Any:
     return _scrub(event)
 
 
+# Parts of an HTTP breadcrumb that hold a URL's query or fragment on their own: a signed
+# URL's credential, with nothing around it to say it is one. They are dropped whole.
+_BREADCRUMB_URL_PARTS = ("http.query", "http.fragment")
+
+
+def scrub_breadcrumb(crumb: Any, _hint: Any = None) -> Any:
+    """Sentry `before_breadcrumb`: no query strings, and every string redacted.
+
+    The SDK records every HTTP request as a breadcrumb (the Kling client's, downloads of
+    result images with their signed URLs) and sends them with the next event.
+    """
+    if isinstance(crumb, dict):
+        data = crumb.get("data")
+        if isinstance(data, dict):
+            crumb = {
+                **crumb,
+                "data": {k: v for k, v in data.items() if k not in _BREADCRUMB_URL_PARTS},
+            }
+    return _scrub(crumb)
+
+
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
@@ -39,6 +60,7 @@ def init_reporting(settings: Settings) -> None:
         max_request_body_size="never",
         include_local_variables=False,
         before_send=scrub_event,
+        before_breadcrumb=scrub_breadcrumb,
         before_send_transaction=scrub_event,
     )
     log.info("error reporting to Sentry is on")
