@@ -7,6 +7,7 @@ reached the paid API is counted there.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from kolors_tryon.config import Settings
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.jobs import validate_job
 from kolors_tryon.kling import KlingClient
-from kolors_tryon.pipeline import Runtime, submit_job, sweep, track_job
+from kolors_tryon.pipeline import Runtime, intake, submit_job, sweep, track_job
 from kolors_tryon.pipeline.callback_tokens import callback_secrets, verify_callback_token
 from kolors_tryon.pipeline.callbacks import receive_callback
 from kolors_tryon.pipeline.submit import attempt_window
@@ -380,3 +381,50 @@ def test_creates_carry_our_callback_url_only_when_callbacks_are_on(
     secrets = callback_secrets(on.settings, on.store)
     assert verify_callback_token("job-1", url.rsplit("/", 1)[1], secrets.accepted)
     assert not verify_callback_token("job-2", url.rsplit("/", 1)[1], secrets.accepted)
+
+
+# --------------------------------------------------------------------- job ids -------
+def message(job_id: str, cloth: str = "cloth-red.png") -> str:
+    return json.dumps(
+        {"job_id": job_id, "human_image": sample_b64("human.jpg"), "cloth_image": sample_b64(cloth)}
+    )
+
+
+def test_same_job_again_is_a_duplicate(rt: Runtime) -> None:
+    """The same content under the same id, even laid out otherwise: nothing happens."""
+    first = intake(rt, message("job-1"))
+    again = intake(rt, json.dumps(json.loads(message("job-1")), indent=2, sort_keys=True))
+    assert first.note == "queued" and again.note == "duplicate" and again.changed == ()
+
+
+def test_other_content_under_a_taken_id_is_recorded_as_a_conflict(rt: Runtime) -> None:
+    """Another job under a queued job's id: not taken, counted, noted, announced."""
+    intake(rt, message("job-1"))
+    step = intake(rt, message("job-1", cloth="cloth-blue.png"))
+    assert step.note == "conflict" and step.changed == ()
+    (record,) = step.conflicts
+    assert record.state is JobState.QUEUED and record.conflicts == 1
+    assert record.note is not None and "other content" in record.note
+
+
+def test_a_rejected_job_sent_again_corrected_starts_over(rt: Runtime) -> None:
+    """A rejected job's id with a fixed message: the job is queued again, counted."""
+    bad = json.dumps({"job_id": "job-1", "human_image": "???", "cloth_image": "x"})
+    rejected = intake(rt, bad)
+    assert state(rt, "job-1") is JobState.REJECTED and rejected.changed
+    fixed = intake(rt, message("job-1"))
+    assert fixed.note == "queued" and fixed.dispatch
+    record = rt.store.get("job-1")
+    assert record is not None and record.state is JobState.QUEUED
+    assert record.resubmissions == 1 and record.error is None
+    assert [c.job_id for c in rt.store.claim_next(5, lease_seconds=LEASE)] == ["job-1"]
+
+
+def test_a_rejected_job_sent_again_still_invalid_says_the_new_reason(rt: Runtime) -> None:
+    """Resubmitted but still invalid: rejected again, with the latest reason."""
+    intake(rt, json.dumps({"job_id": "job-1", "human_image": "???", "cloth_image": "x"}))
+    again = intake(rt, json.dumps({"job_id": "job-1", "cloth_image": "x"}))
+    record = rt.store.get("job-1")
+    assert record is not None and record.state is JobState.REJECTED and again.changed
+    assert record.error is not None and "human_image" in record.error.message
+    assert record.resubmissions == 1
