@@ -61,7 +61,7 @@ def upgrade() -> None:
     op.create_table(
         "tryon_account",
         sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("version", BIG),
+        sa.Column("version", BIG, nullable=False),
         sa.Column("paused_until", sa.Float()),
         sa.Column("pause_code", sa.String(64)),
         sa.Column("pause_message", sa.Text()),
