@@ -441,26 +441,8 @@ def db_upgrade(revision: str, as_json: bool) -> None:
         )
 
 
-@db.command("current")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def db_current(as_json: bool) -> None:
-    """Show the store's schema revision and the code's."""
-    store = _schema_store(_settings())
-    try:
-        with _reaching_store():
-            status = schema_status(store.engine)
-    finally:
-        store.dispose()
-    if as_json:
-        _emit(_status_json(status))
-    else:
-        click.echo(status.describe())
-
-
-@db.command("check")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def db_check(as_json: bool) -> None:
-    """Exit 0 when the store's schema is this code's, 1 when it is behind (or unknown)."""
+def _show_status(as_json: bool) -> SchemaStatus:
+    """Read the configured store's schema status and print it (one line, or JSON)."""
     store = _schema_store(_settings())
     try:
         with _reaching_store():
@@ -472,8 +454,22 @@ def db_check(as_json: bool) -> None:
     elif status.up_to_date:
         click.echo(status.describe())
     else:
-        click.secho(f"{status.describe()}: run `tryon db upgrade`", fg="red", err=True)
-    sys.exit(0 if status.up_to_date else 1)
+        click.secho(f"{status.describe()}: run `tryon db upgrade`", fg="yellow", err=True)
+    return status
+
+
+@db.command("current")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def db_current(as_json: bool) -> None:
+    """Show the store's schema revision and the code's."""
+    _show_status(as_json)
+
+
+@db.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def db_check(as_json: bool) -> None:
+    """Exit 0 when the store's schema is this code's, 1 when it is behind (or unknown)."""
+    sys.exit(0 if _show_status(as_json).up_to_date else 1)
 
 
 @db.command("revision")

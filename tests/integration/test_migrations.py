@@ -243,3 +243,15 @@ def test_a_new_revision_is_numbered_named_and_lint_clean(tmp_path: Path) -> None
             [str(bin_dir / check[0]), *check[1:]], capture_output=True, text=True, check=False
         )
         assert linted.returncode == 0, linted.stdout
+
+
+@pytest.mark.parametrize("command", ["check", "current", "upgrade"])
+def test_an_unreachable_store_is_one_line_without_its_password(
+    command: str, tmp_path: Path
+) -> None:
+    """`tryon db ...` on a store that does not answer: exit 1, the URL's password never shown."""
+    url = f"postgresql://tryon:s3cret-pw@127.0.0.1:{free_port()}/tryon"
+    failed = deployment_on(url, tmp_path).tryon("db", command)
+    assert failed.returncode == 1
+    assert "does not answer" in failed.stderr and "Traceback" not in failed.stderr
+    assert "s3cret-pw" not in failed.stderr + failed.stdout

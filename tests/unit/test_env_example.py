@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from kolors_tryon.config import Settings
@@ -34,3 +36,15 @@ def test_a_copied_env_example_configures_nothing(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text(EXAMPLE.read_text())
     assert Settings(_env_file=env_file) == Settings(_env_file=None)
+
+
+def test_the_command_prints_the_file() -> None:
+    """`tryon config env-example` writes exactly what the file must hold."""
+    printed = subprocess.run(
+        [sys.executable, "-m", "kolors_tryon.cli", "config", "env-example"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert printed.stdout == render_env_example()
