@@ -229,14 +229,17 @@ def test_downgrade_to_0001_and_back_keeps_the_old_columns(engine: Engine) -> Non
 
 
 def test_a_new_revision_is_numbered_named_and_lint_clean(tmp_path: Path) -> None:
-    """`tryon db revision` writes r0003_<slug>.py after the head, formatted and type-checked."""
+    """`tryon db revision` writes rNNNN_<slug>.py numbered after the head, lint-clean."""
     location = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, location)
+    head = head_revision()
+    following = f"{int(head) + 1:04d}"
     path = new_revision("add webhook deliveries", location=location)
     assert path.parent == location / "versions"
-    assert path.name == "r0003_add_webhook_deliveries.py"
+    assert path.name == f"r{following}_add_webhook_deliveries.py"
     text = path.read_text()
-    assert 'revision: str = "0003"' in text and 'down_revision: str | None = "0002"' in text
+    assert f'revision: str = "{following}"' in text
+    assert f'down_revision: str | None = "{head}"' in text
     bin_dir = Path(sys.executable).parent
     for check in (["ruff", "check", str(path)], ["ruff", "format", "--check", str(path)]):
         linted = subprocess.run(

@@ -192,6 +192,18 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds between sweeps for stranded jobs (each worker, jittered).",
     )
+    callback_overdue_after: float = Field(
+        default=defaults.CALLBACK_OVERDUE_AFTER,
+        gt=0,
+        le=86400,
+        description="With callbacks on: seconds from submission to the first status query.",
+    )
+    callback_poll_max: float = Field(
+        default=defaults.CALLBACK_POLL_MAX,
+        gt=0,
+        le=86400,
+        description="With callbacks on: the longest gap between safety-net status queries.",
+    )
     result_expiry: float = Field(
         default=defaults.RESULT_EXPIRY,
         gt=0,
@@ -309,9 +321,19 @@ class Settings(BaseSettings):
         return self.results_dir if self.results_dir is not None else self.data_dir / "results"
 
     @property
+    def callbacks_enabled(self) -> bool:
+        """Kling can reach `tryon web` (TRYON_PUBLIC_URL): creates carry our callback URL."""
+        return self.public_url is not None
+
+    @property
     def effective_first_poll(self) -> float:
         """Seconds from submission to the first status query."""
-        return self.track_first_delay
+        return self.callback_overdue_after if self.callbacks_enabled else self.track_first_delay
+
+    @property
+    def effective_poll_max(self) -> float:
+        """The longest gap between status queries of one task."""
+        return self.callback_poll_max if self.callbacks_enabled else self.track_interval_max
 
     @property
     def http_timeout(self) -> tuple[float, float]:

@@ -44,10 +44,14 @@ TABLE_PREFIX = "tryon_"
 # Key of the PostgreSQL advisory lock held while migrating (an arbitrary, fixed 64-bit id:
 # the same in every process of every version, or the lock would not exclude anyone).
 ADVISORY_LOCK_KEY = 7_311_120_250_101
-# The first revision and a column that only later revisions have: how a store made by
-# `create_all` before migrations existed is recognised (see `_adopt_unversioned`).
+# The first revision, and a table (and column) that only later revisions have: how a
+# store made by `create_all` before migrations existed is recognised, oldest first
+# (see `_adopt_unversioned`).
 FIRST_REVISION = "0001"
-ADOPTION_MARKERS = (("0002", "tryon_jobs", "intent_at"),)
+ADOPTION_MARKERS: tuple[tuple[str, str, str | None], ...] = (
+    ("0002", "tryon_jobs", "intent_at"),
+    ("0003", "tryon_secrets", None),
+)
 UPGRADE_HINT = "run `tryon db upgrade` (the compose file's `migrate` service does)"
 
 
@@ -216,8 +220,11 @@ def _adopt_unversioned(connection: Connection, config: Config) -> None:
         return  # an empty database: the revisions create everything
     stamp = FIRST_REVISION
     for revision, table, column in ADOPTION_MARKERS:
-        if column in {c["name"] for c in inspector.get_columns(table)}:
-            stamp = revision
+        if not inspector.has_table(table):
+            break
+        if column is not None and column not in {c["name"] for c in inspector.get_columns(table)}:
+            break
+        stamp = revision
     command.stamp(config, stamp)
 
 

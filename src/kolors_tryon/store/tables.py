@@ -115,3 +115,14 @@ class AccountRow(Base):
     last_sweep_at: Mapped[float | None] = mapped_column(Float)
     # When a worker last deleted expired Celery task results (no beat is deployed).
     results_cleaned_at: Mapped[float | None] = mapped_column(Float)
+
+
+class SecretRow(Base):
+    """Secrets the service generates once and every process shares (callback tokens,
+    webhook signing), for deployments that do not configure them."""
+
+    __tablename__ = "tryon_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)

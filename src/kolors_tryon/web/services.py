@@ -22,6 +22,7 @@ from sqlalchemy import text
 from kolors_tryon.config import Settings
 from kolors_tryon.config.celery import celery_config
 from kolors_tryon.jobs import JobMessage, ValidationOptions, ValidJob
+from kolors_tryon.pipeline.callback_tokens import CallbackSecrets, callback_secrets
 from kolors_tryon.producer import JobPublisher
 from kolors_tryon.store import JobRecord, JobStore, prepare_schema
 
@@ -49,6 +50,7 @@ class WebServices:
         self._publishers: queue.SimpleQueue[JobPublisher] = queue.SimpleQueue()
         self._celery: Any = None
         self._celery_lock = threading.Lock()
+        self._callback_secrets: CallbackSecrets | None = None
 
     # ------------------------------------------------------------------ counters ----
     def count(self, name: str, n: int = 1) -> None:
@@ -72,6 +74,14 @@ class WebServices:
     def get_job(self, job_id: str) -> JobRecord | None:
         self.ensure_schema()
         return self.store.get(job_id)
+
+    def callback_secrets(self) -> CallbackSecrets:
+        """The secrets that verify callback tokens (read once: they change only with a
+        restart, and a generated one never changes)."""
+        if self._callback_secrets is None:
+            self.ensure_schema()
+            self._callback_secrets = callback_secrets(self.settings, self.store)
+        return self._callback_secrets
 
     def check_store(self) -> None:
         """Raise unless the store answers a trivial query."""
