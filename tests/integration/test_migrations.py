@@ -33,6 +33,7 @@ from kolors_tryon.store.migrate import (
     schema_status,
     upgrade_schema,
 )
+from kolors_tryon.store.tables import Base
 
 # One row per state a store of that era could hold, with what each state carried.
 OLD_JOBS: list[dict[str, Any]] = [
@@ -258,3 +259,11 @@ def test_an_unreachable_store_is_one_line_without_its_password(
     assert failed.returncode == 1
     assert "does not answer" in failed.stderr and "Traceback" not in failed.stderr
     assert "s3cret-pw" not in failed.stderr + failed.stdout
+
+
+def test_a_store_made_by_create_all_of_today_is_adopted_at_head(engine: Engine) -> None:
+    """A store `create_all` made from today's tables (no version table) is stamped, not rebuilt."""
+    Base.metadata.create_all(engine)
+    before, after = upgrade_schema(engine)
+    assert before.current is None and after.current == head_revision()
+    assert schema_differences(engine) == []
