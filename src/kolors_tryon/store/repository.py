@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kolors_tryon.store.clock import StoreClock
+from kolors_tryon.store.migrate import upgrade_schema
 from kolors_tryon.store.records import JobRecord, ResultImage, record_from_row
 from kolors_tryon.store.states import (
     IN_FLIGHT_STATES,
@@ -49,7 +50,7 @@ from kolors_tryon.store.states import (
     JobState,
     allowed_sources,
 )
-from kolors_tryon.store.tables import AccountRow, Base, JobRow, PayloadRow, SecretRow
+from kolors_tryon.store.tables import AccountRow, JobRow, PayloadRow, SecretRow
 
 ACCOUNT_ROW_ID = 1
 
@@ -192,8 +193,16 @@ class JobStore:
             return self._clock.now_in(session)
 
     def create_schema(self) -> None:
-        """Create the tables and the account row; safe to run from many workers at once."""
-        Base.metadata.create_all(self.engine)
+        """Migrate the tables to head and add the account row; safe from many workers at once.
+
+        This is `tryon db upgrade`; tests call it too, so that every test runs on the
+        migrated schema rather than on one `create_all` would make.
+        """
+        upgrade_schema(self.engine)
+        self.ensure_account_row()
+
+    def ensure_account_row(self) -> None:
+        """Add the single account row if it is missing (idempotent, race-safe)."""
         try:
             with self._tx() as (s, _):
                 if s.get(AccountRow, ACCOUNT_ROW_ID) is None:

@@ -24,7 +24,7 @@ from kolors_tryon.config.celery import celery_config
 from kolors_tryon.jobs import JobMessage, ValidationOptions, ValidJob
 from kolors_tryon.pipeline.callback_tokens import CallbackSecrets, callback_secrets
 from kolors_tryon.producer import JobPublisher
-from kolors_tryon.store import JobRecord, JobStore
+from kolors_tryon.store import JobRecord, JobStore, prepare_schema
 
 __all__ = ["CALLBACK_TASK", "WebServices"]
 
@@ -63,12 +63,12 @@ class WebServices:
 
     # ------------------------------------------------------------------ store -------
     def ensure_schema(self) -> None:
-        """Create the tables once (the workers do too; creating is idempotent)."""
+        """Check the schema once (embedded: upgrade it); an outdated store raises SchemaOutdated."""
         if self._schema_ready:
             return
         with self._schema_lock:
             if not self._schema_ready:
-                self.store.create_schema()
+                prepare_schema(self.store, self.settings)
                 self._schema_ready = True
 
     def get_job(self, job_id: str) -> JobRecord | None:
