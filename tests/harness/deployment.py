@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from harness.env import (
     FAST_ENV,
@@ -30,6 +31,14 @@ from harness.samples import SAMPLES
 from kolors_tryon.config import Settings
 from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
 from kolors_tryon.store import JobStore
+
+
+class KlingEndpoint(Protocol):
+    """Anything a deployment can send its Kling calls to: an in-process emulator, or an
+    emulator process (the benchmarks run it apart, so it competes for no GIL)."""
+
+    @property
+    def base_url(self) -> str: ...
 
 
 @dataclass
@@ -106,7 +115,7 @@ def base_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def emulator_env(server: EmulatorServer) -> dict[str, str]:
+def emulator_env(server: KlingEndpoint) -> dict[str, str]:
     """Point a deployment at an emulator, with the key the test fixtures accept."""
     return {"TRYON_KLING_BASE_URL": server.base_url, "TRYON_KLING_API_KEY": TEST_API_KEY}
 
@@ -130,7 +139,7 @@ def running_emulator(task_duration: float) -> Iterator[EmulatorServer]:
 
 
 @contextmanager
-def rabbit_deployment_on(tmp: Path, server: EmulatorServer) -> Iterator[Deployment]:
+def rabbit_deployment_on(tmp: Path, server: KlingEndpoint) -> Iterator[Deployment]:
     """RabbitMQ with a namespace of its own and a fresh PostgreSQL database; torn down after."""
     with fresh_database() as database_url:
         env = base_env(tmp)

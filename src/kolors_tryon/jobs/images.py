@@ -182,7 +182,12 @@ def normalize_base64(text: str) -> str:
     Raises:
         ImageProblem: rule ``"format"`` for a data URI that is not Base64-encoded.
     """
-    return _B64_WHITESPACE.sub("", strip_data_prefix(text.strip()))
+    payload = strip_data_prefix(text.strip())
+    # Most Base64 has no whitespace: four memchr scans then return the string itself,
+    # where a regex pass would copy megabytes (bench/validation.py: 36 ms per 10 MB).
+    if not any(space in payload for space in " \t\r\n"):
+        return payload
+    return _B64_WHITESPACE.sub("", payload)
 
 
 def _looks_like_a_path(text: str) -> bool:
@@ -211,6 +216,10 @@ def decode_base64_image(text: str, *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes
             decoded data would exceed `max_bytes`, ``"format"`` for a bad data: URI.
     """
     payload = normalize_base64(text)
+    fast = _decode_well_formed(payload, max_bytes)
+    if fast is not None:
+        return fast
+    # Something is wrong: find out what, to say it in words the producer can act on.
     accepted = "standard Base64 (A-Z a-z 0-9 + / with '=' padding)"
     if not payload:
         raise ImageProblem("base64", f"Base64 image data is empty; give {accepted}")
@@ -246,6 +255,26 @@ def decode_base64_image(text: str, *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise ImageProblem("base64", f"is not valid Base64; give {accepted}") from None
+
+
+def _decode_well_formed(payload: str, max_bytes: int) -> bytes | None:
+    """Decode Base64 that is well formed and not too big in one strict pass; else None.
+
+    The common case costs one pass and one copy (the decoded bytes): `a2b_base64` reads
+    an ASCII `str` in place, where `b64decode` first copies it to bytes, and the
+    diagnostics of `decode_base64_image` (a scan for characters outside the alphabet)
+    run only when this fails. Strict mode refuses exactly what they would refuse.
+    """
+    first_pad = payload.find("=")
+    if len(payload) % 4 or (first_pad != -1 and payload[first_pad:] not in ("=", "==")):
+        return None
+    padding = len(payload) - first_pad if first_pad != -1 else 0
+    if not payload or len(payload) // 4 * 3 - padding > max_bytes:
+        return None
+    try:
+        return binascii.a2b_base64(payload, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _sniff(data: bytes) -> str | None:
