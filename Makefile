@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint services clean
+.PHONY: run test lint bench services clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+
+## bench: the benchmarks (bench/README.md), under 10 minutes; QUICK=1: under 2 minutes
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	bash scripts/ensure-services.sh
+	BENCH_COMMAND="make bench$(if $(QUICK), QUICK=$(QUICK))" PYTHONPATH=tests:. \
+		$(BIN)/python -m bench.run $(if $(QUICK),--quick)
 
 services:
 	bash scripts/ensure-services.sh

@@ -82,9 +82,7 @@ class QueryLog:
 
     @contextmanager
     def listening(self, engine: Engine) -> Iterator[QueryLog]:
-        def record(
-            _conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any
-        ) -> None:
+        def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
             self.statements.append((statement, parameters))
 
         event.listen(engine, "before_cursor_execute", record)
@@ -154,7 +152,7 @@ def claim_curve(sizes: Sizes) -> dict[str, Any]:
                 points.append(measure_claims(store, backlog, sizes.claims))
             log = QueryLog()
             with log.listening(store.engine):
-                claims = store.claim_next(SLOTS, lease_seconds=LEASE)
+                store.claim_next(SLOTS, lease_seconds=LEASE)
             plans = explain(store.engine, log.statements)
         finally:
             store.dispose()
@@ -253,17 +251,13 @@ def tracking_memory(sizes: Sizes, tmp: Path) -> dict[str, Any]:
             app = create_app(deployment.settings)
             rng = random.Random(11)
             started = time.monotonic()
-            sender = threading.Thread(
-                target=lambda: [
-                    send_later(
-                        app,
-                        "tryon.track",
-                        args=[job_id, 0],
-                        delay=rng.uniform(1, sizes.track_interval),
-                    )
-                    for job_id in job_ids
-                ]
-            )
+
+            def send_all() -> None:
+                for job_id in job_ids:
+                    delay = rng.uniform(1, sizes.track_interval)
+                    send_later(app, "tryon.track", args=[job_id, 0], delay=delay)
+
+            sender = threading.Thread(target=send_all)
             sender.start()
             while (elapsed := time.monotonic() - started) < sizes.sample_seconds:
                 samples.append((elapsed, rss_bytes(pid), int(emulator.stats()["queries"])))

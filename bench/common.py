@@ -26,8 +26,8 @@ import requests
 
 from harness import (
     FAST_ENV,
-    TEST_API_KEY,
     SAMPLES,
+    TEST_API_KEY,
     Deployment,
     free_port,
     rabbit_deployment_on,

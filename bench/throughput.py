@@ -220,28 +220,30 @@ def where_time_goes(session_file: Path) -> dict[str, float]:
 
     session = Session.load(str(session_file))
     root = session.root_frame()
-    charged: Counter[str] = Counter()
+    charged: dict[str, float] = {}
     stack: list[tuple[Any, str]] = [(root, "stdlib")] if root is not None else []
     while stack:
         frame, owner = stack.pop()
         library = library_of(frame.file_path or "")
         if library != "stdlib":
             owner = library
-        if frame.function in ("asynloop", "synloop") or (
-            frame.file_path or ""
-        ).endswith("kombu/asynchronous/hub.py"):
+        if frame.function in ("asynloop", "synloop") or (frame.file_path or "").endswith(
+            "kombu/asynchronous/hub.py"
+        ):
             owner = "idle"
-        charged[owner] += frame.time - sum(child.time for child in frame.children)
+        own = frame.time - sum(child.time for child in frame.children)
+        charged[owner] = charged.get(owner, 0.0) + own
         stack.extend((child, owner) for child in frame.children)
     charged.pop("idle", None)
     busy = sum(charged.values()) or 1.0
-    shares: Counter[str] = Counter()
+    shares: dict[str, float] = {}
     for library, seconds in charged.items():
         group = next((g for g, libs in GROUPS.items() if library in libs), None)
         if group is None:
             group = "our code (kolors_tryon)" if library.startswith("kolors_tryon") else "other"
-        shares[group] += seconds / busy
-    return {group: round(share, 3) for group, share in shares.most_common()}
+        shares[group] = shares.get(group, 0.0) + seconds / busy
+    ranked = sorted(shares.items(), key=lambda item: -item[1])
+    return {group: round(share, 3) for group, share in ranked}
 
 
 def profile_run(

@@ -44,9 +44,13 @@ class Sizes:
     rate_seconds: float
 
 
-FULL = Sizes(large_bytes=MAX_IMAGE_BYTES - 200_000, typical_bytes=1_000_000, repeats=5, rate_seconds=5)
-QUICK = Sizes(large_bytes=MAX_IMAGE_BYTES - 200_000, typical_bytes=1_000_000, repeats=3, rate_seconds=2)
-TINY = Sizes(large_bytes=400_000, typical_bytes=100_000, repeats=1, rate_seconds=0.2)
+FULL = Sizes(
+    large_bytes=MAX_IMAGE_BYTES - 200_000, typical_bytes=1_000_000, repeats=5, rate_seconds=5
+)
+QUICK = Sizes(
+    large_bytes=MAX_IMAGE_BYTES - 200_000, typical_bytes=1_000_000, repeats=3, rate_seconds=2
+)
+TINY = Sizes(large_bytes=900_000, typical_bytes=500_000, repeats=1, rate_seconds=0.2)
 
 
 def noise_image(fmt: str, target: int) -> bytes:
@@ -65,6 +69,8 @@ def noise_image(fmt: str, target: int) -> bytes:
         if 0.97 * target <= len(candidate) <= target:
             break
         side = max(300, int(side * (target / len(candidate)) ** 0.5 * 0.995))
+    if not data:
+        raise ValueError(f"no {fmt} of 300x300 px noise fits in {target} bytes")
     return data
 
 
