@@ -65,7 +65,7 @@ FULL = Sizes(
     claims=40,
     tracked=10_000,
     track_interval=60,
-    sample_seconds=100,
+    sample_seconds=90,
 )
 QUICK = Sizes(
     backlogs=(100, 10_000, 100_000), claims=15, tracked=1_000, track_interval=20, sample_seconds=30

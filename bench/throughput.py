@@ -14,6 +14,7 @@ worker with the solo pool under pyinstrument and says where a job's time goes.
 from __future__ import annotations
 
 import itertools
+import json
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from sqlalchemy import event
 
 from bench.common import (
     EmulatorProcess,
@@ -40,6 +42,7 @@ from bench.common import (
 from harness import TEST_API_KEY, Deployment, wait_until
 from kolors_tryon import JobPublisher
 from kolors_tryon.jobs import validate_job
+from kolors_tryon.pipeline import Runtime, dispatch, intake, submit_job
 from kolors_tryon.store import JobStore
 from kolors_tryon.store.records import unix_seconds
 
@@ -60,7 +63,7 @@ class Sizes:
     profile_jobs: int
 
 
-FULL = Sizes(jobs=2000, pools=(1, 2), profile_jobs=400)
+FULL = Sizes(jobs=2000, pools=(1, 2), profile_jobs=200)
 QUICK = Sizes(jobs=300, pools=(1, 2), profile_jobs=100)
 TINY = Sizes(jobs=20, pools=(1,), profile_jobs=0)
 
@@ -109,6 +112,40 @@ def service_run(
         "creates": stats["creates"],
         "answers_1303": stats["answers_by_code"].get("1303", 0),
         "timeline": [round(t - started, 3) for t in submitted],
+    }
+
+
+def store_cost_per_job(deployment: Deployment, photos: str, jobs: int) -> dict[str, float]:
+    """Store queries and commits per job on the path the tasks take, counted in process.
+
+    The Celery-free core is called as `tryon.intake` and `tryon.submit` call it (intake,
+    dispatch, the `submitting` record read for its event, submit), with listeners on the
+    store's engine; the broker's part is counted from the code: one message per task
+    (intake, submit, track) and one event per state (queued, submitting, submitted).
+    """
+    rt = Runtime.from_settings(deployment.settings)
+    counts = {"queries": 0, "commits": 0}
+
+    def query(*_: Any) -> None:
+        counts["queries"] += 1
+
+    def commit(*_: Any) -> None:
+        counts["commits"] += 1
+
+    event.listen(rt.store.engine, "before_cursor_execute", query)
+    event.listen(rt.store.engine, "commit", commit)
+    try:
+        for i in range(jobs):
+            intake(rt, json.dumps(url_job(f"cost-{i:05d}", photos)))
+            for claim in dispatch(rt):
+                rt.store.get(claim.job_id)
+                submit_job(rt, claim.job_id, owner=claim.owner)
+    finally:
+        rt.close()
+    return {
+        "store_queries": round(counts["queries"] / jobs, 1),
+        "store_commits": round(counts["commits"] / jobs, 1),
+        "broker_publishes": 6,
     }
 
 
@@ -227,10 +264,8 @@ def where_time_goes(session_file: Path) -> dict[str, float]:
         library = library_of(frame.file_path or "")
         if library != "stdlib":
             owner = library
-        if frame.function in ("asynloop", "synloop") or (frame.file_path or "").endswith(
-            "kombu/asynchronous/hub.py"
-        ):
-            owner = "idle"
+        if (frame.file_path or "").endswith("kombu/utils/eventio.py"):
+            owner = "idle"  # the event loop's poll: waiting for the next message
         own = frame.time - sum(child.time for child in frame.children)
         charged[owner] = charged.get(owner, 0.0) + own
         stack.extend((child, owner) for child in frame.children)
@@ -297,6 +332,9 @@ def run(sizes: Sizes, out_dir: Path, tmp: Path) -> dict[str, Any]:
                 "plain_loop": plain,
                 "ratio": round(service["jobs_per_s"] / plain["jobs_per_s"], 3),
             }
+        emulator.reset()
+        with deployment_on(tmp / "cost", emulator, NO_END) as deployment:
+            figures["cost_per_job"] = store_cost_per_job(deployment, photos, 50)
         if sizes.profile_jobs:
             figures["profile"] = profile_run(tmp, emulator, photos, sizes.profile_jobs, out_dir)
 

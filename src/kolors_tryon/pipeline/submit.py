@@ -73,10 +73,14 @@ def submit_job(rt: Runtime, job_id: str, owner: str, waits: int = 0) -> Step:
         # A redelivered message while an attempt of the same owner may still be running:
         # wait for that attempt's window to end, then look before sending anything.
         return Step(again_in=entry.wait + 1.0, note="attempt in progress")
+    attempt = _Attempt(rt, entry, owner, waits)
     try:
-        return _Attempt(rt, entry, owner, waits).run()
+        return attempt.run()
     finally:
-        rt.store.leave_submit(job_id, owner)
+        # The write that ended the claim (submitted, finished) closed its attempt window
+        # too; one more transaction to close it again would match nothing.
+        if not attempt.released:
+            rt.store.leave_submit(job_id, owner)
 
 
 class _Attempt:
@@ -90,6 +94,8 @@ class _Attempt:
         self.probing = False
         # Set when this run proved (by a trusted "not found") that no task exists.
         self.proved_absent = False
+        # Set when this run's write ended the claim (the job left `submitting`).
+        self.released = False
 
     @property
     def job_id(self) -> str:
@@ -180,6 +186,7 @@ class _Attempt:
         if record is None:
             # Our claim was taken over meanwhile; the new owner will look up and adopt it.
             return Step(dispatch=resumed, note="claim lost after create")
+        self.released = True
         log.info("job %s submitted as Kling task %s", self.job_id, task.task_id)
         return Step(
             changed=(record,),
@@ -279,6 +286,7 @@ class _Attempt:
         record = self.rt.store.finish(
             self.job_id, state, error_code=code, error_message=message, owner=self.owner
         )
+        self.released = record is not None
         log.info("job %s %s: %s", self.job_id, state, message)
         return Step(changed=(record,) if record else (), dispatch=True, note=str(state))
 
