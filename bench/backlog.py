@@ -92,7 +92,7 @@ class QueryLog:
             event.remove(engine, "before_cursor_execute", record)
 
 
-def insert_queued(engine: Engine, first: int, count: int) -> None:
+def insert_queued(engine: Engine, first: int, count: int, *, analyze: bool = True) -> None:
     """`count` queued jobs in one INSERT ... SELECT (as a backlog would have them)."""
     with engine.begin() as conn:
         conn.execute(
@@ -106,6 +106,8 @@ def insert_queued(engine: Engine, first: int, count: int) -> None:
             ),
             {"first": first, "last": first + count - 1},
         )
+    if not analyze:
+        return
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("ANALYZE tryon_jobs"))
 
@@ -149,7 +151,8 @@ def claim_curve(sizes: Sizes) -> dict[str, Any]:
                 missing = backlog - queued_count(store)
                 insert_queued(store.engine, next_id, missing)
                 next_id += missing
-                points.append(measure_claims(store, backlog, sizes.claims))
+                points.append(measure_claims(store, backlog, sizes.claims, next_id))
+                next_id += sizes.claims * SLOTS
             log = QueryLog()
             with log.listening(store.engine):
                 store.claim_next(SLOTS, lease_seconds=LEASE)
@@ -162,8 +165,12 @@ def claim_curve(sizes: Sizes) -> dict[str, Any]:
     return {"points": points, "plans": plans}
 
 
-def measure_claims(store: JobStore, backlog: int, claims: int) -> dict[str, Any]:
-    """`claims` claims of five slots, each timed and its queries counted."""
+def measure_claims(store: JobStore, backlog: int, claims: int, next_id: int) -> dict[str, Any]:
+    """`claims` claims of five slots, each timed and its queries counted.
+
+    After each claim the claimed jobs end and as many new ones are queued (untimed), so
+    that every claim sees the same backlog and the same free slots.
+    """
     times, counts = [], []
     log = QueryLog()
     with log.listening(store.engine):
@@ -175,6 +182,8 @@ def measure_claims(store: JobStore, backlog: int, claims: int) -> dict[str, Any]
             counts.append(len(log.statements) - before)
             assert len(taken) == SLOTS, taken
             end_jobs(store.engine, [claim.job_id for claim in taken])
+            insert_queued(store.engine, next_id, SLOTS, analyze=False)
+            next_id += SLOTS
     return {
         "backlog": backlog,
         "claim_ms_p50": ms(statistics.median(times)),

@@ -31,6 +31,7 @@ from harness import (
     Deployment,
     free_port,
     rabbit_deployment_on,
+    terminate,
     wait_until,
 )
 from kolors_tryon.kling import KlingClient, KlingTask, StaticKeyAuth
@@ -117,15 +118,6 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, what: str)
     wait_until(answers, 60, 0.1, what)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 class EmulatorProcess:
     """A `tryon emulator` process on a free port, driven through its control endpoints."""
 
@@ -191,7 +183,7 @@ def emulator_process(
         yield emulator
     finally:
         emulator.http.close()
-        _stop(process)
+        terminate(process, timeout=15)
 
 
 @contextmanager
@@ -212,7 +204,7 @@ def photos_server(log_dir: Path) -> Iterator[str]:
         _wait_http(f"{url}/human.jpg", process, log, "the photos server")
         yield url
     finally:
-        _stop(process)
+        terminate(process, timeout=15)
 
 
 @contextmanager

@@ -30,7 +30,6 @@ from typing import Any
 from bench.common import deployment_on, percentile, plot, write_result
 from harness import (
     TEST_API_KEY,
-    free_port,
     publish_jobs,
     running_emulator,
     sample_b64,
@@ -39,11 +38,12 @@ from harness import (
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.kling import ConcurrencyLimitError, KlingClient, KlingTask, StaticKeyAuth
 from kolors_tryon.store.records import unix_seconds
-from web_service import web_process
+from web_service import callback_receiver
 
 NAME = "utilization"
 LIMIT = 5
 SECRET = "callback-secret-for-the-benchmarks-0123"
+_SCHEMA_LOCK = threading.Lock()
 TARGETS = {"utilization": 0.95, "answers_1303": 0, "calls_per_job": 1.2, "delay_p50_s": 1.0}
 
 
@@ -102,12 +102,10 @@ def service_backlog(tmp: Path, sizes: Sizes, *, callbacks: bool) -> dict[str, An
         emulator = stack.enter_context(running_emulator(task_duration=sizes.duration))
         emulator.configure(concurrency_limit=LIMIT)
         env = {"TRYON_MAX_IN_FLIGHT": str(LIMIT)}
-        deployment = stack.enter_context(deployment_on(tmp, emulator, env))
+        with _SCHEMA_LOCK:  # Alembic's `context` proxy is process-wide: one upgrade at a time
+            deployment = stack.enter_context(deployment_on(tmp, emulator, env))
         if callbacks:
-            port = free_port()
-            deployment.env["TRYON_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
-            deployment.env["TRYON_CALLBACK_SECRET"] = SECRET
-            stack.enter_context(web_process(deployment.env, tmp / "web.log", port))
+            stack.enter_context(callback_receiver(deployment, SECRET))
         deployment.start_worker(concurrency=2)
         store = deployment.store()
         stack.callback(store.dispose)

@@ -24,7 +24,7 @@ import jsonschema
 import requests
 from kombu import Connection
 
-from harness import Deployment, rabbit_deployment_on, sample_b64, wait_until
+from harness import Deployment, rabbit_deployment_on, sample_b64, terminate, wait_until
 from kolors_tryon.config.celery import topology_for
 from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
 from kolors_tryon.web import CALLBACK_TASK
@@ -86,12 +86,18 @@ def web_process(env: Mapping[str, str], log_path: Path, port: int | None = None)
         wait_until(answers, 60, 0.2, f"tryon web to answer ({log_path})")
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process)
+
+
+@contextmanager
+def callback_receiver(deployment: Deployment, secret: str) -> Iterator[str]:
+    """`tryon web` receiving the deployment's Kling callbacks (TRYON_PUBLIC_URL points at
+    it, TRYON_CALLBACK_SECRET signs their tokens); set before its workers start."""
+    port = free_port()
+    deployment.env["TRYON_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+    deployment.env["TRYON_CALLBACK_SECRET"] = secret
+    with web_process(deployment.env, deployment.data_dir / "web.log", port) as url:
+        yield url
 
 
 @dataclass

@@ -28,7 +28,7 @@ from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.kling import KlingClient, StaticKeyAuth
 from kolors_tryon.store import JobRecord
 from kolors_tryon.store.records import unix_seconds
-from web_service import web_process
+from web_service import callback_receiver, web_process
 
 LIMIT = 5
 SECRET = "callback-secret-for-fault-tests-0123"
@@ -59,10 +59,7 @@ def run_backlog(tmp: Path, *, callbacks: bool, jobs: int = 50) -> dict[str, Any]
         deployment.env.update(PRODUCTION_POLLING)
         deployment.env["TRYON_MAX_IN_FLIGHT"] = str(LIMIT)
         if callbacks:
-            port = free_port()
-            deployment.env["TRYON_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
-            deployment.env["TRYON_CALLBACK_SECRET"] = SECRET
-            stack.enter_context(web_process(deployment.env, tmp / "web.log", port))
+            stack.enter_context(callback_receiver(deployment, SECRET))
         deployment.start_worker(concurrency=2)
         store = deployment.store()
         job_ids = publish_jobs(deployment.settings, jobs, "cb" if callbacks else "poll")

@@ -13,6 +13,16 @@ from pathlib import Path
 from harness.waiting import wait_until
 
 
+def terminate(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """SIGTERM a process we started; SIGKILL it if it has not exited within `timeout` s."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class WorkerProcess:
     """A `tryon worker` process in its own process group (so kill -9 takes its pool too)."""
 
