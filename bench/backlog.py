@@ -68,7 +68,7 @@ FULL = Sizes(
     sample_seconds=90,
 )
 QUICK = Sizes(
-    backlogs=(100, 10_000, 100_000), claims=15, tracked=1_000, track_interval=20, sample_seconds=30
+    backlogs=(100, 10_000, 100_000), claims=10, tracked=500, track_interval=10, sample_seconds=15
 )
 TINY = Sizes(backlogs=(100, 1_000), claims=3, tracked=0, track_interval=5, sample_seconds=0)
 

@@ -56,7 +56,7 @@ class Sizes:
 
 
 FULL = Sizes(jobs=60, duration=10.0)
-QUICK = Sizes(jobs=20, duration=3.0)
+QUICK = Sizes(jobs=10, duration=2.0)
 TINY = Sizes(jobs=5, duration=1.0)
 
 

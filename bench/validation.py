@@ -48,7 +48,7 @@ FULL = Sizes(
     large_bytes=MAX_IMAGE_BYTES - 200_000, typical_bytes=1_000_000, repeats=5, rate_seconds=5
 )
 QUICK = Sizes(
-    large_bytes=MAX_IMAGE_BYTES - 200_000, typical_bytes=1_000_000, repeats=3, rate_seconds=2
+    large_bytes=MAX_IMAGE_BYTES - 200_000, typical_bytes=1_000_000, repeats=2, rate_seconds=1
 )
 TINY = Sizes(large_bytes=900_000, typical_bytes=500_000, repeats=1, rate_seconds=0.2)
 
