@@ -33,6 +33,7 @@ from harness.images import PNG_IEND, PNG_SIGNATURE, png_chunk, png_claiming, png
 from harness.postgres import fresh_database
 from harness.processes import WorkerProcess
 from harness.rabbit import EventRecorder, dead_letters, delete_topology, publish_raw
+from harness.s3 import S3Server, running_s3, sha256_hex
 from harness.samples import SAMPLES, publish_jobs, sample_b64
 from harness.waiting import concurrently, terminal_records, wait_all_terminal, wait_until
 
@@ -76,6 +77,10 @@ __all__ = [  # noqa: RUF022
     "dead_letters",
     "delete_topology",
     "publish_raw",
+    # An S3-compatible object store over HTTP: moto's server (s3.py)
+    "S3Server",
+    "running_s3",
+    "sha256_hex",
     # Sample photos and valid jobs made of them (samples.py)
     "SAMPLES",
     "publish_jobs",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import requests
 
 from kolors_tryon.config import Settings
 from kolors_tryon.jobs import ValidationOptions
 from kolors_tryon.kling import KlingClient
+from kolors_tryon.pipeline.storage import ResultCopies
 from kolors_tryon.store import JobStore
 
 
@@ -38,6 +40,11 @@ class Runtime:
             store=JobStore.from_url(settings.effective_database_url),
             kling=KlingClient.from_settings(settings),
         )
+
+    @cached_property
+    def copies(self) -> ResultCopies:
+        """Where result copies go (built on first use: boto3 only when a bucket is set)."""
+        return ResultCopies(self.settings)
 
     @property
     def validation_options(self) -> ValidationOptions:

@@ -9,6 +9,7 @@ from kolors_tryon.store.repository import (
     Busy,
     Claim,
     CreatePlan,
+    Forgotten,
     JobStore,
     make_engine,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "Busy",
     "Claim",
     "CreatePlan",
+    "Forgotten",
     "JobError",
     "JobRecord",
     "JobState",
