@@ -21,9 +21,7 @@ Setup = tuple[Deployment, S3Server | None]
 
 
 @pytest.fixture(params=["s3", "local"])
-def copies_on(
-    request: pytest.FixtureRequest, rabbit_deployment: Deployment
-) -> Iterator[Setup]:
+def copies_on(request: pytest.FixtureRequest, rabbit_deployment: Deployment) -> Iterator[Setup]:
     """A RabbitMQ + PostgreSQL deployment whose copies go to a bucket or the local folder."""
     with running_s3() as s3:
         if request.param == "s3":
