@@ -21,6 +21,7 @@ from harness import (
     sha256_hex,
     wait_until,
 )
+from kolors_tryon import result_urls
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.store import JobRecord, JobState
 
@@ -89,7 +90,7 @@ def test_succeeded_jobs_have_their_copies_in_the_bucket(
 def test_presigned_url_downloads_the_stored_copy(
     rabbit_deployment: Deployment, emulator: EmulatorServer, s3: S3Server
 ) -> None:
-    """`tryon results url JOB --json` gives a presigned GET that downloads the object."""
+    """`tryon results url` and `result_urls()` give presigned GETs that download the copy."""
     rabbit_deployment.env.update(s3.env())
     rabbit_deployment.start_worker()
     (job_id,) = publish_jobs(rabbit_deployment.settings, 1, "presign")
@@ -101,6 +102,9 @@ def test_presigned_url_downloads_the_stored_copy(
     downloaded = requests.get(url, timeout=10)
     assert downloaded.status_code == 200
     assert sha256_hex(downloaded.content) == record.images[0].sha256
+    (from_python,) = result_urls(job_id, rabbit_deployment.settings, expires=60)
+    assert from_python is not None and "X-Amz-Expires=60" in from_python
+    assert requests.get(from_python, timeout=10).content == downloaded.content
 
 
 def test_store_down_at_first_job_succeeds_then_copy_lands(
