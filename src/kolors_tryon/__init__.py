@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from kolors_tryon.config import Settings, SettingsError, load_settings
     from kolors_tryon.jobs import JobMessage, JobRejected, validate_job
     from kolors_tryon.kling import KlingClient, KlingError
+    from kolors_tryon.pipeline.storage import result_urls
     from kolors_tryon.producer import JobPublisher, enqueue, get_job, list_jobs
     from kolors_tryon.store import JobRecord, JobState
     from kolors_tryon.worker import create_app
@@ -41,6 +42,7 @@ _SOURCES: dict[str, str] = {
     **dict.fromkeys(("KlingClient", "KlingError"), "kolors_tryon.kling"),
     **dict.fromkeys(("JobPublisher", "enqueue", "get_job", "list_jobs"), "kolors_tryon.producer"),
     **dict.fromkeys(("JobRecord", "JobState"), "kolors_tryon.store"),
+    "result_urls": "kolors_tryon.pipeline.storage",
     "create_app": "kolors_tryon.worker",
 }
 
@@ -60,6 +62,7 @@ __all__ = [  # noqa: RUF022 - grouped by use, as dramatiq does
     "JobState",
     "get_job",
     "list_jobs",
+    "result_urls",
     # running workers
     "create_app",
     # the Kling API client

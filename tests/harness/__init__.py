@@ -34,6 +34,7 @@ from harness.postgres import fresh_database
 from harness.processes import WorkerProcess
 from harness.proxy import TcpProxy
 from harness.rabbit import EventRecorder, dead_letters, delete_topology, publish_raw
+from harness.s3 import S3Server, running_s3, sha256_hex
 from harness.samples import SAMPLES, publish_jobs, sample_b64
 from harness.waiting import concurrently, terminal_records, wait_all_terminal, wait_until
 
@@ -79,6 +80,10 @@ __all__ = [  # noqa: RUF022
     "dead_letters",
     "delete_topology",
     "publish_raw",
+    # An S3-compatible object store over HTTP: moto's server (s3.py)
+    "S3Server",
+    "running_s3",
+    "sha256_hex",
     # Sample photos and valid jobs made of them (samples.py)
     "SAMPLES",
     "publish_jobs",

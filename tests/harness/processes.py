@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
@@ -34,7 +35,10 @@ class WorkerProcess:
                 "kolors_tryon.cli",
                 "worker",
                 f"--concurrency={concurrency}",
-                f"--hostname={name}@%h",
+                # Unique per start: RabbitMQ's pidbox queue `<hostname>.celery.pidbox` is
+                # exclusive and vhost-wide, so two test runs on one machine (or a worker
+                # that has not exited yet) with the same name lock each other out.
+                f"--hostname={name}-{uuid.uuid4().hex[:8]}@%h",
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
@@ -47,7 +51,11 @@ class WorkerProcess:
         )
         log.close()
         worker = cls(process, log_path, name)
-        wait_until(worker.is_ready, 60, 0.3, f"worker {name} to be ready ({log_path})")
+        try:
+            wait_until(worker.is_ready, 60, 0.3, f"worker {name} to be ready ({log_path})")
+        except BaseException:
+            worker.kill()  # nobody else holds it yet: do not leave it running
+            raise
         return worker
 
     def log_text(self) -> str:

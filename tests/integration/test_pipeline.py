@@ -72,6 +72,13 @@ def test_python_door_job_succeeds_with_images_and_events(stack: Stack) -> None:
     assert record.kling_task_id
     assert record.metadata == {"sku": "1"}
     assert record.images and record.images[0].url.startswith(server.base_url)
+
+    def copied() -> bool:  # copies are made after success, in the background
+        found = get_job(job_id, deployment.settings)
+        return found is not None and found.images[0].stored is not None
+
+    wait_until(copied, 30, what="the result copy")
+    record = get_job(job_id, deployment.settings) or record
     stored = record.images[0].stored
     assert stored is not None and Path(stored).read_bytes().startswith(b"\x89PNG")
     assert record.attempts == 1

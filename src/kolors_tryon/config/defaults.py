@@ -111,6 +111,27 @@ SWEEP_FIRST_DELAY: Final = (1.0, 3.0)
 # Later sweeps are spread by this fraction either way, so workers do not sweep in step.
 SWEEP_JITTER: Final = 0.2
 
+# --- result copies and retention --------------------------------------------------------
+# Largest result image we copy: Kling's PNGs are a few MB; 50 MiB is far beyond any
+# genuine result and keeps one bad URL from filling a disk or a worker's memory.
+RESULT_MAX_BYTES: Final = 50 * 1024 * 1024
+# First wait before a failed copy is tried again, and the longest wait: the API's URLs
+# live 30 days, so a storage outage of hours is waited out at one try every 5 minutes.
+COPY_RETRY_BASE: Final = 5.0
+COPY_RETRY_MAX: Final = 300.0
+# A copy due this long ago and still missing lost its message (a worker died, an
+# embedded broker restarted): the sweep sends it again. Longer than one copy takes.
+COPY_LOST_AFTER: Final = 120.0
+# Lifetime of a presigned URL (`tryon results url --expires`): an hour to download.
+PRESIGN_EXPIRES: Final = 3600
+# The longest presigned lifetime S3 (SigV4) accepts: seven days.
+PRESIGN_EXPIRES_MAX: Final = 7 * 86400
+# `tryon submit|batch --wait`: how long a succeeded job's copies are waited for before
+# the record is printed as it is (the copy goes on in the background).
+COPY_WAIT: Final = 15.0
+# Records handled per transaction by `tryon purge`: bounded memory at any backlog.
+PURGE_BATCH: Final = 200
+
 # --- brokers ---------------------------------------------------------------------------
 # Embedded broker: an unacked message is delivered again after 15 minutes, longer than
 # any task runs, so a slow task is not run twice while a killed one is not lost.

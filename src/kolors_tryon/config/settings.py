@@ -7,7 +7,7 @@ Nothing here reads the environment at import time: `Settings()` does, when calle
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -223,6 +223,46 @@ class Settings(BaseSettings):
         default=True, description="Keep copies of result images (Kling's expire in 30 days)."
     )
     results_dir: Path | None = Field(default=None, description="Copies of result images.")
+    # Where copies go (README "Results and retention"): the local directory above, or an
+    # S3-compatible bucket. Credentials unset: boto3's own chain (env, profile, role).
+    result_storage: Literal["local", "s3"] = Field(
+        default="local", description="Backend of result copies: local directory or S3."
+    )
+    s3_bucket: str | None = Field(default=None, description="Bucket of result copies.")
+    s3_prefix: str = Field(
+        default="", pattern=r"^([^/\s][^\s]*/)?$", description="Key prefix, e.g. tryon/."
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, Ceph...); unset: AWS."
+    )
+    s3_public_endpoint_url: str | None = Field(
+        default=None, description="Endpoint presigned URLs are signed for (what consumers reach)."
+    )
+    s3_region: str | None = Field(default=None, description="Region of the bucket.")
+    s3_access_key_id: SecretStr | None = Field(
+        default=None, description="Bucket access key id; unset: boto3's chain (env, role)."
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, description="Bucket secret key (set with the key id)."
+    )
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto", description="auto, path (most non-AWS stores) or virtual."
+    )
+    result_max_bytes: int = Field(
+        default=defaults.RESULT_MAX_BYTES, ge=1024, le=1024**3, description="Largest copy."
+    )
+    copy_retry_base: float = Field(
+        default=defaults.COPY_RETRY_BASE,
+        gt=0,
+        le=3600,
+        description="First wait after a failed copy.",
+    )
+    copy_retry_max: float = Field(
+        default=defaults.COPY_RETRY_MAX,
+        gt=0,
+        le=86400,
+        description="Longest wait between copy tries.",
+    )
     sentry_dsn: SecretStr | None = Field(default=None, description="Sentry error reporting.")
     log_level: str = Field(
         default="INFO",
@@ -274,6 +314,12 @@ class Settings(BaseSettings):
         if has_jwt and self.kling_api_key is not None:
             raise ValueError(
                 "set either TRYON_KLING_API_KEY or TRYON_KLING_ACCESS_KEY/SECRET_KEY, not both"
+            )
+        if self.result_storage == "s3" and not self.s3_bucket:
+            raise ValueError("TRYON_RESULT_STORAGE=s3 needs TRYON_S3_BUCKET")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError(
+                "TRYON_S3_ACCESS_KEY_ID and TRYON_S3_SECRET_ACCESS_KEY must be set together"
             )
         if self.retry_backoff_max < self.retry_backoff_base:
             raise ValueError("TRYON_RETRY_BACKOFF_MAX must be >= TRYON_RETRY_BACKOFF_BASE")

@@ -117,6 +117,27 @@ class AccountRow(Base):
     results_cleaned_at: Mapped[float | None] = mapped_column(Float)
 
 
+class ResultCopyRow(Base):
+    """A succeeded job whose result copies are still to be made (one row per job).
+
+    A table of its own rather than a column of `tryon_jobs`, so that finding the copies
+    still missing is an index scan at any number of jobs. The row goes once every image
+    is stored; `due_at` NULL means the copy was given up for good (`last_error` says why:
+    not an image, too large, a URL that answers 4xx).
+    """
+
+    __tablename__ = "tryon_result_copies"
+    __table_args__ = (Index("ix_tryon_result_copies_due", "due_at"),)
+
+    job_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("tryon_jobs.job_id", ondelete="CASCADE"), primary_key=True
+    )
+    # Failed tries so far (grows the backoff), when the next try is due (database clock).
+    tries: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    due_at: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 class SecretRow(Base):
     """Secrets the service generates once and every process shares (callback tokens,
     webhook signing), for deployments that do not configure them."""

@@ -6,6 +6,7 @@
 `tryon.callback(job_id, task)`  a Kling callback that `tryon web` authenticated
 `tryon.dispatch()`        hand free account slots to the oldest queued jobs
 `tryon.sweep()`           rescue stranded jobs, then dispatch (sent by each worker's timer)
+`tryon.copy_results(job_id)`  copy a succeeded job's images to our storage (retried)
 
 No task sleeps: waiting is a new message with a delay (native delayed delivery on
 RabbitMQ), so a worker process is never blocked by a job that waits. Three kinds of
@@ -33,7 +34,15 @@ from celery.exceptions import Reject
 from kolors_tryon.config import defaults
 from kolors_tryon.config.backoff import backoff_delay
 from kolors_tryon.kling import redact
-from kolors_tryon.pipeline import Step, dispatch, intake, submit_job, sweep, track_job
+from kolors_tryon.pipeline import (
+    Step,
+    copy_results,
+    dispatch,
+    intake,
+    submit_job,
+    sweep,
+    track_job,
+)
 from kolors_tryon.pipeline.callbacks import receive_callback
 from kolors_tryon.store import Claim, JobState
 from kolors_tryon.store.outage import is_outage
@@ -111,6 +120,18 @@ def register_tasks(app: Celery) -> None:
 
         return _guarded(app, run, body, job_id=job_id)
 
+    @app.task(name="tryon.copy_results", bind=True)
+    def copy_results_task(self: Task[Any, Any], /, job_id: str, **counters: int) -> str:
+        run = _Run(app, self, [job_id], counters)
+
+        def body() -> str:
+            step = copy_results(runtime_for(app), job_id)
+            _follow(app, run, step, job_id=job_id)
+            return step.note
+
+        # A copy that keeps crashing is parked, but its job stays succeeded.
+        return _guarded(app, run, body, job_id=None)
+
     @app.task(name="tryon.callback", bind=True, ignore_result=True)
     def callback_task(
         self: Task[Any, Any], /, job_id: str, task: dict[str, Any], **counters: int
@@ -151,6 +172,8 @@ def register_tasks(app: Celery) -> None:
         _send_submits(app, result.claims)
         for job_id, poll in result.retrack:
             app.send_task("tryon.track", args=[job_id, poll])
+        for job_id in result.recopy:
+            app.send_task("tryon.copy_results", args=[job_id])
         if result.resubmit or result.retrack:
             log.warning(
                 "sweep rescued %d claim(s) and %d tracking chain(s)",
@@ -163,6 +186,7 @@ def register_tasks(app: Celery) -> None:
             "resubmitted": len(result.resubmit),
             "retracked": len(result.retrack),
             "dispatched": len(result.claims),
+            "recopied": len(result.recopy),
         }
 
 
@@ -242,6 +266,8 @@ def _follow(app: Celery, run: _Run, step: Step, job_id: str | None) -> None:
         run.again(step.again_in, waits=run.waits + 1)
     if step.track_in is not None and job_id is not None:
         send_later(app, "tryon.track", args=[job_id, step.track_poll], delay=step.track_in)
+    if step.copy_results and job_id is not None:
+        app.send_task("tryon.copy_results", args=[job_id])
     if step.dispatch:
         _send_submits(app, dispatch(runtime_for(app)))
 
