@@ -7,7 +7,7 @@ Nothing here reads the environment at import time: `Settings()` does, when calle
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -157,6 +157,32 @@ class Settings(BaseSettings):
     results_dir: Path | None = Field(default=None, description="Copies of result images.")
     sentry_dsn: SecretStr | None = Field(default=None)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+    # --- operations: logs, metrics, the account's units -------------------------------
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or one JSON object a line (shippers)."
+    )
+    metrics_port: int = Field(
+        default=defaults.METRICS_PORT,
+        ge=0,
+        le=65535,
+        description="Port of a worker's /metrics (its main process); 0 turns it off.",
+    )
+    metrics_host: str = Field(
+        default=defaults.METRICS_HOST,
+        description="Interface of a worker's /metrics (unauthenticated: keep it private).",
+    )
+    units_warn_below: float = Field(
+        default=defaults.UNITS_WARN_BELOW,
+        ge=0,
+        description="Warn when the account's remaining try-on units fall below this.",
+    )
+    account_check_interval: float = Field(
+        default=defaults.ACCOUNT_CHECK_INTERVAL,
+        ge=1,
+        le=86400,
+        description="Seconds between a worker's reads of GET /account/costs.",
+    )
 
     # --- the HTTP service (`tryon web`) ------------------------------------------------
     public_url: str | None = Field(

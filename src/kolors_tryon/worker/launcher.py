@@ -16,6 +16,8 @@ import requests
 from kolors_tryon.config import SANDBOX_API_KEY, Settings
 from kolors_tryon.config.defaults import EMULATOR_PROBE_TIMEOUT, REMOTE_EMULATOR_WAIT
 from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
+from kolors_tryon.observe import multiproc
+from kolors_tryon.ops.logs import configure_logging
 from kolors_tryon.store import open_store
 from kolors_tryon.worker.app import create_app
 from kolors_tryon.worker.reporting import init_reporting
@@ -66,7 +68,15 @@ def ensure_sandbox_emulator(settings: Settings) -> EmulatorServer | None:
 
 
 def run_worker(settings: Settings, celery_args: list[str]) -> None:
-    """Prepare the store, announce the mode, and hand over to Celery's worker."""
+    """Prepare the store, announce the mode, and hand over to Celery's worker.
+
+    Before Celery starts (and forks its pool): logging is configured (Celery is told to
+    keep it, see `worker.app`), and `PROMETHEUS_MULTIPROC_DIR` is set and wiped, so
+    that every pool process inherits it before any metric exists.
+    """
+    configure_logging(settings)
+    metrics_dir = multiproc.prepare(settings.data_dir)
+    log.info("pool metrics in %s", metrics_dir)
     init_reporting(settings)
     if settings.sandbox:
         ensure_sandbox_emulator(settings)

@@ -1,0 +1,102 @@
+"""Log lines for people (text) or for log shippers (one JSON object a line), redacted.
+
+One handler on the root logger serves every process of the service (`tryon worker` and
+its pool, `tryon web`): Celery is told not to configure logging (its `setup_logging`
+signal has a receiver, see `worker.app`), so its own lines (`... ready.`, task
+received/succeeded) come through the same formatter.
+
+Whatever a line holds, the final text passes `kolors_tryon.kling.redact` (tokens,
+JWTs, `sk-` keys, Base64 runs, signed URL queries), because a message can quote an API
+answer, an exception or a URL that carries them. It runs on the formatted line, so
+arguments, tracebacks and JSON fields are all covered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, Final, TextIO
+
+from kolors_tryon.config import Settings
+from kolors_tryon.kling import redact
+from kolors_tryon.observe.context import JOB_FIELDS, current_job
+
+__all__ = ["JsonFormatter", "RedactingFormatter", "configure_logging"]
+
+TEXT_FORMAT: Final = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s%(job)s"
+# LogRecord's own attributes: everything else on a record came in through `extra`.
+_STANDARD: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "job"}
+
+
+class RedactingFormatter(logging.Formatter):
+    """Text lines with the job's ids appended, redacted after formatting."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        job = {**current_job(), **_extras(record)}
+        message = record.getMessage()
+        # Ids the message does not already show, so that every line can be grepped by them.
+        shown = [
+            f"{k}={job[k]}"
+            for k in JOB_FIELDS
+            if k != "attempt" and job.get(k) and str(job[k]) not in message
+        ]
+        record.job = f" [{' '.join(shown)}]" if shown else ""
+        return redact(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, process, message, job ids, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "process": record.process,
+            "message": record.getMessage(),
+        }
+        data.update(current_job())
+        data.update({k: v for k, v in _extras(record).items() if v is not None})
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            data["stack"] = self.formatStack(record.stack_info)
+        # Redacted as a whole: the markers it leaves are plain text, so the JSON holds.
+        return redact(json.dumps(data, default=str, ensure_ascii=False))
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+
+
+def configure_logging(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
+    """Give the root logger one handler in the configured format and level.
+
+    Replaces the root logger's handlers (so that a second call, or Celery, does not
+    double every line) and lets libraries' loggers propagate to it.
+
+    Returns:
+        The handler installed.
+    """
+    handler = logging.StreamHandler(stream or sys.stderr)
+    formatter: logging.Formatter
+    if settings.log_format == "json":
+        formatter = JsonFormatter()
+    else:
+        formatter = RedactingFormatter(TEXT_FORMAT)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(settings.log_level)
+    for name in ("celery", "celery.task", "celery.redirected", "kolors_tryon"):
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.propagate = True
+    logging.getLogger("kolors_tryon").setLevel(settings.log_level)
+    # The HTTP libraries log every URL at DEBUG; their lines would only be noise here.
+    for noisy in ("urllib3", "amqp", "kombu"):
+        level = max(logging.INFO, logging.getLevelName(settings.log_level))
+        logging.getLogger(noisy).setLevel(level)
+    return handler
