@@ -84,7 +84,8 @@ def _guard(name: str, run: Callable[[], Check]) -> Check:
         return run()
     except Exception as exc:
         # The type and a redacted message: a driver's text may hold a URL's password.
-        return Check(name, Status.FAIL, f"{type(exc).__name__}: {redact(str(exc))[:300]}")
+        first = redact(str(exc)).strip().splitlines()[:1]
+        return Check(name, Status.FAIL, f"{type(exc).__name__}: {''.join(first)[:300]}")
 
 
 def check_broker(settings: Settings) -> Check:

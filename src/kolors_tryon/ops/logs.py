@@ -95,8 +95,4 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> loggi
         logger.handlers = []
         logger.propagate = True
     logging.getLogger("kolors_tryon").setLevel(settings.log_level)
-    # The HTTP libraries log every URL at DEBUG; their lines would only be noise here.
-    for noisy in ("urllib3", "amqp", "kombu"):
-        level = max(logging.INFO, logging.getLevelName(settings.log_level))
-        logging.getLogger(noisy).setLevel(level)
     return handler

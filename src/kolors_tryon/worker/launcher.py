@@ -32,6 +32,15 @@ SANDBOX_BANNER = (
 )
 
 
+def announce(settings: Settings, text: str, *, bold: bool = False) -> None:
+    """Say something loudly at start-up: in yellow on a terminal, a WARNING line in JSON
+    mode (where every line must be a JSON object)."""
+    if settings.log_format == "json":
+        log.warning("%s", text)
+    else:
+        click.secho(text, fg="yellow", bold=bold, err=True)
+
+
 def emulator_answers(url: str) -> bool:
     try:
         return requests.get(f"{url}/_emulator/stats", timeout=EMULATOR_PROBE_TIMEOUT).ok
@@ -42,7 +51,7 @@ def emulator_answers(url: str) -> bool:
 def ensure_sandbox_emulator(settings: Settings) -> EmulatorServer | None:
     """In sandbox mode, make sure an emulator answers at the sandbox URL (start one here)."""
     url = settings.effective_kling_base_url
-    click.secho(SANDBOX_BANNER.format(url=url), fg="yellow", bold=True, err=True)
+    announce(settings, SANDBOX_BANNER.format(url=url), bold=True)
     if emulator_answers(url):
         return None
     parts = urlsplit(url)
@@ -63,7 +72,7 @@ def ensure_sandbox_emulator(settings: Settings) -> EmulatorServer | None:
         )
     )
     server.start()
-    click.secho(f"started the sandbox emulator at {server.base_url}", fg="yellow", err=True)
+    announce(settings, f"started the sandbox emulator at {server.base_url}")
     return server
 
 
@@ -84,15 +93,17 @@ def run_worker(settings: Settings, celery_args: list[str]) -> None:
         log.info("Kling API at %s", settings.effective_kling_base_url)
     if not settings.uses_rabbitmq:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        click.secho(
+        announce(
+            settings,
             f"embedded broker and store in {settings.data_dir.resolve()} (one machine only; "
             "set TRYON_BROKER_URL and TRYON_DATABASE_URL for production)",
-            fg="yellow",
-            err=True,
         )
     open_store(settings).dispose()
     app = create_app(settings)
-    app.worker_main(["worker", f"--loglevel={settings.log_level}", *celery_args])
+    # JSON lines for log shippers: Celery's start-up banner (printed, not logged) would
+    # be the one line that is not JSON.
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    app.worker_main([*quiet, "worker", f"--loglevel={settings.log_level}", *celery_args])
 
 
 def start_worker_process(extra_args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
