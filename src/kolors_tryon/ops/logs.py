@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
@@ -23,7 +25,7 @@ from kolors_tryon.config import Settings
 from kolors_tryon.kling import redact
 from kolors_tryon.observe.context import JOB_FIELDS, current_job
 
-__all__ = ["JsonFormatter", "RedactingFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "RedactingFormatter", "capture_stdout", "configure_logging"]
 
 TEXT_FORMAT: Final = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s%(job)s"
 # LogRecord's own attributes: everything else on a record came in through `extra`.
@@ -90,9 +92,35 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> loggi
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.log_level)
-    for name in ("celery", "celery.task", "celery.redirected", "kolors_tryon"):
+    for name in ("celery", "celery.task", "celery.redirected", "kolors_tryon", "py.warnings"):
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
     logging.getLogger("kolors_tryon").setLevel(settings.log_level)
+    # Python warnings (Celery's "running as root") become lines of the same format.
+    logging.captureWarnings(True)
     return handler
+
+
+def capture_stdout(logger_name: str = "stdout") -> None:
+    """Turn whatever is written to file descriptor 1 into log lines (JSON mode).
+
+    Celery prints a few lines straight to the terminal, bypassing logging (e.g.
+    "worker: Warm shutdown (MainProcess)", written with `os.write`): in JSON mode each
+    would be the one line a log shipper cannot parse. File descriptor 1 becomes a pipe
+    that a thread reads, line by line, into INFO records of `logger_name`; the handler
+    writes to stderr, so nothing loops. Forked pool processes inherit the pipe.
+    """
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    os.dup2(write_end, 1)
+    os.close(write_end)
+    log = logging.getLogger(logger_name)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "r", encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if line.strip():
+                    log.info("%s", line.rstrip("\n"))
+
+    threading.Thread(target=pump, name="tryon-stdout", daemon=True).start()

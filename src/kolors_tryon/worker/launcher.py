@@ -17,7 +17,7 @@ from kolors_tryon.config import SANDBOX_API_KEY, Settings
 from kolors_tryon.config.defaults import EMULATOR_PROBE_TIMEOUT, REMOTE_EMULATOR_WAIT
 from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
 from kolors_tryon.observe import multiproc
-from kolors_tryon.ops.logs import configure_logging
+from kolors_tryon.ops.logs import capture_stdout, configure_logging
 from kolors_tryon.store import open_store
 from kolors_tryon.worker.app import create_app
 from kolors_tryon.worker.reporting import init_reporting
@@ -84,6 +84,8 @@ def run_worker(settings: Settings, celery_args: list[str]) -> None:
     that every pool process inherits it before any metric exists.
     """
     configure_logging(settings)
+    if settings.log_format == "json":
+        capture_stdout()
     metrics_dir = multiproc.prepare(settings.data_dir)
     log.info("pool metrics in %s", metrics_dir)
     init_reporting(settings)
