@@ -18,7 +18,7 @@ from kolors_tryon.config.defaults import EMULATOR_PROBE_TIMEOUT, REMOTE_EMULATOR
 from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
 from kolors_tryon.observe import multiproc
 from kolors_tryon.ops.logs import capture_stdout, configure_logging
-from kolors_tryon.store import open_store
+from kolors_tryon.store import SchemaOutdated, open_store
 from kolors_tryon.worker.app import create_app
 from kolors_tryon.worker.reporting import init_reporting
 
@@ -100,7 +100,11 @@ def run_worker(settings: Settings, celery_args: list[str]) -> None:
             f"embedded broker and store in {settings.data_dir.resolve()} (one machine only; "
             "set TRYON_BROKER_URL and TRYON_DATABASE_URL for production)",
         )
-    open_store(settings).dispose()
+    try:
+        open_store(settings).dispose()
+    except SchemaOutdated as exc:
+        # A worker on an older schema would fail on its first write, job after job.
+        raise click.ClickException(f"not starting: {exc}") from None
     app = create_app(settings)
     # JSON lines for log shippers: Celery's start-up banner (printed, not logged) would
     # be the one line that is not JSON.
