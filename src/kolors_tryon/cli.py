@@ -329,6 +329,29 @@ def schema() -> None:
     _emit(job_json_schema())
 
 
+# ----------------------------------------------------------------------------- health
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def health(as_json: bool) -> None:
+    """Check the broker, the job store and the Kling credentials; exit 0 healthy, 1 not.
+
+    Also reads the account's remaining units (a warning when low, unknown where the API
+    lacks GET /account/costs). The container health check of the workers runs this.
+    """
+    from kolors_tryon.ops.health import Status, check_health
+
+    report = check_health(_settings())
+    if as_json:
+        _emit(report.to_json_dict())
+    else:
+        colours = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "red"}
+        for check in report.checks:
+            mark = click.style(f"{check.status:<4}", fg=colours[check.status], bold=True)
+            click.echo(f"{mark} {check.name}: {check.detail}")
+        click.echo("healthy" if report.healthy else "UNHEALTHY")
+    sys.exit(0 if report.healthy else 1)
+
+
 # ----------------------------------------------------------------------------- reading
 @main.command()
 @click.argument("job_id")

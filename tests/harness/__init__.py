@@ -36,6 +36,8 @@ from harness.proxy import TcpProxy
 from harness.rabbit import EventRecorder, dead_letters, delete_topology, publish_raw
 from harness.s3 import S3Server, running_s3, sha256_hex
 from harness.samples import SAMPLES, publish_jobs, sample_b64
+from harness.scrape import Samples, scrape, total, value
+from harness.servers import SIGNATURE, RecordingSentry, SignedResults
 from harness.waiting import concurrently, terminal_records, wait_all_terminal, wait_until
 
 # Grouped by concern (one module each), sorted within a group.
@@ -88,6 +90,15 @@ __all__ = [  # noqa: RUF022
     "SAMPLES",
     "publish_jobs",
     "sample_b64",
+    # Scraping /metrics as Prometheus does (scrape.py)
+    "Samples",
+    "scrape",
+    "total",
+    "value",
+    # Stand-ins for services outside ours: Sentry, signed result URLs (servers.py)
+    "SIGNATURE",
+    "RecordingSentry",
+    "SignedResults",
     # Waiting: polls with a deadline, threads started together (waiting.py)
     "concurrently",
     "terminal_records",

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
@@ -35,10 +34,7 @@ class WorkerProcess:
                 "kolors_tryon.cli",
                 "worker",
                 f"--concurrency={concurrency}",
-                # Unique per start: RabbitMQ's pidbox queue `<hostname>.celery.pidbox` is
-                # exclusive and vhost-wide, so two test runs on one machine (or a worker
-                # that has not exited yet) with the same name lock each other out.
-                f"--hostname={name}-{uuid.uuid4().hex[:8]}@%h",
+                f"--hostname={name}@%h",
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
@@ -54,7 +50,9 @@ class WorkerProcess:
         try:
             wait_until(worker.is_ready, 60, 0.3, f"worker {name} to be ready ({log_path})")
         except BaseException:
-            worker.kill()  # nobody else holds it yet: do not leave it running
+            # Not yet in any deployment's list: nobody else would stop it, and a leaked
+            # worker keeps its `<name>@<host>.celery.pidbox` queue locked for later tests.
+            worker.kill()
             raise
         return worker
 

@@ -160,3 +160,21 @@ REMOTE_EMULATOR_WAIT: Final = 60.0
 # (connect, read) timeout of the probe that asks whether an emulator answers: it is
 # local or next door, so a slow answer means none.
 EMULATOR_PROBE_TIMEOUT: Final = (1.0, 2.0)
+
+# --- operations: health, metrics, the account's units ---------------------------------
+# `tryon worker` serves /metrics from its main process on this port (0: off); 9808 is
+# free in Prometheus's port allocation list. Bound to loopback unless told otherwise:
+# every HTTP endpoint is authenticated unless it is local or a health check.
+METRICS_PORT: Final = 9808
+METRICS_HOST: Final = "127.0.0.1"
+# Warn (log and `tryon health`) when the account's try-on units fall below this: about
+# a day of a small catalogue, time enough for someone to buy the next pack.
+UNITS_WARN_BELOW: Final = 100.0
+# Seconds between reads of GET /account/costs by each worker: free, but limited to about
+# one request a second per account, and units move slowly.
+ACCOUNT_CHECK_INTERVAL: Final = 60.0
+# Histogram buckets (seconds). API calls: tens of ms to a create's 30 s read timeout.
+API_LATENCY_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Queue wait (created to submitted) and result latency (submitted to the end): seconds
+# for an idle account, up to hours for a backlog behind a small account.
+JOB_LATENCY_BUCKETS: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 14400.0)

@@ -270,6 +270,32 @@ class Settings(BaseSettings):
         description="DEBUG, INFO, WARNING, ERROR or CRITICAL.",
     )
 
+    # --- operations: logs, metrics, the account's units -------------------------------
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or one JSON object a line (shippers)."
+    )
+    metrics_port: int = Field(
+        default=defaults.METRICS_PORT,
+        ge=0,
+        le=65535,
+        description="Port of a worker's /metrics (its main process); 0 turns it off.",
+    )
+    metrics_host: str = Field(
+        default=defaults.METRICS_HOST,
+        description="Interface of a worker's /metrics (unauthenticated: keep it private).",
+    )
+    units_warn_below: float = Field(
+        default=defaults.UNITS_WARN_BELOW,
+        ge=0,
+        description="Warn when the account's remaining try-on units fall below this.",
+    )
+    account_check_interval: float = Field(
+        default=defaults.ACCOUNT_CHECK_INTERVAL,
+        ge=1,
+        le=86400,
+        description="Seconds between a worker's reads of GET /account/costs.",
+    )
+
     # --- the HTTP service (`tryon web`) ------------------------------------------------
     public_url: str | None = Field(
         default=None,

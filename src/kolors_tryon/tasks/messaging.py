@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from celery import Celery
 
 from kolors_tryon.config.celery import PUBLISH_RETRY_POLICY, topology_for
+from kolors_tryon.ops.journal import record_changes
 from kolors_tryon.store import JobRecord
 from kolors_tryon.tasks.runtime import settings_of
 
@@ -33,6 +34,9 @@ def publish_events(app: Celery, records: Iterable[JobRecord], *, kind: str | Non
     """
     settings = settings_of(app)
     records = list(records)
+    if kind is None:
+        # Every state change is announced here once: its log line, metrics, Sentry.
+        record_changes(records)
     if not records or not settings.uses_rabbitmq:
         return
     exchange = topology_for(settings).events_exchange
