@@ -45,6 +45,7 @@ TASK_QUEUES = {
     "tryon.dispatch": "tasks",
     "tryon.sweep": "tasks",
     "tryon.callback": "tasks",
+    "tryon.webhook": "tasks",
     "tryon.track": "track",
 }
 TASK_NAMES = tuple(TASK_QUEUES)

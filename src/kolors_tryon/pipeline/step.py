@@ -40,3 +40,4 @@ class SweepResult:
     resubmit: tuple[Claim, ...] = ()
     retrack: tuple[tuple[str, int], ...] = ()
     claims: tuple[Claim, ...] = ()
+    webhooks: tuple[str, ...] = ()  # deliveries to send a message for (lost, unplanned)
