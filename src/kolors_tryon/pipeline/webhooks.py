@@ -41,7 +41,7 @@ from kolors_tryon.jobs.preflight import checked_address, pinned_session
 from kolors_tryon.jobs.urls import UrlProblem, check_http_url, redact_url
 from kolors_tryon.kling.errors import parse_retry_after
 from kolors_tryon.pipeline.runtime import Runtime
-from kolors_tryon.store import JobRecord
+from kolors_tryon.store import JobRecord, JobStore
 from kolors_tryon.store.webhooks import DeliveryBusy, DeliveryClaim, DeliveryStatus
 
 log = logging.getLogger(__name__)
@@ -79,10 +79,10 @@ def generate_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(key).decode()
 
 
-def webhook_secrets(rt: Runtime) -> list[str]:
+def webhook_secrets(settings: Settings, store: JobStore) -> list[str]:
     """The signing secrets: the configured ones, or the one generated and kept in the store."""
-    configured = [secret.get_secret_value() for secret in rt.settings.webhook_secret]
-    return configured or [rt.store.secret(SECRET_NAME, generate_secret)]
+    configured = [secret.get_secret_value() for secret in settings.webhook_secret]
+    return configured or [store.secret(SECRET_NAME, generate_secret)]
 
 
 def sign(secrets: Sequence[str], msg_id: str, timestamp: int, body: str) -> str:
@@ -210,12 +210,13 @@ def _post(rt: Runtime, claim: DeliveryClaim) -> _Answer:
     except UrlProblem as exc:
         return _Answer(None, f"refused: {exc.message}", elapsed())
     timestamp = int(rt.store.now())
+    signature = sign(webhook_secrets(settings, rt.store), claim.id, timestamp, claim.body)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "webhook-id": claim.id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(webhook_secrets(rt), claim.id, timestamp, claim.body),
+        "webhook-signature": signature,
     }
     try:
         with (
