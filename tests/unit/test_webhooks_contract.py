@@ -15,6 +15,7 @@ from kolors_tryon.config import Settings, SettingsError, load_settings
 from kolors_tryon.config.backoff import scheduled_delay
 from kolors_tryon.config.defaults import WEBHOOK_SCHEDULE
 from kolors_tryon.jobs import JobRejected, ValidationOptions, validate_job
+from kolors_tryon.jobs.validation import DEFAULT_OPTIONS
 from kolors_tryon.pipeline.webhooks import generate_secret, sign
 
 HUMAN = b64(png())
@@ -36,7 +37,7 @@ def _job(**fields: Any) -> dict[str, Any]:
     return {"job_id": "w1", "human_image": HUMAN, "cloth_image": CLOTH, **fields}
 
 
-def _rejection(raw: Any, options: ValidationOptions = ValidationOptions()) -> JobRejected:
+def _rejection(raw: Any, options: ValidationOptions = DEFAULT_OPTIONS) -> JobRejected:
     with pytest.raises(JobRejected) as caught:
         validate_job(raw, options)
     return caught.value
@@ -185,9 +186,9 @@ def test_webhook_settings_are_read_from_comma_separated_lists(
 # --- the schedule -----------------------------------------------------------------------------
 def test_default_schedule_is_the_standard_webhooks_example() -> None:
     """5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h after the first attempt."""
-    hours = 3600.0
-    assert WEBHOOK_SCHEDULE == (5.0, 300.0, 1800.0, 2 * hours, 5 * hours, 10 * hours,
-                                14 * hours, 20 * hours, 24 * hours)  # fmt: skip
+    minutes, hours = 60.0, 3600.0
+    expected = [5.0, 5 * minutes, 30 * minutes, 2 * hours, 5 * hours, 10 * hours, 14 * hours]
+    assert list(WEBHOOK_SCHEDULE) == [*expected, 20 * hours, 24 * hours]
     assert Settings.model_validate({}).webhook_schedule == list(WEBHOOK_SCHEDULE)
 
 
