@@ -35,6 +35,7 @@ from harness.processes import WorkerProcess
 from harness.rabbit import EventRecorder, dead_letters, delete_topology, publish_raw
 from harness.samples import SAMPLES, publish_jobs, sample_b64
 from harness.waiting import concurrently, terminal_records, wait_all_terminal, wait_until
+from harness.webhooks import Received, WebhookReceiver
 
 # Grouped by concern (one module each), sorted within a group.
 __all__ = [  # noqa: RUF022
@@ -85,4 +86,7 @@ __all__ = [  # noqa: RUF022
     "terminal_records",
     "wait_all_terminal",
     "wait_until",
+    # A producer's webhook receiver: real HTTP, steered by the test (webhooks.py)
+    "Received",
+    "WebhookReceiver",
 ]
