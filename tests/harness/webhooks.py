@@ -75,13 +75,14 @@ class WebhookReceiver:
                 with receiver._lock:
                     n = receiver._posts
                     receiver._posts += 1
-                status, extra, delay = receiver.answer(self.path, n)
+                path = self.path.split("?", 1)[0]  # the query may carry the producer's token
+                status, extra, delay = receiver.answer(path, n)
                 if delay:
                     time.sleep(delay)
                 with receiver._lock:
                     receiver.received.append(
                         Received(
-                            self.path, {k.lower(): v for k, v in self.headers.items()}, body, status
+                            path, {k.lower(): v for k, v in self.headers.items()}, body, status
                         )
                     )
                 self.send_response(status)
