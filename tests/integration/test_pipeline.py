@@ -228,7 +228,7 @@ def test_callback_url_is_not_forwarded_to_kling_our_webhook_arrives(stack: Stack
             good_job(callback_url=url, metadata={"cb": uuid.uuid4().hex}), deployment.settings
         )
         assert wait_terminal(deployment, job_id).state is JobState.SUCCEEDED
-        wait_until(lambda: hook.delivered(), 20, what="the webhook")
+        wait_until(lambda: bool(hook.delivered()), 20, what="the webhook")
         # Kling was given no callback URL of the producer's: it called nobody back.
         assert server.stats()["callbacks_queued"] == callbacks_before
         (post,) = hook.posts()

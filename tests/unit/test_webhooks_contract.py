@@ -22,15 +22,7 @@ HUMAN = b64(png())
 CLOTH = b64(jpeg())
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    """No TRYON_ variable or .env file from the machine leaks into these tests."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("TRYON_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def _job(**fields: Any) -> dict[str, Any]:
@@ -213,3 +205,21 @@ def test_scheduled_delay_ends_after_the_last_offset_and_honours_retry_after() ->
     assert scheduled_delay(3, schedule, jitter=0.1, retry_after_cap=60) is None
     assert scheduled_delay(1, schedule, jitter=0.0, retry_after=30, retry_after_cap=60) == 30
     assert scheduled_delay(1, schedule, jitter=0.0, retry_after=999, retry_after_cap=60) == 60
+
+
+def test_webhook_events_are_the_job_states() -> None:
+    """The states a producer may ask for are exactly the store's job states, in order."""
+    from kolors_tryon.jobs.enums import DEFAULT_WEBHOOK_EVENTS, WebhookEvent
+    from kolors_tryon.store import TERMINAL_STATES, JobState
+    from kolors_tryon.store.webhooks import DEFAULT_EVENTS
+
+    assert [e.value for e in WebhookEvent] == [s.value for s in JobState]
+    assert {e.value for e in DEFAULT_WEBHOOK_EVENTS} == {str(s) for s in TERMINAL_STATES}
+    assert {e.value for e in DEFAULT_WEBHOOK_EVENTS} == DEFAULT_EVENTS
+
+
+def test_validation_options_carry_the_webhook_setting() -> None:
+    """TRYON_WEBHOOK_ALLOW_PRIVATE reaches intake's checks (the worker's and the web door's)."""
+    allowed = Settings.model_validate({"webhook_allow_private": True})
+    assert ValidationOptions.from_settings(allowed).allow_private_webhooks
+    assert not ValidationOptions.from_settings(Settings.model_validate({})).allow_private_webhooks

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -69,6 +69,14 @@ def url_hash(url: str) -> str:
 def body_of(record: JobRecord) -> str:
     """The webhook body: the record as events carry it, compact JSON (what is signed)."""
     return json.dumps(record.to_json_dict(), separators=(",", ":"), sort_keys=True)
+
+
+def _not_attempted(now: float) -> ColumnElement[bool]:
+    """WHERE clause: no live attempt holds the delivery (none, or its fence has passed)."""
+    return or_(
+        WebhookDeliveryRow.attempting_until.is_(None),
+        WebhookDeliveryRow.attempting_until < now,
+    )
 
 
 @dataclass(frozen=True)
@@ -239,10 +247,7 @@ class WebhookDeliveries:
                     WebhookDeliveryRow.id == delivery,
                     WebhookDeliveryRow.status == DeliveryStatus.PENDING,
                     WebhookDeliveryRow.next_at <= now + early,
-                    or_(
-                        WebhookDeliveryRow.attempting_until.is_(None),
-                        WebhookDeliveryRow.attempting_until < now,
-                    ),
+                    _not_attempted(now),
                 )
                 .values(attempting_until=now + hold, claim_token=token, updated_at=now)
             )
@@ -250,9 +255,9 @@ class WebhookDeliveries:
             if row is None:
                 return None
             if int(moved.rowcount) != 1:
-                live = row.status == DeliveryStatus.PENDING and row.attempting_until
-                if live and row.attempting_until is not None and row.attempting_until >= now:
-                    return DeliveryBusy(max(1.0, row.attempting_until - now))
+                until = row.attempting_until
+                if row.status == DeliveryStatus.PENDING and until is not None and until >= now:
+                    return DeliveryBusy(max(1.0, until - now))
                 return None
             return DeliveryClaim(
                 id=row.id,
@@ -338,10 +343,7 @@ class WebhookDeliveries:
                     .where(
                         WebhookDeliveryRow.status == DeliveryStatus.PENDING,
                         WebhookDeliveryRow.next_at < now - older_than,
-                        or_(
-                            WebhookDeliveryRow.attempting_until.is_(None),
-                            WebhookDeliveryRow.attempting_until < now,
-                        ),
+                        _not_attempted(now),
                     )
                     .order_by(WebhookDeliveryRow.next_at)
                     .limit(limit)
