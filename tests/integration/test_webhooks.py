@@ -12,6 +12,7 @@ import pytest
 
 from harness import (
     Deployment,
+    SettableClock,
     WebhookReceiver,
     concurrently,
     fresh_database,
@@ -20,7 +21,9 @@ from harness import (
     wait_until,
 )
 from kolors_tryon import enqueue, get_job
-from kolors_tryon.store import JobStore
+from kolors_tryon.store import JobState, JobStore
+from kolors_tryon.store.records import unix_seconds
+from kolors_tryon.store.webhooks import DeliveryBusy, DeliveryClaim, DeliveryStatus
 
 Stack = tuple[Deployment, WebhookReceiver]
 
@@ -168,3 +171,54 @@ def test_secret_is_generated_once_even_when_workers_race(tmp_path: Path) -> None
         concurrently(ask, 8)
         store.dispose()
     assert len(got) == 8 and len(set(got)) == 1
+
+
+def test_retry_after_on_503_is_honoured(stack: Stack) -> None:
+    """503 with Retry-After: 3 delays the retry past the schedule's 1 s."""
+    deployment, receiver = stack
+    receiver.answer = lambda path, n: (
+        (503, {"Retry-After": "3"}, 0.0) if path == "/busy" and not receiver.posts("/busy")
+        else (204, {}, 0.0)
+    )  # fmt: skip
+    job_id = enqueue(job(callback_url=receiver.url("/busy")), deployment.settings)
+    (delivery,) = settled(deployment, job_id)
+    assert delivery["status"] == "delivered"
+    history = delivery["history"]
+    assert isinstance(history, list) and [a["status_code"] for a in history] == [503, 204]
+    gap = unix_seconds(history[1]["at"]) - unix_seconds(history[0]["at"])  # type: ignore[operator]
+    assert gap >= 2.9, gap
+
+
+def test_attempts_are_fenced_and_the_sweep_finds_lost_and_unplanned_ones() -> None:
+    """One claim at a time; an overdue delivery is lost, an ended job without one unplanned."""
+    clock = SettableClock()
+    with fresh_database() as url:
+        store = JobStore.from_url(url, clock)
+        store.create_schema()
+        try:
+            body = {"model_name": "m", "human_image": "h", "cloth_image": "c"}
+            store.accept("j1", body=body, callback_url="https://hooks.invalid/a")
+            record = store.finish("j1", JobState.FAILED, error_code="x", error_message="y")
+            assert record is not None
+            # The worker died before planning: the sweep finds the ended job.
+            assert [r.job_id for r in store.missing_deliveries(window=60)] == ["j1"]
+            (planned,) = store.plan_deliveries([record])
+            assert store.plan_deliveries([record]) == []  # the same change: one delivery
+            assert store.missing_deliveries(window=60) == []
+            claim = store.claim_delivery(planned, hold=30)
+            assert isinstance(claim, DeliveryClaim)
+            busy = store.claim_delivery(planned, hold=30)
+            assert isinstance(busy, DeliveryBusy) and busy.wait == pytest.approx(30)
+            assert store.record_attempt(
+                claim, status=DeliveryStatus.PENDING, status_code=500, duration_ms=5,
+                error=None, retry_in=10,
+            )  # fmt: skip
+            assert store.claim_delivery(planned, hold=30) is None  # not due: a stale message
+            assert not store.record_attempt(  # the claim is spent: no second outcome
+                claim, status=DeliveryStatus.DELIVERED, status_code=200, duration_ms=1, error=None
+            )
+            assert store.lost_deliveries(older_than=20) == []
+            clock.advance(31)  # 21 s overdue: its message is lost
+            assert store.lost_deliveries(older_than=20) == [planned]
+        finally:
+            store.dispose()
