@@ -200,6 +200,11 @@ def test_attempts_are_fenced_and_the_sweep_finds_lost_and_unplanned_ones() -> No
             store.accept("j1", body=body, callback_url="https://hooks.invalid/a")
             record = store.finish("j1", JobState.FAILED, error_code="x", error_message="y")
             assert record is not None
+            # A job that asked for `submitted` only wants no webhook of its end.
+            store.accept(
+                "j2", body=body, callback_url="https://h.invalid/", webhook_events=["submitted"]
+            )
+            store.finish("j2", JobState.FAILED, error_code="x", error_message="y")
             # The worker died before planning: the sweep finds the ended job.
             assert [r.job_id for r in store.missing_deliveries(window=60)] == ["j1"]
             (planned,) = store.plan_deliveries([record])

@@ -50,7 +50,7 @@ from kolors_tryon.store.states import (
     allowed_sources,
 )
 from kolors_tryon.store.tables import AccountRow, Base, JobRow, PayloadRow
-from kolors_tryon.store.webhooks import WebhookDeliveries
+from kolors_tryon.store.webhooks import WebhookDeliveries, events_column
 
 ACCOUNT_ROW_ID = 1
 
@@ -776,7 +776,7 @@ def _set_webhook_target(
     """Keep the producer's webhook target on the job row (never in its record: the URL
     may carry the producer's own token)."""
     row.callback_url = callback_url
-    row.webhook_events = [str(e) for e in webhook_events] if webhook_events else None
+    row.webhook_events = events_column(webhook_events)
 
 
 def _matched(result: Any) -> bool:

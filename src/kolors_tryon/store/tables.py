@@ -33,7 +33,11 @@ class JobRow(Base):
     __tablename__ = "tryon_jobs"
     # The claim query reads `state = queued ORDER BY priority DESC, seq`: the index has
     # the same order, so taking the next jobs stays an index range scan at any backlog.
-    __table_args__ = (Index("ix_tryon_jobs_claim", "state", text("priority DESC"), "seq"),)
+    __table_args__ = (
+        Index("ix_tryon_jobs_claim", "state", text("priority DESC"), "seq"),
+        # The sweep looks for recently ended jobs whose webhook was never planned.
+        Index("ix_tryon_jobs_finished", "finished_at"),
+    )
 
     # `seq` orders waiting jobs first in, first out (within a priority).
     seq: Mapped[int] = mapped_column(
@@ -83,8 +87,10 @@ class JobRow(Base):
     attempt_until: Mapped[float | None] = mapped_column(Float)
     # The producer's webhook target and the states it asked for (None: the terminal
     # ones), kept at accept and at reject time: rejected jobs get their webhook too.
+    # The states are stored as ",submitted,succeeded," so that the sweep can ask "did
+    # this job want a webhook of its state?" in SQL (LIKE) on SQLite and PostgreSQL alike.
     callback_url: Mapped[str | None] = mapped_column(Text)
-    webhook_events: Mapped[list[str] | None] = mapped_column(JSON)
+    webhook_events: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[float] = mapped_column(Float, nullable=False)
     updated_at: Mapped[float] = mapped_column(Float, nullable=False)
     submitted_at: Mapped[float | None] = mapped_column(Float)

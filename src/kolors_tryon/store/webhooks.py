@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,6 +54,17 @@ class DeliveryStatus(StrEnum):
 
 FINISHED = (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.GONE)
 REPLAYABLE = (DeliveryStatus.FAILED, DeliveryStatus.GONE, DeliveryStatus.SKIPPED)
+
+
+def events_column(events: Iterable[str] | None) -> str | None:
+    """`webhook_events` as the job row keeps it: ",submitted,succeeded," (None: default)."""
+    names = [str(e) for e in events or ()]
+    return f",{','.join(names)}," if names else None
+
+
+def wanted_events(column: str | None) -> frozenset[str]:
+    """The states a job row asks webhooks for."""
+    return frozenset(filter(None, (column or "").split(","))) or DEFAULT_EVENTS
 
 
 def delivery_id(job_id: str, state: str, round_: int) -> str:
@@ -167,8 +178,7 @@ class WebhookDeliveries:
                 job = s.scalar(select(JobRow).where(JobRow.job_id == record.job_id))
                 if job is None or not job.callback_url:
                     continue
-                wanted = set(job.webhook_events) if job.webhook_events else DEFAULT_EVENTS
-                if str(record.state) not in wanted:
+                if str(record.state) not in wanted_events(job.webhook_events):
                     continue
                 new_id = delivery_id(record.job_id, str(record.state), record.resubmissions)
                 if s.get(WebhookDeliveryRow, new_id) is not None:
@@ -205,22 +215,23 @@ class WebhookDeliveries:
                 WebhookDeliveryRow.state == JobRow.state,
                 WebhookDeliveryRow.round == JobRow.resubmissions,
             )
+            asked = or_(
+                JobRow.webhook_events.is_(None),
+                JobRow.webhook_events.like(literal("%,") + JobRow.state + literal(",%")),
+            )
             rows = s.scalars(
                 select(JobRow)
                 .where(
+                    JobRow.finished_at >= now - window,
                     JobRow.callback_url.is_not(None),
                     JobRow.state.in_([str(state) for state in TERMINAL_STATES]),
-                    JobRow.finished_at >= now - window,
+                    asked,
                     ~has_delivery,
                 )
                 .order_by(JobRow.seq)
                 .limit(limit)
             ).all()
-            return [
-                record_from_row(row)
-                for row in rows
-                if row.state in (set(row.webhook_events or ()) or DEFAULT_EVENTS)
-            ]
+            return [record_from_row(row) for row in rows]
 
     # ------------------------------------------------------------ attempts ------------
     def claim_delivery(
