@@ -58,4 +58,10 @@ if ! answers 127.0.0.1 6379; then
   wait_for Redis 6379 30
 fi
 
+# --- test tools -----------------------------------------------------------------------
+# libfaketime: the fault tests run a worker whose wall clock is wrong.
+if [ ! -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
+  apt_install faketime
+fi
+
 echo "ensure-services: RabbitMQ, PostgreSQL and Redis answer" >&2

@@ -51,9 +51,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def web_process(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
-    """`tryon web` on a free loopback port; yields its base URL once /healthz answers."""
-    port = free_port()
+def web_process(env: Mapping[str, str], log_path: Path, port: int | None = None) -> Iterator[str]:
+    """`tryon web` on a loopback port (a free one by default); yields its base URL once
+    /healthz answers."""
+    port = port or free_port()
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from kolors_tryon.config import Settings, SettingsError, load_settings
 from kolors_tryon.config.defaults import DEMO_TIMEOUT, LIST_LIMIT, WAIT_TIMEOUT
+from kolors_tryon.config.env_example import render_env_example
 from kolors_tryon.emulator.command import emulator_command
 from kolors_tryon.jobs import (
     ImageSourceError,
@@ -25,7 +28,15 @@ from kolors_tryon.jobs import (
     with_image_files_read,
 )
 from kolors_tryon.producer import JobPublisher
-from kolors_tryon.store import JobRecord, JobState, open_store
+from kolors_tryon.store import (
+    JobRecord,
+    JobState,
+    JobStore,
+    SchemaOutdated,
+    SchemaStatus,
+    open_store,
+)
+from kolors_tryon.store.migrate import new_revision, schema_status, upgrade_schema
 
 EXIT_INVALID = 2
 
@@ -44,6 +55,14 @@ def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
 
 def _emit(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _open_store(settings: Settings) -> JobStore:
+    """The job store, or exit 1 saying what to run when its schema is not this code's."""
+    try:
+        return open_store(settings)
+    except SchemaOutdated as exc:
+        _fail(str(exc), code=1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -198,7 +217,7 @@ def _wait_for(
     settings: Settings, job_ids: Sequence[str], timeout: float, *, show: bool
 ) -> list[JobRecord]:
     """Poll the store until every job is terminal (or the timeout), showing progress."""
-    store = open_store(settings)
+    store = _open_store(settings)
     unique = list(dict.fromkeys(job_ids))
     deadline = time.monotonic() + timeout
     seen: dict[str, str] = {}
@@ -298,7 +317,7 @@ def schema() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(job_id: str, as_json: bool) -> None:
     """Show one job's record."""
-    store = open_store(_settings())
+    store = _open_store(_settings())
     record = store.get(job_id)
     store.dispose()
     if record is None:
@@ -319,7 +338,7 @@ def status(job_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def jobs(state: str | None, limit: int, as_json: bool) -> None:
     """List jobs, oldest first."""
-    store = open_store(_settings())
+    store = _open_store(_settings())
     records = store.list_jobs(JobState(state) if state else None, limit=limit)
     counts = store.count_by_state()
     store.dispose()
@@ -461,6 +480,119 @@ def demo(jobs_file: Path | None, timeout: float) -> None:
         if emulator is not None:
             emulator.stop()
     sys.exit(0 if finished else 1)
+
+
+# ----------------------------------------------------------------------------- db
+@main.group()
+def db() -> None:
+    """The job store's schema: create, migrate, check (Alembic revisions in the package)."""
+
+
+def _schema_store(settings: Settings) -> JobStore:
+    """The configured store without any schema step (these commands are the schema step)."""
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return JobStore.from_url(settings.effective_database_url)
+
+
+def _status_json(status: SchemaStatus) -> dict[str, Any]:
+    return {"current": status.current, "head": status.head, "up_to_date": status.up_to_date}
+
+
+@contextmanager
+def _reaching_store() -> Iterator[None]:
+    """Turn an unreachable store into one line and exit 1 (no URL: it may hold a password)."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0]
+        _fail(f"the job store does not answer: {reason}", code=1)
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def db_upgrade(revision: str, as_json: bool) -> None:
+    """Create or migrate the job store (run once per deployment, before the workers)."""
+    store = _schema_store(_settings())
+    try:
+        with _reaching_store():
+            before, after = upgrade_schema(store.engine, revision)
+            store.ensure_account_row()
+    except SchemaOutdated as exc:
+        _fail(str(exc), code=1)
+    finally:
+        store.dispose()
+    if as_json:
+        _emit({"before": before.current, **_status_json(after)})
+    elif before.current == after.current:
+        click.echo(f"{after.describe()}: nothing to do")
+    else:
+        click.echo(
+            f"job store schema upgraded from {before.current or 'nothing'} to {after.current}"
+        )
+
+
+def _show_status(as_json: bool) -> SchemaStatus:
+    """Read the configured store's schema status and print it (one line, or JSON)."""
+    store = _schema_store(_settings())
+    try:
+        with _reaching_store():
+            status = schema_status(store.engine)
+    finally:
+        store.dispose()
+    if as_json:
+        _emit(_status_json(status))
+    elif status.up_to_date:
+        click.echo(status.describe())
+    else:
+        click.secho(f"{status.describe()}: run `tryon db upgrade`", fg="yellow", err=True)
+    return status
+
+
+@db.command("current")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def db_current(as_json: bool) -> None:
+    """Show the store's schema revision and the code's."""
+    _show_status(as_json)
+
+
+@db.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def db_check(as_json: bool) -> None:
+    """Exit 0 when the store's schema is this code's, 1 when it is behind (or unknown)."""
+    sys.exit(0 if _show_status(as_json).up_to_date else 1)
+
+
+@db.command("revision")
+@click.option("-m", "--message", required=True, help="What the revision changes.")
+@click.option(
+    "--autogenerate/--empty",
+    default=True,
+    show_default=True,
+    help="Fill in what store/tables.py has and the head lacks, or write an empty revision.",
+)
+@click.option(
+    "--database-url",
+    default=None,
+    help="Compare against this database (at head) instead of a scratch SQLite file.",
+)
+def db_revision(message: str, autogenerate: bool, database_url: str | None) -> None:
+    """Write the next migration into store/migrations/versions/ (development; review it)."""
+    path = new_revision(message, autogenerate=autogenerate, database_url=database_url)
+    click.echo(str(path))
+
+
+# ----------------------------------------------------------------------------- config
+@main.group("config")
+def config_group() -> None:
+    """The service's settings."""
+
+
+@config_group.command("env-example")
+def config_env_example() -> None:
+    """Print a .env.example: every TRYON_ variable, its description and its default."""
+    click.echo(render_env_example(), nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,6 +32,7 @@ from harness.faults import FaultRun, assert_one_task_per_job, figures, states
 from harness.images import PNG_IEND, PNG_SIGNATURE, png_chunk, png_claiming, png_padded
 from harness.postgres import fresh_database
 from harness.processes import WorkerProcess
+from harness.proxy import TcpProxy
 from harness.rabbit import EventRecorder, dead_letters, delete_topology, publish_raw
 from harness.samples import SAMPLES, publish_jobs, sample_b64
 from harness.waiting import concurrently, terminal_records, wait_all_terminal, wait_until
@@ -72,6 +73,8 @@ __all__ = [  # noqa: RUF022
     "fresh_database",
     # Worker processes: started, killed, stopped (processes.py)
     "WorkerProcess",
+    # A TCP proxy a test cuts: outages of one deployment's dependency (proxy.py)
+    "TcpProxy",
     # RabbitMQ: plain publishing, dead letters, events, clean-up (rabbit.py)
     "EventRecorder",
     "dead_letters",

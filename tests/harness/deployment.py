@@ -143,6 +143,9 @@ def rabbit_deployment_on(tmp: Path, server: EmulatorServer) -> Iterator[Deployme
             }
         )
         deployment = Deployment(env=env, data_dir=tmp)
+        # What a deployment does before its workers start (`tryon db upgrade`): a worker
+        # refuses a configured store whose schema is not the code's.
+        deployment.store().dispose()
         try:
             yield deployment
         finally:

@@ -7,6 +7,7 @@ reached the paid API is counted there.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,9 @@ from kolors_tryon.config import Settings
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.jobs import validate_job
 from kolors_tryon.kling import KlingClient
-from kolors_tryon.pipeline import Runtime, submit_job, sweep, track_job
+from kolors_tryon.pipeline import Runtime, intake, submit_job, sweep, track_job
+from kolors_tryon.pipeline.callback_tokens import callback_secrets, verify_callback_token
+from kolors_tryon.pipeline.callbacks import receive_callback
 from kolors_tryon.pipeline.submit import attempt_window
 from kolors_tryon.store import CreatePlan, JobState, JobStore
 
@@ -281,3 +284,147 @@ def test_sweeps_that_pile_up_do_the_work_once(rt: Runtime, clock: SettableClock)
     assert [c.job_id for c in first.resubmit] == ["job-1"]
     assert second.resubmit == () and [c.job_id for c in second.claims] == []
     assert [c.job_id for c in first.claims] == ["job-2"]
+
+
+# --------------------------------------------------------------------- callbacks -----
+def kling_task(rt: Runtime, job_id: str) -> dict[str, object]:
+    """The job's task object as Kling knows it now (what a callback would carry)."""
+    record = rt.store.get(job_id)
+    assert record is not None and record.kling_task_id is not None
+    task = rt.kling.get(record.kling_task_id)
+    return {
+        "task_id": task.task_id,
+        "task_status": task.status,
+        "task_status_msg": task.status_message,
+        "task_info": {"external_task_id": task.external_task_id},
+        "task_result": {"images": [{"index": i.index, "url": i.url} for i in task.images]},
+        "final_unit_deduction": task.final_unit_deduction,
+    }
+
+
+def test_succeed_callback_ends_the_job_without_a_query(
+    rt: Runtime, emulator: EmulatorServer
+) -> None:
+    """A `succeed` callback records the result and frees the slot; no status query."""
+    emulator.configure(task_duration=0.0)
+    submitted(rt, "job-1")
+    body = kling_task(rt, "job-1")
+    queries = emulator.stats()["queries"]
+    step = receive_callback(rt, "job-1", body)
+    record = rt.store.get("job-1")
+    assert record is not None and record.state is JobState.SUCCEEDED and record.images
+    assert step.dispatch and emulator.stats()["queries"] == queries
+
+
+def test_repeated_late_and_out_of_order_callbacks_change_nothing(
+    rt: Runtime, emulator: EmulatorServer
+) -> None:
+    """After `succeed`, a repeat and a late `processing` leave the record as it is."""
+    emulator.configure(task_duration=0.0)
+    submitted(rt, "job-1")
+    body = kling_task(rt, "job-1")
+    receive_callback(rt, "job-1", body)
+    before = rt.store.get("job-1")
+    assert receive_callback(rt, "job-1", body).changed == ()
+    late = {**body, "task_status": "processing", "task_result": None}
+    assert receive_callback(rt, "job-1", late).changed == ()
+    assert rt.store.get("job-1") == before
+
+
+FORGED = {
+    "succeed-for-a-queued-job": ("queued", {}),
+    "another-task-id": ("submitted", {"task_id": "not-our-task"}),
+    "another-jobs-external-id": ("submitted", {"task_info": {"external_task_id": "job-2"}}),
+    "garbage-status": ("submitted", {"task_status": "done!"}),
+    "no-task-id": ("submitted", {"task_id": None}),
+}
+
+
+@pytest.mark.parametrize(("setup", "change"), FORGED.values(), ids=FORGED)
+def test_forged_callbacks_change_no_state(
+    rt: Runtime, emulator: EmulatorServer, setup: str, change: dict[str, object]
+) -> None:
+    """A callback that cannot be about the job's task moves nothing, whatever it says."""
+    emulator.configure(task_duration=0.0)
+    if setup == "queued":
+        queue(rt, "job-1")
+        body: dict[str, object] = {"task_id": "123", "task_status": "succeed"}
+    else:
+        submitted(rt, "job-1")
+        body = kling_task(rt, "job-1")
+    before = rt.store.get("job-1")
+    step = receive_callback(rt, "job-1", {**body, **change})
+    assert step.changed == () and not step.dispatch
+    assert rt.store.get("job-1") == before
+
+
+def test_callback_before_the_task_id_is_recorded_is_looked_at_again(rt: Runtime) -> None:
+    """A very fast task's callback can beat the create's answer: it waits, then applies."""
+    claim(rt, "job-1")
+    step = receive_callback(rt, "job-1", {"task_id": "1", "task_status": "succeed"})
+    assert step.again_in is not None and step.changed == ()
+    assert state(rt, "job-1") is JobState.SUBMITTING
+
+
+def test_creates_carry_our_callback_url_only_when_callbacks_are_on(
+    rt: Runtime, emulator: EmulatorServer
+) -> None:
+    """With TRYON_PUBLIC_URL the create carries our signed callback URL, else none."""
+    assert rt.kling_callback_url("job-1") is None
+    on = Runtime(
+        settings=rt.settings.model_copy(update={"public_url": "https://tryon.example"}),
+        store=rt.store,
+        kling=rt.kling,
+    )
+    url = on.kling_callback_url("job-1")
+    assert url is not None and url.startswith("https://tryon.example/kling/callback/job-1/")
+    secrets = callback_secrets(on.settings, on.store)
+    assert verify_callback_token("job-1", url.rsplit("/", 1)[1], secrets.accepted)
+    assert not verify_callback_token("job-2", url.rsplit("/", 1)[1], secrets.accepted)
+
+
+# --------------------------------------------------------------------- job ids -------
+def message(job_id: str, cloth: str = "cloth-red.png") -> str:
+    return json.dumps(
+        {"job_id": job_id, "human_image": sample_b64("human.jpg"), "cloth_image": sample_b64(cloth)}
+    )
+
+
+def test_same_job_again_is_a_duplicate(rt: Runtime) -> None:
+    """The same content under the same id, even laid out otherwise: nothing happens."""
+    first = intake(rt, message("job-1"))
+    again = intake(rt, json.dumps(json.loads(message("job-1")), indent=2, sort_keys=True))
+    assert first.note == "queued" and again.note == "duplicate" and again.changed == ()
+
+
+def test_other_content_under_a_taken_id_is_recorded_as_a_conflict(rt: Runtime) -> None:
+    """Another job under a queued job's id: not taken, counted, noted, announced."""
+    intake(rt, message("job-1"))
+    step = intake(rt, message("job-1", cloth="cloth-blue.png"))
+    assert step.note == "conflict" and step.changed == ()
+    (record,) = step.conflicts
+    assert record.state is JobState.QUEUED and record.conflicts == 1
+    assert record.note is not None and "other content" in record.note
+
+
+def test_a_rejected_job_sent_again_corrected_starts_over(rt: Runtime) -> None:
+    """A rejected job's id with a fixed message: the job is queued again, counted."""
+    bad = json.dumps({"job_id": "job-1", "human_image": "???", "cloth_image": "x"})
+    rejected = intake(rt, bad)
+    assert state(rt, "job-1") is JobState.REJECTED and rejected.changed
+    fixed = intake(rt, message("job-1"))
+    assert fixed.note == "queued" and fixed.dispatch
+    record = rt.store.get("job-1")
+    assert record is not None and record.state is JobState.QUEUED
+    assert record.resubmissions == 1 and record.error is None
+    assert [c.job_id for c in rt.store.claim_next(5, lease_seconds=LEASE)] == ["job-1"]
+
+
+def test_a_rejected_job_sent_again_still_invalid_says_the_new_reason(rt: Runtime) -> None:
+    """Resubmitted but still invalid: rejected again, with the latest reason."""
+    intake(rt, json.dumps({"job_id": "job-1", "human_image": "???", "cloth_image": "x"}))
+    again = intake(rt, json.dumps({"job_id": "job-1", "cloth_image": "x"}))
+    record = rt.store.get("job-1")
+    assert record is not None and record.state is JobState.REJECTED and again.changed
+    assert record.error is not None and "human_image" in record.error.message
+    assert record.resubmissions == 1

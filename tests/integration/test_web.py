@@ -23,6 +23,7 @@ import requests
 from starlette.routing import Route
 
 from harness import wait_until
+from kolors_tryon.pipeline.callback_tokens import GENERATED_SECRET_NAME
 from kolors_tryon.web import create_web_app, make_callback_token
 from web_service import (
     KEYS,
@@ -409,14 +410,22 @@ def test_a_refused_callback_forwards_nothing(
     assert token not in response.text
 
 
-def test_callbacks_are_refused_when_no_secret_is_configured(web: Web, tmp_path: Path) -> None:
-    """No TRYON_CALLBACK_SECRET: every callback, whatever its token, is 404."""
+def test_without_a_configured_secret_the_generated_one_verifies(web: Web, tmp_path: Path) -> None:
+    """No TRYON_CALLBACK_SECRET: the secret generated once in the store is the one used."""
     env = {k: v for k, v in web.deployment.env.items() if not k.startswith("TRYON_CALLBACK_SECRET")}
+    job_id = "web-cb-generated"
     with web_process(env, tmp_path / "web-nosecret.log") as base:
-        job_id = "web-cb-nosecret"
-        response = requests.post(f"{base}{_callback_path(job_id)}", json=_task(job_id), timeout=10)
-    assert response.status_code == 404
-    assert callbacks_on_broker(web, 0) == []
+        old_token = requests.post(f"{base}{_callback_path(job_id)}", json=_task(job_id), timeout=10)
+        # The web process generated it for the first callback and kept it in the store.
+        generated = web.deployment.store().secret(
+            GENERATED_SECRET_NAME, lambda: pytest.fail("the web process kept no secret")
+        )
+        fresh = requests.post(
+            f"{base}{_callback_path(job_id, generated)}", json=_task(job_id), timeout=10
+        )
+    assert old_token.status_code == 404  # the configured secret is gone
+    assert fresh.status_code == 200
+    assert len(callbacks_on_broker(web, 1)) == 1
 
 
 # ----------------------------------------------------------------- errors & OpenAPI ---

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 
@@ -29,14 +30,72 @@ def test_compose_has_the_designed_services() -> None:
     assert "container_name" not in services["web"]  # stateless: any number of copies
 
 
-@pytest.mark.parametrize("service", ["worker", "web"])
+def our_services() -> dict[str, dict[str, Any]]:
+    """The services that run our image (the `tryon` entry point), by name."""
+    return {name: svc for name, svc in compose()["services"].items() if svc.get("build") == "."}
+
+
+# Services that run once and exit (a health check means nothing for them).
+ONE_SHOT = {"migrate"}
+
+
+@pytest.mark.parametrize("service", sorted(our_services()))
 def test_every_tryon_variable_in_compose_is_a_setting(service: str) -> None:
     """No typo'd TRYON_ variable: each one names a field of Settings."""
     fields = {name.upper() for name in Settings.model_fields}
-    env = compose()["services"][service]["environment"]
+    env = our_services()[service].get("environment", {})
     for name in env:
         assert name.startswith(ENV_PREFIX)
         assert name.removeprefix(ENV_PREFIX) in fields, name
+
+
+@pytest.mark.parametrize("service", sorted(our_services()))
+def test_every_command_is_a_real_tryon_subcommand(service: str) -> None:
+    """Each service's command names a `tryon` command (through its groups) and its options."""
+    words = our_services()[service]["command"]
+    command: click.Command = main
+    while isinstance(command, click.Group):
+        assert words and words[0] in command.commands, (service, words)
+        command, words = command.commands[words[0]], words[1:]
+    options = {opt for param in command.params for opt in getattr(param, "opts", [])}
+    if not command.context_settings.get("ignore_unknown_options"):  # `worker` passes to Celery
+        assert {w.split("=")[0] for w in words if w.startswith("-")} <= options, service
+
+
+@pytest.mark.parametrize("service", sorted(set(compose()["services"]) - ONE_SHOT))
+def test_every_long_running_service_has_a_healthcheck(service: str) -> None:
+    """Compose (and `depends_on: service_healthy`) can tell when each service is ready."""
+    check = compose()["services"][service]["healthcheck"]
+    assert check["test"] and check["test"][0] in ("CMD", "CMD-SHELL")
+
+
+def test_only_the_emulator_is_behind_the_sandbox_profile() -> None:
+    """A production `docker compose up` never starts the fake API; `--profile sandbox` does."""
+    profiles = {name: svc.get("profiles") for name, svc in compose()["services"].items()}
+    assert profiles.pop("emulator") == ["sandbox"]
+    assert set(profiles.values()) == {None}
+    worker_needs = compose()["services"]["worker"]["depends_on"]["emulator"]
+    assert worker_needs["required"] is False  # absent in production: the worker still starts
+
+
+@pytest.mark.parametrize("service", ["worker", "web"])
+def test_workers_and_web_wait_for_healthy_stores_and_the_migration(service: str) -> None:
+    """RabbitMQ and PostgreSQL healthy, then `tryon db upgrade` done, before they start."""
+    depends = compose()["services"][service]["depends_on"]
+    assert depends["rabbitmq"]["condition"] == "service_healthy"
+    assert depends["postgres"]["condition"] == "service_healthy"
+    assert depends["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_migrate_runs_db_upgrade_once_on_the_same_database() -> None:
+    """The one-shot `migrate` upgrades the store the workers use, after PostgreSQL is up."""
+    services = compose()["services"]
+    migrate = services["migrate"]
+    assert migrate["command"] == ["db", "upgrade"]
+    assert migrate["restart"] == "no"
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    url = migrate["environment"]["TRYON_DATABASE_URL"]
+    assert url == services["worker"]["environment"]["TRYON_DATABASE_URL"]
 
 
 def test_web_service_runs_tryon_web_with_a_healthcheck() -> None:

@@ -189,6 +189,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_expires": settings.result_expiry,
         "result_extended": False,
         "worker_send_task_events": False,
+        # Remote control and events of one namespace: Celery names a worker's control
+        # queue `<hostname>.<control_exchange>.pidbox` and holds it exclusively, so two
+        # deployments on one vhost with the default name (`celery`) lock each other out.
+        "control_exchange": f"{topology.namespace}.control",
+        "event_exchange": f"{topology.namespace}.celeryev",
         "broker_channel_error_retry": True,
         "timezone": "UTC",
         "enable_utc": True,

@@ -90,6 +90,16 @@ TRACK_FIRST_DELAY: Final = 10.0
 TRACK_INTERVAL_MAX: Final = 60.0
 # Seconds from submission to giving up on a task: far beyond Kling's usual minutes.
 TRACK_DEADLINE: Final = 3600.0
+# With Kling's callbacks on (TRYON_PUBLIC_URL), polling is only the safety net: the
+# first query comes when a callback is overdue (tasks take 15-60 s, so two minutes
+# means it was lost), then at growing intervals up to ten minutes. A lost callback costs
+# latency, never a job.
+CALLBACK_OVERDUE_AFTER: Final = 120.0
+CALLBACK_POLL_MAX: Final = 600.0
+# A callback that arrives before the create's answer was recorded (a very fast task) is
+# looked at again this many seconds later, a few times.
+EARLY_CALLBACK_RETRY: Final = 2.0
+EARLY_CALLBACK_TRIES: Final = 10
 # Seconds between sweeps sent by each worker (jittered): stranded jobs wait at most this.
 SWEEP_INTERVAL: Final = 30.0
 # Celery task results are deleted after a day (by a sweep, at most once an hour).

@@ -44,8 +44,12 @@ class Settings(BaseSettings):
         default=Path("data"), description="Embedded broker, SQLite store and result copies."
     )
     broker_url: str | None = Field(default=None, description="Celery broker; embedded if unset.")
-    database_url: str | None = Field(default=None, description="Job store (SQLAlchemy URL).")
-    result_backend: str | None = Field(default=None, description="Celery result backend.")
+    database_url: str | None = Field(
+        default=None, description="Job store (SQLAlchemy URL); SQLite in the data dir if unset."
+    )
+    result_backend: str | None = Field(
+        default=None, description="Celery result backend; the job store's database if unset."
+    )
     embedded_visibility_timeout: float = Field(
         default=defaults.EMBEDDED_VISIBILITY_TIMEOUT,
         gt=0,
@@ -69,7 +73,12 @@ class Settings(BaseSettings):
     kling_api_key: SecretStr | None = Field(default=None, description="Static bearer (resellers).")
     kling_access_key: SecretStr | None = Field(default=None, description="JWT issuer (AK).")
     kling_secret_key: SecretStr | None = Field(default=None, description="JWT signing key (SK).")
-    kling_jwt_lifetime: int = Field(default=defaults.KLING_JWT_LIFETIME, ge=60, le=86400)
+    kling_jwt_lifetime: int = Field(
+        default=defaults.KLING_JWT_LIFETIME,
+        ge=60,
+        le=86400,
+        description="Seconds each signed JWT is valid (AK/SK credentials).",
+    )
     sandbox_emulator_url: str = Field(
         default="http://127.0.0.1:8765", description="Emulator used when no credentials are set."
     )
@@ -78,8 +87,18 @@ class Settings(BaseSettings):
     )
 
     # --- network budget (the numbers themselves: config/defaults.py) -------------------
-    http_connect_timeout: float = Field(default=defaults.HTTP_CONNECT_TIMEOUT, gt=0, le=120)
-    http_read_timeout: float = Field(default=defaults.HTTP_READ_TIMEOUT, gt=0, le=600)
+    http_connect_timeout: float = Field(
+        default=defaults.HTTP_CONNECT_TIMEOUT,
+        gt=0,
+        le=120,
+        description="Seconds to open a connection (every network call).",
+    )
+    http_read_timeout: float = Field(
+        default=defaults.HTTP_READ_TIMEOUT,
+        gt=0,
+        le=600,
+        description="Seconds to wait for an answer (every network call).",
+    )
     http_attempts: int = Field(
         default=defaults.HTTP_ATTEMPTS,
         ge=1,
@@ -88,9 +107,24 @@ class Settings(BaseSettings):
     )
 
     # --- retry policy across the queue -------------------------------------------------
-    retry_backoff_base: float = Field(default=defaults.RETRY_BACKOFF_BASE, gt=0, le=600)
-    retry_backoff_max: float = Field(default=defaults.RETRY_BACKOFF_MAX, gt=0, le=86400)
-    submit_max_retries: int = Field(default=defaults.SUBMIT_MAX_RETRIES, ge=0, le=1000)
+    retry_backoff_base: float = Field(
+        default=defaults.RETRY_BACKOFF_BASE,
+        gt=0,
+        le=600,
+        description="First wait after a retryable create failure (doubles each retry).",
+    )
+    retry_backoff_max: float = Field(
+        default=defaults.RETRY_BACKOFF_MAX,
+        gt=0,
+        le=86400,
+        description="Longest wait between create retries.",
+    )
+    submit_max_retries: int = Field(
+        default=defaults.SUBMIT_MAX_RETRIES,
+        ge=0,
+        le=1000,
+        description="Retryable create failures before the job fails.",
+    )
     busy_backoff_base: float = Field(
         default=defaults.BUSY_BACKOFF_BASE,
         ge=1.0,
@@ -103,7 +137,12 @@ class Settings(BaseSettings):
         le=86400,
         description="Pause before probing a blocked account.",
     )
-    submit_lease_seconds: float = Field(default=defaults.SUBMIT_LEASE_SECONDS, gt=0, le=86400)
+    submit_lease_seconds: float = Field(
+        default=defaults.SUBMIT_LEASE_SECONDS,
+        gt=0,
+        le=86400,
+        description="Seconds a submit claim holds a slot before the sweep may take it over.",
+    )
     delivery_limit: int = Field(
         default=defaults.DELIVERY_LIMIT,
         ge=1,
@@ -131,15 +170,42 @@ class Settings(BaseSettings):
     )
 
     # --- tracking ----------------------------------------------------------------------
-    track_first_delay: float = Field(default=defaults.TRACK_FIRST_DELAY, ge=0, le=3600)
-    track_interval_max: float = Field(default=defaults.TRACK_INTERVAL_MAX, gt=0, le=3600)
+    track_first_delay: float = Field(
+        default=defaults.TRACK_FIRST_DELAY,
+        ge=0,
+        le=3600,
+        description="Seconds from submission to the first status query.",
+    )
+    track_interval_max: float = Field(
+        default=defaults.TRACK_INTERVAL_MAX,
+        gt=0,
+        le=3600,
+        description="Longest gap between status queries of a running task.",
+    )
     track_deadline: float = Field(
         default=defaults.TRACK_DEADLINE,
         gt=0,
         le=30 * 86400,
         description="Seconds from submission to give up.",
     )
-    sweep_interval: float = Field(default=defaults.SWEEP_INTERVAL, gt=0, le=3600)
+    sweep_interval: float = Field(
+        default=defaults.SWEEP_INTERVAL,
+        gt=0,
+        le=3600,
+        description="Seconds between sweeps for stranded jobs (each worker, jittered).",
+    )
+    callback_overdue_after: float = Field(
+        default=defaults.CALLBACK_OVERDUE_AFTER,
+        gt=0,
+        le=86400,
+        description="With callbacks on: seconds from submission to the first status query.",
+    )
+    callback_poll_max: float = Field(
+        default=defaults.CALLBACK_POLL_MAX,
+        gt=0,
+        le=86400,
+        description="With callbacks on: the longest gap between safety-net status queries.",
+    )
     result_expiry: float = Field(
         default=defaults.RESULT_EXPIRY,
         gt=0,
@@ -155,10 +221,16 @@ class Settings(BaseSettings):
     )
 
     # --- results and reporting ---------------------------------------------------------
-    store_result_copies: bool = Field(default=True)
+    store_result_copies: bool = Field(
+        default=True, description="Keep copies of result images (Kling's expire in 30 days)."
+    )
     results_dir: Path | None = Field(default=None, description="Copies of result images.")
-    sentry_dsn: SecretStr | None = Field(default=None)
-    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    sentry_dsn: SecretStr | None = Field(default=None, description="Sentry error reporting.")
+    log_level: str = Field(
+        default="INFO",
+        pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",
+        description="DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+    )
 
     # --- the HTTP service (`tryon web`) ------------------------------------------------
     public_url: str | None = Field(
@@ -295,9 +367,19 @@ class Settings(BaseSettings):
         return self.results_dir if self.results_dir is not None else self.data_dir / "results"
 
     @property
+    def callbacks_enabled(self) -> bool:
+        """Kling can reach `tryon web` (TRYON_PUBLIC_URL): creates carry our callback URL."""
+        return self.public_url is not None
+
+    @property
     def effective_first_poll(self) -> float:
         """Seconds from submission to the first status query."""
-        return self.track_first_delay
+        return self.callback_overdue_after if self.callbacks_enabled else self.track_first_delay
+
+    @property
+    def effective_poll_max(self) -> float:
+        """The longest gap between status queries of one task."""
+        return self.callback_poll_max if self.callbacks_enabled else self.track_interval_max
 
     @property
     def http_timeout(self) -> tuple[float, float]:

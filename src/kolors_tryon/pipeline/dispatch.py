@@ -25,7 +25,7 @@ def stale_after(rt: Runtime) -> float:
     noticed within minutes.
     """
     settings = rt.settings
-    return max(3 * settings.track_interval_max, 10.0) + settings.http_read_timeout
+    return max(3 * settings.effective_poll_max, 10.0) + settings.http_read_timeout
 
 
 def sweep(rt: Runtime) -> SweepResult:

@@ -10,6 +10,7 @@ import requests
 from kolors_tryon.config import Settings
 from kolors_tryon.jobs import ValidationOptions
 from kolors_tryon.kling import KlingClient
+from kolors_tryon.pipeline.callback_tokens import CallbackSecrets, callback_secrets, callback_url
 from kolors_tryon.store import JobStore
 
 
@@ -30,6 +31,7 @@ class Runtime:
     # For downloading result images: a separate session that never carries our token.
     downloads: requests.Session = field(default_factory=requests.Session)
     rng: random.Random = field(default_factory=random.Random)
+    _callback_secrets: CallbackSecrets | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -42,6 +44,15 @@ class Runtime:
     @property
     def validation_options(self) -> ValidationOptions:
         return ValidationOptions.from_settings(self.settings)
+
+    def kling_callback_url(self, job_id: str) -> str | None:
+        """The `callback_url` our creates carry (None when callbacks are off)."""
+        public_url = self.settings.public_url
+        if public_url is None:
+            return None
+        if self._callback_secrets is None:  # read once: it changes only with a restart
+            self._callback_secrets = callback_secrets(self.settings, self.store)
+        return callback_url(public_url, job_id, self._callback_secrets.current)
 
     def close(self) -> None:
         self.kling.close()

@@ -117,10 +117,20 @@ class _Attempt:
             # owner looks the job up before it sends anything. We send nothing.
             return Step(note="claim lost before create")
         try:
-            task = rt.kling.create(self.plan.body)
+            task = rt.kling.create(self.create_body())
         except KlingError as err:
             return self.on_create_error(err)
         return self.accepted(task)
+
+    def create_body(self) -> dict[str, object]:
+        """The body as validated at intake, with our own callback URL when callbacks are
+        on (the producer's `callback_url` is ours to call, never Kling's)."""
+        body = dict(self.plan.body)
+        body.pop("callback_url", None)
+        url = self.rt.kling_callback_url(self.job_id)
+        if url is not None:
+            body["callback_url"] = url
+        return body
 
     # --- before a create: is there a task already? ----------------------------------
     def resolve(self) -> Step | None:

@@ -3,7 +3,10 @@
 Cost per job: one status query by task id at `track_first_delay` after submission, then
 at intervals growing by half each time up to `track_interval_max` (10 s, 15 s, 22 s,
 34 s, 50 s, 60 s ... by default). A typical 15-60 s task therefore costs 2 to 4 queries;
-queries use no account slot.
+queries use no account slot. With Kling's callbacks on (`TRYON_PUBLIC_URL`), a callback
+ends the job the moment Kling reports it (pipeline/callbacks.py), and these queries are
+only the safety net: the first when a callback is overdue (`callback_overdue_after`),
+then rarely.
 
 The deadline (`track_deadline` after submission) bounds how long we follow a task, but
 it is not a verdict: Kling may have finished long ago (after an outage or a backlog
@@ -31,10 +34,14 @@ GROWTH = 1.5
 
 
 def next_interval(rt: Runtime, polls_done: int) -> float:
-    """Seconds until the next query, after `polls_done` queries."""
+    """Seconds until the next query, after `polls_done` queries.
+
+    With callbacks on, the queries are the safety net for a lost callback: they start
+    when one is overdue and stay rare.
+    """
     settings = rt.settings
-    first = max(settings.track_first_delay, 0.2)
-    return float(min(settings.track_interval_max, first * GROWTH**polls_done))
+    first = max(settings.effective_first_poll, 0.2)
+    return float(min(settings.effective_poll_max, first * GROWTH**polls_done))
 
 
 def track_job(rt: Runtime, job_id: str, poll: int) -> Step:

@@ -1,6 +1,7 @@
 """The job store: SQLAlchemy tables, the state machine, and the queries the pipeline needs."""
 
-from kolors_tryon.store.opening import open_store
+from kolors_tryon.store.migrate import SchemaOutdated, SchemaStatus
+from kolors_tryon.store.opening import open_store, prepare_schema
 from kolors_tryon.store.records import JobError, JobRecord, ResultImage
 from kolors_tryon.store.repository import (
     AccountPause,
@@ -34,8 +35,11 @@ __all__ = [
     "JobState",
     "JobStore",
     "ResultImage",
+    "SchemaOutdated",
+    "SchemaStatus",
     "can_move",
     "is_terminal",
     "make_engine",
     "open_store",
+    "prepare_schema",
 ]

@@ -1,4 +1,6 @@
-"""The store's part of webhooks to producers: secrets, durable deliveries, their attempts.
+"""The store's part of webhooks to producers: durable deliveries and their attempts.
+
+(The signing secret, when generated, is kept by `JobStore.secret`.)
 
 Why it looks like this:
 - A delivery is a row before it is a message, so it survives any restart; the message
@@ -17,14 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, delete, exists, literal, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kolors_tryon.store.records import JobRecord, iso, record_from_row
@@ -32,7 +33,6 @@ from kolors_tryon.store.states import TERMINAL_STATES
 from kolors_tryon.store.tables import (
     GoneUrlRow,
     JobRow,
-    SecretRow,
     WebhookAttemptRow,
     WebhookDeliveryRow,
 )
@@ -137,33 +137,11 @@ class DeliveryView:
 
 
 class WebhookDeliveries:
-    """Secrets and webhook deliveries; mixed into `JobStore`, whose transactions it uses."""
+    """Webhook deliveries; mixed into `JobStore`, whose transactions it uses."""
 
     if TYPE_CHECKING:
 
         def _tx(self) -> AbstractContextManager[tuple[Session, float]]: ...
-
-    # ------------------------------------------------------------ secrets -------------
-    def secret(self, name: str, generate: Callable[[], str]) -> str:
-        """The secret called `name`, generated (once, by whoever asks first) if absent.
-
-        Race-free across workers: the name is the primary key, so of two workers that
-        both find none, one insert wins and the other reads the winner's value.
-        """
-        with self._tx() as (s, _):
-            found = s.get(SecretRow, name)
-            if found is not None:
-                return found.value
-        try:
-            with self._tx() as (s, now):
-                s.add(SecretRow(name=name, value=generate(), created_at=now))
-        except IntegrityError:
-            pass  # another worker made it first: use theirs
-        with self._tx() as (s, _):
-            row = s.get(SecretRow, name)
-            if row is None:  # pragma: no cover - only after a concurrent delete
-                raise LookupError(f"secret {name!r} vanished")
-            return row.value
 
     # ------------------------------------------------------------ planning ------------
     def plan_deliveries(self, records: Iterable[JobRecord]) -> list[str]:

@@ -3,6 +3,7 @@
 `tryon.intake(message)`   validate and record one job message
 `tryon.submit(job_id)`    create the Kling task; the Celery task id is the claim owner
 `tryon.track(job_id, n)`  poll number n of the job's task (n is the chain's fence)
+`tryon.callback(job_id, task)`  a Kling callback that `tryon web` authenticated
 `tryon.dispatch()`        hand free account slots to the oldest queued jobs
 `tryon.sweep()`           rescue stranded jobs, then dispatch (sent by each worker's timer)
 `tryon.webhook(id)`       one attempt of a webhook delivery (tasks/webhooks.py)
@@ -34,6 +35,7 @@ from kolors_tryon.config import defaults
 from kolors_tryon.config.backoff import backoff_delay
 from kolors_tryon.kling import redact
 from kolors_tryon.pipeline import Step, dispatch, intake, submit_job, sweep, track_job
+from kolors_tryon.pipeline.callbacks import receive_callback
 from kolors_tryon.store import Claim, JobState
 from kolors_tryon.store.outage import is_outage
 from kolors_tryon.tasks.delays import send_later
@@ -76,7 +78,7 @@ def register_tasks(app: Celery) -> None:
     """Define the service's tasks on `app`."""
     register_webhook_task(app)
 
-    @app.task(name="tryon.intake", bind=True)
+    @app.task(name="tryon.intake", bind=True, ignore_result=True)
     def intake_task(self: Task[Any, Any], /, message: str, **counters: int) -> str:
         run = _Run(app, self, [message], counters)
 
@@ -90,7 +92,7 @@ def register_tasks(app: Celery) -> None:
 
         return _guarded(app, run, body, job_id=None, parked_body=message)
 
-    @app.task(name="tryon.submit", bind=True)
+    @app.task(name="tryon.submit", bind=True, ignore_result=True)
     def submit_task(self: Task[Any, Any], /, job_id: str, **counters: int) -> str:
         run = _Run(app, self, [job_id], counters)
 
@@ -102,7 +104,7 @@ def register_tasks(app: Celery) -> None:
 
         return _guarded(app, run, body, job_id=job_id)
 
-    @app.task(name="tryon.track", bind=True)
+    @app.task(name="tryon.track", bind=True, ignore_result=True)
     def track_task(self: Task[Any, Any], /, job_id: str, poll: int = 0, **counters: int) -> str:
         run = _Run(app, self, [job_id, poll], counters)
 
@@ -112,6 +114,19 @@ def register_tasks(app: Celery) -> None:
             return step.note
 
         return _guarded(app, run, body, job_id=job_id)
+
+    @app.task(name="tryon.callback", bind=True, ignore_result=True)
+    def callback_task(
+        self: Task[Any, Any], /, job_id: str, task: dict[str, Any], **counters: int
+    ) -> str:
+        run = _Run(app, self, [job_id, task], counters)
+
+        def body() -> str:
+            step = receive_callback(runtime_for(app), job_id, task, tries=run.waits)
+            _follow(app, run, step, job_id=job_id)
+            return step.note
+
+        return _guarded(app, run, body, job_id=None)
 
     @app.task(name="tryon.dispatch")
     def dispatch_task() -> int:

@@ -5,12 +5,12 @@ builds the ASGI app (tests serve it with uvicorn); `serve` runs it as `tryon web
 The callback-token functions are pure and shared with whoever builds callback URLs.
 """
 
-from kolors_tryon.web.app import create_web_app
-from kolors_tryon.web.callback_tokens import (
+from kolors_tryon.pipeline.callback_tokens import (
     callback_url,
     make_callback_token,
     verify_callback_token,
 )
+from kolors_tryon.web.app import create_web_app
 from kolors_tryon.web.server import serve
 from kolors_tryon.web.services import CALLBACK_TASK
 

@@ -12,7 +12,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kolors_tryon.kling import redact
-from kolors_tryon.web.callback_tokens import CALLBACK_PATH_PREFIX
+from kolors_tryon.pipeline.callback_tokens import CALLBACK_PATH_PREFIX
 
 __all__ = ["AccessLogMiddleware", "loggable_path"]
 

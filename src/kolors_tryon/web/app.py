@@ -36,9 +36,9 @@ from kolors_tryon.config import Settings
 from kolors_tryon.jobs import JobRejected, Problem, validate_job
 from kolors_tryon.kling import ServerError
 from kolors_tryon.kling.models import parse_task
+from kolors_tryon.pipeline.callback_tokens import CALLBACK_PATH_PREFIX, verify_callback_token
 from kolors_tryon.web.access_log import AccessLogMiddleware
 from kolors_tryon.web.auth import bearer_key_matches
-from kolors_tryon.web.callback_tokens import CALLBACK_PATH_PREFIX, verify_callback_token
 from kolors_tryon.web.errors import (
     error_body,
     error_response,
@@ -283,16 +283,13 @@ async def kling_callback(request: Request) -> Response:
     (job id only, never the token) and answered like an unknown URL.
     """
     services = _services(request)
-    settings = services.settings
     job_id = request.path_params["job_id"]
     token = request.path_params["token"]
-    # No secret configured: no token can be valid, so every callback is refused (the lead
-    # will generate one and keep it in the store; until then the workers poll).
-    secrets = [
-        s.get_secret_value()
-        for s in (settings.callback_secret, settings.callback_secret_previous)
-        if s
-    ]
+    try:
+        secrets = (await run_in_threadpool(services.callback_secrets)).accepted
+    except Exception as exc:  # the store is down: Kling may repeat it, polling catches it
+        log.error("callback of job %r: secrets unavailable: %s", job_id[:64], type(exc).__name__)
+        return error_response(503, "store_unavailable", "try again later")
     if not verify_callback_token(job_id, token, secrets):
         services.count("callbacks_bad_token")
         log.warning("callback refused: bad token for job %r", job_id[:64])

@@ -15,8 +15,8 @@ from typing import Any, Final
 
 from kolors_tryon.config import Settings
 from kolors_tryon.jobs import job_json_schema
+from kolors_tryon.pipeline.callback_tokens import CALLBACK_PATH_PREFIX
 from kolors_tryon.store import JobRecord
-from kolors_tryon.web.callback_tokens import CALLBACK_PATH_PREFIX
 
 __all__ = ["SECURITY_SCHEME", "openapi_document"]
 

@@ -22,8 +22,9 @@ from sqlalchemy import text
 from kolors_tryon.config import Settings
 from kolors_tryon.config.celery import celery_config
 from kolors_tryon.jobs import JobMessage, ValidationOptions, ValidJob
+from kolors_tryon.pipeline.callback_tokens import CallbackSecrets, callback_secrets
 from kolors_tryon.producer import JobPublisher
-from kolors_tryon.store import JobRecord, JobStore
+from kolors_tryon.store import JobRecord, JobStore, prepare_schema
 
 __all__ = ["CALLBACK_TASK", "WebServices"]
 
@@ -49,6 +50,7 @@ class WebServices:
         self._publishers: queue.SimpleQueue[JobPublisher] = queue.SimpleQueue()
         self._celery: Any = None
         self._celery_lock = threading.Lock()
+        self._callback_secrets: CallbackSecrets | None = None
 
     # ------------------------------------------------------------------ counters ----
     def count(self, name: str, n: int = 1) -> None:
@@ -61,17 +63,25 @@ class WebServices:
 
     # ------------------------------------------------------------------ store -------
     def ensure_schema(self) -> None:
-        """Create the tables once (the workers do too; creating is idempotent)."""
+        """Check the schema once (embedded: upgrade it); an outdated store raises SchemaOutdated."""
         if self._schema_ready:
             return
         with self._schema_lock:
             if not self._schema_ready:
-                self.store.create_schema()
+                prepare_schema(self.store, self.settings)
                 self._schema_ready = True
 
     def get_job(self, job_id: str) -> JobRecord | None:
         self.ensure_schema()
         return self.store.get(job_id)
+
+    def callback_secrets(self) -> CallbackSecrets:
+        """The secrets that verify callback tokens (read once: they change only with a
+        restart, and a generated one never changes)."""
+        if self._callback_secrets is None:
+            self.ensure_schema()
+            self._callback_secrets = callback_secrets(self.settings, self.store)
+        return self._callback_secrets
 
     def check_store(self) -> None:
         """Raise unless the store answers a trivial query."""

@@ -16,7 +16,7 @@ import requests
 from kolors_tryon.config import SANDBOX_API_KEY, Settings
 from kolors_tryon.config.defaults import EMULATOR_PROBE_TIMEOUT, REMOTE_EMULATOR_WAIT
 from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
-from kolors_tryon.store import open_store
+from kolors_tryon.store import SchemaOutdated, open_store
 from kolors_tryon.worker.app import create_app
 from kolors_tryon.worker.reporting import init_reporting
 
@@ -80,7 +80,11 @@ def run_worker(settings: Settings, celery_args: list[str]) -> None:
             fg="yellow",
             err=True,
         )
-    open_store(settings).dispose()
+    try:
+        open_store(settings).dispose()
+    except SchemaOutdated as exc:
+        # A worker on an older schema would fail on its first write, job after job.
+        raise click.ClickException(f"not starting: {exc}") from None
     app = create_app(settings)
     app.worker_main(["worker", f"--loglevel={settings.log_level}", *celery_args])
 

@@ -16,18 +16,27 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets as random_secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote
 
+from kolors_tryon.config import Settings
+from kolors_tryon.store import JobStore
+
 __all__ = [
     "CALLBACK_PATH_PREFIX",
+    "CallbackSecrets",
+    "callback_secrets",
     "callback_url",
     "make_callback_token",
     "verify_callback_token",
 ]
 
 CALLBACK_PATH_PREFIX: Final = "/kling/callback"
+# The store's name for the generated secret, when TRYON_CALLBACK_SECRET is not set.
+GENERATED_SECRET_NAME: Final = "kling_callback"  # noqa: S105 - a name, not a secret
 # Characters of a job id (jobs.models.JOB_ID_PATTERN) that may stay as they are in a path.
 _SAFE_IN_PATH: Final = "._:-"
 
@@ -90,3 +99,27 @@ def callback_url(public_url: str, job_id: str, secret: Secret) -> str:
     base = public_url.rstrip("/")
     token = make_callback_token(job_id, secret)
     return f"{base}{CALLBACK_PATH_PREFIX}/{quote(job_id, safe=_SAFE_IN_PATH)}/{token}"
+
+
+@dataclass(frozen=True)
+class CallbackSecrets:
+    """The secret that signs new callback URLs, and those that still verify."""
+
+    current: str
+    previous: str | None = None
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        return (self.current,) if self.previous is None else (self.current, self.previous)
+
+
+def callback_secrets(settings: Settings, store: JobStore) -> CallbackSecrets:
+    """`TRYON_CALLBACK_SECRET` (and its previous value), or one generated once and kept
+    in the store, so that a deployment works with `TRYON_PUBLIC_URL` alone and every
+    worker and web process agrees on it."""
+    previous = settings.callback_secret_previous
+    if settings.callback_secret is not None:
+        current = settings.callback_secret.get_secret_value()
+    else:
+        current = store.secret(GENERATED_SECRET_NAME, lambda: random_secrets.token_urlsafe(32))
+    return CallbackSecrets(current, previous.get_secret_value() if previous else None)
