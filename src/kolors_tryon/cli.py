@@ -126,7 +126,12 @@ def web(host: str, port: int, proxy_headers: bool, forwarded_allow_ips: str | No
 @click.option("--cloth", "cloth", required=True, help="Garment photo: file or URL.")
 @click.option("--model", "model_name", default=None, help="kolors-virtual-try-on-v1[-5].")
 @click.option("--job-id", default=None, help="Your id for the job (default: from content).")
-@click.option("--callback-url", default=None, help="Forwarded to Kling unchanged.")
+@click.option("--callback-url", default=None, help="Your webhook URL: the signed job record.")
+@click.option(
+    "--webhook-events",
+    default=None,
+    help="States that send a webhook, comma-separated (default: the terminal ones).",
+)
 @click.option("--priority", type=int, default=None, help="0-9, higher first.")
 @click.option("--metadata", default=None, help="A JSON object kept with the job.")
 @click.option("--wait", is_flag=True, help="Follow the job to its end.")
@@ -138,6 +143,7 @@ def submit(
     model_name: str | None,
     job_id: str | None,
     callback_url: str | None,
+    webhook_events: str | None,
     priority: int | None,
     metadata: str | None,
     wait: bool,
@@ -157,6 +163,7 @@ def submit(
         "model_name": model_name,
         "job_id": job_id,
         "callback_url": callback_url,
+        "webhook_events": webhook_events and [e.strip() for e in webhook_events.split(",")],
         "priority": priority,
     }
     message.update({key: value for key, value in optional.items() if value is not None})
@@ -502,6 +509,91 @@ def forget(job_id: str, as_json: bool) -> None:
         payload = ", photos deleted" if report.payload_deleted else ""
         click.echo(f"{job_id} forgotten{extra}: {report.copies} copies deleted{payload}")
     sys.exit(1 if report.in_flight else 0)
+
+
+# ----------------------------------------------------------------------------- webhooks
+class _ListByDefault(click.Group):
+    """`tryon webhooks JOB_ID` means `tryon webhooks list JOB_ID`: a group with a default."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=_ListByDefault)
+def webhooks() -> None:
+    """Webhook deliveries: `tryon webhooks JOB_ID` (list), `replay`, `secret`."""
+
+
+@webhooks.command("list")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def webhooks_list(job_id: str, as_json: bool) -> None:
+    """Show a job's webhook deliveries and every attempt of each."""
+    from dataclasses import asdict
+
+    from kolors_tryon.jobs.urls import redact_url
+
+    store = open_store(_settings())
+    deliveries = store.deliveries(job_id)
+    store.dispose()
+    shown = [{**asdict(d), "url": redact_url(d.url)} for d in deliveries]
+    if as_json:
+        _emit(shown)
+        return
+    if not shown:
+        click.echo(f"no webhook deliveries for job {job_id!r}")
+        return
+    for d in deliveries:
+        colour = {"delivered": "green", "failed": "red", "gone": "red"}.get(d.status, "yellow")
+        click.echo(
+            f"{d.id}  {d.state:<10}  {click.style(d.status, fg=colour):<9}  "
+            f"attempts {d.attempts}  {redact_url(d.url)}"
+            + (f"  next {d.next_at}" if d.next_at else "")
+        )
+        click.echo(f"    {'at':<24}  {'status':>6}  {'ms':>6}  error")
+        for a in d.history:
+            code = str(a.status_code) if a.status_code is not None else "-"
+            click.echo(f"    {a.at or '':<24}  {code:>6}  {a.duration_ms:>6}  {a.error or ''}")
+
+
+@webhooks.command("replay")
+@click.argument("delivery_id", required=False)
+@click.option("--job", "job_id", default=None, help="Replay every failed delivery of this job.")
+def webhooks_replay(delivery_id: str | None, job_id: str | None) -> None:
+    """Send a failed (or gone, or skipped) delivery again, from the start of the schedule."""
+    if (delivery_id is None) == (job_id is None):
+        _fail("give a DELIVERY_ID or --job JOB_ID")
+    from kolors_tryon.tasks.messaging import send_webhooks
+    from kolors_tryon.worker import create_app
+
+    settings = _settings()
+    store = open_store(settings)
+    try:
+        ids = [delivery_id] if delivery_id else store.replayable_deliveries(job_id or "")
+        replayed = [d for d in ids if d is not None and store.replay_delivery(d)]
+    finally:
+        store.dispose()
+    if not replayed:
+        _fail("nothing to replay: no such delivery, or it is pending or delivered", code=1)
+    send_webhooks(create_app(settings), replayed)
+    for d in replayed:
+        click.echo(f"replaying {d}")
+
+
+@webhooks.command("secret")
+def webhooks_secret() -> None:
+    """Print the whsec_ secret(s) webhooks are signed with (generated once if unset)."""
+    from kolors_tryon.pipeline.webhooks import webhook_secrets
+
+    settings = _settings()
+    store = open_store(settings)
+    try:
+        for secret in webhook_secrets(settings, store):
+            click.echo(secret)
+    finally:
+        store.dispose()
 
 
 # ----------------------------------------------------------------------------- demo

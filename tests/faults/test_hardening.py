@@ -448,9 +448,9 @@ def test_sigterm_mid_run_loses_nothing_and_creates_once(fault_run: FaultRun) -> 
     run = fault_run.given(
         workers=["t0", "t1"], max_in_flight=6, task_duration=0.5, slow_rate=0.5, slow_seconds=0.5
     )
-    run.publish(60, "sigterm")
+    run.publish(120, "sigterm")
     stops = 0
-    next_stop = time.monotonic() + 3
+    next_stop = time.monotonic() + 2
 
     def stopper() -> None:
         nonlocal stops, next_stop
@@ -460,10 +460,10 @@ def test_sigterm_mid_run_loses_nothing_and_creates_once(fault_run: FaultRun) -> 
         victim = next(w for w in run.deployment.workers if w.alive())
         victim.stop()  # SIGTERM: Celery finishes what runs and hands back what waits
         run.deployment.start_worker(name=f"t{stops + 1}")
-        next_stop = time.monotonic() + 4
+        next_stop = time.monotonic() + 2
 
     run.wait_terminal(timeout=400, during=stopper)
-    assert run.states() == {"succeeded": 60}
+    assert run.states() == {"succeeded": 120}
     stats = run.assert_one_task_per_job()
-    assert stops >= 4
-    figures("sigterm", jobs=60, stops=stops, tasks=stats["creates"], duplicates=0)
+    assert stops >= 3
+    figures("sigterm", jobs=120, stops=stops, tasks=stats["creates"], duplicates=0)

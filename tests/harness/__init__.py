@@ -39,6 +39,7 @@ from harness.samples import SAMPLES, publish_jobs, sample_b64
 from harness.scrape import Samples, scrape, total, value
 from harness.servers import SIGNATURE, RecordingSentry, SignedResults
 from harness.waiting import concurrently, terminal_records, wait_all_terminal, wait_until
+from harness.webhooks import Received, WebhookReceiver
 
 # Grouped by concern (one module each), sorted within a group.
 __all__ = [  # noqa: RUF022
@@ -104,4 +105,7 @@ __all__ = [  # noqa: RUF022
     "terminal_records",
     "wait_all_terminal",
     "wait_until",
+    # A producer's webhook receiver: real HTTP, steered by the test (webhooks.py)
+    "Received",
+    "WebhookReceiver",
 ]

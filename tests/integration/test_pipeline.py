@@ -13,6 +13,7 @@ from harness import (
     SAMPLES,
     Deployment,
     EventRecorder,
+    WebhookReceiver,
     dead_letters,
     publish_raw,
     rabbit_stack,
@@ -29,7 +30,9 @@ Stack = tuple[Deployment, EmulatorServer, EventRecorder]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One deployment on RabbitMQ + PostgreSQL with one worker, shared by this module."""
-    with rabbit_stack(tmp_path_factory.mktemp("pipeline")) as (deployment, server):
+    # The test webhook receiver listens on loopback, which intake refuses by default.
+    allow = {"TRYON_WEBHOOK_ALLOW_PRIVATE": "true"}
+    with rabbit_stack(tmp_path_factory.mktemp("pipeline"), env=allow) as (deployment, server):
         events = EventRecorder(deployment.settings)
         try:
             yield deployment, server, events
@@ -221,40 +224,27 @@ def test_batch_jsonl_and_csv_with_wait(stack: Stack, tmp_path: Path) -> None:
     assert f"b2-{tag}" in {r["job_id"] for r in json.loads(listed.stdout)}
 
 
-def test_callback_url_is_forwarded_to_kling(stack: Stack) -> None:
-    """A producer's callback_url reaches Kling unchanged: the emulator calls it back."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    received: list[dict[str, object]] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", 0))
-            received.append(json.loads(self.rfile.read(length)))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            return
-
-    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
-    deployment, _, _ = stack
+def test_callback_url_is_not_forwarded_to_kling_our_webhook_arrives(stack: Stack) -> None:
+    """A producer's callback_url never reaches Kling: our signed webhook of the record does."""
+    deployment, server, _ = stack
+    hook = WebhookReceiver().start()
     try:
-        url = f"http://127.0.0.1:{hook.server_address[1]}/hook?token=abc"
+        callbacks_before = server.stats()["callbacks_queued"]
+        url = hook.url("/hook?token=abc")
         job_id = enqueue(
             good_job(callback_url=url, metadata={"cb": uuid.uuid4().hex}), deployment.settings
         )
         assert wait_terminal(deployment, job_id).state is JobState.SUCCEEDED
-        wait_until(
-            lambda: any(r.get("task_status") == "succeed" for r in received),
-            10,
-            what="the callback",
-        )
-        assert all(r["task_info"]["external_task_id"] == job_id for r in received)  # type: ignore[index]
+        wait_until(lambda: bool(hook.delivered()), 20, what="the webhook")
+        # Kling was given no callback URL of the producer's: it called nobody back.
+        assert server.stats()["callbacks_queued"] == callbacks_before
+        (post,) = hook.posts()
+        assert post.record == get_job(job_id, deployment.settings).to_json_dict()  # type: ignore[union-attr]
+        assert "task_status" not in post.record
+        secret = deployment.tryon("webhooks", "secret").stdout.strip()
+        assert post.verifies(secret)
     finally:
-        hook.shutdown()
+        hook.stop()
 
 
 def test_celery_result_backend_is_readable(stack: Stack) -> None:

@@ -9,16 +9,7 @@ import pytest
 from kolors_tryon.config import Settings, SettingsError, load_settings
 from kolors_tryon.config.celery import celery_config, topology_for
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No TRYON_ variable or .env file from the machine leaks into these tests."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("TRYON_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_defaults_are_embedded_and_sandbox(tmp_path: Path) -> None:

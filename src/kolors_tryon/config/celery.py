@@ -46,6 +46,7 @@ TASK_QUEUES = {
     "tryon.sweep": "tasks",
     "tryon.callback": "tasks",
     "tryon.copy_results": "tasks",
+    "tryon.webhook": "tasks",
     "tryon.track": "track",
 }
 TASK_NAMES = tuple(TASK_QUEUES)

@@ -178,3 +178,24 @@ API_LATENCY_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 6
 # Queue wait (created to submitted) and result latency (submitted to the end): seconds
 # for an idle account, up to hours for a backlog behind a small account.
 JOB_LATENCY_BUCKETS: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 14400.0)
+# --- webhooks to producers (Standard Webhooks) -------------------------------------------
+# When the retries of a delivery go, in seconds after its first attempt (sent at once):
+# the Standard Webhooks example schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h,
+# 24 h), read as offsets, so a receiver that is down for most of a day still gets every
+# event; after the last one the delivery is recorded failed (and can be replayed).
+WEBHOOK_SCHEDULE: Final = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
+# Each wait is spread by this fraction either way, so deliveries that failed together
+# (a receiver's outage) do not all come back in the same second.
+WEBHOOK_JITTER: Final = 0.1
+# Read timeout of one delivery: receivers should answer at once and work later; Svix
+# uses 15 s. The connect timeout is the service's (HTTP_CONNECT_TIMEOUT).
+WEBHOOK_TIMEOUT: Final = 15.0
+# A Retry-After longer than this is capped: a receiver cannot park a delivery for ever.
+WEBHOOK_RETRY_AFTER_CAP: Final = 86400.0
+# Slack added to one attempt's timeouts for the attempt's fence (database writes, DNS).
+WEBHOOK_ATTEMPT_SLACK: Final = 10.0
+# Random bytes of a generated `whsec_` secret (Standard Webhooks: 24 to 64).
+WEBHOOK_SECRET_BYTES: Final = 32
+# Terminal jobs the sweep checks for a missing delivery (a worker killed between the
+# state change and the webhook's row): those that ended within this many seconds.
+WEBHOOK_RESCUE_WINDOW: Final = 86400.0

@@ -6,6 +6,8 @@ Nothing here reads the environment at import time: `Settings()` does, when calle
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
@@ -322,6 +324,50 @@ class Settings(BaseSettings):
         default=100, ge=1, le=10_000, description="Most job messages in one POST /v1/jobs."
     )
 
+    # --- webhooks to producers (Standard Webhooks) ------------------------------------
+    webhook_secret: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="`whsec_...` secrets signing webhooks, comma-separated; every one signs "
+        "(rotation); none: one is generated once and kept in the store.",
+    )
+    webhook_allow_private: bool = Field(
+        default=False, description="Allow webhook targets on private/loopback/link-local hosts."
+    )
+    webhook_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(defaults.WEBHOOK_SCHEDULE),
+        description="Seconds after the first attempt at which a delivery is retried "
+        "(comma-separated, increasing; jittered).",
+    )
+    webhook_timeout: float = Field(
+        default=defaults.WEBHOOK_TIMEOUT, gt=0, le=120, description="Read timeout of a delivery."
+    )
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _split_webhook_secrets(cls, value: object) -> object:
+        """`TRYON_WEBHOOK_SECRET=whsec_new,whsec_old`: every one signs, so they rotate."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for item in value:
+                text = item.get_secret_value() if isinstance(item, SecretStr) else str(item)
+                if not _is_whsec(text):
+                    raise ValueError("each secret must be whsec_ followed by Base64 (24-64 bytes)")
+        return value
+
+    @field_validator("webhook_schedule", mode="before")
+    @classmethod
+    def _split_webhook_schedule(cls, value: object) -> object:
+        """`TRYON_WEBHOOK_SCHEDULE=5,300,1800`: offsets in seconds, strictly increasing."""
+        if isinstance(value, str):
+            value = [float(part) for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            numbers = [float(v) for v in value]
+            if any(b <= a for a, b in zip([0.0, *numbers], numbers, strict=False)):
+                raise ValueError("offsets must be positive and strictly increasing")
+            return numbers
+        return value
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_api_keys(cls, value: object) -> object:
@@ -417,6 +463,17 @@ class Settings(BaseSettings):
         return self.effective_broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
 
 
+def _is_whsec(text: str) -> bool:
+    """A Standard Webhooks secret: `whsec_` and the Base64 of 24 to 64 bytes."""
+    if not text.startswith("whsec_"):
+        return False
+    try:
+        key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return 24 <= len(key) <= 64
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build Settings from the environment, or fail with one line per wrong variable."""
     try:
@@ -426,7 +483,8 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors():
             field = ".".join(str(part) for part in err["loc"])
             name = f"{ENV_PREFIX}{field.upper()}" if field else "configuration"
-            shown = "" if "key" in field or "dsn" in field else f" (got {err.get('input')!r})"
+            hidden = any(word in field for word in ("key", "dsn", "secret"))
+            shown = "" if hidden else f" (got {err.get('input')!r})"
             if field:
                 lines.append(f"{name}: {err['msg']}{shown}")
             else:

@@ -7,6 +7,7 @@ import uuid
 from kolors_tryon.config import defaults
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import SweepResult
+from kolors_tryon.pipeline.webhooks import rescue as rescue_webhooks
 from kolors_tryon.store import Claim
 
 
@@ -37,6 +38,8 @@ def sweep(rt: Runtime) -> SweepResult:
       current poll number (if the old one turns up, only one of them proceeds);
     - a result copy due long ago and still missing gets a new copy message (a copy made
       twice overwrites itself).
+    - a webhook delivery whose message was lost, or a terminal job whose delivery was
+      never planned, gets a `tryon.webhook` message (each attempt is fenced).
     """
     if not rt.store.take_sweep(every=rt.settings.sweep_interval / 2):
         # Another worker's sweep has just run: only hand out free slots.
@@ -53,4 +56,5 @@ def sweep(rt: Runtime) -> SweepResult:
         retrack=tuple(retrack),
         claims=tuple(dispatch(rt)),
         recopy=tuple(recopy),
+        webhooks=tuple(rescue_webhooks(rt)),
     )

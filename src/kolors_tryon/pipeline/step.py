@@ -44,3 +44,4 @@ class SweepResult:
     claims: tuple[Claim, ...] = ()
     # Succeeded jobs whose copy is overdue (its message was lost): copy them again.
     recopy: tuple[str, ...] = ()
+    webhooks: tuple[str, ...] = ()  # deliveries to send a message for (lost, unplanned)

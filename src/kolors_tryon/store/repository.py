@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -52,6 +52,7 @@ from kolors_tryon.store.states import (
     allowed_sources,
 )
 from kolors_tryon.store.tables import AccountRow, JobRow, PayloadRow, ResultCopyRow, SecretRow
+from kolors_tryon.store.webhooks import WebhookDeliveries, events_column
 
 ACCOUNT_ROW_ID = 1
 
@@ -180,8 +181,10 @@ def make_engine(url: str) -> Engine:
     )
 
 
-class JobStore:
+class JobStore(WebhookDeliveries):
     """All job state, behind methods named after what the pipeline needs.
+
+    Webhook deliveries and generated secrets: `store.webhooks.WebhookDeliveries`.
 
     Args:
         engine: the database.
@@ -240,6 +243,8 @@ class JobStore:
         priority: int = 0,
         model_name: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
+        webhook_events: Sequence[str] | None = None,
     ) -> Admitted:
         """Record a valid job as `queued` with its create body.
 
@@ -254,9 +259,11 @@ class JobStore:
             row = self._new_row(job_id, JobState.QUEUED, metadata, now, content_hash)
             row.priority = priority
             row.model_name = model_name
+            _set_webhook_target(row, callback_url, webhook_events)
             return row, PayloadRow(job_id=job_id, body=payload)
 
         def restart(row: JobRow, s: Session, now: float) -> None:
+            _set_webhook_target(row, callback_url, webhook_events)
             row.state = JobState.QUEUED
             row.error_code = None
             row.error_message = None
@@ -276,11 +283,17 @@ class JobStore:
         message: str,
         content_hash: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
+        webhook_events: Sequence[str] | None = None,
     ) -> Admitted:
-        """Record a job that never reaches the API (same id rules as `accept`)."""
+        """Record a job that never reaches the API (same id rules as `accept`).
+
+        The webhook target is kept too: the producer hears of the rejection.
+        """
 
         def fresh(now: float) -> tuple[JobRow, PayloadRow | None]:
             row = self._new_row(job_id, JobState.REJECTED, metadata, now, content_hash)
+            _set_webhook_target(row, callback_url, webhook_events)
             row.error_code = code
             row.error_message = message
             row.finished_at = now
@@ -288,6 +301,7 @@ class JobStore:
 
         def restart(row: JobRow, _s: Session, now: float) -> None:
             # Rejected again, for a new reason: the record says the latest one.
+            _set_webhook_target(row, callback_url, webhook_events)
             row.error_code = code
             row.error_message = message
             row.finished_at = now
@@ -988,6 +1002,15 @@ class JobStore:
                 payload_deleted=payload_deleted,
                 changed=changed,
             )
+
+
+def _set_webhook_target(
+    row: JobRow, callback_url: str | None, webhook_events: Sequence[str] | None
+) -> None:
+    """Keep the producer's webhook target on the job row (never in its record: the URL
+    may carry the producer's own token)."""
+    row.callback_url = callback_url
+    row.webhook_events = events_column(webhook_events)
 
 
 def _matched(result: Any) -> bool:

@@ -7,6 +7,7 @@
 `tryon.dispatch()`        hand free account slots to the oldest queued jobs
 `tryon.sweep()`           rescue stranded jobs, then dispatch (sent by each worker's timer)
 `tryon.copy_results(job_id)`  copy a succeeded job's images to our storage (retried)
+`tryon.webhook(id)`       one attempt of a webhook delivery (tasks/webhooks.py)
 
 No task sleeps: waiting is a new message with a delay (native delayed delivery on
 RabbitMQ), so a worker process is never blocked by a job that waits. Three kinds of
@@ -47,8 +48,10 @@ from kolors_tryon.pipeline.callbacks import receive_callback
 from kolors_tryon.store import Claim, JobState
 from kolors_tryon.store.outage import is_outage
 from kolors_tryon.tasks.delays import send_later
-from kolors_tryon.tasks.messaging import dead_letter, publish_events
+from kolors_tryon.tasks.messaging import announce as announce_changes
+from kolors_tryon.tasks.messaging import dead_letter, publish_events, send_webhooks
 from kolors_tryon.tasks.runtime import runtime_for, settings_of
+from kolors_tryon.tasks.webhooks import register_webhook_task
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,7 @@ class _Run:
 
 def register_tasks(app: Celery) -> None:
     """Define the service's tasks on `app`."""
+    register_webhook_task(app)
 
     @app.task(name="tryon.intake", bind=True, ignore_result=True)
     def intake_task(self: Task[Any, Any], /, message: str, **counters: int) -> str:
@@ -170,6 +174,7 @@ def register_tasks(app: Celery) -> None:
             return {}
         _send_submits(app, result.resubmit, announce=False)  # already `submitting`
         _send_submits(app, result.claims)
+        send_webhooks(app, result.webhooks)
         for job_id, poll in result.retrack:
             app.send_task("tryon.track", args=[job_id, poll])
         for job_id in result.recopy:
@@ -255,13 +260,13 @@ def _fail_job(app: Celery, job_id: str, reason: str) -> None:
         log.exception("could not record job %s as failed", job_id)
         return
     if record is not None:
-        publish_events(app, [record])
+        announce_changes(app, [record])
         _send_submits(app, dispatch(runtime_for(app)))
 
 
 def _follow(app: Celery, run: _Run, step: Step, job_id: str | None) -> None:
     """Do what the step asks: events, run again, track, hand out freed slots."""
-    publish_events(app, step.changed)
+    announce_changes(app, step.changed)
     if step.again_in is not None:
         run.again(step.again_in, waits=run.waits + 1)
     if step.track_in is not None and job_id is not None:
@@ -281,7 +286,7 @@ def _send_submits(
     """
     if announce and claims:
         store = runtime_for(app).store
-        publish_events(app, [r for c in claims if (r := store.get(c.job_id)) is not None])
+        announce_changes(app, [r for c in claims if (r := store.get(c.job_id)) is not None])
     for claim in claims:
         app.send_task("tryon.submit", args=[claim.job_id], task_id=claim.owner)
 
