@@ -118,3 +118,15 @@ class WebhookReceiver:
             for r in self.posts(path)
             if 200 <= r.answered < 300
         }
+
+
+def at_its_end(record: dict[str, Any]) -> dict[str, Any]:
+    """A job record as a webhook sent at the job's end shows it: the copies of the result
+    images are made afterwards in the background, so their `stored`/`sha256` (and the
+    record's `updated_at`) may have moved on since."""
+    shown = {key: value for key, value in record.items() if key != "updated_at"}
+    shown["images"] = [
+        {k: v for k, v in image.items() if k not in ("stored", "sha256")}
+        for image in record.get("images", [])
+    ]
+    return shown
