@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,15 @@ def emulator() -> Iterator[EmulatorServer]:
     """A fresh emulator on a free loopback port, accepting the test key and JWT credentials."""
     with running_emulator(task_duration=0.6) as server:
         yield server
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No TRYON_ variable or .env file from the machine leaks into a test of Settings."""
+    for name in list(os.environ):
+        if name.startswith("TRYON_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
 
 
 # ----------------------------------------------------------------- deployments --------

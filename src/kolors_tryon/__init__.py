@@ -6,14 +6,16 @@ The public surface: put jobs on the queue (`enqueue`, `JobPublisher`), read them
 The layers. Imports run one way, from a higher layer to a lower one, never back and
 never sideways between packages of one layer (tests/unit/test_layers.py checks it):
 
-    5  cli.py, this module    the `tryon` command; the public surface re-exported here
-    4  worker/                Celery's app: factory, intake consumer, sweep timer,
-                              reporting, launcher (web/ will sit beside it)
-    3  tasks/                 thin Celery tasks, the per-process Runtime bound to an
+    6  cli.py, this module    the `tryon` command; the public surface re-exported here
+    5  worker/ web/           Celery's app (factory, intake consumer, sweep timer,
+                              reporting, launcher); the HTTP service beside it
+    4  tasks/                 thin Celery tasks, the per-process Runtime bound to an
                               app, publishing events and dead letters
-    2  pipeline/              the Celery-free core: intake, dispatch, submit, track
+    3  pipeline/              the Celery-free core: intake, dispatch, submit, track
        producer.py            the Python door: config, jobs, store and kombu only
-    1  jobs/ kling/ store/    the job contract, the API client, the job store
+       ops/                   health, logs, the /metrics text, the journal of changes
+    2  jobs/ kling/ store/    the job contract, the API client, the job store
+    1  observe/               metrics helpers and the job context of log lines
     0  config/                Settings, every default number, the backoff, Celery config
        emulator/              the local Kling emulator: imports nothing of the service
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from kolors_tryon.config import Settings, SettingsError, load_settings
     from kolors_tryon.jobs import JobMessage, JobRejected, validate_job
     from kolors_tryon.kling import KlingClient, KlingError
+    from kolors_tryon.pipeline.storage import result_urls
     from kolors_tryon.producer import JobPublisher, enqueue, get_job, list_jobs
     from kolors_tryon.store import JobRecord, JobState
     from kolors_tryon.worker import create_app
@@ -41,6 +44,7 @@ _SOURCES: dict[str, str] = {
     **dict.fromkeys(("KlingClient", "KlingError"), "kolors_tryon.kling"),
     **dict.fromkeys(("JobPublisher", "enqueue", "get_job", "list_jobs"), "kolors_tryon.producer"),
     **dict.fromkeys(("JobRecord", "JobState"), "kolors_tryon.store"),
+    "result_urls": "kolors_tryon.pipeline.storage",
     "create_app": "kolors_tryon.worker",
 }
 
@@ -60,6 +64,7 @@ __all__ = [  # noqa: RUF022 - grouped by use, as dramatiq does
     "JobState",
     "get_job",
     "list_jobs",
+    "result_urls",
     # running workers
     "create_app",
     # the Kling API client

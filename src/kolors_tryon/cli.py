@@ -14,7 +14,14 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from kolors_tryon.config import Settings, SettingsError, load_settings
-from kolors_tryon.config.defaults import DEMO_TIMEOUT, LIST_LIMIT, WAIT_TIMEOUT
+from kolors_tryon.config.defaults import (
+    COPY_WAIT,
+    DEMO_TIMEOUT,
+    LIST_LIMIT,
+    PRESIGN_EXPIRES,
+    PRESIGN_EXPIRES_MAX,
+    WAIT_TIMEOUT,
+)
 from kolors_tryon.config.env_example import render_env_example
 from kolors_tryon.emulator.command import emulator_command
 from kolors_tryon.jobs import (
@@ -119,7 +126,12 @@ def web(host: str, port: int, proxy_headers: bool, forwarded_allow_ips: str | No
 @click.option("--cloth", "cloth", required=True, help="Garment photo: file or URL.")
 @click.option("--model", "model_name", default=None, help="kolors-virtual-try-on-v1[-5].")
 @click.option("--job-id", default=None, help="Your id for the job (default: from content).")
-@click.option("--callback-url", default=None, help="Forwarded to Kling unchanged.")
+@click.option("--callback-url", default=None, help="Your webhook URL: the signed job record.")
+@click.option(
+    "--webhook-events",
+    default=None,
+    help="States that send a webhook, comma-separated (default: the terminal ones).",
+)
 @click.option("--priority", type=int, default=None, help="0-9, higher first.")
 @click.option("--metadata", default=None, help="A JSON object kept with the job.")
 @click.option("--wait", is_flag=True, help="Follow the job to its end.")
@@ -131,6 +143,7 @@ def submit(
     model_name: str | None,
     job_id: str | None,
     callback_url: str | None,
+    webhook_events: str | None,
     priority: int | None,
     metadata: str | None,
     wait: bool,
@@ -150,6 +163,7 @@ def submit(
         "model_name": model_name,
         "job_id": job_id,
         "callback_url": callback_url,
+        "webhook_events": webhook_events and [e.strip() for e in webhook_events.split(",")],
         "priority": priority,
     }
     message.update({key: value for key, value in optional.items() if value is not None})
@@ -214,6 +228,7 @@ def _wait_for(
     unique = list(dict.fromkeys(job_ids))
     deadline = time.monotonic() + timeout
     seen: dict[str, str] = {}
+    copies_by: float | None = None
     try:
         with click.progressbar(
             length=len(unique), label="finished", file=sys.stderr, hidden=not show
@@ -228,11 +243,28 @@ def _wait_for(
                     seen[job_id] = str(state)
                     done += bool(record and record.terminal)
                 bar.update(done - bar.pos)
+                if done == len(unique) and copies_by is None:
+                    # Copies are made after success, in the background: wait a little.
+                    copies_by = time.monotonic() + COPY_WAIT
+                copying = copies_by is not None and time.monotonic() < copies_by
+                if copying and any(_copy_pending(settings, r) for r in records):
+                    time.sleep(0.5)
+                    continue
                 if done == len(unique) or time.monotonic() > deadline:
                     return [r or _unknown(j) for j, r in zip(unique, records, strict=True)]
                 time.sleep(0.5)
     finally:
         store.dispose()
+
+
+def _copy_pending(settings: Settings, record: JobRecord | None) -> bool:
+    """A succeeded job whose copies are still being made."""
+    return (
+        settings.store_result_copies
+        and record is not None
+        and record.state is JobState.SUCCEEDED
+        and any(image.stored is None for image in record.images)
+    )
 
 
 def _unknown(job_id: str) -> JobRecord:
@@ -304,6 +336,29 @@ def schema() -> None:
     _emit(job_json_schema())
 
 
+# ----------------------------------------------------------------------------- health
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def health(as_json: bool) -> None:
+    """Check the broker, the job store and the Kling credentials; exit 0 healthy, 1 not.
+
+    Also reads the account's remaining units (a warning when low, unknown where the API
+    lacks GET /account/costs). The container health check of the workers runs this.
+    """
+    from kolors_tryon.ops.health import Status, check_health
+
+    report = check_health(_settings())
+    if as_json:
+        _emit(report.to_json_dict())
+    else:
+        colours = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "red"}
+        for check in report.checks:
+            mark = click.style(f"{check.status:<4}", fg=colours[check.status], bold=True)
+            click.echo(f"{mark} {check.name}: {check.detail}")
+        click.echo("healthy" if report.healthy else "UNHEALTHY")
+    sys.exit(0 if report.healthy else 1)
+
+
 # ----------------------------------------------------------------------------- reading
 @main.command()
 @click.argument("job_id")
@@ -341,6 +396,204 @@ def jobs(state: str | None, limit: int, as_json: bool) -> None:
     for record in records:
         click.echo(_describe(record))
     click.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+
+
+# ----------------------------------------------------------------------------- results
+@main.group()
+def results() -> None:
+    """Stored copies of result images (Kling deletes its own after 30 days)."""
+
+
+@results.command("url")
+@click.argument("job_id")
+@click.option("--index", type=int, default=None, help="Only this image (default: every one).")
+@click.option(
+    "--expires",
+    type=click.IntRange(1, PRESIGN_EXPIRES_MAX),
+    default=PRESIGN_EXPIRES,
+    show_default=True,
+    help="Seconds a presigned S3 URL stays valid.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def results_url(job_id: str, index: int | None, expires: int, as_json: bool) -> None:
+    """Print download URLs of a job's stored copies (presigned for S3, file:// for local)."""
+    from kolors_tryon.pipeline.storage import StorageError, result_urls
+
+    try:
+        urls = result_urls(job_id, _settings(), expires=expires)
+    except LookupError:
+        _fail(f"no job {job_id!r}", code=1)
+    except StorageError as exc:
+        _fail(str(exc), code=1)
+    chosen = dict(enumerate(urls)) if index is None else {index: _at(urls, index)}
+    if as_json:
+        _emit({"job_id": job_id, "expires": expires, "urls": [chosen[i] for i in sorted(chosen)]})
+    else:
+        for number in sorted(chosen):
+            click.echo(chosen[number] or f"image {number}: no stored copy (yet)")
+    sys.exit(0 if chosen and all(chosen.values()) else 1)
+
+
+def _at(urls: list[str | None], index: int) -> str | None:
+    if not 0 <= index < len(urls):
+        _fail(f"the job has {len(urls)} image(s); no index {index}", code=1)
+    return urls[index]
+
+
+# ----------------------------------------------------------------------------- retention
+@main.command()
+@click.option(
+    "--older-than",
+    "days",
+    type=click.FloatRange(min=0),
+    required=True,
+    help="Days since the job ended.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def purge(days: float, dry_run: bool, as_json: bool) -> None:
+    """Delete ended jobs (succeeded, failed, rejected) older than DAYS, copies included."""
+    from kolors_tryon.pipeline.retention import purge as purge_jobs
+    from kolors_tryon.pipeline.storage import ResultCopies
+
+    settings = _settings()
+    store = open_store(settings)
+    try:
+        report = purge_jobs(store, ResultCopies(settings), older_than_days=days, dry_run=dry_run)
+    finally:
+        store.dispose()
+    if as_json:
+        _emit(report.to_json_dict())
+    else:
+        verb = "would delete" if dry_run else "deleted"
+        states = ", ".join(f"{n} {s}" for s, n in sorted(report.jobs.items())) or "none"
+        click.echo(f"{verb} {sum(report.jobs.values())} job(s) ({states}), {report.copies} copies")
+        if report.kept:
+            click.secho(
+                f"kept {report.kept} job(s): their copies could not be deleted", fg="yellow"
+            )
+    sys.exit(1 if report.kept else 0)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def forget(job_id: str, as_json: bool) -> None:
+    """Remove a person's photos from JOB_ID: copies, photos, URLs, metadata, messages.
+
+    The record keeps its ids, states, times and error code. A queued job ends failed
+    (code `forgotten`); a job in flight at Kling is left alone (exit 1): run it again once
+    the job has ended. Running it twice is harmless.
+    """
+    from kolors_tryon.pipeline.retention import forget as forget_job
+    from kolors_tryon.pipeline.storage import ResultCopies, StorageError
+
+    settings = _settings()
+    store = open_store(settings)
+    try:
+        report = forget_job(store, ResultCopies(settings), job_id)
+    except StorageError as exc:
+        _fail(f"the record is cleared, but copies could not be deleted: {exc}; run again", 1)
+    finally:
+        store.dispose()
+    if report is None:
+        _fail(f"no job {job_id!r}", code=1)
+    if as_json:
+        _emit(report.to_json_dict())
+    elif report.in_flight:
+        click.secho(
+            f"{job_id} is {report.state} at Kling: run forget again once it ended", fg="yellow"
+        )
+    else:
+        extra = " (already forgotten)" if report.already_forgotten else ""
+        payload = ", photos deleted" if report.payload_deleted else ""
+        click.echo(f"{job_id} forgotten{extra}: {report.copies} copies deleted{payload}")
+    sys.exit(1 if report.in_flight else 0)
+
+
+# ----------------------------------------------------------------------------- webhooks
+class _ListByDefault(click.Group):
+    """`tryon webhooks JOB_ID` means `tryon webhooks list JOB_ID`: a group with a default."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=_ListByDefault)
+def webhooks() -> None:
+    """Webhook deliveries: `tryon webhooks JOB_ID` (list), `replay`, `secret`."""
+
+
+@webhooks.command("list")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def webhooks_list(job_id: str, as_json: bool) -> None:
+    """Show a job's webhook deliveries and every attempt of each."""
+    from dataclasses import asdict
+
+    from kolors_tryon.jobs.urls import redact_url
+
+    store = open_store(_settings())
+    deliveries = store.deliveries(job_id)
+    store.dispose()
+    shown = [{**asdict(d), "url": redact_url(d.url)} for d in deliveries]
+    if as_json:
+        _emit(shown)
+        return
+    if not shown:
+        click.echo(f"no webhook deliveries for job {job_id!r}")
+        return
+    for d in deliveries:
+        colour = {"delivered": "green", "failed": "red", "gone": "red"}.get(d.status, "yellow")
+        click.echo(
+            f"{d.id}  {d.state:<10}  {click.style(d.status, fg=colour):<9}  "
+            f"attempts {d.attempts}  {redact_url(d.url)}"
+            + (f"  next {d.next_at}" if d.next_at else "")
+        )
+        click.echo(f"    {'at':<24}  {'status':>6}  {'ms':>6}  error")
+        for a in d.history:
+            code = str(a.status_code) if a.status_code is not None else "-"
+            click.echo(f"    {a.at or '':<24}  {code:>6}  {a.duration_ms:>6}  {a.error or ''}")
+
+
+@webhooks.command("replay")
+@click.argument("delivery_id", required=False)
+@click.option("--job", "job_id", default=None, help="Replay every failed delivery of this job.")
+def webhooks_replay(delivery_id: str | None, job_id: str | None) -> None:
+    """Send a failed (or gone, or skipped) delivery again, from the start of the schedule."""
+    if (delivery_id is None) == (job_id is None):
+        _fail("give a DELIVERY_ID or --job JOB_ID")
+    from kolors_tryon.tasks.messaging import send_webhooks
+    from kolors_tryon.worker import create_app
+
+    settings = _settings()
+    store = open_store(settings)
+    try:
+        ids = [delivery_id] if delivery_id else store.replayable_deliveries(job_id or "")
+        replayed = [d for d in ids if d is not None and store.replay_delivery(d)]
+    finally:
+        store.dispose()
+    if not replayed:
+        _fail("nothing to replay: no such delivery, or it is pending or delivered", code=1)
+    send_webhooks(create_app(settings), replayed)
+    for d in replayed:
+        click.echo(f"replaying {d}")
+
+
+@webhooks.command("secret")
+def webhooks_secret() -> None:
+    """Print the whsec_ secret(s) webhooks are signed with (generated once if unset)."""
+    from kolors_tryon.pipeline.webhooks import webhook_secrets
+
+    settings = _settings()
+    store = open_store(settings)
+    try:
+        for secret in webhook_secrets(settings, store):
+            click.echo(secret)
+    finally:
+        store.dispose()
 
 
 # ----------------------------------------------------------------------------- demo

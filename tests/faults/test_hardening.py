@@ -439,3 +439,31 @@ def _faketime(offset: str) -> dict[str, str]:
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
         "FAKETIME_NO_CACHE": "1",
     }
+
+
+# ----------------------------------------------------------------- lifecycle ---------
+@pytest.mark.slow
+def test_sigterm_mid_run_loses_nothing_and_creates_once(fault_run: FaultRun) -> None:
+    """Workers stopped with SIGTERM again and again (warm shutdown): all end, one create each."""
+    run = fault_run.given(
+        workers=["t0", "t1"], max_in_flight=6, task_duration=0.5, slow_rate=0.5, slow_seconds=0.5
+    )
+    run.publish(120, "sigterm")
+    stops = 0
+    next_stop = time.monotonic() + 2
+
+    def stopper() -> None:
+        nonlocal stops, next_stop
+        if stops >= 5 or time.monotonic() < next_stop:
+            return
+        stops += 1
+        victim = next(w for w in run.deployment.workers if w.alive())
+        victim.stop()  # SIGTERM: Celery finishes what runs and hands back what waits
+        run.deployment.start_worker(name=f"t{stops + 1}")
+        next_stop = time.monotonic() + 2
+
+    run.wait_terminal(timeout=400, during=stopper)
+    assert run.states() == {"succeeded": 120}
+    stats = run.assert_one_task_per_job()
+    assert stops >= 3
+    figures("sigterm", jobs=120, stops=stops, tasks=stats["creates"], duplicates=0)

@@ -34,8 +34,12 @@ from harness.postgres import fresh_database
 from harness.processes import WorkerProcess, terminate
 from harness.proxy import TcpProxy
 from harness.rabbit import EventRecorder, dead_letters, delete_topology, publish_raw
+from harness.s3 import S3Server, running_s3, sha256_hex
 from harness.samples import SAMPLES, publish_jobs, sample_b64
+from harness.scrape import Samples, scrape, total, value
+from harness.servers import SIGNATURE, RecordingSentry, SignedResults
 from harness.waiting import concurrently, terminal_records, wait_all_terminal, wait_until
+from harness.webhooks import Received, WebhookReceiver
 
 # Grouped by concern (one module each), sorted within a group.
 __all__ = [  # noqa: RUF022
@@ -80,13 +84,29 @@ __all__ = [  # noqa: RUF022
     "dead_letters",
     "delete_topology",
     "publish_raw",
+    # An S3-compatible object store over HTTP: moto's server (s3.py)
+    "S3Server",
+    "running_s3",
+    "sha256_hex",
     # Sample photos and valid jobs made of them (samples.py)
     "SAMPLES",
     "publish_jobs",
     "sample_b64",
+    # Scraping /metrics as Prometheus does (scrape.py)
+    "Samples",
+    "scrape",
+    "total",
+    "value",
+    # Stand-ins for services outside ours: Sentry, signed result URLs (servers.py)
+    "SIGNATURE",
+    "RecordingSentry",
+    "SignedResults",
     # Waiting: polls with a deadline, threads started together (waiting.py)
     "concurrently",
     "terminal_records",
     "wait_all_terminal",
     "wait_until",
+    # A producer's webhook receiver: real HTTP, steered by the test (webhooks.py)
+    "Received",
+    "WebhookReceiver",
 ]

@@ -164,12 +164,17 @@ def rabbit_deployment_on(tmp: Path, server: KlingEndpoint) -> Iterator[Deploymen
 
 @contextmanager
 def rabbit_stack(
-    tmp: Path, *, task_duration: float = 1.0, concurrency: int = 2
+    tmp: Path,
+    *,
+    task_duration: float = 1.0,
+    concurrency: int = 2,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[Deployment, EmulatorServer]]:
-    """An emulator, a RabbitMQ deployment and one started worker; torn down after.
+    """An emulator, a RabbitMQ deployment (with `env` added) and one started worker.
 
     For module-scoped fixtures: many tests share one worker instead of starting their own.
     """
     with running_emulator(task_duration) as server, rabbit_deployment_on(tmp, server) as deployment:
+        deployment.env.update(env or {})
         deployment.start_worker(concurrency=concurrency)
         yield deployment, server

@@ -57,7 +57,13 @@ class WorkerProcess:
         )
         log.close()
         worker = cls(process, log_path, name)
-        wait_until(worker.is_ready, 60, 0.3, f"worker {name} to be ready ({log_path})")
+        try:
+            wait_until(worker.is_ready, 60, 0.3, f"worker {name} to be ready ({log_path})")
+        except BaseException:
+            # Not yet in any deployment's list: nobody else would stop it, and a leaked
+            # worker keeps its `<name>@<host>.celery.pidbox` queue locked for later tests.
+            worker.kill()
+            raise
         return worker
 
     def log_text(self) -> str:

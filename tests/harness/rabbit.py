@@ -22,9 +22,11 @@ def delete_topology(settings: Settings) -> None:
     topology = topology_for(settings)
     with Connection(rabbitmq_url()) as conn:
         channel: Any = conn.channel()
+        # Every queue of the namespace: a leftover quorum queue keeps files open in
+        # RabbitMQ, and a few hundred of them exhaust its file descriptors.
         for name in (
             topology.jobs_queue_name,
-            topology.tasks_queue_name,
+            *(queue.name for queue in topology.task_queues),
             f"{topology.namespace}.dead",
         ):
             try:
@@ -32,12 +34,14 @@ def delete_topology(settings: Settings) -> None:
             except Exception:
                 channel = conn.channel()
         for exchange in (
-            topology.events_exchange,
-            topology.task_exchange,
-            topology.dead_letter_exchange,
+            topology.events_exchange.name,
+            topology.task_exchange.name,
+            topology.dead_letter_exchange.name,
+            f"{topology.namespace}.control",
+            f"{topology.namespace}.celeryev",
         ):
             try:
-                channel.exchange_delete(exchange.name)
+                channel.exchange_delete(exchange)
             except Exception:
                 channel = conn.channel()
 

@@ -44,6 +44,9 @@ def test_every_command_has_help(tmp_path: Path) -> None:
         "schema",
         "emulator",
         "demo",
+        "results",
+        "purge",
+        "forget",
     ):
         assert command in result.stdout
         sub = tryon(command, "--help", cwd=tmp_path)

@@ -66,6 +66,7 @@ def make_jwt(server: EmulatorServer, **claims: Any) -> str:
     payload: dict[str, Any] = {"iss": server.config.access_key, "exp": 1800, "nbf": -5}
     payload.update(claims)
     secret = payload.pop("secret", None) or server.config.secret_key
+    assert isinstance(secret, str)  # typed once cryptography is installed (moto needs it)
     for claim in ("exp", "nbf"):
         if isinstance(payload[claim], int):
             payload[claim] += now

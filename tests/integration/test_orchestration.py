@@ -7,6 +7,7 @@ reached the paid API is counted there.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -15,11 +16,19 @@ from pathlib import Path
 import pytest
 
 from harness import TEST_API_KEY, SettableClock, sample_b64
-from kolors_tryon.config import Settings
+from kolors_tryon.config import Settings, defaults
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.jobs import validate_job
 from kolors_tryon.kling import KlingClient
-from kolors_tryon.pipeline import Runtime, intake, submit_job, sweep, track_job
+from kolors_tryon.pipeline import (
+    Runtime,
+    Step,
+    copy_results,
+    intake,
+    submit_job,
+    sweep,
+    track_job,
+)
 from kolors_tryon.pipeline.callback_tokens import callback_secrets, verify_callback_token
 from kolors_tryon.pipeline.callbacks import receive_callback
 from kolors_tryon.pipeline.submit import attempt_window
@@ -428,3 +437,64 @@ def test_a_rejected_job_sent_again_still_invalid_says_the_new_reason(rt: Runtime
     assert record is not None and record.state is JobState.REJECTED and again.changed
     assert record.error is not None and "human_image" in record.error.message
     assert record.resubmissions == 1
+
+
+# --------------------------------------------------------------------- result copies --
+def succeeded(rt: Runtime, emulator: EmulatorServer, job_id: str) -> Step:
+    """Run a job to success at Kling and record it; the track step that ended it."""
+    emulator.configure(task_duration=0.0)
+    submitted(rt, job_id)
+    step = track_job(rt, job_id, 0)
+    assert state(rt, job_id) is JobState.SUCCEEDED, step.note
+    return step
+
+
+def test_success_is_recorded_before_the_copy_which_fills_in_stored_and_sha256(
+    rt: Runtime, emulator: EmulatorServer
+) -> None:
+    """The job succeeds with Kling's URL and stored null; the copy step fills both in."""
+    step = succeeded(rt, emulator, "job-1")
+    assert step.copy_results and step.dispatch
+    record = rt.store.get("job-1")
+    assert record is not None and [img.stored for img in record.images] == [None]
+    assert copy_results(rt, "job-1").again_in is None
+    record = rt.store.get("job-1")
+    assert record is not None
+    (image,) = record.images
+    assert image.stored is not None and image.sha256 is not None
+    data = Path(image.stored).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == image.sha256
+    assert rt.store.copy_status("job-1") is None
+    assert copy_results(rt, "job-1").note == "nothing to copy"
+
+
+def test_a_copy_made_twice_keeps_the_first_and_deletes_nothing(
+    rt: Runtime, emulator: EmulatorServer
+) -> None:
+    """A duplicate copy run (redelivery, sweep) overwrites the same key and keeps the file."""
+    succeeded(rt, emulator, "job-1")
+    rt.store.expect_copies("job-1")
+    copy_results(rt, "job-1")
+    record = rt.store.get("job-1")
+    assert record is not None and record.images[0].stored is not None
+    late = record.images[0].model_copy(update={"sha256": "0" * 64})
+    assert rt.store.record_copies("job-1", [late]) == [record.images[0].stored]
+    assert rt.store.get("job-1") == record  # not overwritten by the late copy
+    assert Path(record.images[0].stored).is_file()
+
+
+def test_a_lost_copy_is_sent_again_by_the_sweep_once_per_period(
+    rt: Runtime, emulator: EmulatorServer, clock: SettableClock
+) -> None:
+    """A copy due but never run (its message lost) is re-sent after COPY_LOST_AFTER, once."""
+    succeeded(rt, emulator, "job-1")
+    assert sweep(rt).recopy == ()
+    clock.advance(defaults.COPY_LOST_AFTER + 1)
+    assert sweep(rt).recopy == ("job-1",)
+    clock.advance(rt.settings.sweep_interval)
+    assert sweep(rt).recopy == ()
+    clock.advance(defaults.COPY_LOST_AFTER + 1)
+    assert sweep(rt).recopy == ("job-1",)
+    copy_results(rt, "job-1")
+    clock.advance(defaults.COPY_LOST_AFTER + 1)
+    assert sweep(rt).recopy == ()

@@ -13,12 +13,14 @@ from harness import (
     SAMPLES,
     Deployment,
     EventRecorder,
+    WebhookReceiver,
     dead_letters,
     publish_raw,
     rabbit_stack,
     sample_b64,
     wait_until,
 )
+from harness.webhooks import at_its_end
 from kolors_tryon import enqueue, get_job
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.store import JobRecord, JobState
@@ -29,7 +31,9 @@ Stack = tuple[Deployment, EmulatorServer, EventRecorder]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One deployment on RabbitMQ + PostgreSQL with one worker, shared by this module."""
-    with rabbit_stack(tmp_path_factory.mktemp("pipeline")) as (deployment, server):
+    # The test webhook receiver listens on loopback, which intake refuses by default.
+    allow = {"TRYON_WEBHOOK_ALLOW_PRIVATE": "true"}
+    with rabbit_stack(tmp_path_factory.mktemp("pipeline"), env=allow) as (deployment, server):
         events = EventRecorder(deployment.settings)
         try:
             yield deployment, server, events
@@ -72,6 +76,13 @@ def test_python_door_job_succeeds_with_images_and_events(stack: Stack) -> None:
     assert record.kling_task_id
     assert record.metadata == {"sku": "1"}
     assert record.images and record.images[0].url.startswith(server.base_url)
+
+    def copied() -> bool:  # copies are made after success, in the background
+        found = get_job(job_id, deployment.settings)
+        return found is not None and found.images[0].stored is not None
+
+    wait_until(copied, 30, what="the result copy")
+    record = get_job(job_id, deployment.settings) or record
     stored = record.images[0].stored
     assert stored is not None and Path(stored).read_bytes().startswith(b"\x89PNG")
     assert record.attempts == 1
@@ -214,40 +225,29 @@ def test_batch_jsonl_and_csv_with_wait(stack: Stack, tmp_path: Path) -> None:
     assert f"b2-{tag}" in {r["job_id"] for r in json.loads(listed.stdout)}
 
 
-def test_callback_url_is_forwarded_to_kling(stack: Stack) -> None:
-    """A producer's callback_url reaches Kling unchanged: the emulator calls it back."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    received: list[dict[str, object]] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", 0))
-            received.append(json.loads(self.rfile.read(length)))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            return
-
-    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
-    deployment, _, _ = stack
+def test_callback_url_is_not_forwarded_to_kling_our_webhook_arrives(stack: Stack) -> None:
+    """A producer's callback_url never reaches Kling: our signed webhook of the record does."""
+    deployment, server, _ = stack
+    hook = WebhookReceiver().start()
     try:
-        url = f"http://127.0.0.1:{hook.server_address[1]}/hook?token=abc"
+        callbacks_before = server.stats()["callbacks_queued"]
+        url = hook.url("/hook?token=abc")
         job_id = enqueue(
             good_job(callback_url=url, metadata={"cb": uuid.uuid4().hex}), deployment.settings
         )
         assert wait_terminal(deployment, job_id).state is JobState.SUCCEEDED
-        wait_until(
-            lambda: any(r.get("task_status") == "succeed" for r in received),
-            10,
-            what="the callback",
+        wait_until(lambda: bool(hook.delivered()), 20, what="the webhook")
+        # Kling was given no callback URL of the producer's: it called nobody back.
+        assert server.stats()["callbacks_queued"] == callbacks_before
+        (post,) = hook.posts()
+        assert at_its_end(post.record) == at_its_end(
+            get_job(job_id, deployment.settings).to_json_dict()  # type: ignore[union-attr]
         )
-        assert all(r["task_info"]["external_task_id"] == job_id for r in received)  # type: ignore[index]
+        assert "task_status" not in post.record
+        secret = deployment.tryon("webhooks", "secret").stdout.strip()
+        assert post.verifies(secret)
     finally:
-        hook.shutdown()
+        hook.stop()
 
 
 def test_celery_result_backend_is_readable(stack: Stack) -> None:

@@ -148,3 +148,18 @@ def test_pause_blocks_claims_and_admits_one_probe(store: JobStore) -> None:
     assert not store.take_probe(next_in=10**9)
     assert store.clear_pause()
     assert len(store.claim_next(5, lease_seconds=60)) == 2
+
+
+def test_housekeeping_turns_go_to_one_caller_per_period(store: JobStore) -> None:
+    """Expired results are deleted, and sweeps rescue, by one caller per period."""
+    assert store.take_results_cleanup(every=3600)
+    assert not store.take_results_cleanup(every=3600)
+    assert store.take_sweep(every=15)
+    assert not store.take_sweep(every=15)
+    assert store.take_results_cleanup(every=0)  # the period is over at once
+
+
+def test_generated_secret_is_the_same_for_every_caller(store: JobStore) -> None:
+    """The first caller's generated secret is kept; later generators are not used."""
+    first = store.secret("demo", lambda: "one")
+    assert store.secret("demo", lambda: "two") == first == "one"

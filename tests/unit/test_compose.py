@@ -140,3 +140,13 @@ def test_dockerfile_runs_the_tryon_command() -> None:
     assert 'ENTRYPOINT ["tryon"]' in text
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert 'tryon = "kolors_tryon.cli:main"' in pyproject
+
+
+def test_worker_health_check_runs_tryon_health() -> None:
+    """The workers' container health check is `tryon health` (exit 0 or 1), and their
+    /metrics listens on the compose network without a published port."""
+    worker = compose()["services"]["worker"]
+    assert worker["healthcheck"]["test"][1].startswith("tryon health ")
+    assert "health" in main.commands
+    assert worker["environment"]["TRYON_METRICS_HOST"] == "0.0.0.0"
+    assert "ports" not in worker

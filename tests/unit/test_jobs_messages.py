@@ -71,7 +71,10 @@ def test_derived_job_id_is_sent_as_external_task_id() -> None:
 
 
 def test_create_body_is_exactly_kling_fields() -> None:
-    """The create body has Kling's field names and plain string values, no extras."""
+    """The create body has Kling's field names and plain string values, no extras.
+
+    The producer's callback_url is our webhook target: it never reaches Kling.
+    """
     job = validate_job(
         _job(
             model_name="kolors-virtual-try-on-v1-5",
@@ -86,9 +89,9 @@ def test_create_body_is_exactly_kling_fields() -> None:
         "model_name": "kolors-virtual-try-on-v1-5",
         "human_image": HUMAN,
         "cloth_image": CLOTH,
-        "callback_url": "https://hooks.example.com/kling?token=s3cret",
         "external_task_id": "a1",
     }
+    assert job.message.callback_url == "https://hooks.example.com/kling?token=s3cret"
 
 
 def test_create_body_drops_unset_optional_fields() -> None:

@@ -18,16 +18,18 @@ SOURCE = Path(__file__).resolve().parents[2] / "src" / PACKAGE
 LAYERS: dict[str, int] = {
     "config": 0,
     "emulator": 0,  # standalone: it imports nothing of the service (checked below)
-    "jobs": 1,
-    "kling": 1,
-    "store": 1,
-    "pipeline": 2,
-    "producer": 2,  # the Python door: config, jobs, store and kombu; no Celery app
-    "tasks": 3,
-    "worker": 4,
-    "web": 4,  # the HTTP service, beside worker/ (not written yet)
-    "cli": 5,
-    "__init__": 5,  # the public surface, re-exported from every layer
+    "observe": 1,  # metrics helpers and the job context of logs, for every layer above
+    "jobs": 2,
+    "kling": 2,
+    "store": 2,
+    "pipeline": 3,
+    "producer": 3,  # the Python door: config, jobs, store and kombu; no Celery app
+    "ops": 3,  # health, logs, the /metrics text, the journal of state changes
+    "tasks": 4,
+    "worker": 5,
+    "web": 5,  # the HTTP service, beside worker/
+    "cli": 6,
+    "__init__": 6,  # the public surface, re-exported from every layer
 }
 
 

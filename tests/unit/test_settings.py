@@ -9,16 +9,7 @@ import pytest
 from kolors_tryon.config import Settings, SettingsError, load_settings
 from kolors_tryon.config.celery import celery_config, topology_for
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No TRYON_ variable or .env file from the machine leaks into these tests."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("TRYON_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_defaults_are_embedded_and_sandbox(tmp_path: Path) -> None:
@@ -101,3 +92,37 @@ def test_rabbitmq_topology_uses_quorum_queues_and_a_topic_exchange() -> None:
     assert config["worker_prefetch_multiplier"] == 1
     assert config["accept_content"] == ["json"]
     assert config["broker_transport_options"]["confirm_publish"] is True
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"TRYON_RESULT_STORAGE": "s3"}, "TRYON_RESULT_STORAGE=s3 needs TRYON_S3_BUCKET"),
+        (
+            {"TRYON_S3_BUCKET": "b", "TRYON_S3_ACCESS_KEY_ID": "AKIA0123"},
+            "must be set together",
+        ),
+        ({"TRYON_RESULT_STORAGE": "ftp"}, "TRYON_RESULT_STORAGE"),
+        ({"TRYON_S3_PREFIX": "/abs/"}, "TRYON_S3_PREFIX"),
+        ({"TRYON_S3_PREFIX": "no-slash"}, "TRYON_S3_PREFIX"),
+    ],
+)
+def test_result_storage_settings_are_checked(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], fragment: str
+) -> None:
+    """A bucket backend without a bucket, half credentials or a bad prefix stop start-up."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=fragment):
+        load_settings()
+
+
+def test_s3_secret_never_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bucket's secret key is a SecretStr: not in repr, nor in an error message."""
+    monkeypatch.setenv("TRYON_S3_SECRET_ACCESS_KEY", "very-secret-s3")
+    with pytest.raises(SettingsError) as failure:
+        load_settings()
+    assert "very-secret-s3" not in str(failure.value)
+    monkeypatch.setenv("TRYON_S3_ACCESS_KEY_ID", "AKIA0123")
+    settings = load_settings(result_storage="s3", s3_bucket="b")
+    assert "very-secret-s3" not in repr(settings)

@@ -31,6 +31,7 @@ The whole retry budget, written down:
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 # Beyond this exponent the delay is the cap anyway; bounding it keeps 2**n a small int.
 _MAX_EXPONENT = 32
@@ -64,3 +65,41 @@ def backoff_delay(
     if retry_after is not None:
         return max(jittered, float(retry_after))
     return jittered
+
+
+def scheduled_delay(
+    failures: int,
+    schedule: Sequence[float],
+    *,
+    jitter: float,
+    retry_after: float | None = None,
+    retry_after_cap: float,
+    rng: random.Random | None = None,
+) -> float | None:
+    """Seconds until the next try of a fixed schedule (webhook deliveries), or None.
+
+    The schedule lists when retries go, as offsets from the first try (Standard
+    Webhooks' 5 s, 5 min, ... 24 h), so the wait after failure number `failures` is the
+    gap to the next offset, spread by `jitter` either way. A Retry-After is a floor, as in
+    `backoff_delay`, bounded by `retry_after_cap`.
+
+    Args:
+        failures: Tries that failed so far (1 after the first).
+        schedule: Increasing offsets in seconds.
+        jitter: Fraction of the gap added or taken at random (0.1: +-10 %).
+        retry_after: The receiver's Retry-After in seconds, if it sent one.
+        retry_after_cap: The longest Retry-After honoured.
+        rng: A seeded generator for reproducible waits.
+
+    Returns:
+        The wait, or None when the schedule is spent (the delivery has failed).
+    """
+    if failures < 1 or failures > len(schedule):
+        return None
+    rng = rng or random.Random()
+    previous = schedule[failures - 2] if failures >= 2 else 0.0
+    gap = float(schedule[failures - 1] - previous)
+    delay = gap * (1 + rng.uniform(-jitter, jitter))
+    if retry_after is not None:
+        delay = max(delay, min(float(retry_after), retry_after_cap))
+    return delay

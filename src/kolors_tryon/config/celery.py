@@ -45,6 +45,8 @@ TASK_QUEUES = {
     "tryon.dispatch": "tasks",
     "tryon.sweep": "tasks",
     "tryon.callback": "tasks",
+    "tryon.copy_results": "tasks",
+    "tryon.webhook": "tasks",
     "tryon.track": "track",
 }
 TASK_NAMES = tuple(TASK_QUEUES)

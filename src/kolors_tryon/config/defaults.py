@@ -111,6 +111,27 @@ SWEEP_FIRST_DELAY: Final = (1.0, 3.0)
 # Later sweeps are spread by this fraction either way, so workers do not sweep in step.
 SWEEP_JITTER: Final = 0.2
 
+# --- result copies and retention --------------------------------------------------------
+# Largest result image we copy: Kling's PNGs are a few MB; 50 MiB is far beyond any
+# genuine result and keeps one bad URL from filling a disk or a worker's memory.
+RESULT_MAX_BYTES: Final = 50 * 1024 * 1024
+# First wait before a failed copy is tried again, and the longest wait: the API's URLs
+# live 30 days, so a storage outage of hours is waited out at one try every 5 minutes.
+COPY_RETRY_BASE: Final = 5.0
+COPY_RETRY_MAX: Final = 300.0
+# A copy due this long ago and still missing lost its message (a worker died, an
+# embedded broker restarted): the sweep sends it again. Longer than one copy takes.
+COPY_LOST_AFTER: Final = 120.0
+# Lifetime of a presigned URL (`tryon results url --expires`): an hour to download.
+PRESIGN_EXPIRES: Final = 3600
+# The longest presigned lifetime S3 (SigV4) accepts: seven days.
+PRESIGN_EXPIRES_MAX: Final = 7 * 86400
+# `tryon submit|batch --wait`: how long a succeeded job's copies are waited for before
+# the record is printed as it is (the copy goes on in the background).
+COPY_WAIT: Final = 15.0
+# Records handled per transaction by `tryon purge`: bounded memory at any backlog.
+PURGE_BATCH: Final = 200
+
 # --- brokers ---------------------------------------------------------------------------
 # Embedded broker: an unacked message is delivered again after 15 minutes, longer than
 # any task runs, so a slow task is not run twice while a killed one is not lost.
@@ -139,3 +160,42 @@ REMOTE_EMULATOR_WAIT: Final = 60.0
 # (connect, read) timeout of the probe that asks whether an emulator answers: it is
 # local or next door, so a slow answer means none.
 EMULATOR_PROBE_TIMEOUT: Final = (1.0, 2.0)
+
+# --- operations: health, metrics, the account's units ---------------------------------
+# `tryon worker` serves /metrics from its main process on this port (0: off); 9808 is
+# free in Prometheus's port allocation list. Bound to loopback unless told otherwise:
+# every HTTP endpoint is authenticated unless it is local or a health check.
+METRICS_PORT: Final = 9808
+METRICS_HOST: Final = "127.0.0.1"
+# Warn (log and `tryon health`) when the account's try-on units fall below this: about
+# a day of a small catalogue, time enough for someone to buy the next pack.
+UNITS_WARN_BELOW: Final = 100.0
+# Seconds between reads of GET /account/costs by each worker: free, but limited to about
+# one request a second per account, and units move slowly.
+ACCOUNT_CHECK_INTERVAL: Final = 60.0
+# Histogram buckets (seconds). API calls: tens of ms to a create's 30 s read timeout.
+API_LATENCY_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Queue wait (created to submitted) and result latency (submitted to the end): seconds
+# for an idle account, up to hours for a backlog behind a small account.
+JOB_LATENCY_BUCKETS: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 14400.0)
+# --- webhooks to producers (Standard Webhooks) -------------------------------------------
+# When the retries of a delivery go, in seconds after its first attempt (sent at once):
+# the Standard Webhooks example schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h,
+# 24 h), read as offsets, so a receiver that is down for most of a day still gets every
+# event; after the last one the delivery is recorded failed (and can be replayed).
+WEBHOOK_SCHEDULE: Final = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
+# Each wait is spread by this fraction either way, so deliveries that failed together
+# (a receiver's outage) do not all come back in the same second.
+WEBHOOK_JITTER: Final = 0.1
+# Read timeout of one delivery: receivers should answer at once and work later; Svix
+# uses 15 s. The connect timeout is the service's (HTTP_CONNECT_TIMEOUT).
+WEBHOOK_TIMEOUT: Final = 15.0
+# A Retry-After longer than this is capped: a receiver cannot park a delivery for ever.
+WEBHOOK_RETRY_AFTER_CAP: Final = 86400.0
+# Slack added to one attempt's timeouts for the attempt's fence (database writes, DNS).
+WEBHOOK_ATTEMPT_SLACK: Final = 10.0
+# Random bytes of a generated `whsec_` secret (Standard Webhooks: 24 to 64).
+WEBHOOK_SECRET_BYTES: Final = 32
+# Terminal jobs the sweep checks for a missing delivery (a worker killed between the
+# state change and the webhook's row): those that ended within this many seconds.
+WEBHOOK_RESCUE_WINDOW: Final = 86400.0

@@ -6,8 +6,10 @@ Nothing here reads the environment at import time: `Settings()` does, when calle
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -228,11 +230,77 @@ class Settings(BaseSettings):
         default=True, description="Keep copies of result images (Kling's expire in 30 days)."
     )
     results_dir: Path | None = Field(default=None, description="Copies of result images.")
+    # Where copies go (README "Results and retention"): the local directory above, or an
+    # S3-compatible bucket. Credentials unset: boto3's own chain (env, profile, role).
+    result_storage: Literal["local", "s3"] = Field(
+        default="local", description="Backend of result copies: local directory or S3."
+    )
+    s3_bucket: str | None = Field(default=None, description="Bucket of result copies.")
+    s3_prefix: str = Field(
+        default="", pattern=r"^([^/\s][^\s]*/)?$", description="Key prefix, e.g. tryon/."
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, Ceph...); unset: AWS."
+    )
+    s3_public_endpoint_url: str | None = Field(
+        default=None, description="Endpoint presigned URLs are signed for (what consumers reach)."
+    )
+    s3_region: str | None = Field(default=None, description="Region of the bucket.")
+    s3_access_key_id: SecretStr | None = Field(
+        default=None, description="Bucket access key id; unset: boto3's chain (env, role)."
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, description="Bucket secret key (set with the key id)."
+    )
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto", description="auto, path (most non-AWS stores) or virtual."
+    )
+    result_max_bytes: int = Field(
+        default=defaults.RESULT_MAX_BYTES, ge=1024, le=1024**3, description="Largest copy."
+    )
+    copy_retry_base: float = Field(
+        default=defaults.COPY_RETRY_BASE,
+        gt=0,
+        le=3600,
+        description="First wait after a failed copy.",
+    )
+    copy_retry_max: float = Field(
+        default=defaults.COPY_RETRY_MAX,
+        gt=0,
+        le=86400,
+        description="Longest wait between copy tries.",
+    )
     sentry_dsn: SecretStr | None = Field(default=None, description="Sentry error reporting.")
     log_level: str = Field(
         default="INFO",
         pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",
         description="DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+    )
+
+    # --- operations: logs, metrics, the account's units -------------------------------
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or one JSON object a line (shippers)."
+    )
+    metrics_port: int = Field(
+        default=defaults.METRICS_PORT,
+        ge=0,
+        le=65535,
+        description="Port of a worker's /metrics (its main process); 0 turns it off.",
+    )
+    metrics_host: str = Field(
+        default=defaults.METRICS_HOST,
+        description="Interface of a worker's /metrics (unauthenticated: keep it private).",
+    )
+    units_warn_below: float = Field(
+        default=defaults.UNITS_WARN_BELOW,
+        ge=0,
+        description="Warn when the account's remaining try-on units fall below this.",
+    )
+    account_check_interval: float = Field(
+        default=defaults.ACCOUNT_CHECK_INTERVAL,
+        ge=1,
+        le=86400,
+        description="Seconds between a worker's reads of GET /account/costs.",
     )
 
     # --- the HTTP service (`tryon web`) ------------------------------------------------
@@ -261,6 +329,50 @@ class Settings(BaseSettings):
         default=100, ge=1, le=10_000, description="Most job messages in one POST /v1/jobs."
     )
 
+    # --- webhooks to producers (Standard Webhooks) ------------------------------------
+    webhook_secret: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="`whsec_...` secrets signing webhooks, comma-separated; every one signs "
+        "(rotation); none: one is generated once and kept in the store.",
+    )
+    webhook_allow_private: bool = Field(
+        default=False, description="Allow webhook targets on private/loopback/link-local hosts."
+    )
+    webhook_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(defaults.WEBHOOK_SCHEDULE),
+        description="Seconds after the first attempt at which a delivery is retried "
+        "(comma-separated, increasing; jittered).",
+    )
+    webhook_timeout: float = Field(
+        default=defaults.WEBHOOK_TIMEOUT, gt=0, le=120, description="Read timeout of a delivery."
+    )
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _split_webhook_secrets(cls, value: object) -> object:
+        """`TRYON_WEBHOOK_SECRET=whsec_new,whsec_old`: every one signs, so they rotate."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for item in value:
+                text = item.get_secret_value() if isinstance(item, SecretStr) else str(item)
+                if not _is_whsec(text):
+                    raise ValueError("each secret must be whsec_ followed by Base64 (24-64 bytes)")
+        return value
+
+    @field_validator("webhook_schedule", mode="before")
+    @classmethod
+    def _split_webhook_schedule(cls, value: object) -> object:
+        """`TRYON_WEBHOOK_SCHEDULE=5,300,1800`: offsets in seconds, strictly increasing."""
+        if isinstance(value, str):
+            value = [float(part) for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            numbers = [float(v) for v in value]
+            if any(b <= a for a, b in zip([0.0, *numbers], numbers, strict=False)):
+                raise ValueError("offsets must be positive and strictly increasing")
+            return numbers
+        return value
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_api_keys(cls, value: object) -> object:
@@ -279,6 +391,12 @@ class Settings(BaseSettings):
         if has_jwt and self.kling_api_key is not None:
             raise ValueError(
                 "set either TRYON_KLING_API_KEY or TRYON_KLING_ACCESS_KEY/SECRET_KEY, not both"
+            )
+        if self.result_storage == "s3" and not self.s3_bucket:
+            raise ValueError("TRYON_RESULT_STORAGE=s3 needs TRYON_S3_BUCKET")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError(
+                "TRYON_S3_ACCESS_KEY_ID and TRYON_S3_SECRET_ACCESS_KEY must be set together"
             )
         if self.retry_backoff_max < self.retry_backoff_base:
             raise ValueError("TRYON_RETRY_BACKOFF_MAX must be >= TRYON_RETRY_BACKOFF_BASE")
@@ -350,6 +468,17 @@ class Settings(BaseSettings):
         return self.effective_broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
 
 
+def _is_whsec(text: str) -> bool:
+    """A Standard Webhooks secret: `whsec_` and the Base64 of 24 to 64 bytes."""
+    if not text.startswith("whsec_"):
+        return False
+    try:
+        key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return 24 <= len(key) <= 64
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build Settings from the environment, or fail with one line per wrong variable."""
     try:
@@ -359,7 +488,8 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors():
             field = ".".join(str(part) for part in err["loc"])
             name = f"{ENV_PREFIX}{field.upper()}" if field else "configuration"
-            shown = "" if "key" in field or "dsn" in field else f" (got {err.get('input')!r})"
+            hidden = any(word in field for word in ("key", "dsn", "secret"))
+            shown = "" if hidden else f" (got {err.get('input')!r})"
             if field:
                 lines.append(f"{name}: {err['msg']}{shown}")
             else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["Garment", "ModelName"]
+__all__ = ["DEFAULT_WEBHOOK_EVENTS", "Garment", "ModelName", "WebhookEvent"]
 
 
 class ModelName(StrEnum):
@@ -24,3 +24,23 @@ class Garment(StrEnum):
     TOP = "top"
     BOTTOM = "bottom"
     DRESS = "dress"
+
+
+class WebhookEvent(StrEnum):
+    """A job state a producer may ask a webhook for (`webhook_events`): the job states."""
+
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+# Without `webhook_events`, a producer hears of a job's end only: what most of them need.
+DEFAULT_WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = (
+    WebhookEvent.SUCCEEDED,
+    WebhookEvent.FAILED,
+    WebhookEvent.REJECTED,
+)

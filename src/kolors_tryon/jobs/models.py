@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from kolors_tryon.jobs.enums import Garment, ModelName
+from kolors_tryon.jobs.enums import DEFAULT_WEBHOOK_EVENTS, Garment, ModelName, WebhookEvent
 from kolors_tryon.jobs.errors import CheckFailed
 from kolors_tryon.jobs.garments import garment_problem
 from kolors_tryon.jobs.images import normalize_base64
@@ -174,11 +174,23 @@ class JobMessage(BaseModel):
         repr=False,
         max_length=MAX_CALLBACK_URL_LENGTH,
         description=(
-            "Optional http(s) URL (at most 2048 characters) that Kling POSTs the task to on "
-            "each status change. The job's state is always readable by `job_id` without it."
+            "Optional http(s) URL (at most 2048 characters) where the service POSTs the job "
+            "record, signed as Standard Webhooks (`webhook-id`, `webhook-timestamp`, "
+            "`webhook-signature`), on each state of `webhook_events`. It is never sent to "
+            "Kling. Private, loopback and link-local hosts are refused unless the service "
+            "allows them. The job's state is always readable by `job_id` without it."
         ),
         json_schema_extra={"format": "uri"},
         examples=["https://hooks.example.com/tryon?token=your-secret"],
+    )
+    webhook_events: list[WebhookEvent] | None = Field(
+        default=None,
+        description=(
+            "The job states that send a webhook to `callback_url`, e.g. "
+            '`["submitted", "succeeded", "failed", "rejected"]`. Default: the terminal ones, '
+            f"{', '.join(e.value for e in DEFAULT_WEBHOOK_EVENTS)}."
+        ),
+        json_schema_extra={"minItems": 1, "uniqueItems": True},
     )
     metadata: dict[str, JsonValue] = Field(
         default_factory=dict,
@@ -228,6 +240,16 @@ class JobMessage(BaseModel):
         except CheckFailed as exc:
             raise _custom(exc.rule, exc.message) from None
         return text
+
+    @field_validator("webhook_events")
+    @classmethod
+    def _check_webhook_events(cls, value: list[WebhookEvent] | None) -> list[WebhookEvent] | None:
+        """An empty list would ask for nothing: say so rather than send nothing silently."""
+        if value is None:
+            return None
+        if not value:
+            raise _custom("min_items", "is empty; list at least one state, or leave it out")
+        return list(dict.fromkeys(value))
 
     @field_validator("metadata")
     @classmethod

@@ -49,7 +49,9 @@ from kolors_tryon.jobs.urls import UrlProblem, check_http_url, redact_url
 __all__ = [
     "MAX_REDIRECTS",
     "IPAddress",
+    "checked_address",
     "classify_address",
+    "pinned_session",
     "preflight_image_url",
     "resolve_host",
 ]
@@ -132,8 +134,15 @@ def _article(label: str) -> str:
     return "an" if label[0] in "aeiou" else "a"
 
 
-def _checked_address(parts: SplitResult) -> IPAddress:
-    """Return the address to connect to, after refusing every non-public one."""
+def checked_address(parts: SplitResult, *, hint: str = _ALLOW_HINT) -> IPAddress:
+    """Return the address to connect to, after refusing every non-public one.
+
+    Shared with webhook delivery, which refuses the same addresses (with its own `hint`:
+    the setting that allows them).
+
+    Raises:
+        UrlProblem: rule ``"dns"``, or ``"private_address"`` naming the address's kind.
+    """
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     addresses = resolve_host(host, port)
@@ -146,7 +155,7 @@ def _checked_address(parts: SplitResult) -> IPAddress:
                 if literal
                 else (f"URL host resolves to {_article(label)}")
             )
-            raise UrlProblem("private_address", f"{where} {label} address ({ip}); {_ALLOW_HINT}")
+            raise UrlProblem("private_address", f"{where} {label} address ({ip}); {hint}")
     return addresses[0]
 
 
@@ -175,10 +184,16 @@ def _pinned_url(parts: SplitResult, ip: IPAddress) -> str:
 
 
 @contextmanager
-def _get(
-    url: str, parts: SplitResult, pinned: IPAddress | None, timeout: tuple[float, float]
-) -> Iterator[requests.Response]:
-    headers = dict(_HEADERS)
+def pinned_session(
+    url: str, parts: SplitResult, pinned: IPAddress | None
+) -> Iterator[tuple[requests.Session, str, dict[str, str]]]:
+    """A session that reaches `url` at the checked address `pinned` (None: as named).
+
+    Yields the session, the URL to request and the headers that keep the host's name
+    (``Host``); for https the TLS server name and certificate check keep it too. No
+    environment proxy or ``.netrc`` is used. Shared with webhook delivery.
+    """
+    headers: dict[str, str] = {}
     target = url
     with requests.Session() as session:
         session.trust_env = False
@@ -187,10 +202,24 @@ def _get(
             headers["Host"] = parts.netloc.rpartition("@")[2]
             if parts.scheme == "https":
                 session.mount("https://", _PinnedTLSAdapter(parts.hostname or ""))
-        with session.get(
-            target, headers=headers, stream=True, timeout=timeout, allow_redirects=False
-        ) as response:
-            yield response
+        yield session, target, headers
+
+
+@contextmanager
+def _get(
+    url: str, parts: SplitResult, pinned: IPAddress | None, timeout: tuple[float, float]
+) -> Iterator[requests.Response]:
+    with (
+        pinned_session(url, parts, pinned) as (session, target, host),
+        session.get(
+            target,
+            headers={**_HEADERS, **host},
+            stream=True,
+            timeout=timeout,
+            allow_redirects=False,
+        ) as response,
+    ):
+        yield response
 
 
 def _read_capped(response: requests.Response, max_bytes: int, deadline: float, shown: str) -> bytes:
@@ -261,7 +290,7 @@ def preflight_image_url(
         shown = redact_url(current)
         try:
             parts = check_http_url(current, max_length=_MAX_URL_LENGTH)
-            pinned = None if allow_private else _checked_address(parts)
+            pinned = None if allow_private else checked_address(parts)
         except CheckFailed as exc:
             if hop == 0:
                 raise

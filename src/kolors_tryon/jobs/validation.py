@@ -25,18 +25,19 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from kolors_tryon.config import defaults
-from kolors_tryon.jobs.enums import Garment, ModelName
+from kolors_tryon.jobs.enums import Garment, ModelName, WebhookEvent
 from kolors_tryon.jobs.errors import CheckFailed
 from kolors_tryon.jobs.ids import job_id_of
 from kolors_tryon.jobs.images import MAX_IMAGE_BYTES, ImageInfo, inspect_image
 from kolors_tryon.jobs.models import (
+    MAX_CALLBACK_URL_LENGTH,
     MAX_METADATA_BYTES,
     CreateTaskBody,
     JobMessage,
     normalize_image_field,
 )
-from kolors_tryon.jobs.preflight import preflight_image_url
-from kolors_tryon.jobs.urls import ALLOWED_SCHEMES, scheme_of
+from kolors_tryon.jobs.preflight import checked_address, preflight_image_url
+from kolors_tryon.jobs.urls import ALLOWED_SCHEMES, UrlProblem, check_http_url, scheme_of
 
 if TYPE_CHECKING:
     from kolors_tryon.config import Settings
@@ -69,6 +70,10 @@ _ACCEPTS: Final = {
     "human_image": "a string: an http(s) URL or the JPEG/PNG file as Base64",
     "cloth_image": "a string: an http(s) URL or the JPEG/PNG file as Base64",
     "callback_url": "an http(s) URL string of at most 2048 characters, or null",
+    "webhook_events": (
+        f"a list of job states ({', '.join(e.value for e in WebhookEvent)}), or null for "
+        "the terminal ones"
+    ),
     "metadata": f"a JSON object of at most {MAX_METADATA_BYTES // 1024} KB",
     "garments": (
         f"a list of garments ({', '.join(g.value for g in Garment)}): one item, or top and "
@@ -79,6 +84,7 @@ _ACCEPTS: Final = {
 _ENUM_VALUES: Final = {
     "model_name": tuple(m.value for m in ModelName),
     "garments": tuple(g.value for g in Garment),
+    "webhook_events": tuple(e.value for e in WebhookEvent),
 }
 _RULE_OF_PYDANTIC: Final = {
     "missing": "required",
@@ -122,14 +128,28 @@ class JobRejected(Exception):
         job_id: The id the rejection is recorded under, or None when the message is not
             a JSON object (it cannot be recorded; the worker dead-letters it).
         problems: Every problem found, in the order checked.
+        callback_url: The message's webhook target if that field was valid (the
+            rejection is delivered there), else None.
+        webhook_events: The message's `webhook_events` if valid and given, else None.
         code: ``"invalid_job"``, the error code of the job record.
     """
 
     code: ClassVar[str] = "invalid_job"
 
-    def __init__(self, job_id: str | None, problems: Sequence[Problem]) -> None:
+    def __init__(
+        self,
+        job_id: str | None,
+        problems: Sequence[Problem],
+        *,
+        callback_url: str | None = None,
+        webhook_events: Sequence[WebhookEvent] | None = None,
+    ) -> None:
         self.job_id = job_id
         self.problems = tuple(problems)
+        # The producer's webhook target, when those fields themselves passed: the
+        # rejection is a state change the producer hears of like any other.
+        self.callback_url = callback_url
+        self.webhook_events = tuple(webhook_events) if webhook_events is not None else None
         super().__init__(self.reason)
 
     @property
@@ -176,10 +196,13 @@ class ValidationOptions:
         timeout: (connect, read) timeout of preflight requests, from the one network
             budget in Settings.
         max_bytes: The largest image accepted (Kling: 10 MB).
+        allow_private_webhooks: Accept a `callback_url` on a private, loopback or
+            link-local address (``TRYON_WEBHOOK_ALLOW_PRIVATE``).
     """
 
     url_preflight: bool = False
     allow_private_urls: bool = False
+    allow_private_webhooks: bool = False
     timeout: tuple[float, float] = defaults.HTTP_TIMEOUT
     max_bytes: int = MAX_IMAGE_BYTES
 
@@ -190,6 +213,7 @@ class ValidationOptions:
             url_preflight=settings.url_preflight,
             allow_private_urls=settings.preflight_allow_private,
             timeout=settings.http_timeout,
+            allow_private_webhooks=settings.webhook_allow_private,
         )
 
 
@@ -403,6 +427,53 @@ def _check_image(value: str, options: ValidationOptions) -> ImageInfo | None:
     return inspect_image(text, max_bytes=options.max_bytes)
 
 
+# --- the webhook target -------------------------------------------------------------------
+
+_WEBHOOK_HINT: Final = "refused unless TRYON_WEBHOOK_ALLOW_PRIVATE=true"
+
+
+def _webhook_target_problem(url: str, options: ValidationOptions) -> Problem | None:
+    """Refuse a callback_url whose host is (or resolves to) a non-public address.
+
+    Webhooks are POSTed by our workers from inside the network, so a producer must not
+    aim them at internal services (server-side request forgery). A name that does not
+    resolve now is accepted: DNS may be down for a moment, and delivery checks again.
+    """
+    if options.allow_private_webhooks:
+        return None
+    try:
+        checked_address(check_http_url(url, max_length=MAX_CALLBACK_URL_LENGTH), hint=_WEBHOOK_HINT)
+    except UrlProblem as exc:
+        if exc.rule == "private_address":
+            return Problem("callback_url", exc.rule, exc.message)
+    return None
+
+
+def _webhook_target(fields: Mapping[str, Any], problems: Sequence[Problem]) -> dict[str, Any]:
+    """The webhook fields of a rejected message that are themselves valid."""
+    broken = {problem.field.split("[", 1)[0].split(".", 1)[0] for problem in problems}
+    target: dict[str, Any] = {}
+    if "callback_url" in broken:
+        return target
+    try:
+        part = JobMessage.model_validate(
+            {
+                "human_image": "https://x.invalid/a.jpg",
+                "cloth_image": "https://x.invalid/b.jpg",
+                **{
+                    k: fields[k]
+                    for k in ("callback_url", "webhook_events")
+                    if k in fields and k not in broken
+                },
+            }
+        )
+    except ValidationError:
+        return target
+    if part.callback_url is not None:
+        target = {"callback_url": part.callback_url, "webhook_events": part.webhook_events}
+    return target
+
+
 # --- the entry point ----------------------------------------------------------------------
 
 
@@ -433,6 +504,12 @@ def _validate(raw: object, options: ValidationOptions) -> ValidJob:
         except CheckFailed as exc:
             problems.append(Problem(name, exc.rule, exc.message))
 
+    callback = fields.get("callback_url")
+    if "callback_url" not in failed_fields and isinstance(callback, str) and callback.strip():
+        problem = _webhook_target_problem(callback.strip(), options)
+        if problem is not None:
+            problems.append(problem)
+
     if job_id is None and not problems:
         problems.append(Problem(_MESSAGE, "json", "is nested too deeply to derive its id"))
     if problems or message is None or job_id is None:
@@ -442,13 +519,14 @@ def _validate(raw: object, options: ValidationOptions) -> ValidJob:
                 *problems[:_MAX_PROBLEMS],
                 Problem(_MESSAGE, "too_many_problems", f"and {more} more problems"),
             ]
-        raise JobRejected(job_id, problems)
+        raise JobRejected(job_id, problems, **_webhook_target(fields, problems))
 
+    # The producer's callback_url is our webhook target, never Kling's: Kling's
+    # callbacks come to `tryon web`, and the producer hears from us, signed.
     body = CreateTaskBody(
         model_name=message.model_name,
         human_image=message.human_image,
         cloth_image=message.cloth_image,
-        callback_url=message.callback_url,
         external_task_id=job_id,
     )
     return ValidJob(

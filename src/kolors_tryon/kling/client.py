@@ -6,6 +6,11 @@ failure says whether the request may have reached the server (`request_sent`), s
 caller can resolve an ambiguous create by querying its external_task_id. Read-only calls
 are safe to repeat, so they get a few quick attempts here; longer waits belong to the
 caller's queue-level retries.
+
+Every request is one INFO log line (endpoint, HTTP status, business code, duration,
+attempt, and the job and Kling task it concerns, from `kolors_tryon.observe.context`)
+and one sample of the `tryon_kling_requests_total` and
+`tryon_kling_request_duration_seconds` metrics.
 """
 
 from __future__ import annotations
@@ -25,13 +30,16 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from kolors_tryon.config import defaults
 from kolors_tryon.config.backoff import backoff_delay
+from kolors_tryon.kling.account import AccountCosts, parse_account_costs
 from kolors_tryon.kling.auth import KlingAuth, auth_from_settings
 from kolors_tryon.kling.errors import (
     AccountUnavailableError,
     ConfigurationError,
+    EndpointError,
     KlingConnectionError,
     KlingError,
     KlingTimeoutError,
+    NotFoundError,
     RetryableKlingError,
     ServerError,
     TokenError,
@@ -41,15 +49,18 @@ from kolors_tryon.kling.errors import (
 )
 from kolors_tryon.kling.models import KlingTask, parse_task
 from kolors_tryon.kling.redact import redact
+from kolors_tryon.observe import metrics
+from kolors_tryon.observe.context import current_job, note_job
 
 if TYPE_CHECKING:
     from kolors_tryon.config import Settings
 
-__all__ = ["TRYON_PATH", "KlingClient"]
+__all__ = ["ACCOUNT_COSTS_PATH", "TRYON_PATH", "KlingClient"]
 
 logger = logging.getLogger(__name__)
 
 TRYON_PATH: Final = "/v1/images/kolors-virtual-try-on"
+ACCOUNT_COSTS_PATH: Final = "/account/costs"
 _USER_AGENT: Final = "kolors-tryon/0.1"
 # Keys under which resellers have been seen to nest the list of tasks.
 _LIST_KEYS: Final = ("list", "tasks", "items", "records", "data")
@@ -92,6 +103,7 @@ class KlingClient:
             raise ValueError("read_attempts must be at least 1")
         if len(timeout) != 2 or min(timeout) <= 0:
             raise ValueError("timeout must be a (connect, read) pair of positive seconds")
+        self._base = base
         self._url = base + TRYON_PATH
         self._auth = auth
         self._timeout = (float(timeout[0]), float(timeout[1]))
@@ -130,7 +142,7 @@ class KlingClient:
             KlingError: A typed error; check `.ambiguous` before sending again.
         """
         payload = {key: value for key, value in body.items() if value is not None}
-        data = self._request("POST", "", json_body=payload)
+        data = self._request("POST", TRYON_PATH, "create", json_body=payload)
         return parse_task(data)
 
     def get(self, task_id: str) -> KlingTask:
@@ -142,8 +154,10 @@ class KlingClient:
         """
         if not isinstance(task_id, str) or not task_id.strip():
             raise ValueError("task_id must be a non-empty string")
-        path = "/" + quote(task_id.strip(), safe="")
-        data = self._with_read_retries(lambda: self._request("GET", path))
+        path = TRYON_PATH + "/" + quote(task_id.strip(), safe="")
+        data = self._with_read_retries(
+            lambda attempt: self._request("GET", path, "query", attempt=attempt)
+        )
         if isinstance(data, list) and len(data) == 1:  # a reseller wrapping one task
             data = data[0]
         return parse_task(data)
@@ -161,8 +175,38 @@ class KlingClient:
         _check_range("page_num", page_num, 1, 1000)
         _check_range("page_size", page_size, 1, 500)
         params = {"pageNum": page_num, "pageSize": page_size}
-        data = self._with_read_retries(lambda: self._request("GET", "", params=params))
+        data = self._with_read_retries(
+            lambda attempt: self._request("GET", TRYON_PATH, "list", params=params, attempt=attempt)
+        )
         return [parse_task(item) for item in _task_list(data)]
+
+    def account_costs(self) -> AccountCosts | None:
+        """The account's resource packs and their remaining units (a free call).
+
+        The official API limits it to about one request a second; resellers may not
+        have it at all. So a 404, a non-JSON answer or an answer of another shape means
+        *unknown* (None), never an error.
+
+        Returns:
+            The packs, or None when this API does not say.
+
+        Raises:
+            KlingError: The credentials are refused, or the API fails (after the quick
+                read retries): the same errors as any other call.
+        """
+        try:
+            data = self._with_read_retries(
+                lambda attempt: self._request(
+                    "GET", ACCOUNT_COSTS_PATH, "account_costs", attempt=attempt
+                )
+            )
+        except (EndpointError, NotFoundError):
+            return None
+        except ServerError as err:
+            if err.http_status is not None and err.http_status >= 400:
+                raise
+            return None  # a 200 whose body is not an envelope: not this endpoint
+        return parse_account_costs(data)
 
     def close(self) -> None:
         """Release pooled connections (only those of a session this client created)."""
@@ -185,11 +229,12 @@ class KlingClient:
 
     # --- transport --------------------------------------------------------------------
 
-    def _with_read_retries(self, call: Callable[[], _T]) -> _T:
-        """Run a read-only call, repeating it quickly on errors that may pass."""
+    def _with_read_retries(self, call: Callable[[int], _T]) -> _T:
+        """Run a read-only call (given its attempt number), repeating it quickly on errors
+        that may pass."""
         for attempt in range(1, self._read_attempts + 1):
             try:
-                return call()
+                return call(attempt)
             except RetryableKlingError as err:
                 delay = self._retry_delay(err, attempt)
                 if delay is None:
@@ -224,37 +269,44 @@ class KlingClient:
         self,
         method: str,
         path: str,
+        endpoint: str,
         *,
         params: Mapping[str, int] | None = None,
         json_body: Mapping[str, object] | None = None,
+        attempt: int = 1,
     ) -> object:
-        """One logical call: one HTTP exchange, plus one more after re-minting a token."""
+        """One logical call: one HTTP exchange, plus one more after re-minting a token.
+
+        Args:
+            path: From the base URL (reseller prefix excluded), e.g. TRYON_PATH + "/id".
+            endpoint: The name metrics and logs give the call (create, query...).
+        """
+        call = _Call(method, path, endpoint, attempt)
         try:
-            return self._exchange(method, path, params=params, json_body=json_body)
+            return self._exchange(call, params=params, json_body=json_body)
         except TokenError:
             # 1003/1004 are answered before anything is created, so one resend with a
             # fresh token is safe even for create. A static key cannot be renewed.
             if not self._auth.renew():
                 raise
             logger.info("Kling token rejected; re-minted it and sending once more")
-            return self._exchange(method, path, params=params, json_body=json_body)
+            call = _Call(method, path, endpoint, attempt + 1)
+            return self._exchange(call, params=params, json_body=json_body)
 
     def _exchange(
         self,
-        method: str,
-        path: str,
+        call: _Call,
         *,
         params: Mapping[str, int] | None,
         json_body: Mapping[str, object] | None,
     ) -> object:
         """Send one HTTP request and return the envelope's `data`, or raise a typed error."""
-        log_path = TRYON_PATH + path
         headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
-        started = time.monotonic()
+        method = call.method
         try:
             response = self._session.request(
                 method,
-                self._url + path,
+                self._base + call.path,
                 params=params,
                 json=json_body,
                 headers=headers,
@@ -266,14 +318,8 @@ class KlingClient:
             )
         except requests.RequestException as exc:
             err = _network_error(exc)
-            logger.debug(
-                "Kling %s %s -> %s (request_sent=%s) in %.3fs",
-                method,
-                log_path,
-                type(exc).__name__,
-                err.request_sent,
-                time.monotonic() - started,
-            )
+            kind = "timeout" if isinstance(err, KlingTimeoutError) else "network"
+            call.done(kind, None, None, None, f"{type(exc).__name__}, sent={err.request_sent}")
             # Not chained: the requests exception holds the prepared request, whose
             # headers and body (token, Base64 images) error reporters would capture.
             raise err from None
@@ -281,10 +327,64 @@ class KlingClient:
             try:
                 data, code, request_id = _decode(response)
             except KlingError as err:
-                _log_answer(method, log_path, response, err.code, err.request_id, started)
+                answer = str(err.code) if err.code is not None else f"http_{response.status_code}"
+                call.done(answer, response.status_code, err.request_id, None)
                 raise
-        _log_answer(method, log_path, response, code, request_id, started)
+        task_id = data.get("task_id") if isinstance(data, Mapping) else None
+        call.done(str(code), response.status_code, request_id, task_id)
         return data
+
+
+class _Call:
+    """One HTTP exchange being made: what its log line and metrics say when it ends."""
+
+    def __init__(self, method: str, path: str, endpoint: str, attempt: int) -> None:
+        self.method = method
+        self.path = path
+        self.endpoint = endpoint
+        self.attempt = attempt
+        self.started = time.monotonic()
+
+    def done(
+        self,
+        code: str,
+        http_status: int | None,
+        request_id: str | None,
+        task_id: object,
+        failure: str | None = None,
+    ) -> None:
+        """Count the call and log its one line (INFO), with its job and Kling task."""
+        seconds = time.monotonic() - self.started
+        metrics.api_call(self.endpoint, code, seconds)
+        job = current_job()
+        kling_task_id = task_id if isinstance(task_id, str) and task_id else None
+        if kling_task_id is None and self.endpoint == "query":
+            queried = self.path.rsplit("/", 1)[-1]
+            kling_task_id = queried if queried != job.get("job_id") else None
+        kling_task_id = kling_task_id or job.get("kling_task_id")
+        note_job(kling_task_id=kling_task_id, request_id=request_id)
+        logger.info(
+            "Kling %s %s -> %s code %s request_id %s in %.3fs (job %s, task %s, attempt %d)",
+            self.method,
+            self.path,
+            f"HTTP {http_status}" if http_status is not None else failure,
+            code,
+            request_id or "-",
+            seconds,
+            job.get("job_id", "-"),
+            kling_task_id or "-",
+            self.attempt,
+            extra={
+                "event": "kling_request",
+                "endpoint": self.endpoint,
+                "http_status": http_status,
+                "code": code,
+                "duration_s": round(seconds, 4),
+                "attempt": self.attempt,
+                "kling_task_id": kling_task_id,
+                "request_id": request_id,
+            },
+        )
 
 
 class _Bearer(requests.auth.AuthBase):
@@ -299,25 +399,6 @@ class _Bearer(requests.auth.AuthBase):
 
     def __repr__(self) -> str:
         return "_Bearer(<redacted>)"
-
-
-def _log_answer(
-    method: str,
-    path: str,
-    response: requests.Response,
-    code: int | None,
-    request_id: str | None,
-    started: float,
-) -> None:
-    logger.debug(
-        "Kling %s %s -> HTTP %s code %s request_id %s in %.3fs",
-        method,
-        path,
-        response.status_code,
-        code,
-        request_id,
-        time.monotonic() - started,
-    )
 
 
 def _new_session() -> requests.Session:

@@ -7,9 +7,19 @@ later, track, hand out freed slots). Nothing here imports Celery.
 
 from kolors_tryon.pipeline.dispatch import dispatch, sweep
 from kolors_tryon.pipeline.intake import intake
+from kolors_tryon.pipeline.results import copy_results
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
 from kolors_tryon.pipeline.submit import submit_job
 from kolors_tryon.pipeline.track import track_job
 
-__all__ = ["Runtime", "Step", "dispatch", "intake", "submit_job", "sweep", "track_job"]
+__all__ = [
+    "Runtime",
+    "Step",
+    "copy_results",
+    "dispatch",
+    "intake",
+    "submit_job",
+    "sweep",
+    "track_job",
+]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+from kolors_tryon.config import defaults
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import SweepResult
+from kolors_tryon.pipeline.webhooks import rescue as rescue_webhooks
 from kolors_tryon.store import Claim
 
 
@@ -33,7 +35,11 @@ def sweep(rt: Runtime) -> SweepResult:
     - a claim whose lease ran out (its worker died and no message came back, e.g. on an
       embedded broker) gets a new owner, who looks up the task before sending anything;
     - a tracked job nobody polled for a long while gets a new track message carrying the
-      current poll number (if the old one turns up, only one of them proceeds).
+      current poll number (if the old one turns up, only one of them proceeds);
+    - a result copy due long ago and still missing gets a new copy message (a copy made
+      twice overwrites itself).
+    - a webhook delivery whose message was lost, or a terminal job whose delivery was
+      never planned, gets a `tryon.webhook` message (each attempt is fenced).
     """
     if not rt.store.take_sweep(every=rt.settings.sweep_interval / 2):
         # Another worker's sweep has just run: only hand out free slots.
@@ -44,4 +50,11 @@ def sweep(rt: Runtime) -> SweepResult:
         if rt.store.take_over(job_id, owner, lease_seconds=rt.settings.submit_lease_seconds):
             resubmit.append(Claim(job_id, owner))
     retrack = rt.store.stale_tracked(older_than=stale_after(rt))
-    return SweepResult(resubmit=tuple(resubmit), retrack=tuple(retrack), claims=tuple(dispatch(rt)))
+    recopy = rt.store.lost_copies(lost_after=defaults.COPY_LOST_AFTER)
+    return SweepResult(
+        resubmit=tuple(resubmit),
+        retrack=tuple(retrack),
+        claims=tuple(dispatch(rt)),
+        recopy=tuple(recopy),
+        webhooks=tuple(rescue_webhooks(rt)),
+    )

@@ -34,7 +34,12 @@ def intake(rt: Runtime, message: str | bytes) -> Step:
         if rejection.job_id is None:
             return Step(dead_letter=rejection.reason, note="unrecordable message")
         admitted = rt.store.reject(
-            rejection.job_id, code=REJECTED_CODE, message=rejection.reason, content_hash=digest
+            rejection.job_id,
+            code=REJECTED_CODE,
+            message=rejection.reason,
+            content_hash=digest,
+            callback_url=rejection.callback_url,
+            webhook_events=rejection.webhook_events,
         )
         if admitted.record.state is JobState.REJECTED and admitted.changed:
             log.info("job %s rejected: %s", rejection.job_id, rejection.reason)
@@ -46,6 +51,8 @@ def intake(rt: Runtime, message: str | bytes) -> Step:
         priority=valid.message.priority,
         model_name=str(valid.message.model_name),
         metadata=valid.message.metadata,
+        callback_url=valid.message.callback_url,
+        webhook_events=valid.message.webhook_events,
     )
     return _step(admitted, dispatch=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import requests
 
@@ -11,6 +12,7 @@ from kolors_tryon.config import Settings
 from kolors_tryon.jobs import ValidationOptions
 from kolors_tryon.kling import KlingClient
 from kolors_tryon.pipeline.callback_tokens import CallbackSecrets, callback_secrets, callback_url
+from kolors_tryon.pipeline.storage import ResultCopies
 from kolors_tryon.store import JobStore
 
 
@@ -40,6 +42,11 @@ class Runtime:
             store=JobStore.from_url(settings.effective_database_url),
             kling=KlingClient.from_settings(settings),
         )
+
+    @cached_property
+    def copies(self) -> ResultCopies:
+        """Where result copies go (built on first use: boto3 only when a bucket is set)."""
+        return ResultCopies(self.settings)
 
     @property
     def validation_options(self) -> ValidationOptions:

@@ -18,6 +18,7 @@ class Step:
         track_poll: the poll number the next track message must carry (its fence).
         dispatch: account slots may have been freed: hand them to queued jobs.
         dead_letter: the message cannot be recorded anywhere; park it with this reason.
+        copy_results: the job just succeeded with images: send `tryon.copy_results`.
         conflicts: records that a message with other content tried to take over (one
             `job.conflict` event each; their state did not change).
         note: a short human-readable summary for the log (never image data or tokens).
@@ -30,6 +31,7 @@ class Step:
     track_poll: int = 0
     dispatch: bool = False
     dead_letter: str | None = None
+    copy_results: bool = False
     note: str = ""
 
 
@@ -40,3 +42,6 @@ class SweepResult:
     resubmit: tuple[Claim, ...] = ()
     retrack: tuple[tuple[str, int], ...] = ()
     claims: tuple[Claim, ...] = ()
+    # Succeeded jobs whose copy is overdue (its message was lost): copy them again.
+    recopy: tuple[str, ...] = ()
+    webhooks: tuple[str, ...] = ()  # deliveries to send a message for (lost, unplanned)

@@ -102,7 +102,12 @@ def record_task_end(rt: Runtime, job_id: str, task: KlingTask) -> Step | None:
             images=images,
             final_unit_deduction=task.final_unit_deduction,
         )
-        return Step(changed=(finished,) if finished else (), dispatch=True, note="succeeded")
+        return Step(
+            changed=(finished,) if finished else (),
+            dispatch=True,
+            copy_results=finished is not None and rt.settings.store_result_copies and bool(images),
+            note="succeeded",
+        )
     if task.status == "failed":
         reason = task.status_message or "Kling reported the task as failed without a reason"
         return _finish(rt, job_id, JobState.FAILED, "kling_task_failed", reason)

@@ -10,6 +10,7 @@ from kolors_tryon.store.repository import (
     Busy,
     Claim,
     CreatePlan,
+    Forgotten,
     JobStore,
     make_engine,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "Busy",
     "Claim",
     "CreatePlan",
+    "Forgotten",
     "JobError",
     "JobRecord",
     "JobState",

@@ -51,6 +51,8 @@ FIRST_REVISION = "0001"
 ADOPTION_MARKERS: tuple[tuple[str, str, str | None], ...] = (
     ("0002", "tryon_jobs", "intent_at"),
     ("0003", "tryon_secrets", None),
+    ("0004", "tryon_result_copies", None),
+    ("0005", "tryon_webhook_deliveries", None),
 )
 UPGRADE_HINT = "run `tryon db upgrade` (the compose file's `migrate` service does)"
 

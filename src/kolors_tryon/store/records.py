@@ -21,7 +21,12 @@ class ResultImage(BaseModel):
 
     index: int
     url: str
-    stored: str | None = Field(default=None, description="Path of our copy, if one was made.")
+    stored: str | None = Field(
+        default=None,
+        description="Our copy, once made: a file path, or s3://bucket/key. Null while the "
+        "copy is pending (it is retried in the background) or when copies are off.",
+    )
+    sha256: str | None = Field(default=None, description="SHA-256 (hex) of the stored bytes.")
 
 
 class JobError(BaseModel):

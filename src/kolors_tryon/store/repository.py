@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -47,11 +47,13 @@ from kolors_tryon.store.migrate import upgrade_schema
 from kolors_tryon.store.records import JobRecord, ResultImage, record_from_row
 from kolors_tryon.store.states import (
     IN_FLIGHT_STATES,
+    TERMINAL_STATES,
     TRACKED_STATES,
     JobState,
     allowed_sources,
 )
-from kolors_tryon.store.tables import AccountRow, JobRow, PayloadRow, SecretRow
+from kolors_tryon.store.tables import AccountRow, JobRow, PayloadRow, ResultCopyRow, SecretRow
+from kolors_tryon.store.webhooks import WebhookDeliveries, events_column
 
 ACCOUNT_ROW_ID = 1
 
@@ -132,6 +134,25 @@ class Admitted:
         return self.outcome is not Admission.DUPLICATE
 
 
+@dataclass(frozen=True)
+class Forgotten:
+    """What `JobStore.forget` did to a job's record.
+
+    Attributes:
+        record: the record as it is now.
+        locations: the stored copies the record named (the caller deletes them).
+        in_flight: the job is at Kling now: nothing was cleared.
+        payload_deleted: the create body (the Base64 photos) was still there.
+        changed: something was cleared (False: it had been forgotten already).
+    """
+
+    record: JobRecord
+    locations: tuple[str, ...]
+    in_flight: bool
+    payload_deleted: bool = False
+    changed: bool = False
+
+
 def make_engine(url: str) -> Engine:
     """An engine tuned for concurrent workers: WAL and a busy timeout on SQLite."""
     if url.startswith("sqlite"):
@@ -161,8 +182,10 @@ def make_engine(url: str) -> Engine:
     )
 
 
-class JobStore:
+class JobStore(WebhookDeliveries):
     """All job state, behind methods named after what the pipeline needs.
+
+    Webhook deliveries and generated secrets: `store.webhooks.WebhookDeliveries`.
 
     Args:
         engine: the database.
@@ -221,6 +244,8 @@ class JobStore:
         priority: int = 0,
         model_name: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
+        webhook_events: Sequence[str] | None = None,
     ) -> Admitted:
         """Record a valid job as `queued` with its create body.
 
@@ -235,9 +260,11 @@ class JobStore:
             row = self._new_row(job_id, JobState.QUEUED, metadata, now, content_hash)
             row.priority = priority
             row.model_name = model_name
+            _set_webhook_target(row, callback_url, webhook_events)
             return row, PayloadRow(job_id=job_id, body=payload)
 
         def restart(row: JobRow, s: Session, now: float) -> None:
+            _set_webhook_target(row, callback_url, webhook_events)
             row.state = JobState.QUEUED
             row.error_code = None
             row.error_message = None
@@ -257,11 +284,17 @@ class JobStore:
         message: str,
         content_hash: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
+        webhook_events: Sequence[str] | None = None,
     ) -> Admitted:
-        """Record a job that never reaches the API (same id rules as `accept`)."""
+        """Record a job that never reaches the API (same id rules as `accept`).
+
+        The webhook target is kept too: the producer hears of the rejection.
+        """
 
         def fresh(now: float) -> tuple[JobRow, PayloadRow | None]:
             row = self._new_row(job_id, JobState.REJECTED, metadata, now, content_hash)
+            _set_webhook_target(row, callback_url, webhook_events)
             row.error_code = code
             row.error_message = message
             row.finished_at = now
@@ -269,6 +302,7 @@ class JobStore:
 
         def restart(row: JobRow, _s: Session, now: float) -> None:
             # Rejected again, for a new reason: the record says the latest one.
+            _set_webhook_target(row, callback_url, webhook_events)
             row.error_code = code
             row.error_message = message
             row.finished_at = now
@@ -786,6 +820,199 @@ class JobStore:
             )
             return _matched(moved)
 
+    # ---------------------------------------------------------------- result copies ---
+    def expect_copies(self, job_id: str) -> None:
+        """Note that the job's result images are to be copied (idempotent).
+
+        Written before the job is recorded succeeded, so that a worker dying between the
+        two leaves the copy due, and the sweep sends it.
+        """
+        with self._tx() as (s, now):
+            if s.get(ResultCopyRow, job_id) is None:
+                s.add(ResultCopyRow(job_id=job_id, tries=0, due_at=now))
+
+    def take_copy(self, job_id: str) -> int | None:
+        """Start one copy run: the failed tries so far, or None if no copy is due.
+
+        Marks the copy as running now, so that the sweep does not send it again for
+        `lost_after` seconds; a copy given up for good (`due_at` NULL) is not taken.
+        """
+        with self._tx() as (s, now):
+            row = s.get(ResultCopyRow, job_id, with_for_update=True)
+            if row is None or row.due_at is None:
+                return None
+            row.due_at = now
+            return row.tries
+
+    def record_copies(self, job_id: str, copies: list[ResultImage]) -> list[str] | None:
+        """Fill in `stored` and `sha256` of a succeeded job's images from `copies`.
+
+        Only an image with the same index and URL whose copy is still missing is
+        filled in, so that a late copy never overwrites a newer record (a forgotten job
+        has no images left). When no copy is missing any more, the copy is done.
+
+        Returns:
+            Every location the record names now (the caller deletes an upload that is
+            not among them: nobody would ever find it), or None when the job is gone or
+            not succeeded.
+        """
+        found = {(c.index, c.url): c for c in copies if c.stored is not None}
+        with self._tx() as (s, now):
+            row = s.scalar(
+                select(JobRow)
+                .where(JobRow.job_id == job_id, JobRow.state == JobState.SUCCEEDED)
+                .with_for_update()
+            )
+            if row is None:
+                return None
+            images = [ResultImage.model_validate(img) for img in row.images or []]
+            merged = []
+            for image in images:
+                copy = found.get((image.index, image.url))
+                if image.stored is None and copy is not None:
+                    image = image.model_copy(update={"stored": copy.stored, "sha256": copy.sha256})
+                merged.append(image)
+            if merged != images:
+                row.images = [img.model_dump() for img in merged]
+                row.updated_at = now
+            if all(img.stored is not None for img in merged):
+                s.execute(delete(ResultCopyRow).where(ResultCopyRow.job_id == job_id))
+            return [img.stored for img in merged if img.stored is not None]
+
+    def copy_failed(self, job_id: str, *, retry_in: float, error: str) -> int:
+        """A copy run failed for now: due again in `retry_in` s; returns the tries spent."""
+        with self._tx() as (s, now):
+            row = s.get(ResultCopyRow, job_id, with_for_update=True)
+            if row is None:
+                return 0
+            row.tries += 1
+            row.due_at = now + retry_in
+            row.last_error = error
+            return row.tries
+
+    def give_up_copy(self, job_id: str, *, error: str) -> None:
+        """The copy can never succeed (not an image, too large, a URL answering 4xx)."""
+        with self._tx() as (s, _):
+            s.execute(
+                update(ResultCopyRow)
+                .where(ResultCopyRow.job_id == job_id)
+                .values(due_at=None, last_error=error)
+            )
+
+    def drop_copy(self, job_id: str) -> None:
+        """Nothing (more) to copy for this job."""
+        with self._tx() as (s, _):
+            s.execute(delete(ResultCopyRow).where(ResultCopyRow.job_id == job_id))
+
+    def copy_status(self, job_id: str) -> tuple[int, float | None, str | None] | None:
+        """(tries, due_at, last_error) of a pending copy, or None when none is pending."""
+        with self._sessions() as s:
+            row = s.get(ResultCopyRow, job_id)
+            return (row.tries, row.due_at, row.last_error) if row is not None else None
+
+    def lost_copies(self, *, lost_after: float, limit: int = 100) -> list[str]:
+        """Copies due more than `lost_after` seconds ago: their message was lost.
+
+        Each one returned is marked as running now, so that the next sweeps do not send
+        it again before `lost_after` has passed once more.
+        """
+        with self._tx() as (s, now):
+            job_ids = list(
+                s.scalars(
+                    select(ResultCopyRow.job_id)
+                    .where(ResultCopyRow.due_at < now - lost_after)
+                    .order_by(ResultCopyRow.due_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if job_ids:
+                s.execute(
+                    update(ResultCopyRow)
+                    .where(ResultCopyRow.job_id.in_(job_ids))
+                    .values(due_at=now)
+                )
+        return job_ids
+
+    # ---------------------------------------------------------------- retention -------
+    def purgeable(
+        self, *, older_than: float, after_seq: int = 0, limit: int = 200
+    ) -> list[tuple[int, JobRecord]]:
+        """Terminal jobs that ended more than `older_than` seconds ago, by `seq`.
+
+        A lingering job (failed by our deadline, its Kling task maybe still running)
+        still holds an account slot and is not purgeable until it lets go.
+        """
+        with self._tx() as (s, now):
+            rows = s.scalars(
+                select(JobRow)
+                .where(*_purgeable(now - older_than), JobRow.seq > after_seq)
+                .order_by(JobRow.seq)
+                .limit(limit)
+            ).all()
+            return [(row.seq, record_from_row(row)) for row in rows]
+
+    def delete_ended(self, job_id: str, *, older_than: float) -> bool:
+        """Delete one purgeable job's rows (conditional: it must still be purgeable)."""
+        with self._tx() as (s, now):
+            s.execute(delete(PayloadRow).where(PayloadRow.job_id == job_id))
+            s.execute(delete(ResultCopyRow).where(ResultCopyRow.job_id == job_id))
+            gone = s.execute(
+                delete(JobRow).where(JobRow.job_id == job_id, *_purgeable(now - older_than))
+            )
+            return _matched(gone)
+
+    def forget(self, job_id: str, *, note: str) -> Forgotten | None:
+        """Clear everything personal from a job's record; None if the job is unknown.
+
+        Kept: the ids (job, Kling task), the states and times, the error code and the
+        counters. Cleared: the image URLs and copies, the metadata, the error message,
+        the note, the content hash (a hash of the photos), the create body. A queued job
+        (never sent) ends `failed` with code `forgotten`; a job in flight at Kling is
+        left as it is (`in_flight`): its result is still to come, forget it after.
+        """
+        with self._tx() as (s, now):
+            row = s.scalar(select(JobRow).where(JobRow.job_id == job_id).with_for_update())
+            if row is None:
+                return None
+            if row.state in IN_FLIGHT_STATES or row.lingering:
+                return Forgotten(record_from_row(row), locations=(), in_flight=True)
+            locations = tuple(
+                str(img["stored"]) for img in row.images or [] if img.get("stored") is not None
+            )
+            if row.state == JobState.QUEUED:
+                row.state = JobState.FAILED
+                row.error_code = "forgotten"
+                row.finished_at = now
+            payloads: Any = s.execute(delete(PayloadRow).where(PayloadRow.job_id == job_id))
+            s.execute(delete(ResultCopyRow).where(ResultCopyRow.job_id == job_id))
+            payload_deleted = bool(int(payloads.rowcount))
+            changed = payload_deleted or row.note != note or bool(row.images or row.job_metadata)
+            if changed:
+                row.images = []
+                row.job_metadata = {}
+                row.content_hash = None
+                row.note = note
+                if row.error_code:
+                    row.error_message = note
+                row.updated_at = now
+            return Forgotten(
+                record_from_row(row),
+                locations=locations,
+                in_flight=False,
+                payload_deleted=payload_deleted,
+                changed=changed,
+            )
+
+
+def _set_webhook_target(
+    row: JobRow, callback_url: str | None, webhook_events: Sequence[str] | None
+) -> None:
+    """Keep the producer's webhook target on the job row (never in its record: the URL
+    may carry the producer's own token)."""
+    row.callback_url = callback_url
+    row.webhook_events = events_column(webhook_events)
+
 
 def _matched(result: Any) -> bool:
     """Whether a conditional UPDATE matched its row (the only proof a move happened)."""
@@ -822,3 +1049,12 @@ def _expired(now: float) -> tuple[ColumnElement[bool], ...]:
 def _polled() -> ColumnElement[bool]:
     """Jobs whose Kling task is followed: tracked states, and lingering failed ones."""
     return or_(JobRow.state.in_(TRACKED_STATES), _lingering())
+
+
+def _purgeable(cutoff: float) -> tuple[ColumnElement[bool], ...]:
+    """WHERE clauses: a terminal job that ended before `cutoff` and holds no slot."""
+    return (
+        JobRow.state.in_(TERMINAL_STATES),
+        JobRow.finished_at < cutoff,
+        JobRow.lingering.is_(False),
+    )

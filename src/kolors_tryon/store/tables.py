@@ -77,6 +77,12 @@ class JobRow(Base):
     # Set while one run of the owner's task is between reading the plan and recording the
     # answer: a second run with the same owner (a redelivery) waits instead of racing it.
     attempt_until: Mapped[float | None] = mapped_column(Float)
+    # The producer's webhook target and the states it asked for (None: the terminal
+    # ones), kept at accept and at reject time: rejected jobs get their webhook too.
+    # The states are stored as ",submitted,succeeded," so that the sweep can ask "did
+    # this job want a webhook of its state?" in SQL (LIKE) on SQLite and PostgreSQL alike.
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    webhook_events: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[float] = mapped_column(Float, nullable=False)
     updated_at: Mapped[float] = mapped_column(Float, nullable=False)
     submitted_at: Mapped[float | None] = mapped_column(Float)
@@ -89,6 +95,8 @@ class JobRow(Base):
 # with the columns' own `.desc()` (not a text clause) so that Alembic's comparison of the
 # migrated schema with these tables can see it (tests/integration/test_migrations.py).
 Index("ix_tryon_jobs_claim", JobRow.state, JobRow.priority.desc(), JobRow.seq)
+# The sweep looks for recently ended jobs whose webhook was never planned.
+Index("ix_tryon_jobs_finished", JobRow.finished_at)
 
 
 class PayloadRow(Base):
@@ -117,6 +125,27 @@ class AccountRow(Base):
     results_cleaned_at: Mapped[float | None] = mapped_column(Float)
 
 
+class ResultCopyRow(Base):
+    """A succeeded job whose result copies are still to be made (one row per job).
+
+    A table of its own rather than a column of `tryon_jobs`, so that finding the copies
+    still missing is an index scan at any number of jobs. The row goes once every image
+    is stored; `due_at` NULL means the copy was given up for good (`last_error` says why:
+    not an image, too large, a URL that answers 4xx).
+    """
+
+    __tablename__ = "tryon_result_copies"
+    __table_args__ = (Index("ix_tryon_result_copies_due", "due_at"),)
+
+    job_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("tryon_jobs.job_id", ondelete="CASCADE"), primary_key=True
+    )
+    # Failed tries so far (grows the backoff), when the next try is due (database clock).
+    tries: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    due_at: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 class SecretRow(Base):
     """Secrets the service generates once and every process shares (callback tokens,
     webhook signing), for deployments that do not configure them."""
@@ -126,3 +155,72 @@ class SecretRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class WebhookDeliveryRow(Base):
+    """One webhook to deliver: a job's record in one state, to the producer's URL.
+
+    The id is derived from (job, state, round), so it is the `webhook-id` receivers
+    de-duplicate on, and creating the same delivery twice is one row.
+    """
+
+    __tablename__ = "tryon_webhook_deliveries"
+    __table_args__ = (
+        Index("ix_tryon_webhook_deliveries_due", "status", "next_at"),
+        Index("ix_tryon_webhook_deliveries_job", "job_id", "state", "round"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    # The job's resubmissions when it reached the state: a rejected job sent again and
+    # rejected again is a new delivery.
+    round: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    url_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    # Exactly the bytes sent (and signed): the record as it was at the state change.
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    # pending, delivered, failed (schedule spent), gone (410), skipped (URL gone before).
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    # Attempts in the current round (a replay starts a new one); every attempt ever
+    # made is a row of tryon_webhook_attempts.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    next_at: Mapped[float] = mapped_column(Float, nullable=False)
+    # The fence of one attempt: who holds it and until when nobody else may POST.
+    attempting_until: Mapped[float | None] = mapped_column(Float)
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+
+
+class WebhookAttemptRow(Base):
+    """One POST of a delivery: when, how it ended, how long it took."""
+
+    __tablename__ = "tryon_webhook_attempts"
+    __table_args__ = (Index("ix_tryon_webhook_attempts_delivery", "delivery_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    delivery_id: Mapped[str] = mapped_column(
+        String(64),
+        ForeignKey("tryon_webhook_deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+    )
+    at: Mapped[float] = mapped_column(Float, nullable=False)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer, nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class GoneUrlRow(Base):
+    """A webhook URL that answered 410 Gone: nothing more is POSTed to it until a replay."""
+
+    __tablename__ = "tryon_webhook_gone"
+
+    url_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    at: Mapped[float] = mapped_column(Float, nullable=False)

@@ -6,6 +6,8 @@
 `tryon.callback(job_id, task)`  a Kling callback that `tryon web` authenticated
 `tryon.dispatch()`        hand free account slots to the oldest queued jobs
 `tryon.sweep()`           rescue stranded jobs, then dispatch (sent by each worker's timer)
+`tryon.copy_results(job_id)`  copy a succeeded job's images to our storage (retried)
+`tryon.webhook(id)`       one attempt of a webhook delivery (tasks/webhooks.py)
 
 No task sleeps: waiting is a new message with a delay (native delayed delivery on
 RabbitMQ), so a worker process is never blocked by a job that waits. Three kinds of
@@ -33,13 +35,23 @@ from celery.exceptions import Reject
 from kolors_tryon.config import defaults
 from kolors_tryon.config.backoff import backoff_delay
 from kolors_tryon.kling import redact
-from kolors_tryon.pipeline import Step, dispatch, intake, submit_job, sweep, track_job
+from kolors_tryon.pipeline import (
+    Step,
+    copy_results,
+    dispatch,
+    intake,
+    submit_job,
+    sweep,
+    track_job,
+)
 from kolors_tryon.pipeline.callbacks import receive_callback
 from kolors_tryon.store import Claim, JobState
 from kolors_tryon.store.outage import is_outage
 from kolors_tryon.tasks.delays import send_later
-from kolors_tryon.tasks.messaging import dead_letter, publish_events
+from kolors_tryon.tasks.messaging import announce as announce_changes
+from kolors_tryon.tasks.messaging import dead_letter, publish_events, send_webhooks
 from kolors_tryon.tasks.runtime import runtime_for, settings_of
+from kolors_tryon.tasks.webhooks import register_webhook_task
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +85,7 @@ class _Run:
 
 def register_tasks(app: Celery) -> None:
     """Define the service's tasks on `app`."""
+    register_webhook_task(app)
 
     @app.task(name="tryon.intake", bind=True, ignore_result=True)
     def intake_task(self: Task[Any, Any], /, message: str, **counters: int) -> str:
@@ -110,6 +123,18 @@ def register_tasks(app: Celery) -> None:
             return step.note
 
         return _guarded(app, run, body, job_id=job_id)
+
+    @app.task(name="tryon.copy_results", bind=True)
+    def copy_results_task(self: Task[Any, Any], /, job_id: str, **counters: int) -> str:
+        run = _Run(app, self, [job_id], counters)
+
+        def body() -> str:
+            step = copy_results(runtime_for(app), job_id)
+            _follow(app, run, step, job_id=job_id)
+            return step.note
+
+        # A copy that keeps crashing is parked, but its job stays succeeded.
+        return _guarded(app, run, body, job_id=None)
 
     @app.task(name="tryon.callback", bind=True, ignore_result=True)
     def callback_task(
@@ -149,8 +174,11 @@ def register_tasks(app: Celery) -> None:
             return {}
         _send_submits(app, result.resubmit, announce=False)  # already `submitting`
         _send_submits(app, result.claims)
+        send_webhooks(app, result.webhooks)
         for job_id, poll in result.retrack:
             app.send_task("tryon.track", args=[job_id, poll])
+        for job_id in result.recopy:
+            app.send_task("tryon.copy_results", args=[job_id])
         if result.resubmit or result.retrack:
             log.warning(
                 "sweep rescued %d claim(s) and %d tracking chain(s)",
@@ -163,6 +191,7 @@ def register_tasks(app: Celery) -> None:
             "resubmitted": len(result.resubmit),
             "retracked": len(result.retrack),
             "dispatched": len(result.claims),
+            "recopied": len(result.recopy),
         }
 
 
@@ -231,17 +260,19 @@ def _fail_job(app: Celery, job_id: str, reason: str) -> None:
         log.exception("could not record job %s as failed", job_id)
         return
     if record is not None:
-        publish_events(app, [record])
+        announce_changes(app, [record])
         _send_submits(app, dispatch(runtime_for(app)))
 
 
 def _follow(app: Celery, run: _Run, step: Step, job_id: str | None) -> None:
     """Do what the step asks: events, run again, track, hand out freed slots."""
-    publish_events(app, step.changed)
+    announce_changes(app, step.changed)
     if step.again_in is not None:
         run.again(step.again_in, waits=run.waits + 1)
     if step.track_in is not None and job_id is not None:
         send_later(app, "tryon.track", args=[job_id, step.track_poll], delay=step.track_in)
+    if step.copy_results and job_id is not None:
+        app.send_task("tryon.copy_results", args=[job_id])
     if step.dispatch:
         _send_submits(app, dispatch(runtime_for(app)))
 
@@ -255,7 +286,7 @@ def _send_submits(
     """
     if announce and claims:
         store = runtime_for(app).store
-        publish_events(app, [r for c in claims if (r := store.get(c.job_id)) is not None])
+        announce_changes(app, [r for c in claims if (r := store.get(c.job_id)) is not None])
     for claim in claims:
         app.send_task("tryon.submit", args=[claim.job_id], task_id=claim.owner)
 

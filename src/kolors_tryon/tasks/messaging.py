@@ -1,4 +1,4 @@
-"""Publishing to the broker: job events, dead letters, raw job messages.
+"""Publishing to the broker: job events, webhooks, dead letters, raw job messages.
 
 Every publish is persistent and, on RabbitMQ, waits for the publisher confirm
 (`confirm_publish` in the transport options), so a message we think is sent is sent.
@@ -12,12 +12,44 @@ from collections.abc import Iterable
 from celery import Celery
 
 from kolors_tryon.config.celery import PUBLISH_RETRY_POLICY, topology_for
+from kolors_tryon.ops.journal import record_changes
+from kolors_tryon.pipeline.webhooks import plan_webhooks
 from kolors_tryon.store import JobRecord
-from kolors_tryon.tasks.runtime import settings_of
+from kolors_tryon.tasks.runtime import runtime_for, settings_of
 
 log = logging.getLogger(__name__)
 
 REASON_HEADER = "x-tryon-reason"
+WEBHOOK_TASK = "tryon.webhook"
+
+
+def announce(app: Celery, records: Iterable[JobRecord]) -> None:
+    """Tell the world of state changes: one event each, and the webhooks producers asked for.
+
+    The webhook's delivery row is written before its message is sent, so a message lost
+    here is re-sent by the sweep; a worker killed before the row is written leaves a
+    terminal job without its delivery, which the sweep plans (`pipeline.webhooks.rescue`).
+    Neither may take the state change down with it: failures are logged.
+    """
+    records = list(records)
+    publish_events(app, records)
+    if not records:
+        return
+    try:
+        planned = plan_webhooks(runtime_for(app), records)
+    except Exception:
+        log.exception("could not plan the webhooks of %d job(s); the sweep will", len(records))
+        return
+    send_webhooks(app, planned)
+
+
+def send_webhooks(app: Celery, delivery_ids: Iterable[str]) -> None:
+    """One `tryon.webhook(delivery_id)` message per delivery due now."""
+    for delivery_id in delivery_ids:
+        try:
+            app.send_task(WEBHOOK_TASK, args=[delivery_id])
+        except Exception:
+            log.exception("could not send webhook %s; the sweep will", delivery_id)
 
 
 def publish_events(app: Celery, records: Iterable[JobRecord], *, kind: str | None = None) -> None:
@@ -33,6 +65,9 @@ def publish_events(app: Celery, records: Iterable[JobRecord], *, kind: str | Non
     """
     settings = settings_of(app)
     records = list(records)
+    if kind is None:
+        # Every state change is announced here once: its log line, metrics, Sentry.
+        record_changes(records)
     if not records or not settings.uses_rabbitmq:
         return
     exchange = topology_for(settings).events_exchange

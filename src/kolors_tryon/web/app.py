@@ -36,6 +36,7 @@ from kolors_tryon.config import Settings
 from kolors_tryon.jobs import JobRejected, Problem, validate_job
 from kolors_tryon.kling import ServerError
 from kolors_tryon.kling.models import parse_task
+from kolors_tryon.ops.exposition import CONTENT_TYPE, metrics_registry, render
 from kolors_tryon.pipeline.callback_tokens import CALLBACK_PATH_PREFIX, verify_callback_token
 from kolors_tryon.web.access_log import AccessLogMiddleware
 from kolors_tryon.web.auth import bearer_key_matches
@@ -269,6 +270,18 @@ async def get_job(request: Request) -> Response:
 
 
 @_requires_key
+async def get_metrics(request: Request) -> Response:
+    """Prometheus metrics: this process's counters and the store's gauges (bearer key).
+
+    Every route but the health checks is authenticated; Prometheus sends the key with
+    `authorization: {credentials: <key>}` in its scrape config.
+    """
+    registry = request.app.state.metrics
+    body = await run_in_threadpool(render, registry)
+    return Response(body, media_type=CONTENT_TYPE)
+
+
+@_requires_key
 async def get_counters(request: Request) -> Response:
     """This process's counters since it started (each copy of the service counts its own)."""
     return JSONResponse({"counters": _services(request).counters_snapshot()})
@@ -347,6 +360,7 @@ def create_web_app(settings: Settings) -> Starlette:
         Route("/v1/jobs", post_jobs, methods=["POST"]),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
         Route("/v1/counters", get_counters, methods=["GET"]),
+        Route("/metrics", get_metrics, methods=["GET"]),
         Route(CALLBACK_PATH_PREFIX + "/{job_id}/{token}", kling_callback, methods=["POST"]),
     ]
     app = Starlette(
@@ -359,5 +373,6 @@ def create_web_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.metrics = metrics_registry(settings, services.store)
     app.state.openapi = openapi_document(settings)
     return app

@@ -401,6 +401,28 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 },
             }
         },
+        "/metrics": {
+            "get": {
+                "operationId": "getMetrics",
+                "summary": "Prometheus metrics (text exposition format)",
+                "description": (
+                    "This process's counters (callbacks received by outcome...) and the "
+                    "gauges read from the job store at scrape time (jobs by state, account "
+                    "slots in use and their limit, account paused). Authenticated like "
+                    "/v1: give Prometheus the key (`authorization: {credentials: KEY}`)."
+                ),
+                "tags": ["operations"],
+                "responses": {
+                    "200": {
+                        "description": "The metrics.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": unauthorized,
+                    "503": intake_off,
+                    "500": internal,
+                },
+            }
+        },
         CALLBACK_PATH_PREFIX + "/{job_id}/{token}": {
             "post": {
                 "operationId": "klingCallback",

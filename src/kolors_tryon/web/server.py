@@ -7,6 +7,7 @@ import logging
 import uvicorn
 
 from kolors_tryon.config import Settings
+from kolors_tryon.ops.logs import configure_logging
 from kolors_tryon.web.app import create_web_app
 
 __all__ = ["serve"]
@@ -33,9 +34,8 @@ def serve(
         forwarded_allow_ips: Comma-separated proxy addresses to trust, ``*`` for any;
             uvicorn's default (127.0.0.1, or $FORWARDED_ALLOW_IPS) when None.
     """
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # One handler, text or JSON, redacted (ops.logs); uvicorn's loggers propagate to it.
+    configure_logging(settings)
     if not settings.api_keys:
         log.warning("TRYON_API_KEYS is not set: HTTP intake is off (/v1/* answer 503)")
     if settings.callback_secret is None:
@@ -49,4 +49,5 @@ def serve(
         log_level=settings.log_level.lower(),
         server_header=False,
         access_log=False,  # ours (AccessLogMiddleware) masks callback tokens
+        log_config=None,
     )

@@ -22,6 +22,7 @@ from sqlalchemy import text
 from kolors_tryon.config import Settings
 from kolors_tryon.config.celery import celery_config
 from kolors_tryon.jobs import JobMessage, ValidationOptions, ValidJob
+from kolors_tryon.observe import metrics
 from kolors_tryon.pipeline.callback_tokens import CallbackSecrets, callback_secrets
 from kolors_tryon.producer import JobPublisher
 from kolors_tryon.store import JobRecord, JobStore, prepare_schema
@@ -56,6 +57,9 @@ class WebServices:
     def count(self, name: str, n: int = 1) -> None:
         with self._counter_lock:
             self.counters[name] += n
+        if name.startswith("callbacks_"):
+            for _ in range(n):
+                metrics.callback_received(name.removeprefix("callbacks_"))
 
     def counters_snapshot(self) -> dict[str, int]:
         with self._counter_lock:

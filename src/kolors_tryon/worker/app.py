@@ -5,10 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 from kolors_tryon.config import Settings, load_settings
 from kolors_tryon.config.celery import celery_config
+from kolors_tryon.observe import multiproc
+from kolors_tryon.observe.context import job_context
+from kolors_tryon.ops.account import AccountWatcher
+from kolors_tryon.ops.exposition import MetricsServer
+from kolors_tryon.ops.logs import configure_logging
 from kolors_tryon.tasks import register_tasks
 from kolors_tryon.tasks.runtime import bind_settings
 from kolors_tryon.worker.intake_consumer import IntakeConsumer
@@ -24,6 +36,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     register_tasks(app)
     app.steps["consumer"].add(IntakeConsumer)
     _start_sweeps_with_the_worker(app, settings.sweep_interval)
+    _observe_the_worker(app, settings)
     return app
 
 
@@ -40,3 +53,60 @@ def _start_sweeps_with_the_worker(app: Celery, interval: float) -> None:
     # Celery's signals are process-wide: keep strong references and filter by app.
     worker_ready.connect(on_ready, weak=False)
     worker_shutdown.connect(on_shutdown, weak=False)
+
+
+# Tasks whose first argument is a job id: their log lines and Sentry events name it.
+_JOB_TASKS = frozenset({"tryon.submit", "tryon.track", "tryon.callback", "tryon.webhook"})
+
+
+def _observe_the_worker(app: Celery, settings: Settings) -> None:
+    """Logging, job context, metrics endpoint and account watch of a worker.
+
+    - `setup_logging` has a receiver, so Celery leaves logging to `ops.logs` (text or
+      JSON, redacted) in the main process and, inherited, in the pool;
+    - each task of a job runs inside `job_context(job_id)`;
+    - a pool process that exits is marked dead for prometheus_client;
+    - the main process serves `/metrics` and reads the account's units.
+    """
+    server = MetricsServer(settings)
+    watcher = AccountWatcher(settings)
+    contexts: dict[str, Any] = {}
+
+    def on_setup_logging(**_: Any) -> None:
+        configure_logging(settings)
+
+    def on_prerun(sender: Any = None, task_id: str = "", args: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is not app:
+            return
+        job_id = args[0] if sender.name in _JOB_TASKS and args else None
+        manager = job_context(str(job_id) if job_id is not None else None)
+        manager.__enter__()
+        contexts[task_id] = manager
+
+    def on_postrun(sender: Any = None, task_id: str = "", **_: Any) -> None:
+        manager = contexts.pop(task_id, None)
+        if manager is not None:
+            manager.__exit__(None, None, None)
+
+    def on_process_shutdown(pid: int | None = None, **_: Any) -> None:
+        if pid is not None:
+            multiproc.mark_dead(pid)
+
+    def on_ready(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is app:
+            server.start()
+            watcher.start()
+
+    def on_shutdown(sender: Any = None, **_: Any) -> None:
+        watcher.stop()
+        server.stop()
+
+    for signal, receiver in (
+        (setup_logging, on_setup_logging),
+        (task_prerun, on_prerun),
+        (task_postrun, on_postrun),
+        (worker_process_shutdown, on_process_shutdown),
+        (worker_ready, on_ready),
+        (worker_shutdown, on_shutdown),
+    ):
+        signal.connect(receiver, weak=False)

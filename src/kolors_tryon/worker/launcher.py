@@ -16,6 +16,8 @@ import requests
 from kolors_tryon.config import SANDBOX_API_KEY, Settings
 from kolors_tryon.config.defaults import EMULATOR_PROBE_TIMEOUT, REMOTE_EMULATOR_WAIT
 from kolors_tryon.emulator import EmulatorConfig, EmulatorServer
+from kolors_tryon.observe import multiproc
+from kolors_tryon.ops.logs import capture_stdout, configure_logging
 from kolors_tryon.store import SchemaOutdated, open_store
 from kolors_tryon.worker.app import create_app
 from kolors_tryon.worker.reporting import init_reporting
@@ -30,6 +32,15 @@ SANDBOX_BANNER = (
 )
 
 
+def announce(settings: Settings, text: str, *, bold: bool = False) -> None:
+    """Say something loudly at start-up: in yellow on a terminal, a WARNING line in JSON
+    mode (where every line must be a JSON object)."""
+    if settings.log_format == "json":
+        log.warning("%s", text)
+    else:
+        click.secho(text, fg="yellow", bold=bold, err=True)
+
+
 def emulator_answers(url: str) -> bool:
     try:
         return requests.get(f"{url}/_emulator/stats", timeout=EMULATOR_PROBE_TIMEOUT).ok
@@ -40,7 +51,7 @@ def emulator_answers(url: str) -> bool:
 def ensure_sandbox_emulator(settings: Settings) -> EmulatorServer | None:
     """In sandbox mode, make sure an emulator answers at the sandbox URL (start one here)."""
     url = settings.effective_kling_base_url
-    click.secho(SANDBOX_BANNER.format(url=url), fg="yellow", bold=True, err=True)
+    announce(settings, SANDBOX_BANNER.format(url=url), bold=True)
     if emulator_answers(url):
         return None
     parts = urlsplit(url)
@@ -61,12 +72,22 @@ def ensure_sandbox_emulator(settings: Settings) -> EmulatorServer | None:
         )
     )
     server.start()
-    click.secho(f"started the sandbox emulator at {server.base_url}", fg="yellow", err=True)
+    announce(settings, f"started the sandbox emulator at {server.base_url}")
     return server
 
 
 def run_worker(settings: Settings, celery_args: list[str]) -> None:
-    """Prepare the store, announce the mode, and hand over to Celery's worker."""
+    """Prepare the store, announce the mode, and hand over to Celery's worker.
+
+    Before Celery starts (and forks its pool): logging is configured (Celery is told to
+    keep it, see `worker.app`), and `PROMETHEUS_MULTIPROC_DIR` is set and wiped, so
+    that every pool process inherits it before any metric exists.
+    """
+    configure_logging(settings)
+    if settings.log_format == "json":
+        capture_stdout()
+    metrics_dir = multiproc.prepare(settings.data_dir)
+    log.info("pool metrics in %s", metrics_dir)
     init_reporting(settings)
     if settings.sandbox:
         ensure_sandbox_emulator(settings)
@@ -74,11 +95,10 @@ def run_worker(settings: Settings, celery_args: list[str]) -> None:
         log.info("Kling API at %s", settings.effective_kling_base_url)
     if not settings.uses_rabbitmq:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        click.secho(
+        announce(
+            settings,
             f"embedded broker and store in {settings.data_dir.resolve()} (one machine only; "
             "set TRYON_BROKER_URL and TRYON_DATABASE_URL for production)",
-            fg="yellow",
-            err=True,
         )
     try:
         open_store(settings).dispose()
@@ -86,7 +106,10 @@ def run_worker(settings: Settings, celery_args: list[str]) -> None:
         # A worker on an older schema would fail on its first write, job after job.
         raise click.ClickException(f"not starting: {exc}") from None
     app = create_app(settings)
-    app.worker_main(["worker", f"--loglevel={settings.log_level}", *celery_args])
+    # JSON lines for log shippers: Celery's start-up banner (printed, not logged) would
+    # be the one line that is not JSON.
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    app.worker_main([*quiet, "worker", f"--loglevel={settings.log_level}", *celery_args])
 
 
 def start_worker_process(extra_args: list[str], log_path: Path) -> subprocess.Popen[bytes]:

@@ -1,0 +1,48 @@
+"""`tryon.webhook(delivery_id)`: one attempt of a webhook delivery, and the next message.
+
+The delivery lives in the store; the message only says "look at it now". Waits between
+attempts are delayed messages (`send_later`), never a sleeping worker. A message that
+finds nothing due does nothing (a duplicate, or a stale copy the sweep re-sent); one
+that finds another attempt under way looks again when that attempt's fence ends.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+
+from kolors_tryon.config import defaults
+from kolors_tryon.config.backoff import backoff_delay
+from kolors_tryon.pipeline.webhooks import deliver
+from kolors_tryon.store.outage import is_outage
+from kolors_tryon.tasks.delays import send_later
+from kolors_tryon.tasks.messaging import WEBHOOK_TASK
+from kolors_tryon.tasks.runtime import runtime_for, settings_of
+
+log = logging.getLogger(__name__)
+
+
+def register_webhook_task(app: Celery) -> None:
+    """Define `tryon.webhook` on `app`."""
+
+    @app.task(name=WEBHOOK_TASK)
+    def webhook_task(delivery_id: str, outages: int = 0) -> str:
+        try:
+            step = deliver(runtime_for(app), delivery_id)
+        except Exception as exc:
+            if not is_outage(exc):
+                # A bug: the delivery stays pending, and the sweep sends it again once
+                # its fence has passed (`pipeline.webhooks.lost_after`).
+                raise
+            wait = backoff_delay(
+                outages, base=defaults.OUTAGE_BACKOFF_BASE, cap=settings_of(app).outage_retry_max
+            )
+            log.warning("webhook %s: the store does not answer; again in %.0f s", delivery_id, wait)
+            send_later(
+                app, WEBHOOK_TASK, args=[delivery_id], kwargs={"outages": outages + 1}, delay=wait
+            )
+            return "waiting for the store"
+        if step.again_in is not None:
+            send_later(app, WEBHOOK_TASK, args=[delivery_id], delay=step.again_in)
+        return step.note
