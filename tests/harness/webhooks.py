@@ -31,6 +31,7 @@ class Received:
     headers: dict[str, str]
     body: str
     answered: int
+    at: float = 0.0  # Unix time of receipt (the benchmarks' delay from a job's end)
 
     @property
     def record(self) -> dict[str, Any]:
@@ -72,6 +73,7 @@ class WebhookReceiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                at = time.time()
                 with receiver._lock:
                     n = receiver._posts
                     receiver._posts += 1
@@ -82,7 +84,7 @@ class WebhookReceiver:
                 with receiver._lock:
                     receiver.received.append(
                         Received(
-                            path, {k.lower(): v for k, v in self.headers.items()}, body, status
+                            path, {k.lower(): v for k, v in self.headers.items()}, body, status, at
                         )
                     )
                 self.send_response(status)
