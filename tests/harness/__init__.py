@@ -9,7 +9,7 @@ over HTTP. One module per concern; every name tests use is re-exported here, so 
 
 from __future__ import annotations
 
-from harness.clocks import SettableClock
+from harness.clocks import SettableClock, runtime_with_clock
 from harness.deployment import (
     Deployment,
     base_env,
@@ -45,6 +45,7 @@ from harness.webhooks import Received, WebhookReceiver
 __all__ = [  # noqa: RUF022
     # A clock the test moves: the store's time in orchestration specs (clocks.py)
     "SettableClock",
+    "runtime_with_clock",
     # Deployments: their env, workers and `tryon` command (deployment.py)
     "Deployment",
     "base_env",

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import time
 
+from kolors_tryon.config import Settings
+from kolors_tryon.kling import KlingClient
+from kolors_tryon.pipeline import Runtime
+from kolors_tryon.store import JobStore
+
 
 class SettableClock:
     """Starts at the real time; `advance` moves it forward instead of waiting."""
@@ -16,3 +21,10 @@ class SettableClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def runtime_with_clock(settings: Settings, clock: SettableClock) -> Runtime:
+    """A pipeline Runtime whose store keeps time by `clock` (orchestration specs)."""
+    store = JobStore.from_url(settings.effective_database_url, clock=clock)
+    store.create_schema()
+    return Runtime(settings=settings, store=store, kling=KlingClient.from_settings(settings))

@@ -11,13 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from harness import TEST_ACCESS_KEY, TEST_API_KEY, TEST_SECRET_KEY, SettableClock, sample_b64
+from harness import (
+    TEST_ACCESS_KEY,
+    TEST_API_KEY,
+    TEST_SECRET_KEY,
+    SettableClock,
+    runtime_with_clock,
+    sample_b64,
+)
 from kolors_tryon.config import Settings
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.jobs import validate_job
-from kolors_tryon.kling import KlingClient
 from kolors_tryon.pipeline import Runtime, submit_job
-from kolors_tryon.store import JobState, JobStore
+from kolors_tryon.store import JobState
 
 PAUSE = "pause"  # submissions stop for the account; the job waits, not failed
 RETRY = "retry"  # run again later; the job waits
@@ -72,12 +78,6 @@ def runtime(tmp_path: Path, emulator: EmulatorServer, clock: SettableClock) -> I
     rt = runtime_with_clock(settings, clock)
     yield rt
     rt.close()
-
-
-def runtime_with_clock(settings: Settings, clock: SettableClock) -> Runtime:
-    store = JobStore.from_url(settings.effective_database_url, clock=clock)
-    store.create_schema()
-    return Runtime(settings=settings, store=store, kling=KlingClient.from_settings(settings))
 
 
 def claim_job(rt: Runtime, job_id: str) -> str:

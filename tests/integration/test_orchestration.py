@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import TEST_API_KEY, SettableClock, sample_b64
+from harness import TEST_API_KEY, SettableClock, runtime_with_clock, sample_b64
 from kolors_tryon.config import Settings, defaults
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.jobs import validate_job
-from kolors_tryon.kling import KlingClient
 from kolors_tryon.pipeline import (
     Runtime,
     Step,
@@ -32,7 +31,7 @@ from kolors_tryon.pipeline import (
 from kolors_tryon.pipeline.callback_tokens import callback_secrets, verify_callback_token
 from kolors_tryon.pipeline.callbacks import receive_callback
 from kolors_tryon.pipeline.submit import attempt_window
-from kolors_tryon.store import CreatePlan, JobState, JobStore
+from kolors_tryon.store import CreatePlan, JobState
 
 GRACE = 10.0
 LEASE = 30.0
@@ -61,9 +60,7 @@ def rt(tmp_path: Path, emulator: EmulatorServer, clock: SettableClock) -> Iterat
             "http_attempts": 1,
         }
     )
-    store = JobStore.from_url(settings.effective_database_url, clock=clock)
-    store.create_schema()
-    runtime = Runtime(settings=settings, store=store, kling=KlingClient.from_settings(settings))
+    runtime = runtime_with_clock(settings, clock)
     yield runtime
     runtime.close()
 
