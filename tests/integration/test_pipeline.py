@@ -295,7 +295,9 @@ def test_broker_holds_durable_quorum_queues_with_dead_lettering(stack: Stack) ->
         check=True,
     )
     queues = {q["name"]: q for q in json.loads(listed.stdout)}
-    for name in (f"{namespace}.{short}" for short in ("jobs", "intake", "tasks", "track")):
+    for name in (
+        f"{namespace}.{short}" for short in ("jobs", "intake", "tasks", "track", "webhooks")
+    ):
         queue = queues[name]
         arguments = {key: value for key, _kind, value in queue["arguments"]}
         assert queue["type"] == "quorum" and queue["durable"] is True

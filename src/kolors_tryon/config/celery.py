@@ -5,12 +5,13 @@ Every name users and operators rely on is derived here from `settings.namespace`
 `tryon.events`, the internal task queues, and the dead-letter exchange and queue
 `tryon.dlx` / `tryon.dead`.
 
-Internal work runs on three queues, so that no kind of work waits behind another in one
+Internal work runs on four queues, so that no kind of work waits behind another in one
 FIFO line: `tryon.intake` (validating and recording incoming jobs: a backlog of thousands
-lives here), `tryon.tasks` (submit, dispatch, sweep: what turns free slots into creates)
-and `tryon.track` (following submitted tasks). A worker consumes all three, and RabbitMQ
-hands each consumer its turn, so a backlog of intake never keeps a freed slot idle or a
-finished task unrecorded.
+lives here), `tryon.tasks` (submit, dispatch, sweep: what turns free slots into creates),
+`tryon.track` (following submitted tasks) and `tryon.webhooks` (deliveries to producers:
+a job's webhook must not wait behind every submit and result copy queued before it). A
+worker consumes all four, and RabbitMQ hands each consumer its turn, so a backlog of
+intake never keeps a freed slot idle, a finished task unrecorded or a webhook late.
 
 On RabbitMQ every queue is a durable quorum queue with a dead-letter exchange and a
 delivery limit (a message that kills its worker every time ends in `tryon.dead`), and
@@ -42,11 +43,12 @@ PUBLISH_RETRY_POLICY: dict[str, float] = {
 TASK_QUEUES = {
     "tryon.intake": "intake",
     "tryon.submit": "tasks",
+    "tryon.submit_batch": "tasks",
     "tryon.dispatch": "tasks",
     "tryon.sweep": "tasks",
     "tryon.callback": "tasks",
     "tryon.copy_results": "tasks",
-    "tryon.webhook": "tasks",
+    "tryon.webhook": "webhooks",
     "tryon.track": "track",
 }
 TASK_NAMES = tuple(TASK_QUEUES)
@@ -174,7 +176,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
-        "worker_prefetch_multiplier": 1,
+        "worker_prefetch_multiplier": int(__import__("os").environ.get("XPF", "1")),
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_default_queue": topology.tasks_queue_name,
         "task_default_exchange": topology.namespace,

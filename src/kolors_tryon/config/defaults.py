@@ -59,6 +59,10 @@ BUSY_BACKOFF_CAP: Final = 60.0
 # Pause before probing a blocked account (1100/1101/1102, credentials): such blocks are
 # lifted by a person, so once every five minutes is soon enough and costs nothing.
 ACCOUNT_PROBE_INTERVAL: Final = 300.0
+# Fresh claims submitted by one `tryon.submit_batch` run: their writes share
+# transactions; each later create's attempt window grows by one create's timeout, so
+# the batch stays small.
+SUBMIT_BATCH_MAX: Final = 10
 # How long a submit claim holds a slot before the sweep may give it to another run:
 # longer than one create's timeouts plus a lookup by external_task_id.
 SUBMIT_LEASE_SECONDS: Final = 180.0
@@ -140,7 +144,11 @@ EMBEDDED_VISIBILITY_TIMEOUT: Final = 900.0
 BROKER_POLLING_INTERVAL: Final = 0.1
 # Raw job messages one worker holds at a time: bounded, so one worker cannot hoard the
 # queue while another idles.
-INTAKE_PREFETCH: Final = 8
+INTAKE_PREFETCH: Final = 32
+# Raw job messages that arrive together go to intake in one task message (RabbitMQ):
+# at most this many, gathered for at most this long (a lone message waits this long).
+INTAKE_BATCH_MAX: Final = 20
+INTAKE_BATCH_WAIT: Final = 0.005
 
 # --- input checks ----------------------------------------------------------------------
 # Two 10 MB images as Base64 (~14 MB each), line breaks, metadata and the rest fit easily.

@@ -10,7 +10,7 @@ from kolors_tryon.pipeline.intake import intake
 from kolors_tryon.pipeline.results import copy_results
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
-from kolors_tryon.pipeline.submit import submit_job
+from kolors_tryon.pipeline.submit import submit_batch, submit_job
 from kolors_tryon.pipeline.track import track_job
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "copy_results",
     "dispatch",
     "intake",
+    "submit_batch",
     "submit_job",
     "sweep",
     "track_job",

@@ -24,6 +24,7 @@ after job; one probe is sent every `account_probe_interval` seconds until one su
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from kolors_tryon.config.backoff import backoff_delay
 from kolors_tryon.config.defaults import ATTEMPT_SLACK_SECONDS, BUSY_BACKOFF_CAP
@@ -42,7 +43,7 @@ from kolors_tryon.kling import (
 )
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
-from kolors_tryon.store import Busy, CreatePlan, JobState
+from kolors_tryon.store import Busy, Claim, Created, CreatePlan, JobRecord, JobState
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,11 @@ def submit_job(rt: Runtime, job_id: str, owner: str, waits: int = 0) -> Step:
     entry = rt.store.enter_submit(
         job_id, owner, window=attempt_window(rt), grace=rt.settings.create_visibility_grace
     )
+    return _run_entry(rt, entry, owner, waits)
+
+
+def _run_entry(rt: Runtime, entry: CreatePlan | Busy | None, owner: str, waits: int) -> Step:
+    """One submit run, once `enter_submit` has said where the claim stands."""
     if entry is None:
         return Step(note="not the claim owner: nothing to do")
     if isinstance(entry, Busy):
@@ -77,10 +83,108 @@ def submit_job(rt: Runtime, job_id: str, owner: str, waits: int = 0) -> Step:
     try:
         return attempt.run()
     finally:
-        # The write that ended the claim (submitted, finished) closed its attempt window
-        # too; one more transaction to close it again would match nothing.
-        if not attempt.released:
-            rt.store.leave_submit(job_id, owner)
+        attempt.leave()
+
+
+def submit_batch(rt: Runtime, claims: Sequence[Claim]) -> list[tuple[Claim, Step]]:
+    """Submit several fresh claims in one run; each claim's step, in their order.
+
+    The same writes as `submit_job`, in the same order for each job, but shared: one
+    transaction enters every claim, one records every intent before the first POST, the
+    creates go one after another over the pooled session, and one transaction records
+    the task ids. Each job's attempt window also covers the creates sent before its own
+    (each may take its full timeout). A claim that is not plain (the account is paused,
+    a task may exist already, another run is mid-attempt) takes the single-job path.
+    After an answer that no other job would get past either (1303, a pause, a server or
+    network failure), the rest of the batch is not sent: those jobs wait and go one by
+    one.
+    """
+    if not claims:
+        return []
+    entries = rt.store.enter_submits(
+        [(c.job_id, c.owner) for c in claims],
+        window=attempt_window(rt),
+        grace=rt.settings.create_visibility_grace,
+    )
+    steps: dict[str, Step] = {}
+    plain: list[tuple[Claim, CreatePlan]] = []
+    for claim, entry in zip(claims, entries, strict=True):
+        if isinstance(entry, CreatePlan) and _is_plain(rt, entry):
+            plain.append((claim, entry))
+        else:
+            steps[claim.job_id] = _run_entry(rt, entry, claim.owner, waits=0)
+    steps.update(_create_all(rt, plain))
+    return [(claim, steps[claim.job_id]) for claim in claims]
+
+
+def _is_plain(rt: Runtime, plan: CreatePlan) -> bool:
+    """A first create with nothing to look up, no pause, budget left."""
+    return (
+        plan.pause is None
+        and not plan.maybe_created
+        and plan.retries <= rt.settings.submit_max_retries
+    )
+
+
+def _one_create(rt: Runtime) -> float:
+    """The longest one create may take: its (connect, read) timeout."""
+    connect, read = rt.settings.http_timeout
+    return connect + read
+
+
+def _create_all(rt: Runtime, plain: list[tuple[Claim, CreatePlan]]) -> dict[str, Step]:
+    """The creates of a batch's plain claims: intents, POSTs, then the task ids."""
+    if not plain:
+        return {}
+    granted = rt.store.record_intents(
+        [(c.job_id, c.owner) for c, _ in plain],
+        window=attempt_window(rt),
+        spacing=_one_create(rt),
+    )
+    steps: dict[str, Step] = {}
+    made: list[tuple[_Attempt, KlingTask]] = []
+    stopped: Step | None = None
+    for claim, plan in plain:
+        attempt = _Attempt(rt, plan, claim.owner, waits=0)
+        if claim.job_id not in granted:
+            steps[claim.job_id] = Step(note="claim lost before create")
+            continue
+        if stopped is not None:
+            # Never sent: this job's intent made nothing; it waits like the one that
+            # stopped the batch, then goes on its own.
+            rt.store.note_failed_create(
+                claim.job_id,
+                claim.owner,
+                ambiguous=False,
+                spend_retry=False,
+                grace=rt.settings.create_visibility_grace,
+            )
+            steps[claim.job_id] = attempt.wait(
+                (stopped.again_in or 0.0) + rt.rng.uniform(0.0, 1.0),
+                "batch stopped: " + stopped.note,
+            )
+            attempt.leave()
+            continue
+        try:
+            task = rt.kling.create(attempt.create_body())
+        except KlingError as err:
+            step = attempt.on_create_error(err)
+            attempt.leave()
+            steps[claim.job_id] = step
+            if not isinstance(err, JOB_SPECIFIC_ERRORS) and step.again_in is not None:
+                stopped = step
+            continue
+        made.append((attempt, task))
+    records = rt.store.mark_submitted_many(
+        [Created(a.job_id, a.owner, task.task_id, task.status == "processing") for a, task in made]
+    )
+    for (attempt, task), record in zip(made, records, strict=True):
+        steps[attempt.job_id] = attempt.after_submitted(task, record)
+    return steps
+
+
+# Refusals that concern one job's content: the next job of a batch may still go.
+JOB_SPECIFIC_ERRORS = (InvalidRequestError, PermissionDeniedError, PolicyViolationError)
 
 
 class _Attempt:
@@ -103,7 +207,7 @@ class _Attempt:
 
     def run(self) -> Step:
         rt, settings = self.rt, self.rt.settings
-        pause = rt.store.current_pause()
+        pause = self.plan.pause  # read in the transaction that started this run
         if pause is not None:
             if not rt.store.take_probe(next_in=settings.account_probe_interval):
                 wait = pause.remaining + rt.rng.uniform(1.0, 5.0)
@@ -175,11 +279,22 @@ class _Attempt:
         return self.wait(delay, f"lookup failed: {err}")
 
     # --- after a create ---------------------------------------------------------------
+    def leave(self) -> None:
+        """End the run. The write that ended the claim (submitted, finished) closed its
+        attempt window too; one more transaction to close it again would match nothing."""
+        if not self.released:
+            self.rt.store.leave_submit(self.job_id, self.owner)
+
     def accepted(self, task: KlingTask) -> Step:
-        rt = self.rt
-        record = rt.store.mark_submitted(
+        record = self.rt.store.mark_submitted(
             self.job_id, self.owner, task_id=task.task_id, processing=task.status == "processing"
         )
+        return self.after_submitted(task, record)
+
+    def after_submitted(self, task: KlingTask, record: JobRecord | None) -> Step:
+        """Kling made the task and `record` is the job once its id was written (None: the
+        claim had been taken over meanwhile)."""
+        rt = self.rt
         resumed = self.probing and rt.store.clear_pause()
         if resumed:
             log.warning("account probe succeeded: submissions resume")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr
 
 from kolors_tryon.store.states import JobState, is_terminal
 from kolors_tryon.store.tables import JobRow
@@ -64,10 +64,20 @@ class JobRecord(BaseModel):
     updated_at: str
     submitted_at: str | None = None
     finished_at: str | None = None
+    # Whether the job had a webhook target (a `callback_url`) when this record was read
+    # from its row; None when unknown (a record parsed from an event). Not part of the
+    # record users see: it lets the webhook planner skip a transaction for the jobs, most
+    # of them, that have no target.
+    _webhook_target: bool | None = PrivateAttr(default=None)
 
     @property
     def terminal(self) -> bool:
         return is_terminal(self.state)
+
+    @property
+    def may_have_webhooks(self) -> bool:
+        """False only when the row said that the job has no webhook target."""
+        return self._webhook_target is not False
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -91,7 +101,7 @@ def record_from_row(row: JobRow) -> JobRecord:
     error = (
         JobError(code=row.error_code, message=row.error_message or "") if row.error_code else None
     )
-    return JobRecord(
+    record = JobRecord(
         job_id=row.job_id,
         state=JobState(row.state),
         kling_task_id=row.kling_task_id,
@@ -110,3 +120,5 @@ def record_from_row(row: JobRow) -> JobRecord:
         submitted_at=iso(row.submitted_at),
         finished_at=iso(row.finished_at),
     )
+    record._webhook_target = bool(row.callback_url)
+    return record

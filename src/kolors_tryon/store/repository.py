@@ -73,33 +73,8 @@ class Claim:
 
     job_id: str
     owner: str
-
-
-@dataclass(frozen=True)
-class CreatePlan:
-    """What the owner of a claim needs to send the create call.
-
-    Attributes:
-        maybe_created: a create for this job may already have reached Kling: look it up
-            before sending anything.
-        trust_not_found_in: seconds until a "not found" from that lookup proves that no
-            task exists (the API may take a while to show a new task); 0 when it does now.
-        attempts: creates sent so far; retries: transient failures spent of the budget.
-    """
-
-    job_id: str
-    body: dict[str, Any]
-    maybe_created: bool
-    trust_not_found_in: float
-    attempts: int
-    retries: int
-
-
-@dataclass(frozen=True)
-class Busy:
-    """Another run of the same owner is mid-attempt: wait `wait` seconds, then look."""
-
-    wait: float
+    # The job as the claim left it (`submitting`), for its event; None when not read.
+    record: JobRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +87,45 @@ class AccountPause:
     code: str
     message: str
     remaining: float
+
+
+@dataclass(frozen=True)
+class CreatePlan:
+    """What the owner of a claim needs to send the create call.
+
+    Attributes:
+        maybe_created: a create for this job may already have reached Kling: look it up
+            before sending anything.
+        trust_not_found_in: seconds until a "not found" from that lookup proves that no
+            task exists (the API may take a while to show a new task); 0 when it does now.
+        attempts: creates sent so far; retries: transient failures spent of the budget.
+        pause: the account's pause as the same transaction saw it (None: not paused).
+    """
+
+    job_id: str
+    body: dict[str, Any]
+    maybe_created: bool
+    trust_not_found_in: float
+    attempts: int
+    retries: int
+    pause: AccountPause | None = None
+
+
+@dataclass(frozen=True)
+class Created:
+    """A create Kling accepted: the claim it was sent under and the task it made."""
+
+    job_id: str
+    owner: str
+    task_id: str
+    processing: bool = False
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Another run of the same owner is mid-attempt: wait `wait` seconds, then look."""
+
+    wait: float
 
 
 class Admission(StrEnum):
@@ -445,7 +459,15 @@ class JobStore(WebhookDeliveries):
                 )
                 if _matched(moved):
                     claims.append(Claim(job_id, owner))
-            return claims
+            if not claims:
+                return []
+            rows = s.scalars(
+                select(JobRow)
+                .where(JobRow.job_id.in_([c.job_id for c in claims]))
+                .execution_options(populate_existing=True)
+            )
+            records = {row.job_id: record_from_row(row) for row in rows}
+            return [Claim(c.job_id, c.owner, records.get(c.job_id)) for c in claims]
 
     def _lock_account(self, s: Session) -> AccountRow:
         s.execute(
@@ -506,31 +528,17 @@ class JobStore(WebhookDeliveries):
             the job has moved on): then there is nothing to do.
         """
         with self._tx() as (s, now):
-            row = s.scalar(select(JobRow).where(*_claimed_by(job_id, owner)))
-            if row is None:
-                return None
-            if row.attempt_until is not None and row.attempt_until > now:
-                return Busy(row.attempt_until - now)
-            payload = s.get(PayloadRow, job_id)
-            if payload is None:  # pragma: no cover - the payload lives until submission
-                raise LookupError(f"job {job_id!r} has no create body")
-            if row.create_pending:
-                # The last attempt's outcome was never written (its worker died): its
-                # POST may have reached Kling up to the end of its window.
-                sent_by = (row.intent_at or now) + window
-                row.unresolved_until = max(row.unresolved_until or 0.0, sent_by + grace)
-                row.create_pending = False
-            row.attempt_until = now + window
-            row.lease_until = max(row.lease_until or 0.0, now + window)
-            unresolved = row.unresolved_until
-            return CreatePlan(
-                job_id=job_id,
-                body=json.loads(payload.body),
-                maybe_created=unresolved is not None,
-                trust_not_found_in=max(0.0, unresolved - now) if unresolved else 0.0,
-                attempts=row.attempts,
-                retries=row.retries,
-            )
+            return _enter(s, now, job_id, owner, window=window, grace=grace)
+
+    def enter_submits(
+        self, claims: Sequence[tuple[str, str]], *, window: float, grace: float
+    ) -> list[CreatePlan | Busy | None]:
+        """`enter_submit` for several (job id, owner) claims, in one transaction."""
+        with self._tx() as (s, now):
+            return [
+                _enter(s, now, job_id, owner, window=window, grace=grace)
+                for job_id, owner in claims
+            ]
 
     def leave_submit(self, job_id: str, owner: str) -> None:
         """End the run started by `enter_submit` (whatever its outcome)."""
@@ -549,21 +557,21 @@ class JobStore(WebhookDeliveries):
         take the claim over while the POST may be on its way.
         """
         with self._tx() as (s, now):
-            row = s.scalar(select(JobRow.lease_until).where(*_claimed_by(job_id, owner)))
-            until = max(row or 0.0, now + window)
-            moved = s.execute(
-                update(JobRow)
-                .where(*_claimed_by(job_id, owner), JobRow.lease_until > now)
-                .values(
-                    create_pending=True,
-                    intent_at=now,
-                    attempts=JobRow.attempts + 1,
-                    attempt_until=now + window,
-                    lease_until=until,
-                    updated_at=now,
-                )
-            )
-            return _matched(moved)
+            return _intent(s, now, job_id, owner, window=window)
+
+    def record_intents(
+        self, claims: Sequence[tuple[str, str]], *, window: float, spacing: float
+    ) -> set[str]:
+        """`record_intent` for several (job id, owner) claims in one transaction, to be
+        sent in that order: the i-th one's window is `window + i * spacing` (it may wait
+        for the creates before it). Returns the job ids whose intent was written: only
+        those may be sent."""
+        with self._tx() as (s, now):
+            return {
+                job_id
+                for i, (job_id, owner) in enumerate(claims)
+                if _intent(s, now, job_id, owner, window=window + i * spacing)
+            }
 
     def note_failed_create(
         self, job_id: str, owner: str, *, ambiguous: bool, spend_retry: bool, grace: float
@@ -610,27 +618,13 @@ class JobStore(WebhookDeliveries):
         self, job_id: str, owner: str, *, task_id: str, processing: bool = False
     ) -> JobRecord | None:
         """Kling accepted the job: keep its task id, forget the photos."""
-        target = JobState.PROCESSING if processing else JobState.SUBMITTED
         with self._tx() as (s, now):
-            moved = s.execute(
-                update(JobRow)
-                .where(*_claimed_by(job_id, owner))
-                .values(
-                    state=target,
-                    kling_task_id=task_id,
-                    create_pending=False,
-                    unresolved_until=None,
-                    attempt_until=None,
-                    lease_owner=None,
-                    lease_until=None,
-                    submitted_at=now,
-                    updated_at=now,
-                )
-            )
-            if not _matched(moved):
-                return None
-            s.execute(delete(PayloadRow).where(PayloadRow.job_id == job_id))
-        return self.get(job_id)
+            return _submitted(s, now, Created(job_id, owner, task_id, processing))
+
+    def mark_submitted_many(self, created: Sequence[Created]) -> list[JobRecord | None]:
+        """`mark_submitted` for several creates in one transaction, in their order."""
+        with self._tx() as (s, now):
+            return [_submitted(s, now, one) for one in created]
 
     # ---------------------------------------------------------------- tracking --------
     def mark_processing(self, job_id: str) -> JobRecord | None:
@@ -732,16 +726,12 @@ class JobStore(WebhookDeliveries):
                 return None
             if drop_payload:
                 s.execute(delete(PayloadRow).where(PayloadRow.job_id == job_id))
-        return self.get(job_id)
+            return _record_in(s, job_id)
 
     # ---------------------------------------------------------------- account pause ---
     def current_pause(self) -> AccountPause | None:
         with self._tx() as (s, now):
-            row = s.get(AccountRow, ACCOUNT_ROW_ID)
-            if row is None or row.pause_code is None:
-                return None
-            remaining = max(0.0, (row.paused_until or 0.0) - now)
-            return AccountPause(row.pause_code, row.pause_message or "", remaining)
+            return _pause_in(s, now)
 
     def pause(self, code: str, message: str, *, retry_in: float) -> None:
         """Stop every submission; one probe may try again in `retry_in` seconds."""
@@ -1012,6 +1002,97 @@ def _set_webhook_target(
     may carry the producer's own token)."""
     row.callback_url = callback_url
     row.webhook_events = events_column(webhook_events)
+
+
+def _enter(
+    s: Session, now: float, job_id: str, owner: str, *, window: float, grace: float
+) -> CreatePlan | Busy | None:
+    """One claim's entry into a submit run (see `JobStore.enter_submit`)."""
+    row = s.scalar(select(JobRow).where(*_claimed_by(job_id, owner)))
+    if row is None:
+        return None
+    if row.attempt_until is not None and row.attempt_until > now:
+        return Busy(row.attempt_until - now)
+    payload = s.get(PayloadRow, job_id)
+    if payload is None:  # pragma: no cover - the payload lives until submission
+        raise LookupError(f"job {job_id!r} has no create body")
+    if row.create_pending:
+        # The last attempt's outcome was never written (its worker died): its
+        # POST may have reached Kling up to the end of its window.
+        sent_by = (row.intent_at or now) + window
+        row.unresolved_until = max(row.unresolved_until or 0.0, sent_by + grace)
+        row.create_pending = False
+    row.attempt_until = now + window
+    row.lease_until = max(row.lease_until or 0.0, now + window)
+    unresolved = row.unresolved_until
+    return CreatePlan(
+        job_id=job_id,
+        body=json.loads(payload.body),
+        maybe_created=unresolved is not None,
+        trust_not_found_in=max(0.0, unresolved - now) if unresolved else 0.0,
+        attempts=row.attempts,
+        retries=row.retries,
+        pause=_pause_in(s, now),
+    )
+
+
+def _intent(s: Session, now: float, job_id: str, owner: str, *, window: float) -> bool:
+    """One claim's intent (see `JobStore.record_intent`)."""
+    row = s.scalar(select(JobRow.lease_until).where(*_claimed_by(job_id, owner)))
+    until = max(row or 0.0, now + window)
+    moved = s.execute(
+        update(JobRow)
+        .where(*_claimed_by(job_id, owner), JobRow.lease_until > now)
+        .values(
+            create_pending=True,
+            intent_at=now,
+            attempts=JobRow.attempts + 1,
+            attempt_until=now + window,
+            lease_until=until,
+            updated_at=now,
+        )
+    )
+    return _matched(moved)
+
+
+def _submitted(s: Session, now: float, created: Created) -> JobRecord | None:
+    """One accepted create (see `JobStore.mark_submitted`)."""
+    target = JobState.PROCESSING if created.processing else JobState.SUBMITTED
+    moved = s.execute(
+        update(JobRow)
+        .where(*_claimed_by(created.job_id, created.owner))
+        .values(
+            state=target,
+            kling_task_id=created.task_id,
+            create_pending=False,
+            unresolved_until=None,
+            attempt_until=None,
+            lease_owner=None,
+            lease_until=None,
+            submitted_at=now,
+            updated_at=now,
+        )
+    )
+    if not _matched(moved):
+        return None
+    s.execute(delete(PayloadRow).where(PayloadRow.job_id == created.job_id))
+    return _record_in(s, created.job_id)
+
+
+def _pause_in(s: Session, now: float) -> AccountPause | None:
+    row = s.get(AccountRow, ACCOUNT_ROW_ID)
+    if row is None or row.pause_code is None:
+        return None
+    remaining = max(0.0, (row.paused_until or 0.0) - now)
+    return AccountPause(row.pause_code, row.pause_message or "", remaining)
+
+
+def _record_in(s: Session, job_id: str) -> JobRecord | None:
+    """The job as this transaction sees it (its own writes included): no second one."""
+    row = s.scalar(
+        select(JobRow).where(JobRow.job_id == job_id).execution_options(populate_existing=True)
+    )
+    return record_from_row(row) if row is not None else None
 
 
 def _matched(result: Any) -> bool:

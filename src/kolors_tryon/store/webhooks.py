@@ -152,6 +152,8 @@ class WebhookDeliveries:
         """
         created: list[str] = []
         for record in records:
+            if not record.may_have_webhooks:
+                continue  # its row had no callback_url: no transaction needed to know
             with self._tx() as (s, now):
                 job = s.scalar(select(JobRow).where(JobRow.job_id == record.job_id))
                 if job is None or not job.callback_url:

@@ -2,6 +2,7 @@
 
 `tryon.intake(message)`   validate and record one job message
 `tryon.submit(job_id)`    create the Kling task; the Celery task id is the claim owner
+`tryon.submit_batch(claims)`  the creates of several fresh claims ([job_id, owner] pairs)
 `tryon.track(job_id, n)`  poll number n of the job's task (n is the chain's fence)
 `tryon.callback(job_id, task)`  a Kling callback that `tryon web` authenticated
 `tryon.dispatch()`        hand free account slots to the oldest queued jobs
@@ -40,12 +41,13 @@ from kolors_tryon.pipeline import (
     copy_results,
     dispatch,
     intake,
+    submit_batch,
     submit_job,
     sweep,
     track_job,
 )
 from kolors_tryon.pipeline.callbacks import receive_callback
-from kolors_tryon.store import Claim, JobState
+from kolors_tryon.store import Claim, JobRecord, JobState
 from kolors_tryon.store.outage import is_outage
 from kolors_tryon.tasks.delays import send_later
 from kolors_tryon.tasks.messaging import announce as announce_changes
@@ -88,14 +90,17 @@ def register_tasks(app: Celery) -> None:
     register_webhook_task(app)
 
     @app.task(name="tryon.intake", bind=True, ignore_result=True)
-    def intake_task(self: Task[Any, Any], /, message: str, **counters: int) -> str:
+    def intake_task(self: Task[Any, Any], /, message: str | list[str], **counters: int) -> str:
         run = _Run(app, self, [message], counters)
+        if isinstance(message, list):
+            batch = message
+            # Recorded jobs are safe in the store whatever happens after: a batch parked
+            # for crashing in its announcement parks no job message.
+            return _guarded(app, run, lambda: _intake_batch(app, batch), job_id=None)
 
         def body() -> str:
             step = intake(runtime_for(app), message)
-            if step.dead_letter is not None:
-                dead_letter(app, message, step.dead_letter, "application/json")
-            publish_events(app, step.conflicts, kind="conflict")
+            _after_intake(app, message, step)
             _follow(app, run, step, job_id=None)
             return step.note
 
@@ -112,6 +117,20 @@ def register_tasks(app: Celery) -> None:
             return step.note
 
         return _guarded(app, run, body, job_id=job_id)
+
+    @app.task(name="tryon.submit_batch", bind=True, ignore_result=True)
+    def submit_batch_task(self: Task[Any, Any], /, claims: list[list[str]], **counters: int) -> str:
+        run = _Run(app, self, [claims], counters)
+
+        def body() -> str:
+            batch = [Claim(job_id, owner) for job_id, owner in claims]
+            steps = submit_batch(runtime_for(app), batch)
+            _follow_batch(app, steps)
+            return ", ".join(sorted({step.note for _, step in steps}))
+
+        # A batch that keeps crashing is parked; its claims' leases run out and the
+        # sweep hands each to a new owner, who looks its job up before sending anything.
+        return _guarded(app, run, body, job_id=None)
 
     @app.task(name="tryon.track", bind=True, ignore_result=True)
     def track_task(self: Task[Any, Any], /, job_id: str, poll: int = 0, **counters: int) -> str:
@@ -193,6 +212,43 @@ def register_tasks(app: Celery) -> None:
             "dispatched": len(result.claims),
             "recopied": len(result.recopy),
         }
+
+
+def _after_intake(app: Celery, message: str, step: Step) -> None:
+    """What only intake asks for: a dead letter, conflict events."""
+    if step.dead_letter is not None:
+        dead_letter(app, message, step.dead_letter, "application/json")
+    publish_events(app, step.conflicts, kind="conflict")
+
+
+def _intake_batch(app: Celery, messages: list[str]) -> str:
+    """Several job messages in one run: each recorded on its own, then one announcement
+    and one claim for all of them (the claims go in `tryon.submit_batch` messages).
+
+    A message whose intake crashes is sent again on its own as `tryon.intake(message)`,
+    where its retries and, in the end, its parking in the dead-letter queue concern it
+    alone. An outage (the store away) raises, and the whole batch is waited out like any
+    task's (messages already recorded are then duplicates: nothing happens twice).
+    """
+    rt = runtime_for(app)
+    changed: list[JobRecord] = []
+    dispatch_wanted = False
+    for message in messages:
+        try:
+            step = intake(rt, message)
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log.warning("intake of one message of a batch raised %s: alone again", exc)
+            app.send_task("tryon.intake", args=[message])
+            continue
+        _after_intake(app, message, step)
+        changed.extend(step.changed)
+        dispatch_wanted = dispatch_wanted or step.dispatch
+    announce_changes(app, changed)
+    if dispatch_wanted:
+        _send_submits(app, dispatch(rt))
+    return f"{len(changed)} of {len(messages)} recorded"
 
 
 def _guarded(
@@ -277,18 +333,51 @@ def _follow(app: Celery, run: _Run, step: Step, job_id: str | None) -> None:
         _send_submits(app, dispatch(runtime_for(app)))
 
 
+def _follow_batch(app: Celery, steps: list[tuple[Claim, Step]]) -> None:
+    """`_follow` for each claim of a batch: one announcement for all, and a job that must
+    run again goes on its own (`tryon.submit` under its claim's owner)."""
+    announce_changes(app, [record for _, step in steps for record in step.changed])
+    for claim, step in steps:
+        if step.again_in is not None:
+            send_later(
+                app,
+                "tryon.submit",
+                args=[claim.job_id],
+                kwargs={"waits": 1, "crashes": 0, "outages": 0},
+                delay=step.again_in,
+                task_id=claim.owner,
+            )
+        if step.track_in is not None:
+            send_later(
+                app, "tryon.track", args=[claim.job_id, step.track_poll], delay=step.track_in
+            )
+    if any(step.dispatch for _, step in steps):
+        _send_submits(app, dispatch(runtime_for(app)))
+
+
 def _send_submits(
     app: Celery, claims: tuple[Claim, ...] | list[Claim], *, announce: bool = True
 ) -> None:
-    """One submit message per claim (its task id is the claim's owner), and the events.
+    """The submit messages of new claims, and their events.
 
-    The `submitting` events go first, so that subscribers see the states in order.
+    One claim: a `tryon.submit` whose task id is the claim's owner. Several: batches of
+    up to `SUBMIT_BATCH_MAX` in `tryon.submit_batch` messages (owners in the message),
+    so that their writes and creates share transactions and one task run. The
+    `submitting` events go first, so that subscribers see the states in order.
     """
     if announce and claims:
         store = runtime_for(app).store
-        announce_changes(app, [r for c in claims if (r := store.get(c.job_id)) is not None])
-    for claim in claims:
-        app.send_task("tryon.submit", args=[claim.job_id], task_id=claim.owner)
+        records = (c.record or store.get(c.job_id) for c in claims)
+        announce_changes(app, [r for r in records if r is not None])
+    if len(claims) == 1 or not announce:
+        # Rescued claims (announce=False) go one by one: each looks its job up first.
+        for claim in claims:
+            app.send_task("tryon.submit", args=[claim.job_id], task_id=claim.owner)
+        return
+    size = defaults.SUBMIT_BATCH_MAX
+    for start in range(0, len(claims), size):
+        chunk = claims[start : start + size]
+        app.send_task("tryon.submit_batch", args=[[[c.job_id, c.owner] for c in chunk]])
 
 
 def _delete_expired_results(app: Celery) -> None:

@@ -1,9 +1,16 @@
 """The door for any language: a consumer of plain JSON messages on `<ns>.jobs`.
 
 Messages there carry no Celery headers. The consumer runs in the worker's main process,
-so it does no slow work: it hands each message to the `tryon.intake` task (confirmed
-publish), then acks it. Validation, database writes and URL preflight happen in the pool.
-A message that is not even UTF-8 text is dead-lettered with the reason.
+so it does no slow work: it hands messages to the `tryon.intake` task (confirmed
+publish), then acks them. Validation, database writes and URL preflight happen in the
+pool. A message that is not even UTF-8 text is dead-lettered with the reason.
+
+On RabbitMQ the messages that arrive together (up to `INTAKE_BATCH_MAX`, gathered for at
+most `INTAKE_BATCH_WAIT` seconds) go in one `tryon.intake` message: one task run then
+records them all and hands their slots out in one claim, and their creates go in
+`tryon.submit_batch` runs. None is acked before that message is confirmed, so a worker
+that dies meanwhile loses nothing: RabbitMQ delivers them again (intake takes a job id
+once).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from celery import bootsteps
 from kombu import Consumer, Message
 
 from kolors_tryon.config.celery import topology_for
-from kolors_tryon.config.defaults import INTAKE_PREFETCH
+from kolors_tryon.config.defaults import INTAKE_BATCH_MAX, INTAKE_BATCH_WAIT, INTAKE_PREFETCH
 from kolors_tryon.tasks.messaging import dead_letter
 from kolors_tryon.tasks.runtime import settings_of
 
@@ -27,6 +34,10 @@ class IntakeConsumer(bootsteps.ConsumerStep):
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         self.app = parent.app
+        # The worker's event loop (RabbitMQ): it runs the batch's flush. Without one
+        # (the embedded broker), each message goes on its own at once.
+        self.hub = parent.hub if settings_of(self.app).uses_rabbitmq else None
+        self.pending: list[tuple[str, Message]] = []
         super().__init__(parent, **kwargs)
 
     def get_consumers(self, channel: Any) -> list[Consumer]:
@@ -55,5 +66,36 @@ class IntakeConsumer(bootsteps.ConsumerStep):
             dead_letter(self.app, body, "message body is not UTF-8 JSON text", message.content_type)
             message.ack()
             return
-        self.app.send_task("tryon.intake", args=[text])
-        message.ack()
+        if self.hub is None:
+            self.app.send_task("tryon.intake", args=[text])
+            message.ack()
+            return
+        self.pending.append((text, message))
+        if len(self.pending) == 1:
+            self.hub.call_later(INTAKE_BATCH_WAIT, self.flush)
+        if len(self.pending) >= INTAKE_BATCH_MAX:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the gathered messages to one `tryon.intake` task, then ack them."""
+        batch, self.pending = self.pending, []
+        if not batch:
+            return  # already sent when the batch filled up
+        try:
+            self.app.send_task("tryon.intake", args=[[text for text, _ in batch]])
+        except Exception:
+            log.exception("could not hand %d job message(s) to intake; returned", len(batch))
+            for _, message in batch:
+                _settle(message.requeue)
+            return
+        for _, message in batch:
+            _settle(message.ack)
+
+
+def _settle(settle: Any) -> None:
+    """Ack or requeue; on a channel that has closed meanwhile RabbitMQ has already put the
+    message back (it may then be taken in twice: intake takes a job id once)."""
+    try:
+        settle()
+    except Exception as exc:
+        log.warning("could not settle a job message (%s); RabbitMQ redelivers it", exc)
