@@ -52,6 +52,7 @@ from kolors_tryon.store.outage import is_outage
 from kolors_tryon.tasks.delays import send_later
 from kolors_tryon.tasks.messaging import announce as announce_changes
 from kolors_tryon.tasks.messaging import dead_letter, publish_events, send_webhooks
+from kolors_tryon.tasks.outbox import gathering, send_task
 from kolors_tryon.tasks.runtime import runtime_for, settings_of
 from kolors_tryon.tasks.webhooks import register_webhook_task
 
@@ -177,7 +178,8 @@ def register_tasks(app: Celery) -> None:
                 raise
             log.warning("dispatch skipped: the job store does not answer (%s)", type(exc).__name__)
             return 0  # the next sweep dispatches again
-        _send_submits(app, claims)
+        with gathering(app):
+            _send_submits(app, claims)
         return len(claims)
 
     @app.task(name="tryon.sweep")
@@ -191,13 +193,14 @@ def register_tasks(app: Celery) -> None:
                 raise
             log.warning("sweep skipped: the job store does not answer (%s)", type(exc).__name__)
             return {}
-        _send_submits(app, result.resubmit, announce=False)  # already `submitting`
-        _send_submits(app, result.claims)
-        send_webhooks(app, result.webhooks)
-        for job_id, poll in result.retrack:
-            app.send_task("tryon.track", args=[job_id, poll])
-        for job_id in result.recopy:
-            app.send_task("tryon.copy_results", args=[job_id])
+        with gathering(app):
+            _send_submits(app, result.resubmit, announce=False)  # already `submitting`
+            _send_submits(app, result.claims)
+            send_webhooks(app, result.webhooks)
+            for job_id, poll in result.retrack:
+                send_task(app, "tryon.track", args=[job_id, poll])
+            for job_id in result.recopy:
+                send_task(app, "tryon.copy_results", args=[job_id])
         if result.resubmit or result.retrack:
             log.warning(
                 "sweep rescued %d claim(s) and %d tracking chain(s)",
@@ -240,7 +243,7 @@ def _intake_batch(app: Celery, messages: list[str]) -> str:
             if is_outage(exc):
                 raise
             log.warning("intake of one message of a batch raised %s: alone again", exc)
-            app.send_task("tryon.intake", args=[message])
+            send_task(app, "tryon.intake", args=[message])
             continue
         _after_intake(app, message, step)
         changed.extend(step.changed)
@@ -259,9 +262,13 @@ def _guarded(
     job_id: str | None,
     parked_body: str | None = None,
 ) -> str:
-    """Run a task body: wait out outages, retry crashes a few times, then park with why."""
+    """Run a task body: wait out outages, retry crashes a few times, then park with why.
+
+    What the body publishes goes in one transaction at its end (`tasks/outbox.py`).
+    """
     try:
-        return body()
+        with gathering(app):
+            return body()
     except Exception as exc:
         settings = settings_of(app)
         if is_outage(exc):
@@ -328,7 +335,7 @@ def _follow(app: Celery, run: _Run, step: Step, job_id: str | None) -> None:
     if step.track_in is not None and job_id is not None:
         send_later(app, "tryon.track", args=[job_id, step.track_poll], delay=step.track_in)
     if step.copy_results and job_id is not None:
-        app.send_task("tryon.copy_results", args=[job_id])
+        send_task(app, "tryon.copy_results", args=[job_id])
     if step.dispatch:
         _send_submits(app, dispatch(runtime_for(app)))
 
@@ -372,12 +379,12 @@ def _send_submits(
     if len(claims) == 1 or not announce:
         # Rescued claims (announce=False) go one by one: each looks its job up first.
         for claim in claims:
-            app.send_task("tryon.submit", args=[claim.job_id], task_id=claim.owner)
+            send_task(app, "tryon.submit", args=[claim.job_id], task_id=claim.owner)
         return
     size = defaults.SUBMIT_BATCH_MAX
     for start in range(0, len(claims), size):
         chunk = claims[start : start + size]
-        app.send_task("tryon.submit_batch", args=[[[c.job_id, c.owner] for c in chunk]])
+        send_task(app, "tryon.submit_batch", args=[[[c.job_id, c.owner] for c in chunk]])
 
 
 def _delete_expired_results(app: Celery) -> None:

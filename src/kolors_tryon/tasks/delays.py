@@ -21,6 +21,7 @@ from celery import Celery
 from kombu.transport.native_delayed_delivery import calculate_routing_key
 
 from kolors_tryon.config.celery import route_for
+from kolors_tryon.tasks.outbox import send_task
 from kolors_tryon.tasks.runtime import settings_of
 
 # Celery declares these exchanges (celery_delayed_0 .. _27) at worker start; messages
@@ -49,10 +50,11 @@ def send_later(
         options["task_id"] = task_id
     settings = settings_of(app)
     if not settings.uses_rabbitmq:
-        app.send_task(name, countdown=seconds, **options)
+        send_task(app, name, countdown=seconds, **options)
         return
     route = route_for(settings, name)
-    app.send_task(
+    send_task(
+        app,
         name,
         exchange=DELAYED_ENTRY_EXCHANGE,
         routing_key=calculate_routing_key(seconds, route["routing_key"]),

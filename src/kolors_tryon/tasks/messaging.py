@@ -11,10 +11,11 @@ from collections.abc import Iterable
 
 from celery import Celery
 
-from kolors_tryon.config.celery import PUBLISH_RETRY_POLICY, topology_for
+from kolors_tryon.config.celery import topology_for
 from kolors_tryon.ops.journal import record_changes
 from kolors_tryon.pipeline.webhooks import plan_webhooks
 from kolors_tryon.store import JobRecord
+from kolors_tryon.tasks.outbox import publish, send_task
 from kolors_tryon.tasks.runtime import runtime_for, settings_of
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def send_webhooks(app: Celery, delivery_ids: Iterable[str]) -> None:
     """One `tryon.webhook(delivery_id)` message per delivery due now."""
     for delivery_id in delivery_ids:
         try:
-            app.send_task(WEBHOOK_TASK, args=[delivery_id])
+            send_task(app, WEBHOOK_TASK, args=[delivery_id])
         except Exception:
             log.exception("could not send webhook %s; the sweep will", delivery_id)
 
@@ -59,7 +60,8 @@ def publish_events(app: Celery, records: Iterable[JobRecord], *, kind: str | Non
     (`job.conflict`: a message with other content came under a taken job id).
 
     Events are notifications; the store is the source of truth. A failed publish is
-    logged and does not undo the state change. The embedded broker keeps exchange
+    logged and does not undo the state change (in a task run, events go in its outbox
+    with its other messages: `tasks/outbox.py`). The embedded broker keeps exchange
     bindings in each process's memory, so subscribers in other processes cannot see
     them: there, read the store instead (events are published only on RabbitMQ).
     """
@@ -72,18 +74,16 @@ def publish_events(app: Celery, records: Iterable[JobRecord], *, kind: str | Non
         return
     exchange = topology_for(settings).events_exchange
     try:
-        with app.producer_or_acquire() as producer:
-            for record in records:
-                producer.publish(
-                    record.to_json_dict(),
-                    exchange=exchange,
-                    routing_key=f"job.{kind or record.state}",
-                    serializer="json",
-                    delivery_mode=2,
-                    declare=[exchange],
-                    retry=True,
-                    retry_policy=PUBLISH_RETRY_POLICY,
-                )
+        for record in records:
+            publish(
+                app,
+                record.to_json_dict(),
+                exchange=exchange,
+                routing_key=f"job.{kind or record.state}",
+                serializer="json",
+                delivery_mode=2,
+                declare=[exchange],
+            )
     except Exception:  # an event must never take a job down with it
         log.exception("could not publish %d job event(s)", len(records))
 
@@ -96,17 +96,15 @@ def dead_letter(app: Celery, body: bytes | str, reason: str, content_type: str |
     if not settings.uses_rabbitmq:
         log.error("dropping unrecordable message (%d bytes): %s", len(payload), reason)
         return
-    with app.producer_or_acquire() as producer:
-        producer.publish(
-            payload,
-            exchange=topology.dead_letter_exchange,
-            routing_key=topology.jobs_queue_name,
-            content_type=content_type or "application/octet-stream",
-            content_encoding="binary",
-            headers={REASON_HEADER: reason},
-            delivery_mode=2,
-            declare=[topology.dead_letter_exchange, topology.dead_letter_queue],
-            retry=True,
-            retry_policy=PUBLISH_RETRY_POLICY,
-        )
+    publish(
+        app,
+        payload,
+        exchange=topology.dead_letter_exchange,
+        routing_key=topology.jobs_queue_name,
+        content_type=content_type or "application/octet-stream",
+        content_encoding="binary",
+        headers={REASON_HEADER: reason},
+        delivery_mode=2,
+        declare=[topology.dead_letter_exchange, topology.dead_letter_queue],
+    )
     log.warning("dead-lettered a message (%d bytes): %s", len(payload), reason)
