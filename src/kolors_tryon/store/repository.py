@@ -31,6 +31,7 @@ from sqlalchemy import (
     ColumnElement,
     Engine,
     and_,
+    case,
     create_engine,
     delete,
     event,
@@ -334,13 +335,14 @@ class JobStore(WebhookDeliveries):
             with self._tx() as (s, now):
                 row, payload = fresh(now)
                 s.add(row)
+                s.flush()  # the payload's foreign key needs the job row first
                 if payload is not None:
-                    s.flush()  # the payload's foreign key needs the job row first
                     s.add(payload)
+                created = record_from_row(row)
         except IntegrityError:
             pass  # the id is taken: decide below
         else:
-            return Admitted(self._require(job_id), Admission.CREATED)
+            return Admitted(created, Admission.CREATED)
         with self._tx() as (s, now):
             existing = s.scalar(select(JobRow).where(JobRow.job_id == job_id).with_for_update())
             if existing is None:  # pragma: no cover - only after a concurrent delete
@@ -528,15 +530,21 @@ class JobStore(WebhookDeliveries):
             the job has moved on): then there is nothing to do.
         """
         with self._tx() as (s, now):
-            return _enter(s, now, job_id, owner, window=window, grace=grace)
+            row = s.scalar(select(JobRow).where(JobRow.job_id == job_id))
+            return _enter(s, now, row, owner, window=window, grace=grace)
 
     def enter_submits(
         self, claims: Sequence[tuple[str, str]], *, window: float, grace: float
     ) -> list[CreatePlan | Busy | None]:
         """`enter_submit` for several (job id, owner) claims, in one transaction."""
         with self._tx() as (s, now):
+            # Two reads for all of them (the payloads land in the session, where
+            # `_enter` finds each by its key).
+            ids = [job_id for job_id, _ in claims]
+            rows = {r.job_id: r for r in s.scalars(select(JobRow).where(JobRow.job_id.in_(ids)))}
+            s.scalars(select(PayloadRow).where(PayloadRow.job_id.in_(ids))).all()
             return [
-                _enter(s, now, job_id, owner, window=window, grace=grace)
+                _enter(s, now, rows.get(job_id), owner, window=window, grace=grace)
                 for job_id, owner in claims
             ]
 
@@ -619,12 +627,13 @@ class JobStore(WebhookDeliveries):
     ) -> JobRecord | None:
         """Kling accepted the job: keep its task id, forget the photos."""
         with self._tx() as (s, now):
-            return _submitted(s, now, Created(job_id, owner, task_id, processing))
+            (record,) = _submitted(s, now, [Created(job_id, owner, task_id, processing)])
+            return record
 
     def mark_submitted_many(self, created: Sequence[Created]) -> list[JobRecord | None]:
         """`mark_submitted` for several creates in one transaction, in their order."""
         with self._tx() as (s, now):
-            return [_submitted(s, now, one) for one in created]
+            return _submitted(s, now, created)
 
     # ---------------------------------------------------------------- tracking --------
     def mark_processing(self, job_id: str) -> JobRecord | None:
@@ -1005,17 +1014,17 @@ def _set_webhook_target(
 
 
 def _enter(
-    s: Session, now: float, job_id: str, owner: str, *, window: float, grace: float
+    s: Session, now: float, row: JobRow | None, owner: str, *, window: float, grace: float
 ) -> CreatePlan | Busy | None:
-    """One claim's entry into a submit run (see `JobStore.enter_submit`)."""
-    row = s.scalar(select(JobRow).where(*_claimed_by(job_id, owner)))
-    if row is None:
+    """One claim's entry into a submit run (see `JobStore.enter_submit`); `row` is the
+    job's row (None if it has none)."""
+    if row is None or row.state != JobState.SUBMITTING or row.lease_owner != owner:
         return None
     if row.attempt_until is not None and row.attempt_until > now:
         return Busy(row.attempt_until - now)
-    payload = s.get(PayloadRow, job_id)
+    payload = s.get(PayloadRow, row.job_id)
     if payload is None:  # pragma: no cover - the payload lives until submission
-        raise LookupError(f"job {job_id!r} has no create body")
+        raise LookupError(f"job {row.job_id!r} has no create body")
     if row.create_pending:
         # The last attempt's outcome was never written (its worker died): its
         # POST may have reached Kling up to the end of its window.
@@ -1026,7 +1035,7 @@ def _enter(
     row.lease_until = max(row.lease_until or 0.0, now + window)
     unresolved = row.unresolved_until
     return CreatePlan(
-        job_id=job_id,
+        job_id=row.job_id,
         body=json.loads(payload.body),
         maybe_created=unresolved is not None,
         trust_not_found_in=max(0.0, unresolved - now) if unresolved else 0.0,
@@ -1038,8 +1047,8 @@ def _enter(
 
 def _intent(s: Session, now: float, job_id: str, owner: str, *, window: float) -> bool:
     """One claim's intent (see `JobStore.record_intent`)."""
-    row = s.scalar(select(JobRow.lease_until).where(*_claimed_by(job_id, owner)))
-    until = max(row or 0.0, now + window)
+    # The lease is only ever lengthened here: it covers the window at least.
+    until = now + window
     moved = s.execute(
         update(JobRow)
         .where(*_claimed_by(job_id, owner), JobRow.lease_until > now)
@@ -1047,36 +1056,42 @@ def _intent(s: Session, now: float, job_id: str, owner: str, *, window: float) -
             create_pending=True,
             intent_at=now,
             attempts=JobRow.attempts + 1,
-            attempt_until=now + window,
-            lease_until=until,
+            attempt_until=until,
+            lease_until=case((JobRow.lease_until > until, JobRow.lease_until), else_=until),
             updated_at=now,
         )
     )
     return _matched(moved)
 
 
-def _submitted(s: Session, now: float, created: Created) -> JobRecord | None:
-    """One accepted create (see `JobStore.mark_submitted`)."""
-    target = JobState.PROCESSING if created.processing else JobState.SUBMITTED
-    moved = s.execute(
-        update(JobRow)
-        .where(*_claimed_by(created.job_id, created.owner))
-        .values(
-            state=target,
-            kling_task_id=created.task_id,
-            create_pending=False,
-            unresolved_until=None,
-            attempt_until=None,
-            lease_owner=None,
-            lease_until=None,
-            submitted_at=now,
-            updated_at=now,
+def _submitted(s: Session, now: float, created: Sequence[Created]) -> list[JobRecord | None]:
+    """Accepted creates (see `JobStore.mark_submitted`): each job's record, or None where
+    the claim had been taken over; the photos of the moved ones are forgotten."""
+    records: list[JobRecord | None] = []
+    for one in created:
+        target = JobState.PROCESSING if one.processing else JobState.SUBMITTED
+        row = s.scalar(
+            update(JobRow)
+            .where(*_claimed_by(one.job_id, one.owner))
+            .values(
+                state=target,
+                kling_task_id=one.task_id,
+                create_pending=False,
+                unresolved_until=None,
+                attempt_until=None,
+                lease_owner=None,
+                lease_until=None,
+                submitted_at=now,
+                updated_at=now,
+            )
+            .returning(JobRow)
+            .execution_options(populate_existing=True)
         )
-    )
-    if not _matched(moved):
-        return None
-    s.execute(delete(PayloadRow).where(PayloadRow.job_id == created.job_id))
-    return _record_in(s, created.job_id)
+        records.append(record_from_row(row) if row is not None else None)
+    moved = [r.job_id for r in records if r is not None]
+    if moved:
+        s.execute(delete(PayloadRow).where(PayloadRow.job_id.in_(moved)))
+    return records
 
 
 def _pause_in(s: Session, now: float) -> AccountPause | None:
