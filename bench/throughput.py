@@ -41,8 +41,9 @@ from bench.common import (
 )
 from harness import TEST_API_KEY, Deployment, wait_until
 from kolors_tryon import JobPublisher
+from kolors_tryon.config import defaults
 from kolors_tryon.jobs import validate_job
-from kolors_tryon.pipeline import Runtime, dispatch, intake, submit_job
+from kolors_tryon.pipeline import Runtime, dispatch, intake, submit_batch, submit_job
 from kolors_tryon.store import JobStore
 from kolors_tryon.store.records import unix_seconds
 
@@ -115,13 +116,17 @@ def service_run(
     }
 
 
-def store_cost_per_job(deployment: Deployment, photos: str, jobs: int) -> dict[str, float]:
+def store_cost_per_job(deployment: Deployment, photos: str, jobs: int) -> dict[str, Any]:
     """Store queries and commits per job on the path the tasks take, counted in process.
 
-    The Celery-free core is called as `tryon.intake` and `tryon.submit` call it (intake,
-    dispatch, the `submitting` record read for its event, submit), with listeners on the
-    store's engine; the broker's part is counted from the code: one message per task
-    (intake, submit, track) and one event per state (queued, submitting, submitted).
+    The Celery-free core is called as the tasks call it, with listeners on the store's
+    engine: one by one (`tryon.intake` per message, a dispatch each, `tryon.submit` per
+    claim: how every job went before batching, and how a lone job still goes), and
+    batched (a batch intake of `INTAKE_BATCH_MAX` messages, one dispatch, submit batches
+    of `SUBMIT_BATCH_MAX`). The broker's part is counted from the code: one by one, six
+    confirmed publishes (intake, submit and track messages; queued, submitting and
+    submitted events); batched, the same three events and one track message per job, a
+    share of the intake and submit-batch messages, all in one transaction per task run.
     """
     rt = Runtime.from_settings(deployment.settings)
     counts = {"queries": 0, "commits": 0}
@@ -132,20 +137,45 @@ def store_cost_per_job(deployment: Deployment, photos: str, jobs: int) -> dict[s
     def commit(*_: Any) -> None:
         counts["commits"] += 1
 
+    def per_job(run: Any) -> dict[str, float]:
+        counts.update(queries=0, commits=0)
+        run()
+        return {k: round(v / jobs, 1) for k, v in counts.items()}
+
+    def one_by_one() -> None:
+        for i in range(jobs):
+            intake(rt, json.dumps(url_job(f"cost1-{i:05d}", photos)))
+            for claim in dispatch(rt):
+                submit_job(rt, claim.job_id, owner=claim.owner)
+
+    def batched() -> None:
+        for start in range(0, jobs, defaults.INTAKE_BATCH_MAX):
+            for i in range(start, min(jobs, start + defaults.INTAKE_BATCH_MAX)):
+                intake(rt, json.dumps(url_job(f"costb-{i:05d}", photos)))
+            claims = dispatch(rt)
+            for first in range(0, len(claims), defaults.SUBMIT_BATCH_MAX):
+                submit_batch(rt, claims[first : first + defaults.SUBMIT_BATCH_MAX])
+
     event.listen(rt.store.engine, "before_cursor_execute", query)
     event.listen(rt.store.engine, "commit", commit)
     try:
-        for i in range(jobs):
-            intake(rt, json.dumps(url_job(f"cost-{i:05d}", photos)))
-            for claim in dispatch(rt):
-                rt.store.get(claim.job_id)
-                submit_job(rt, claim.job_id, owner=claim.owner)
+        single, batch = per_job(one_by_one), per_job(batched)
     finally:
         rt.close()
+    runs_per_job = 1 / defaults.INTAKE_BATCH_MAX + 1 / defaults.SUBMIT_BATCH_MAX
     return {
-        "store_queries": round(counts["queries"] / jobs, 1),
-        "store_commits": round(counts["commits"] / jobs, 1),
-        "broker_publishes": 6,
+        "one_by_one": {
+            "store_queries": single["queries"],
+            "store_commits": single["commits"],
+            "broker_messages": 6,
+            "broker_round_trips": 6,
+        },
+        "batched": {
+            "store_queries": batch["queries"],
+            "store_commits": batch["commits"],
+            "broker_messages": round(4 + runs_per_job, 2),
+            "broker_round_trips": round(runs_per_job, 2),
+        },
     }
 
 

@@ -1,7 +1,7 @@
 """The benchmarks' smallest cases still run, so that `make bench` cannot rot unseen.
 
 CI does not run the benchmarks (they are measurements, not tests); this runs the
-cheapest two at tiny sizes, on real PostgreSQL, and checks the JSON each one writes.
+cheapest ones at tiny sizes, on real PostgreSQL, and checks the JSON each one writes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from bench import backlog, validation
+from bench import backlog, throughput, validation
 
 CASES = [
     pytest.param(
@@ -23,6 +23,13 @@ CASES = [
         id="validation",
     ),
     pytest.param(backlog, backlog.TINY, {"claim"}, ["backlog_claim.png"], id="backlog"),
+    pytest.param(
+        throughput,
+        throughput.TINY,
+        {"pool_1", "cost_per_job"},
+        ["throughput.png"],
+        id="throughput",
+    ),
 ]
 
 
