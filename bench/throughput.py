@@ -43,7 +43,14 @@ from harness import TEST_API_KEY, Deployment, wait_until
 from kolors_tryon import JobPublisher
 from kolors_tryon.config import defaults
 from kolors_tryon.jobs import validate_job
-from kolors_tryon.pipeline import Runtime, dispatch, intake, submit_batch, submit_job
+from kolors_tryon.pipeline import (
+    Runtime,
+    dispatch,
+    intake,
+    intake_many,
+    submit_batch,
+    submit_job,
+)
 from kolors_tryon.store import JobStore
 from kolors_tryon.store.records import unix_seconds
 
@@ -150,8 +157,8 @@ def store_cost_per_job(deployment: Deployment, photos: str, jobs: int) -> dict[s
 
     def batched() -> None:
         for start in range(0, jobs, defaults.INTAKE_BATCH_MAX):
-            for i in range(start, min(jobs, start + defaults.INTAKE_BATCH_MAX)):
-                intake(rt, json.dumps(url_job(f"costb-{i:05d}", photos)))
+            numbers = range(start, min(jobs, start + defaults.INTAKE_BATCH_MAX))
+            intake_many(rt, [json.dumps(url_job(f"costb-{i:05d}", photos)) for i in numbers])
             claims = dispatch(rt)
             for first in range(0, len(claims), defaults.SUBMIT_BATCH_MAX):
                 submit_batch(rt, claims[first : first + defaults.SUBMIT_BATCH_MAX])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import concurrently, fresh_database
-from kolors_tryon.store import Busy, CreatePlan, JobState, JobStore
+from kolors_tryon.store import Admission, Busy, CreatePlan, JobState, JobStore, NewJob
 
 BODY = {"human_image": "aGk=", "cloth_image": "aGk=", "external_task_id": "x"}
 
@@ -33,6 +33,40 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
 def queue_jobs(store: JobStore, *ids: str, priority: int = 0) -> None:
     for job_id in ids:
         store.accept(job_id, body=BODY, priority=priority)
+
+
+def test_accept_many_keeps_the_id_rules_of_accept(store: JobStore) -> None:
+    """A batch: new jobs in one transaction; a duplicate, a conflict, a resubmission of a
+    rejected job and an id twice in the batch each get what `accept` gives them."""
+    store.accept("known", body=BODY, content_hash="h-known")
+    store.reject("bad", code="invalid_job", message="no", content_hash="h-bad")
+    batch = [
+        NewJob("new-1", body=BODY, content_hash="h1"),
+        NewJob("known", body=BODY, content_hash="h-known"),
+        NewJob("known", body=BODY, content_hash="h-other"),
+        NewJob("bad", body=BODY, content_hash="h-fixed"),
+        NewJob("new-2", body=BODY, content_hash="h2", priority=3),
+        NewJob("new-2", body=BODY, content_hash="h2"),
+    ]
+    admitted = store.accept_many(batch)
+    assert [a.outcome for a in admitted] == [
+        Admission.CREATED,
+        Admission.DUPLICATE,
+        Admission.CONFLICT,
+        Admission.RESUBMITTED,
+        Admission.CREATED,
+        Admission.DUPLICATE,
+    ]
+    assert [a.record.job_id for a in admitted] == [job.job_id for job in batch]
+    assert store.count_by_state() == {"queued": 4}
+    new_2 = store.get("new-2")
+    assert new_2 is not None and new_2.priority == 3
+    claims = store.claim_next(10, lease_seconds=60)
+    assert claims[0].job_id == "new-2"  # the priority was recorded
+    plan = store.enter_submit(
+        "new-1", next(c.owner for c in claims if c.job_id == "new-1"), window=30, grace=5
+    )
+    assert isinstance(plan, CreatePlan) and plan.body == BODY  # its create body was kept
 
 
 def test_accept_is_idempotent_per_job_id(store: JobStore) -> None:

@@ -6,7 +6,7 @@ later, track, hand out freed slots). Nothing here imports Celery.
 """
 
 from kolors_tryon.pipeline.dispatch import dispatch, sweep
-from kolors_tryon.pipeline.intake import intake
+from kolors_tryon.pipeline.intake import intake, intake_many
 from kolors_tryon.pipeline.results import copy_results
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
@@ -19,6 +19,7 @@ __all__ = [
     "copy_results",
     "dispatch",
     "intake",
+    "intake_many",
     "submit_batch",
     "submit_job",
     "sweep",

@@ -13,12 +13,13 @@ the API: a corrected message under its id starts it over (a resubmission).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from kolors_tryon.jobs import JobRejected, validate_job
 from kolors_tryon.jobs.ids import content_digest
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
-from kolors_tryon.store import Admission, Admitted, JobState
+from kolors_tryon.store import Admission, Admitted, JobState, NewJob
 
 log = logging.getLogger(__name__)
 
@@ -27,34 +28,58 @@ REJECTED_CODE = "invalid_job"
 
 def intake(rt: Runtime, message: str | bytes) -> Step:
     """Validate and record one job message; asks for a dispatch when a job was queued."""
-    digest = content_digest(message)
-    try:
-        valid = validate_job(message, rt.validation_options)
-    except JobRejected as rejection:
-        if rejection.job_id is None:
-            return Step(dead_letter=rejection.reason, note="unrecordable message")
-        admitted = rt.store.reject(
-            rejection.job_id,
-            code=REJECTED_CODE,
-            message=rejection.reason,
-            content_hash=digest,
-            callback_url=rejection.callback_url,
-            webhook_events=rejection.webhook_events,
+    (step,) = intake_many(rt, [message])
+    return step
+
+
+def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
+    """`intake` for several messages, a step each in their order: validated one by one,
+    the valid ones recorded in one transaction (`JobStore.accept_many`)."""
+    steps: dict[int, Step] = {}
+    valid: list[tuple[int, NewJob]] = []
+    for i, message in enumerate(messages):
+        digest = content_digest(message)
+        try:
+            checked = validate_job(message, rt.validation_options)
+        except JobRejected as rejection:
+            steps[i] = _rejected(rt, rejection, digest)
+            continue
+        valid.append(
+            (
+                i,
+                NewJob(
+                    checked.job_id,
+                    body=checked.body.to_request(),
+                    content_hash=digest,
+                    priority=checked.message.priority,
+                    model_name=str(checked.message.model_name),
+                    metadata=checked.message.metadata,
+                    callback_url=checked.message.callback_url,
+                    webhook_events=checked.message.webhook_events,
+                ),
+            )
         )
-        if admitted.record.state is JobState.REJECTED and admitted.changed:
-            log.info("job %s rejected: %s", rejection.job_id, rejection.reason)
-        return _step(admitted, dispatch=False)
-    admitted = rt.store.accept(
-        valid.job_id,
-        body=valid.body.to_request(),
+    admitted = rt.store.accept_many([job for _, job in valid])
+    for (i, _), one in zip(valid, admitted, strict=True):
+        steps[i] = _step(one, dispatch=True)
+    return [steps[i] for i in range(len(messages))]
+
+
+def _rejected(rt: Runtime, rejection: JobRejected, digest: str) -> Step:
+    """Record a job that failed validation (or dead-letter a message with no job id)."""
+    if rejection.job_id is None:
+        return Step(dead_letter=rejection.reason, note="unrecordable message")
+    admitted = rt.store.reject(
+        rejection.job_id,
+        code=REJECTED_CODE,
+        message=rejection.reason,
         content_hash=digest,
-        priority=valid.message.priority,
-        model_name=str(valid.message.model_name),
-        metadata=valid.message.metadata,
-        callback_url=valid.message.callback_url,
-        webhook_events=valid.message.webhook_events,
+        callback_url=rejection.callback_url,
+        webhook_events=rejection.webhook_events,
     )
-    return _step(admitted, dispatch=True)
+    if admitted.record.state is JobState.REJECTED and admitted.changed:
+        log.info("job %s rejected: %s", rejection.job_id, rejection.reason)
+    return _step(admitted, dispatch=False)
 
 
 def _step(admitted: Admitted, *, dispatch: bool) -> Step:

@@ -13,6 +13,7 @@ from kolors_tryon.store.repository import (
     CreatePlan,
     Forgotten,
     JobStore,
+    NewJob,
     make_engine,
 )
 from kolors_tryon.store.states import (
@@ -38,6 +39,7 @@ __all__ = [
     "JobRecord",
     "JobState",
     "JobStore",
+    "NewJob",
     "ResultImage",
     "SchemaOutdated",
     "SchemaStatus",

@@ -139,6 +139,20 @@ class Admission(StrEnum):
 
 
 @dataclass(frozen=True)
+class NewJob:
+    """A valid job to record `queued`: the arguments of `JobStore.accept`."""
+
+    job_id: str
+    body: Mapping[str, Any]
+    content_hash: str | None = None
+    priority: int = 0
+    model_name: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    callback_url: str | None = None
+    webhook_events: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
 class Admitted:
     record: JobRecord
     outcome: Admission
@@ -269,14 +283,59 @@ class JobStore(WebhookDeliveries):
         the job was `rejected`: a rejected job never reached the API, so a corrected
         message under its id starts it over as `queued` (a resubmission).
         """
-        payload = json.dumps(dict(body))
+        job = NewJob(
+            job_id,
+            body=body,
+            content_hash=content_hash,
+            priority=priority,
+            model_name=model_name,
+            metadata=metadata,
+            callback_url=callback_url,
+            webhook_events=webhook_events,
+        )
+        return self._accept(job)
+
+    def accept_many(self, jobs: Sequence[NewJob]) -> list[Admitted]:
+        """`accept` for several jobs, in their order: the new ones in one transaction.
+
+        An id already taken (or twice in `jobs`) then goes through `accept` on its own,
+        as does every job if another worker took one of these ids meanwhile.
+        """
+        first: dict[str, int] = {}
+        for i, job in enumerate(jobs):
+            first.setdefault(job.job_id, i)
+        admitted: dict[int, Admitted] = {}
+        try:
+            with self._tx() as (s, now):
+                taken = set(s.scalars(select(JobRow.job_id).where(JobRow.job_id.in_(first))))
+                fresh = {
+                    i: self._queued_rows(job, now)
+                    for i, job in enumerate(jobs)
+                    if job.job_id not in taken and first[job.job_id] == i
+                }
+                s.add_all([row for row, _ in fresh.values()])
+                s.flush()  # the payloads' foreign keys need the job rows first
+                s.add_all([payload for _, payload in fresh.values()])
+                for i, (row, _) in fresh.items():
+                    admitted[i] = Admitted(record_from_row(row), Admission.CREATED)
+        except IntegrityError:
+            admitted = {}  # raced by another worker: each job on its own
+        return [admitted.get(i) or self._accept(job) for i, job in enumerate(jobs)]
+
+    def _queued_rows(self, job: NewJob, now: float) -> tuple[JobRow, PayloadRow]:
+        row = self._new_row(job.job_id, JobState.QUEUED, job.metadata, now, job.content_hash)
+        row.priority = job.priority
+        row.model_name = job.model_name
+        _set_webhook_target(row, job.callback_url, job.webhook_events)
+        return row, PayloadRow(job_id=job.job_id, body=json.dumps(dict(job.body)))
+
+    def _accept(self, job: NewJob) -> Admitted:
+        job_id, callback_url, webhook_events = job.job_id, job.callback_url, job.webhook_events
+        priority, model_name, metadata = job.priority, job.model_name, job.metadata
+        payload = json.dumps(dict(job.body))
 
         def fresh(now: float) -> tuple[JobRow, PayloadRow | None]:
-            row = self._new_row(job_id, JobState.QUEUED, metadata, now, content_hash)
-            row.priority = priority
-            row.model_name = model_name
-            _set_webhook_target(row, callback_url, webhook_events)
-            return row, PayloadRow(job_id=job_id, body=payload)
+            return self._queued_rows(job, now)
 
         def restart(row: JobRow, s: Session, now: float) -> None:
             _set_webhook_target(row, callback_url, webhook_events)
@@ -289,7 +348,7 @@ class JobStore(WebhookDeliveries):
             row.job_metadata = dict(metadata or {})
             s.merge(PayloadRow(job_id=job_id, body=payload))
 
-        return self._admit(job_id, content_hash, fresh, restart)
+        return self._admit(job_id, job.content_hash, fresh, restart)
 
     def reject(
         self,

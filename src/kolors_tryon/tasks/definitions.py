@@ -41,13 +41,14 @@ from kolors_tryon.pipeline import (
     copy_results,
     dispatch,
     intake,
+    intake_many,
     submit_batch,
     submit_job,
     sweep,
     track_job,
 )
 from kolors_tryon.pipeline.callbacks import receive_callback
-from kolors_tryon.store import Claim, JobRecord, JobState
+from kolors_tryon.store import Claim, JobState
 from kolors_tryon.store.outage import is_outage
 from kolors_tryon.tasks.delays import send_later
 from kolors_tryon.tasks.messaging import announce as announce_changes
@@ -225,33 +226,32 @@ def _after_intake(app: Celery, message: str, step: Step) -> None:
 
 
 def _intake_batch(app: Celery, messages: list[str]) -> str:
-    """Several job messages in one run: each recorded on its own, then one announcement
-    and one claim for all of them (the claims go in `tryon.submit_batch` messages).
+    """Several job messages in one run: validated one by one, recorded in one
+    transaction, then one announcement and one claim for all of them (the claims go in
+    `tryon.submit_batch` messages).
 
-    A message whose intake crashes is sent again on its own as `tryon.intake(message)`,
-    where its retries and, in the end, its parking in the dead-letter queue concern it
-    alone. An outage (the store away) raises, and the whole batch is waited out like any
-    task's (messages already recorded are then duplicates: nothing happens twice).
+    If recording them crashes, each message is sent again on its own as
+    `tryon.intake(message)`, where its retries and, in the end, its parking in the
+    dead-letter queue concern it alone. An outage (the store away) raises, and the whole
+    batch is waited out like any task's (messages already recorded are then duplicates:
+    nothing happens twice).
     """
     rt = runtime_for(app)
-    changed: list[JobRecord] = []
-    dispatch_wanted = False
-    for message in messages:
-        try:
-            step = intake(rt, message)
-        except Exception as exc:
-            if is_outage(exc):
-                raise
-            log.warning("intake of one message of a batch raised %s: alone again", exc)
+    try:
+        steps = intake_many(rt, messages)
+    except Exception as exc:
+        if is_outage(exc):
+            raise
+        log.warning("intake of a batch raised %s: each of its messages alone again", exc)
+        for message in messages:
             send_task(app, "tryon.intake", args=[message])
-            continue
+        return "crashed: each message alone again"
+    for message, step in zip(messages, steps, strict=True):
         _after_intake(app, message, step)
-        changed.extend(step.changed)
-        dispatch_wanted = dispatch_wanted or step.dispatch
-    announce_changes(app, changed)
-    if dispatch_wanted:
+    announce_changes(app, [record for step in steps for record in step.changed])
+    if any(step.dispatch for step in steps):
         _send_submits(app, dispatch(rt))
-    return f"{len(changed)} of {len(messages)} recorded"
+    return f"{sum(len(step.changed) for step in steps)} of {len(messages)} recorded"
 
 
 def _guarded(
