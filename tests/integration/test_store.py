@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import concurrently, fresh_database
-from kolors_tryon.store import Admission, Busy, CreatePlan, JobState, JobStore, NewJob
+from kolors_tryon.store import Admission, Busy, Created, CreatePlan, JobState, JobStore, NewJob
 
 BODY = {"human_image": "aGk=", "cloth_image": "aGk=", "external_task_id": "x"}
 
@@ -67,6 +67,35 @@ def test_accept_many_keeps_the_id_rules_of_accept(store: JobStore) -> None:
         "new-1", next(c.owner for c in claims if c.job_id == "new-1"), window=30, grace=5
     )
     assert isinstance(plan, CreatePlan) and plan.body == BODY  # its create body was kept
+
+
+def test_batched_intents_and_task_ids_are_fenced_row_by_row(store: JobStore) -> None:
+    """`record_intents` and `mark_submitted_many` write only the rows whose owner still
+    holds a live claim, and say which; the others are left as they were."""
+    queue_jobs(store, "a", "b", "c")
+    claims = {c.job_id: c.owner for c in store.claim_next(3, lease_seconds=60)}
+    assert store.take_over("b", "thief", lease_seconds=60) is False  # lease still live
+    granted = store.record_intents(
+        [("a", claims["a"]), ("b", "not-the-owner"), ("c", claims["c"])], window=30, spacing=5
+    )
+    assert granted == {"a", "c"}
+    records = store.mark_submitted_many(
+        [
+            Created("a", claims["a"], "T-a"),
+            Created("b", "not-the-owner", "T-b"),
+            Created("c", claims["c"], "T-c", processing=True),
+        ]
+    )
+    assert [r.state if r else None for r in records] == [
+        JobState.SUBMITTED,
+        None,
+        JobState.PROCESSING,
+    ]
+    assert [r.kling_task_id if r else None for r in records] == ["T-a", None, "T-c"]
+    b = store.get("b")
+    assert b is not None and b.state is JobState.SUBMITTING and b.attempts == 0
+    plan = store.enter_submit("b", claims["b"], window=30, grace=5)  # its photos are kept
+    assert isinstance(plan, CreatePlan) and plan.body == BODY
 
 
 def test_accept_is_idempotent_per_job_id(store: JobStore) -> None:

@@ -25,12 +25,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    Table,
     and_,
+    bindparam,
     case,
     create_engine,
     delete,
@@ -42,6 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import BindParameter
 
 from kolors_tryon.store.clock import StoreClock
 from kolors_tryon.store.migrate import upgrade_schema
@@ -57,6 +60,8 @@ from kolors_tryon.store.tables import AccountRow, JobRow, PayloadRow, ResultCopy
 from kolors_tryon.store.webhooks import WebhookDeliveries, events_column
 
 ACCOUNT_ROW_ID = 1
+# The jobs table itself, for Core statements run once per row (executemany).
+_JOBS = cast(Table, JobRow.__table__)
 
 
 def _claimed_by(job_id: str, owner: str) -> tuple[ColumnElement[bool], ...]:
@@ -633,11 +638,45 @@ class JobStore(WebhookDeliveries):
         sent in that order: the i-th one's window is `window + i * spacing` (it may wait
         for the creates before it). Returns the job ids whose intent was written: only
         those may be sent."""
+        if not claims:
+            return set()
+        jobs = _JOBS
+        until: BindParameter[float] = bindparam("b_until")
+        # One statement run for every claim (executemany); the fence is the same as
+        # `_intent`'s, row by row.
+        statement = (
+            update(jobs)
+            .where(
+                jobs.c.job_id == bindparam("b_job"),
+                jobs.c.state == JobState.SUBMITTING,
+                jobs.c.lease_owner == bindparam("b_owner"),
+            )
+            .values(
+                create_pending=True,
+                attempts=jobs.c.attempts + 1,
+                attempt_until=until,
+                lease_until=case((jobs.c.lease_until > until, jobs.c.lease_until), else_=until),
+            )
+        )
         with self._tx() as (s, now):
+            s.execute(
+                statement.where(jobs.c.lease_until > now).values(intent_at=now, updated_at=now),
+                [
+                    {"b_job": job_id, "b_owner": owner, "b_until": now + window + i * spacing}
+                    for i, (job_id, owner) in enumerate(claims)
+                ],
+            )
+            # Which rows took it: those of the owner that carry this transaction's time.
+            owners = dict(claims)
+            written = s.execute(
+                select(JobRow.job_id, JobRow.lease_owner, JobRow.intent_at).where(
+                    JobRow.job_id.in_(owners)
+                )
+            )
             return {
                 job_id
-                for i, (job_id, owner) in enumerate(claims)
-                if _intent(s, now, job_id, owner, window=window + i * spacing)
+                for job_id, owner, intent_at in written
+                if owner == owners[job_id] and intent_at == now
             }
 
     def note_failed_create(
@@ -691,8 +730,62 @@ class JobStore(WebhookDeliveries):
 
     def mark_submitted_many(self, created: Sequence[Created]) -> list[JobRecord | None]:
         """`mark_submitted` for several creates in one transaction, in their order."""
+        if len(created) < 2:
+            with self._tx() as (s, now):
+                return _submitted(s, now, created)
+        jobs = _JOBS
+        statement = (
+            update(jobs)
+            .where(
+                jobs.c.job_id == bindparam("b_job"),
+                jobs.c.state == JobState.SUBMITTING,
+                jobs.c.lease_owner == bindparam("b_owner"),
+            )
+            .values(
+                state=bindparam("b_state"),
+                kling_task_id=bindparam("b_task"),
+                create_pending=False,
+                unresolved_until=None,
+                attempt_until=None,
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
         with self._tx() as (s, now):
-            return _submitted(s, now, created)
+            # One statement run for every create (executemany), fenced like `_submitted`.
+            s.execute(
+                statement.values(submitted_at=now, updated_at=now),
+                [
+                    {
+                        "b_job": one.job_id,
+                        "b_owner": one.owner,
+                        "b_task": one.task_id,
+                        "b_state": JobState.PROCESSING if one.processing else JobState.SUBMITTED,
+                    }
+                    for one in created
+                ],
+            )
+            rows = {
+                row.job_id: row
+                for row in s.scalars(
+                    select(JobRow)
+                    .where(JobRow.job_id.in_([one.job_id for one in created]))
+                    .execution_options(populate_existing=True)
+                )
+            }
+            # Moved by this transaction: the task id and this transaction's time.
+            records = [
+                record_from_row(row)
+                if (row := rows.get(one.job_id)) is not None
+                and row.kling_task_id == one.task_id
+                and row.submitted_at == now
+                else None
+                for one in created
+            ]
+            moved = [r.job_id for r in records if r is not None]
+            if moved:
+                s.execute(delete(PayloadRow).where(PayloadRow.job_id.in_(moved)))
+            return records
 
     # ---------------------------------------------------------------- tracking --------
     def mark_processing(self, job_id: str) -> JobRecord | None:
