@@ -41,6 +41,7 @@ from kolors_tryon.kling import (
     PolicyViolationError,
     RateLimitedError,
 )
+from kolors_tryon.observe.context import job_context
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
 from kolors_tryon.store import Busy, Claim, Created, CreatePlan, JobRecord, JobState
@@ -112,7 +113,8 @@ def submit_batch(rt: Runtime, claims: Sequence[Claim]) -> list[tuple[Claim, Step
         if isinstance(entry, CreatePlan) and _is_plain(rt, entry):
             plain.append((claim, entry))
         else:
-            steps[claim.job_id] = _run_entry(rt, entry, claim.owner, waits=0)
+            with job_context(claim.job_id):
+                steps[claim.job_id] = _run_entry(rt, entry, claim.owner, waits=0)
     steps.update(_create_all(rt, plain))
     return [(claim, steps[claim.job_id]) for claim in claims]
 
@@ -165,21 +167,23 @@ def _create_all(rt: Runtime, plain: list[tuple[Claim, CreatePlan]]) -> dict[str,
             )
             attempt.leave()
             continue
-        try:
-            task = rt.kling.create(attempt.create_body())
-        except KlingError as err:
-            step = attempt.on_create_error(err)
-            attempt.leave()
-            steps[claim.job_id] = step
-            if not isinstance(err, JOB_SPECIFIC_ERRORS) and step.again_in is not None:
-                stopped = step
-            continue
+        with job_context(claim.job_id):  # its log lines and Sentry events name the job
+            try:
+                task = rt.kling.create(attempt.create_body())
+            except KlingError as err:
+                step = attempt.on_create_error(err)
+                attempt.leave()
+                steps[claim.job_id] = step
+                if not isinstance(err, JOB_SPECIFIC_ERRORS) and step.again_in is not None:
+                    stopped = step
+                continue
         made.append((attempt, task))
     records = rt.store.mark_submitted_many(
         [Created(a.job_id, a.owner, task.task_id, task.status == "processing") for a, task in made]
     )
     for (attempt, task), record in zip(made, records, strict=True):
-        steps[attempt.job_id] = attempt.after_submitted(task, record)
+        with job_context(attempt.job_id, kling_task_id=task.task_id):
+            steps[attempt.job_id] = attempt.after_submitted(task, record)
     return steps
 
 
