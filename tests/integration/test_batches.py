@@ -17,7 +17,7 @@ from kolors_tryon.config import Settings
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.jobs import validate_job
 from kolors_tryon.pipeline import Runtime, submit_batch, submit_job
-from kolors_tryon.store import Claim
+from kolors_tryon.store import Claim, CreatePlan
 
 GRACE = 10.0
 LEASE = 30.0
@@ -110,6 +110,22 @@ def test_a_1303_stops_the_rest_of_the_batch_which_then_goes_one_by_one(
     stats = emulator.stats()
     assert stats["create_requests"] == 6 and stats["creates"] == 5
     assert all(n == 1 for n in stats["tasks_by_external_id"].values())
+
+
+def test_after_a_server_error_only_the_job_that_got_it_waits_for_the_grace(
+    rt: Runtime, emulator: EmulatorServer
+) -> None:
+    """A 5000 may have made the task: that job looks it up once the grace is over. The
+    rest of the batch was never sent: it waits a retry's backoff, not the grace."""
+    claims = claims_of(rt, 4)
+    emulator.configure(create_error=5000)
+    (_, first), *rest = submit_batch(rt, claims)
+    assert emulator.stats()["create_requests"] == 1
+    assert first.again_in is not None and first.again_in >= GRACE
+    assert all(step.again_in is not None and step.again_in < GRACE for _, step in rest)
+    for claim in claims[1:]:  # their attempts made nothing: no lookup needed first
+        plan = rt.store.enter_submit(claim.job_id, claim.owner, window=30, grace=GRACE)
+        assert isinstance(plan, CreatePlan) and not plan.maybe_created
 
 
 def test_a_job_that_may_have_a_task_is_looked_up_not_created_again_in_a_batch(

@@ -145,15 +145,15 @@ def _create_all(rt: Runtime, plain: list[tuple[Claim, CreatePlan]]) -> dict[str,
     )
     steps: dict[str, Step] = {}
     made: list[tuple[_Attempt, KlingTask]] = []
-    stopped: Step | None = None
+    stopped: float | None = None  # the rest waits this long, when an answer stopped it
     for claim, plan in plain:
         attempt = _Attempt(rt, plan, claim.owner, waits=0)
         if claim.job_id not in granted:
             steps[claim.job_id] = Step(note="claim lost before create")
             continue
         if stopped is not None:
-            # Never sent: this job's intent made nothing; it waits like the one that
-            # stopped the batch, then goes on its own.
+            # Never sent: this job's intent made nothing; it waits, then goes on its
+            # own (`tryon.submit` under its owner).
             rt.store.note_failed_create(
                 claim.job_id,
                 claim.owner,
@@ -161,10 +161,7 @@ def _create_all(rt: Runtime, plain: list[tuple[Claim, CreatePlan]]) -> dict[str,
                 spend_retry=False,
                 grace=rt.settings.create_visibility_grace,
             )
-            steps[claim.job_id] = attempt.wait(
-                (stopped.again_in or 0.0) + rt.rng.uniform(0.0, 1.0),
-                "batch stopped: " + stopped.note,
-            )
+            steps[claim.job_id] = attempt.wait(stopped, "not sent: the batch was stopped")
             attempt.leave()
             continue
         with job_context(claim.job_id):  # its log lines and Sentry events name the job
@@ -174,8 +171,8 @@ def _create_all(rt: Runtime, plain: list[tuple[Claim, CreatePlan]]) -> dict[str,
                 step = attempt.on_create_error(err)
                 attempt.leave()
                 steps[claim.job_id] = step
-                if not isinstance(err, JOB_SPECIFIC_ERRORS) and step.again_in is not None:
-                    stopped = step
+                if not isinstance(err, JOB_SPECIFIC_ERRORS):
+                    stopped = _wait_after_stop(rt, err, step)
                 continue
         made.append((attempt, task))
     records = rt.store.mark_submitted_many(
@@ -185,6 +182,28 @@ def _create_all(rt: Runtime, plain: list[tuple[Claim, CreatePlan]]) -> dict[str,
         with job_context(attempt.job_id, kling_task_id=task.task_id):
             steps[attempt.job_id] = attempt.after_submitted(task, record)
     return steps
+
+
+def _wait_after_stop(rt: Runtime, err: KlingError, step: Step) -> float:
+    """How long the unsent rest of a batch waits after `err` stopped it.
+
+    As long as the job that got it, when the answer concerns the account (1303: slots
+    busy; a pause); after a server or network failure, a first retry's backoff: those
+    jobs were never sent, so the visibility grace that the failed job waits for (its
+    create may have been made) is not theirs to wait.
+    """
+    if step.again_in is not None and isinstance(
+        err, ConcurrencyLimitError | AccountUnavailableError | ConfigurationError
+    ):
+        return step.again_in + rt.rng.uniform(0.0, 1.0)
+    settings = rt.settings
+    return backoff_delay(
+        0,
+        base=settings.retry_backoff_base,
+        cap=settings.retry_backoff_max,
+        retry_after=err.retry_after,
+        rng=rt.rng,
+    )
 
 
 # Refusals that concern one job's content: the next job of a batch may still go.
