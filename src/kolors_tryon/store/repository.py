@@ -44,6 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import BindParameter
 
 from kolors_tryon.store.clock import StoreClock
@@ -62,6 +63,16 @@ from kolors_tryon.store.webhooks import WebhookDeliveries, events_column
 ACCOUNT_ROW_ID = 1
 # The jobs table itself, for Core statements run once per row (executemany).
 _JOBS = cast(Table, JobRow.__table__)
+
+
+def _claimed_rows() -> Update:
+    """An UPDATE of the claimed job rows `_claimed_by` names, for executemany: the job
+    id and owner are the parameters `b_job` and `b_owner` of each row."""
+    return update(_JOBS).where(
+        _JOBS.c.job_id == bindparam("b_job"),
+        _JOBS.c.state == JobState.SUBMITTING,
+        _JOBS.c.lease_owner == bindparam("b_owner"),
+    )
 
 
 def _claimed_by(job_id: str, owner: str) -> tuple[ColumnElement[bool], ...]:
@@ -644,19 +655,11 @@ class JobStore(WebhookDeliveries):
         until: BindParameter[float] = bindparam("b_until")
         # One statement run for every claim (executemany); the fence is the same as
         # `_intent`'s, row by row.
-        statement = (
-            update(jobs)
-            .where(
-                jobs.c.job_id == bindparam("b_job"),
-                jobs.c.state == JobState.SUBMITTING,
-                jobs.c.lease_owner == bindparam("b_owner"),
-            )
-            .values(
-                create_pending=True,
-                attempts=jobs.c.attempts + 1,
-                attempt_until=until,
-                lease_until=case((jobs.c.lease_until > until, jobs.c.lease_until), else_=until),
-            )
+        statement = _claimed_rows().values(
+            create_pending=True,
+            attempts=jobs.c.attempts + 1,
+            attempt_until=until,
+            lease_until=case((jobs.c.lease_until > until, jobs.c.lease_until), else_=until),
         )
         with self._tx() as (s, now):
             s.execute(
@@ -733,23 +736,14 @@ class JobStore(WebhookDeliveries):
         if len(created) < 2:
             with self._tx() as (s, now):
                 return _submitted(s, now, created)
-        jobs = _JOBS
-        statement = (
-            update(jobs)
-            .where(
-                jobs.c.job_id == bindparam("b_job"),
-                jobs.c.state == JobState.SUBMITTING,
-                jobs.c.lease_owner == bindparam("b_owner"),
-            )
-            .values(
-                state=bindparam("b_state"),
-                kling_task_id=bindparam("b_task"),
-                create_pending=False,
-                unresolved_until=None,
-                attempt_until=None,
-                lease_owner=None,
-                lease_until=None,
-            )
+        statement = _claimed_rows().values(
+            state=bindparam("b_state"),
+            kling_task_id=bindparam("b_task"),
+            create_pending=False,
+            unresolved_until=None,
+            attempt_until=None,
+            lease_owner=None,
+            lease_until=None,
         )
         with self._tx() as (s, now):
             # One statement run for every create (executemany), fenced like `_submitted`.
