@@ -146,9 +146,11 @@ BROKER_POLLING_INTERVAL: Final = 0.1
 # queue while another idles.
 INTAKE_PREFETCH: Final = 32
 # Raw job messages that arrive together go to intake in one task message (RabbitMQ):
-# at most this many, gathered for at most this long (a lone message waits this long).
+# at most this many, gathered for at most this long (a lone message waits this long:
+# nothing next to a try-on of 15-60 s; producers publish about one message a
+# millisecond, so a burst fills a batch in about this time).
 INTAKE_BATCH_MAX: Final = 20
-INTAKE_BATCH_WAIT: Final = 0.005
+INTAKE_BATCH_WAIT: Final = 0.02
 
 # --- input checks ----------------------------------------------------------------------
 # Two 10 MB images as Base64 (~14 MB each), line breaks, metadata and the rest fit easily.
