@@ -577,6 +577,22 @@ def test_after_a_server_error_only_the_job_that_got_it_waits_for_the_grace(
         assert isinstance(plan, CreatePlan) and not plan.maybe_created
 
 
+def test_a_batch_sends_a_create_only_while_it_can_end_inside_the_attempt_window(
+    rt: Runtime, emulator: EmulatorServer
+) -> None:
+    """Slow answers (4 s each): the window (2 x 7 s + 5 s slack) leaves room to start
+    creates for 7 s, so two go and the rest waits, none of them in doubt."""
+    claims = claims_of(rt, 4)
+    emulator.configure(slow_rate=1.0, slow_seconds=4.0)
+    notes = [step.note for _, step in submit_batch(rt, claims)]
+    assert notes[:2] == ["submitted", "submitted"]
+    assert notes[2:] == ["not sent: the batch was stopped"] * 2
+    assert emulator.stats()["create_requests"] == 2
+    for claim in claims[2:]:
+        plan = rt.store.enter_submit(claim.job_id, claim.owner, window=30, grace=GRACE)
+        assert isinstance(plan, CreatePlan) and not plan.maybe_created
+
+
 def test_a_job_that_may_have_a_task_is_looked_up_not_created_again_in_a_batch(
     rt: Runtime, emulator: EmulatorServer, clock: SettableClock
 ) -> None:

@@ -76,7 +76,7 @@ def test_batched_intents_and_task_ids_are_fenced_row_by_row(store: JobStore) -> 
     claims = {c.job_id: c.owner for c in store.claim_next(3, lease_seconds=60)}
     assert store.take_over("b", "thief", lease_seconds=60) is False  # lease still live
     granted = store.record_intents(
-        [("a", claims["a"]), ("b", "not-the-owner"), ("c", claims["c"])], window=30, spacing=5
+        [("a", claims["a"]), ("b", "not-the-owner"), ("c", claims["c"])], window=30
     )
     assert granted == {"a", "c"}
     records = store.mark_submitted_many(

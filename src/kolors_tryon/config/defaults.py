@@ -60,8 +60,7 @@ BUSY_BACKOFF_CAP: Final = 60.0
 # lifted by a person, so once every five minutes is soon enough and costs nothing.
 ACCOUNT_PROBE_INTERVAL: Final = 300.0
 # Fresh claims submitted by one `tryon.submit_batch` run: their writes share
-# transactions; each later create's attempt window grows by one create's timeout, so
-# the batch stays small.
+# transactions, and their creates go one after another within one attempt window.
 SUBMIT_BATCH_MAX: Final = 10
 # How long a submit claim holds a slot before the sweep may give it to another run:
 # longer than one create's timeouts plus a lookup by external_task_id.

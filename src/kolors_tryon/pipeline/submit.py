@@ -24,6 +24,7 @@ after job; one probe is sent every `account_probe_interval` seconds until one su
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from kolors_tryon.config.backoff import backoff_delay
@@ -93,9 +94,10 @@ def submit_batch(rt: Runtime, claims: Sequence[Claim]) -> list[tuple[Claim, Step
     The same writes as `submit_job`, in the same order for each job, but shared: one
     transaction enters every claim, one records every intent before the first POST, the
     creates go one after another over the pooled session, and one transaction records
-    the task ids. Each job's attempt window also covers the creates sent before its own
-    (each may take its full timeout). A claim that is not plain (the account is paused,
-    a task may exist already, another run is mid-attempt) takes the single-job path.
+    the task ids. Every job's attempt window opens with the intents, so a create is sent
+    only while it can still end inside it; the rest waits. A claim that is not plain (the
+    account is paused, a task may exist already, another run is mid-attempt) takes the
+    single-job path.
     After an answer that no other job would get past either (1303, a pause, a server or
     network failure), the rest of the batch is not sent: those jobs wait and go one by
     one.
@@ -138,11 +140,13 @@ def _create_all(rt: Runtime, plain: list[tuple[Claim, CreatePlan]]) -> dict[str,
     """The creates of a batch's plain claims: intents, POSTs, then the task ids."""
     if not plain:
         return {}
-    granted = rt.store.record_intents(
-        [(c.job_id, c.owner) for c, _ in plain],
-        window=attempt_window(rt),
-        spacing=_one_create(rt),
-    )
+    window = attempt_window(rt)
+    # Every job's window opens with the intents; a create may start only while it can
+    # still end inside it (the window's length, measured on this process's steady
+    # clock). Creates answer in milliseconds; a batch that meets slow answers sends the
+    # rest later.
+    last_start = time.monotonic() + window - _one_create(rt) - ATTEMPT_SLACK_SECONDS
+    granted = rt.store.record_intents([(c.job_id, c.owner) for c, _ in plain], window=window)
     steps: dict[str, Step] = {}
     made: list[tuple[_Attempt, KlingTask]] = []
     stopped: float | None = None  # the rest waits this long, when an answer stopped it
@@ -151,6 +155,10 @@ def _create_all(rt: Runtime, plain: list[tuple[Claim, CreatePlan]]) -> dict[str,
         if claim.job_id not in granted:
             steps[claim.job_id] = Step(note="claim lost before create")
             continue
+        if stopped is None and time.monotonic() > last_start:
+            stopped = backoff_delay(
+                0, base=rt.settings.retry_backoff_base, cap=rt.settings.retry_backoff_max
+            )
         if stopped is not None:
             # Never sent: this job's intent made nothing; it waits, then goes on its
             # own (`tryon.submit` under its owner).

@@ -21,6 +21,7 @@ import fcntl
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -181,6 +182,12 @@ def require_current_schema(engine: Engine) -> SchemaStatus:
     return status
 
 
+# Alembic's `context` and `op` are proxies of one process-wide object: two threads
+# migrating two databases at once would run each other's operations. The database lock
+# below keeps processes apart; this keeps the threads of one process apart.
+_IN_THIS_PROCESS = threading.Lock()
+
+
 @contextmanager
 def _locked_transaction(engine: Engine) -> Iterator[Connection]:
     """One transaction that only one process at a time holds, around a migration."""
@@ -236,7 +243,7 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> tuple[SchemaStatus
     Returns:
         The status before and after.
     """
-    with _locked_transaction(engine) as connection:
+    with _IN_THIS_PROCESS, _locked_transaction(engine) as connection:
         before = SchemaStatus(_current(connection), head_revision())
         if before.up_to_date and revision == "head":
             return before, before
@@ -251,7 +258,7 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> tuple[SchemaStatus
 
 def downgrade_schema(engine: Engine, revision: str) -> SchemaStatus:
     """Take the store back to `revision` (development: later columns and data are lost)."""
-    with _locked_transaction(engine) as connection:
+    with _IN_THIS_PROCESS, _locked_transaction(engine) as connection:
         command.downgrade(alembic_config(connection), revision)
         return SchemaStatus(_current(connection), head_revision())
 

@@ -642,13 +642,11 @@ class JobStore(WebhookDeliveries):
         with self._tx() as (s, now):
             return _intent(s, now, job_id, owner, window=window)
 
-    def record_intents(
-        self, claims: Sequence[tuple[str, str]], *, window: float, spacing: float
-    ) -> set[str]:
-        """`record_intent` for several (job id, owner) claims in one transaction, to be
-        sent in that order: the i-th one's window is `window + i * spacing` (it may wait
-        for the creates before it). Returns the job ids whose intent was written: only
-        those may be sent."""
+    def record_intents(self, claims: Sequence[tuple[str, str]], *, window: float) -> set[str]:
+        """`record_intent` for several (job id, owner) claims in one transaction.
+
+        Returns the job ids whose intent was written: only those may be sent.
+        """
         if not claims:
             return set()
         jobs = _JOBS
@@ -665,8 +663,8 @@ class JobStore(WebhookDeliveries):
             s.execute(
                 statement.where(jobs.c.lease_until > now).values(intent_at=now, updated_at=now),
                 [
-                    {"b_job": job_id, "b_owner": owner, "b_until": now + window + i * spacing}
-                    for i, (job_id, owner) in enumerate(claims)
+                    {"b_job": job_id, "b_owner": owner, "b_until": now + window}
+                    for job_id, owner in claims
                 ],
             )
             # Which rows took it: those of the owner that carry this transaction's time.
