@@ -50,7 +50,7 @@ def task_end_delays(emulator: EmulatorServer, records: dict[str, JobRecord]) -> 
     return delays
 
 
-def run_backlog(tmp: Path, *, callbacks: bool, jobs: int = 50) -> dict[str, Any]:
+def run_backlog(tmp: Path, *, callbacks: bool, jobs: int = 30) -> dict[str, Any]:
     """`jobs` jobs of about 5 s at limit 5; returns the run's figures."""
     tmp.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -89,7 +89,7 @@ def run_backlog(tmp: Path, *, callbacks: bool, jobs: int = 50) -> dict[str, Any]
 
 @pytest.mark.slow
 def test_callbacks_end_jobs_at_once_with_one_call_per_job(tmp_path: Path) -> None:
-    """50 jobs of 5 s, limit 5: with callbacks about one API call per job and < 1 s delay.
+    """30 jobs of 5 s, limit 5: with callbacks about one API call per job and < 1 s delay.
 
     The two runs go side by side, each with its own emulator and deployment (their tasks
     are waits at the emulator: they hardly compete for the machine)."""

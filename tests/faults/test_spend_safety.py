@@ -153,10 +153,10 @@ def test_fault_storm_keeps_within_our_limit(fault_run: FaultRun) -> None:
         seed=5,
     )
 
-    run.publish(60, "storm")
+    run.publish(30, "storm")
     run.wait_terminal(timeout=360)
 
-    assert run.states() == {"succeeded": 60}
+    assert run.states() == {"succeeded": 30}
     stats = run.assert_one_task_per_job()
     codes = stats["answers_by_code"]
     assert stats["peak_in_flight"] <= 3
@@ -164,7 +164,7 @@ def test_fault_storm_keeps_within_our_limit(fault_run: FaultRun) -> None:
     assert codes.get("5000", 0) > 0 and codes.get("1302", 0) > 0
     figures(
         "fault-storm",
-        jobs=60,
+        jobs=30,
         peak_in_flight=stats["peak_in_flight"],
         limit=3,
         answers_1303=codes.get("1303", 0),
