@@ -39,11 +39,7 @@ PUBLISH_RETRY_POLICY: dict[str, float] = {
     "interval_max": 3,
 }
 # Which queue each task runs on: the queue's short name. The routing key of each queue
-# is `q.<namespace>.<short name>` (`Topology.routing_key`): it must not start with
-# `task.`, the binding of an older topology, and it names the namespace because Celery's
-# delayed-delivery exchanges are shared by every deployment on the vhost: each task
-# exchange is bound to them with `#.<its routing keys>`, so with keys alike (`q.track`)
-# a delayed message of one deployment reached the queues of all of them.
+# is `q.<short name>`: it must not start with `task.`, the binding of an older topology.
 TASK_QUEUES = {
     "tryon.intake": "intake",
     "tryon.submit": "tasks",
@@ -108,16 +104,12 @@ class Topology:
             queue_arguments=self._arguments(),
         )
 
-    def routing_key(self, short: str) -> str:
-        """The routing key of internal queue `short`: unique to the namespace."""
-        return f"q.{self.namespace}.{short}"
-
     def task_queue(self, short: str) -> Queue:
         """One internal queue, bound to the topic exchange (native delayed delivery)."""
         return Queue(
             self.task_queue_name(short),
             exchange=self.task_exchange,
-            routing_key=self.routing_key(short),
+            routing_key=f"q.{short}",
             durable=True,
             queue_arguments=self._arguments(),
         )
@@ -154,7 +146,7 @@ def route_for(settings: Settings, task_name: str) -> dict[str, str]:
     """Where `task_name` goes: its queue and routing key."""
     topology = topology_for(settings)
     short = TASK_QUEUES[task_name]
-    return {"queue": topology.task_queue_name(short), "routing_key": topology.routing_key(short)}
+    return {"queue": topology.task_queue_name(short), "routing_key": f"q.{short}"}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -189,7 +181,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": topology.tasks_queue_name,
         "task_default_exchange": topology.namespace,
         "task_default_exchange_type": "topic",
-        "task_default_routing_key": topology.routing_key("tasks"),
+        "task_default_routing_key": "q.tasks",
         "task_default_delivery_mode": "persistent",
         "task_queues": topology.task_queues,
         "task_routes": routes,
