@@ -1166,6 +1166,20 @@ def _enter(
         return None
     if row.attempt_until is not None and row.attempt_until > now:
         return Busy(row.attempt_until - now)
+    # The read above does not lock: two copies of one message (a redelivery while the
+    # first still runs) can both get here. Only one opens the attempt window: the
+    # conditional UPDATE is decided under the row's write lock on both databases.
+    opened = s.execute(
+        update(JobRow)
+        .where(
+            *_claimed_by(row.job_id, owner),
+            or_(JobRow.attempt_until.is_(None), JobRow.attempt_until <= now),
+        )
+        .values(attempt_until=now + window)
+        .execution_options(synchronize_session=False)
+    )
+    if not _matched(opened):
+        return Busy(window)
     payload = s.get(PayloadRow, row.job_id)
     if payload is None:  # pragma: no cover - the payload lives until submission
         raise LookupError(f"job {row.job_id!r} has no create body")
