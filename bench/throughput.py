@@ -72,7 +72,7 @@ class Sizes:
 
 
 FULL = Sizes(jobs=2000, pools=(1, 2), profile_jobs=200)
-QUICK = Sizes(jobs=150, pools=(1, 2), profile_jobs=50)
+QUICK = Sizes(jobs=150, pools=(1, 2), profile_jobs=0)  # the profile runs at full size only
 TINY = Sizes(jobs=20, pools=(1,), profile_jobs=0)
 
 
