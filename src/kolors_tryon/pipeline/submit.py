@@ -156,9 +156,7 @@ def _create_all(rt: Runtime, plain: list[tuple[Claim, CreatePlan]]) -> dict[str,
             steps[claim.job_id] = Step(note="claim lost before create")
             continue
         if stopped is None and time.monotonic() > last_start:
-            stopped = backoff_delay(
-                0, base=rt.settings.retry_backoff_base, cap=rt.settings.retry_backoff_max
-            )
+            stopped = _first_retry(rt)
         if stopped is not None:
             # Never sent: this job's intent made nothing; it waits, then goes on its
             # own (`tryon.submit` under its owner).
@@ -204,12 +202,17 @@ def _wait_after_stop(rt: Runtime, err: KlingError, step: Step) -> float:
         err, ConcurrencyLimitError | AccountUnavailableError | ConfigurationError
     ):
         return step.again_in + rt.rng.uniform(0.0, 1.0)
+    return _first_retry(rt, retry_after=err.retry_after)
+
+
+def _first_retry(rt: Runtime, retry_after: float | None = None) -> float:
+    """A first retry's backoff (with jitter): how long unsent jobs of a batch wait."""
     settings = rt.settings
     return backoff_delay(
         0,
         base=settings.retry_backoff_base,
         cap=settings.retry_backoff_max,
-        retry_after=err.retry_after,
+        retry_after=retry_after,
         rng=rt.rng,
     )
 
