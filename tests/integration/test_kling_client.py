@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import requests
 from PIL import Image
 
 from harness import free_port
@@ -358,3 +361,73 @@ def test_closed_port_is_connection_error_not_sent(call: str) -> None:
             client.get("t")
     assert info.value.request_sent is False
     assert not info.value.ambiguous
+
+
+# --- the environment's proxy ----------------------------------------------------------
+
+
+class _ForwardProxy:
+    """A plain-HTTP forward proxy that keeps the request line of every call it relays."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        seen = self.seen
+
+        class Handler(BaseHTTPRequestHandler):
+            def _relay(self) -> None:
+                seen.append(f"{self.command} {self.path}")
+                length = int(self.headers.get("Content-Length") or 0)
+                forwarded = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                with requests.Session() as session:
+                    session.trust_env = False
+                    answer = session.request(
+                        self.command,
+                        self.path,  # absolute: that is what a proxy is sent
+                        data=self.rfile.read(length) if length else None,
+                        headers=forwarded,
+                        timeout=10,
+                    )
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.headers.get("Content-Type", ""))
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = _relay
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_calls_go_through_the_environments_proxy_unless_no_proxy_says_otherwise(
+    emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment is read once, when the client is made (not on every call), and
+    still decides: HTTP_PROXY relays every call, NO_PROXY exempts the API's host."""
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    proxy = _ForwardProxy()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        client = make_client(emulator)
+        task = client.create(body(emulator, "via-proxy"))
+        assert client.get(task.task_id).task_id == task.task_id
+        path = "/v1/images/kolors-virtual-try-on"
+        assert proxy.seen == [
+            f"POST {emulator.base_url}{path}",
+            f"GET {emulator.base_url}{path}/{task.task_id}",
+        ]
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        direct = make_client(emulator)
+        direct.create(body(emulator, "direct"))
+        assert len(proxy.seen) == 2  # straight to the API
+    finally:
+        proxy.close()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event, text
 
 from harness import concurrently, fresh_database
+from kolors_tryon.config import defaults
 from kolors_tryon.store import Admission, Busy, Created, CreatePlan, JobState, JobStore, NewJob
 
 BODY = {"human_image": "aGk=", "cloth_image": "aGk=", "external_task_id": "x"}
@@ -96,6 +99,61 @@ def test_batched_intents_and_task_ids_are_fenced_row_by_row(store: JobStore) -> 
     assert b is not None and b.state is JobState.SUBMITTING and b.attempts == 0
     plan = store.enter_submit("b", claims["b"], window=30, grace=5)  # its photos are kept
     assert isinstance(plan, CreatePlan) and plan.body == BODY
+
+
+def test_batched_entries_open_each_window_once(store: JobStore) -> None:
+    """`enter_submits`: a plan only for the owner of a live claim whose window is closed;
+    the same claim twice in one batch, or two runs entering at once, open it once."""
+    queue_jobs(store, "a", "b", "c")
+    claims = {c.job_id: c.owner for c in store.claim_next(3, lease_seconds=60)}
+    entries = store.enter_submits(
+        [("a", claims["a"]), ("a", claims["a"]), ("b", "not-the-owner"), ("nope", "x")],
+        window=30,
+        grace=5,
+    )
+    assert isinstance(entries[0], CreatePlan) and entries[0].body == BODY
+    assert isinstance(entries[1], Busy)
+    assert entries[2:] == [None, None]
+    # Two copies of one message entering together: exactly one gets to send.
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def enter() -> None:
+        (entry,) = store.enter_submits([("c", claims["c"])], window=30, grace=5)
+        with lock:
+            results.append(entry)
+
+    concurrently(enter, threads=6)
+    assert sum(isinstance(entry, CreatePlan) for entry in results) == 1
+    assert sum(isinstance(entry, Busy) for entry in results) == 5
+
+
+def test_the_store_keeps_the_database_clock_between_readings(tmp_path: Path) -> None:
+    """`now()` is the server's clock (read at most once per STORE_CLOCK_REFRESH, then
+    kept by the steady clock): within a few milliseconds of the server's own reading."""
+    with fresh_database() as url:
+        store = JobStore.from_url(url)
+        readings: list[str] = []
+
+        def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            if "clock_timestamp" in statement:
+                readings.append(statement)
+
+        event.listen(store.engine, "before_cursor_execute", count)
+        try:
+            for _ in range(20):
+                ours = store.now()
+                with store.engine.connect() as connection:
+                    server = connection.scalar(text("SELECT extract(epoch from clock_timestamp())"))
+                assert abs(float(server) - ours) < 0.05
+            by_store = len(readings) - 20  # the test's own 20 readings are counted too
+            assert 1 <= by_store <= 2, f"the store read the server's clock {by_store} times"
+            time.sleep(defaults.STORE_CLOCK_REFRESH + 0.1)
+            before = len(readings)
+            store.now()
+            assert len(readings) == before + 1  # read again once the refresh is due
+        finally:
+            store.dispose()
 
 
 def test_accept_is_idempotent_per_job_id(store: JobStore) -> None:

@@ -50,6 +50,7 @@ TASK_QUEUES = {
     "tryon.copy_results": "tasks",
     "tryon.webhook": "webhooks",
     "tryon.track": "track",
+    "tryon.track_batch": "track",
 }
 TASK_NAMES = tuple(TASK_QUEUES)
 
@@ -176,7 +177,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
-        "worker_prefetch_multiplier": int(__import__("os").environ.get("XPF", "1")),
+        "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_default_queue": topology.tasks_queue_name,
         "task_default_exchange": topology.namespace,

@@ -59,9 +59,10 @@ BUSY_BACKOFF_CAP: Final = 60.0
 # Pause before probing a blocked account (1100/1101/1102, credentials): such blocks are
 # lifted by a person, so once every five minutes is soon enough and costs nothing.
 ACCOUNT_PROBE_INTERVAL: Final = 300.0
-# Fresh claims submitted by one `tryon.submit_batch` run: their writes share
-# transactions, and their creates go one after another within one attempt window.
-SUBMIT_BATCH_MAX: Final = 10
+# Fresh claims submitted together (by the intake run that claimed them, or one
+# `tryon.submit_batch` run): their writes share transactions, and their creates go one
+# after another within one attempt window (25 creates take about 0.1 s).
+SUBMIT_BATCH_MAX: Final = 25
 # How long a submit claim holds a slot before the sweep may give it to another run:
 # longer than one create's timeouts plus a lookup by external_task_id.
 SUBMIT_LEASE_SECONDS: Final = 180.0
@@ -135,6 +136,12 @@ COPY_WAIT: Final = 15.0
 # Records handled per transaction by `tryon purge`: bounded memory at any backlog.
 PURGE_BATCH: Final = 200
 
+# --- the job store ---------------------------------------------------------------------
+# How often a process reads the database's clock again; in between, its time is this
+# process's steady clock plus the offset last measured (store/clock.py): a reading per
+# transaction was a tenth of the store's time, and the offset drifts by microseconds.
+STORE_CLOCK_REFRESH: Final = 1.0
+
 # --- brokers ---------------------------------------------------------------------------
 # Embedded broker: an unacked message is delivered again after 15 minutes, longer than
 # any task runs, so a slow task is not run twice while a killed one is not lost.
@@ -142,13 +149,14 @@ EMBEDDED_VISIBILITY_TIMEOUT: Final = 900.0
 # Embedded broker: seconds between polls of its SQLite file (latency against CPU).
 BROKER_POLLING_INTERVAL: Final = 0.1
 # Raw job messages one worker holds at a time: bounded, so one worker cannot hoard the
-# queue while another idles.
-INTAKE_PREFETCH: Final = 32
+# queue while another idles; two batches' worth, so that the next batch gathers while
+# one is handed over.
+INTAKE_PREFETCH: Final = 100
 # Raw job messages that arrive together go to intake in one task message (RabbitMQ):
 # at most this many, gathered for at most this long (a lone message waits this long:
-# nothing next to a try-on of 15-60 s; producers publish about one message a
-# millisecond, so a burst fills a batch in about this time).
-INTAKE_BATCH_MAX: Final = 20
+# nothing next to a try-on of 15-60 s). A producer publishing about one message a
+# millisecond fills 20 in that time; a backlog already waiting fills 50 at once.
+INTAKE_BATCH_MAX: Final = 50
 INTAKE_BATCH_WAIT: Final = 0.02
 
 # --- input checks ----------------------------------------------------------------------

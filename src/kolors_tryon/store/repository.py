@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -38,8 +39,10 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -61,8 +64,16 @@ from kolors_tryon.store.tables import AccountRow, JobRow, PayloadRow, ResultCopy
 from kolors_tryon.store.webhooks import WebhookDeliveries, events_column
 
 ACCOUNT_ROW_ID = 1
-# The jobs table itself, for Core statements run once per row (executemany).
+# The tables themselves, for Core statements (executemany, no ORM objects to build).
 _JOBS = cast(Table, JobRow.__table__)
+_PAYLOADS = cast(Table, PayloadRow.__table__)
+# The attributes of `JobRow` whose column is named otherwise.
+_JOBS_ATTRIBUTE_COLUMNS = {"job_metadata": "metadata"}
+# Every column of the jobs table, labelled with its attribute name.
+_ROW_COLUMNS = tuple(
+    column.label({v: k for k, v in _JOBS_ATTRIBUTE_COLUMNS.items()}.get(column.key, column.key))
+    for column in _JOBS.c
+)
 
 
 def _claimed_rows() -> Update:
@@ -325,25 +336,25 @@ class JobStore(WebhookDeliveries):
             with self._tx() as (s, now):
                 taken = set(s.scalars(select(JobRow.job_id).where(JobRow.job_id.in_(first))))
                 fresh = {
-                    i: self._queued_rows(job, now)
+                    i: _queued_values(job, now)
                     for i, job in enumerate(jobs)
                     if job.job_id not in taken and first[job.job_id] == i
                 }
-                s.add_all([row for row, _ in fresh.values()])
-                s.flush()  # the payloads' foreign keys need the job rows first
-                s.add_all([payload for _, payload in fresh.values()])
+                if fresh:
+                    # Core inserts (executemany): no ORM objects to build for rows that
+                    # are written once and read back as records from the same values.
+                    s.execute(insert(_JOBS), [_column_keys(row) for row, _ in fresh.values()])
+                    s.execute(insert(_PAYLOADS), [payload for _, payload in fresh.values()])
                 for i, (row, _) in fresh.items():
-                    admitted[i] = Admitted(record_from_row(row), Admission.CREATED)
+                    record = record_from_row(cast(JobRow, SimpleNamespace(**row)))
+                    admitted[i] = Admitted(record, Admission.CREATED)
         except IntegrityError:
             admitted = {}  # raced by another worker: each job on its own
         return [admitted.get(i) or self._accept(job) for i, job in enumerate(jobs)]
 
     def _queued_rows(self, job: NewJob, now: float) -> tuple[JobRow, PayloadRow]:
-        row = self._new_row(job.job_id, JobState.QUEUED, job.metadata, now, job.content_hash)
-        row.priority = job.priority
-        row.model_name = job.model_name
-        _set_webhook_target(row, job.callback_url, job.webhook_events)
-        return row, PayloadRow(job_id=job.job_id, body=json.dumps(dict(job.body)))
+        row, payload = _queued_values(job, now)
+        return JobRow(**row), PayloadRow(**payload)
 
     def _accept(self, job: NewJob) -> Admitted:
         job_id, callback_url, webhook_events = job.job_id, job.callback_url, job.webhook_events
@@ -521,30 +532,30 @@ class JobStore(WebhookDeliveries):
                     .limit(free)
                 )
             )
-            claims = []
-            for job_id in job_ids:
-                owner = new_owner()
-                moved = s.execute(
-                    update(JobRow)
-                    .where(JobRow.job_id == job_id, JobRow.state == JobState.QUEUED)
-                    .values(
-                        state=JobState.SUBMITTING,
-                        lease_owner=owner,
-                        lease_until=now + lease_seconds,
-                        updated_at=now,
-                    )
-                )
-                if _matched(moved):
-                    claims.append(Claim(job_id, owner))
-            if not claims:
+            if not job_ids:
                 return []
-            rows = s.scalars(
-                select(JobRow)
-                .where(JobRow.job_id.in_([c.job_id for c in claims]))
-                .execution_options(populate_existing=True)
+            owners = {job_id: new_owner() for job_id in job_ids}
+            jobs = _JOBS
+            # One statement run for every job (executemany), each still conditional on
+            # the job being queued; then one read says which moved and gives the records.
+            s.execute(
+                update(jobs)
+                .where(jobs.c.job_id == bindparam("b_job"), jobs.c.state == JobState.QUEUED)
+                .values(
+                    state=JobState.SUBMITTING,
+                    lease_owner=bindparam("b_owner"),
+                    lease_until=now + lease_seconds,
+                    updated_at=now,
+                ),
+                [{"b_job": job_id, "b_owner": owner} for job_id, owner in owners.items()],
             )
-            records = {row.job_id: record_from_row(row) for row in rows}
-            return [Claim(c.job_id, c.owner, records.get(c.job_id)) for c in claims]
+            rows = _rows_of(s, job_ids)
+            moved = {
+                row.job_id: record_from_row(row)
+                for row in rows
+                if row.state == JobState.SUBMITTING and row.lease_owner == owners[row.job_id]
+            }
+            return [Claim(j, owners[j], moved[j]) for j in job_ids if j in moved]
 
     def _lock_account(self, s: Session) -> AccountRow:
         s.execute(
@@ -604,24 +615,20 @@ class JobStore(WebhookDeliveries):
             sending); None when `owner` does not hold the claim (a duplicate message, or
             the job has moved on): then there is nothing to do.
         """
-        with self._tx() as (s, now):
-            row = s.scalar(select(JobRow).where(JobRow.job_id == job_id))
-            return _enter(s, now, row, owner, window=window, grace=grace)
+        (entry,) = self.enter_submits([(job_id, owner)], window=window, grace=grace)
+        return entry
 
     def enter_submits(
         self, claims: Sequence[tuple[str, str]], *, window: float, grace: float
     ) -> list[CreatePlan | Busy | None]:
-        """`enter_submit` for several (job id, owner) claims, in one transaction."""
+        """`enter_submit` for several (job id, owner) claims, in one transaction.
+
+        A fixed number of statements whatever the batch's size: one read of the rows,
+        one conditional UPDATE that opens the windows, one read of the bodies and one of
+        the pause (only an entry after a worker died writes its own row).
+        """
         with self._tx() as (s, now):
-            # Two reads for all of them (the payloads land in the session, where
-            # `_enter` finds each by its key).
-            ids = [job_id for job_id, _ in claims]
-            rows = {r.job_id: r for r in s.scalars(select(JobRow).where(JobRow.job_id.in_(ids)))}
-            s.scalars(select(PayloadRow).where(PayloadRow.job_id.in_(ids))).all()
-            return [
-                _enter(s, now, rows.get(job_id), owner, window=window, grace=grace)
-                for job_id, owner in claims
-            ]
+            return _enter_all(s, now, claims, window=window, grace=grace)
 
     def leave_submit(self, job_id: str, owner: str) -> None:
         """End the run started by `enter_submit` (whatever its outcome)."""
@@ -757,14 +764,7 @@ class JobStore(WebhookDeliveries):
                     for one in created
                 ],
             )
-            rows = {
-                row.job_id: row
-                for row in s.scalars(
-                    select(JobRow)
-                    .where(JobRow.job_id.in_([one.job_id for one in created]))
-                    .execution_options(populate_existing=True)
-                )
-            }
+            rows = {row.job_id: row for row in _rows_of(s, [one.job_id for one in created])}
             # Moved by this transaction: the task id and this transaction's time.
             records = [
                 record_from_row(row)
@@ -1157,49 +1157,164 @@ def _set_webhook_target(
     row.webhook_events = events_column(webhook_events)
 
 
-def _enter(
-    s: Session, now: float, row: JobRow | None, owner: str, *, window: float, grace: float
-) -> CreatePlan | Busy | None:
-    """One claim's entry into a submit run (see `JobStore.enter_submit`); `row` is the
-    job's row (None if it has none)."""
-    if row is None or row.state != JobState.SUBMITTING or row.lease_owner != owner:
-        return None
-    if row.attempt_until is not None and row.attempt_until > now:
-        return Busy(row.attempt_until - now)
-    # The read above does not lock: two copies of one message (a redelivery while the
-    # first still runs) can both get here. Only one opens the attempt window: the
-    # conditional UPDATE is decided under the row's write lock on both databases.
-    opened = s.execute(
-        update(JobRow)
-        .where(
-            *_claimed_by(row.job_id, owner),
-            or_(JobRow.attempt_until.is_(None), JobRow.attempt_until <= now),
-        )
-        .values(attempt_until=now + window)
-        .execution_options(synchronize_session=False)
+# What a submit run's entry reads of a job row (Core rows: no ORM objects to build).
+_ENTRY_COLUMNS = tuple(
+    _JOBS.c[name]
+    for name in (
+        "job_id",
+        "state",
+        "lease_owner",
+        "attempt_until",
+        "create_pending",
+        "intent_at",
+        "unresolved_until",
+        "attempts",
+        "retries",
     )
-    if not _matched(opened):
-        return Busy(window)
-    payload = s.get(PayloadRow, row.job_id)
-    if payload is None:  # pragma: no cover - the payload lives until submission
+)
+
+
+def _rows_of(s: Session, job_ids: Sequence[str]) -> list[JobRow]:
+    """The jobs' rows as this transaction sees them, as Core rows that read like `JobRow`
+    (for `record_from_row`): no ORM objects to build and nothing left in the session."""
+    return cast(
+        list[JobRow], s.execute(select(*_ROW_COLUMNS).where(_JOBS.c.job_id.in_(job_ids))).all()
+    )
+
+
+def _queued_values(job: NewJob, now: float) -> tuple[dict[str, Any], dict[str, str]]:
+    """A new queued job's row (by attribute name) and its payload row, as values."""
+    row: dict[str, Any] = {
+        "job_id": job.job_id,
+        "state": JobState.QUEUED,
+        "priority": job.priority,
+        "model_name": job.model_name,
+        "kling_task_id": None,
+        "images": None,
+        "error_code": None,
+        "error_message": None,
+        "attempts": 0,
+        "retries": 0,
+        "final_unit_deduction": None,
+        "job_metadata": dict(job.metadata or {}),
+        "content_hash": job.content_hash,
+        "conflicts": 0,
+        "resubmissions": 0,
+        "note": None,
+        # Kept on the row, never in its record: the URL may carry the producer's token.
+        "callback_url": job.callback_url,
+        "webhook_events": events_column(job.webhook_events),
+        "created_at": now,
+        "updated_at": now,
+        "submitted_at": None,
+        "finished_at": None,
+    }
+    return row, {"job_id": job.job_id, "body": json.dumps(dict(job.body))}
+
+
+def _column_keys(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Values by attribute name, keyed by column for a Core statement."""
+    return {_JOBS_ATTRIBUTE_COLUMNS.get(key, key): value for key, value in values.items()}
+
+
+def _enter_all(
+    s: Session, now: float, claims: Sequence[tuple[str, str]], *, window: float, grace: float
+) -> list[CreatePlan | Busy | None]:
+    """The claims' entries into a submit run (see `JobStore.enter_submit`), in order."""
+    jobs = _JOBS
+    ids = [job_id for job_id, _ in claims]
+    rows = {r.job_id: r for r in s.execute(select(*_ENTRY_COLUMNS).where(jobs.c.job_id.in_(ids)))}
+    candidates = {
+        (job_id, owner)
+        for job_id, owner in claims
+        if (row := rows.get(job_id)) is not None
+        and row.state == JobState.SUBMITTING
+        and row.lease_owner == owner
+        and not _attempt_open(row.attempt_until, now)
+    }
+    opened: set[str] = set()
+    if candidates:
+        # The read above does not lock: two copies of one message (a redelivery while
+        # the first still runs) can both get here. Only one opens the attempt window:
+        # this conditional UPDATE is decided under each row's write lock on both
+        # databases, and RETURNING says which rows it moved.
+        until = now + window
+        opened = set(
+            s.scalars(
+                update(jobs)
+                .where(
+                    tuple_(jobs.c.job_id, jobs.c.lease_owner).in_(sorted(candidates)),
+                    jobs.c.state == JobState.SUBMITTING,
+                    or_(jobs.c.attempt_until.is_(None), jobs.c.attempt_until <= now),
+                )
+                .values(
+                    attempt_until=until,
+                    lease_until=case((jobs.c.lease_until > until, jobs.c.lease_until), else_=until),
+                )
+                .returning(jobs.c.job_id)
+            )
+        )
+    bodies: dict[str, str] = {}
+    pause = None
+    if opened:
+        found = s.execute(
+            select(_PAYLOADS.c.job_id, _PAYLOADS.c.body).where(_PAYLOADS.c.job_id.in_(opened))
+        )
+        bodies = {str(job_id): str(body) for job_id, body in found}
+        pause = _pause_in(s, now)
+    entries: list[CreatePlan | Busy | None] = []
+    entered: set[str] = set()
+    for job_id, owner in claims:
+        row = rows.get(job_id)
+        if row is None or row.state != JobState.SUBMITTING or row.lease_owner != owner:
+            entries.append(None)
+        elif _attempt_open(row.attempt_until, now):
+            entries.append(Busy(row.attempt_until - now))
+        elif job_id not in opened or job_id in entered:
+            entries.append(Busy(window))  # another run (or this claim twice) opened it
+        else:
+            entered.add(job_id)
+            entries.append(_plan(s, now, row, bodies, window=window, grace=grace, pause=pause))
+    return entries
+
+
+def _attempt_open(attempt_until: float | None, now: float) -> bool:
+    return attempt_until is not None and attempt_until > now
+
+
+def _plan(
+    s: Session,
+    now: float,
+    row: Any,
+    bodies: Mapping[str, str],
+    *,
+    window: float,
+    grace: float,
+    pause: AccountPause | None,
+) -> CreatePlan:
+    """The plan of a run that opened its job's attempt window (`row`: `_ENTRY_COLUMNS`)."""
+    body = bodies.get(row.job_id)
+    if body is None:  # pragma: no cover - the payload lives until submission
         raise LookupError(f"job {row.job_id!r} has no create body")
-    if row.create_pending:
-        # The last attempt's outcome was never written (its worker died): its
-        # POST may have reached Kling up to the end of its window.
-        sent_by = (row.intent_at or now) + window
-        row.unresolved_until = max(row.unresolved_until or 0.0, sent_by + grace)
-        row.create_pending = False
-    row.attempt_until = now + window
-    row.lease_until = max(row.lease_until or 0.0, now + window)
     unresolved = row.unresolved_until
+    if row.create_pending:
+        # The last attempt's outcome was never written (its worker died): its POST may
+        # have reached Kling up to the end of its window.
+        sent_by = (row.intent_at or now) + window
+        unresolved = max(unresolved or 0.0, sent_by + grace)
+        s.execute(
+            update(_JOBS)
+            .where(_JOBS.c.job_id == row.job_id)
+            .values(unresolved_until=unresolved, create_pending=False)
+        )
     return CreatePlan(
         job_id=row.job_id,
-        body=json.loads(payload.body),
+        body=json.loads(body),
         maybe_created=unresolved is not None,
         trust_not_found_in=max(0.0, unresolved - now) if unresolved else 0.0,
         attempts=row.attempts,
         retries=row.retries,
-        pause=_pause_in(s, now),
+        pause=pause,
     )
 
 

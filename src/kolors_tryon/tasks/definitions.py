@@ -4,6 +4,7 @@
 `tryon.submit(job_id)`    create the Kling task; the Celery task id is the claim owner
 `tryon.submit_batch(claims)`  the creates of several fresh claims ([job_id, owner] pairs)
 `tryon.track(job_id, n)`  poll number n of the job's task (n is the chain's fence)
+`tryon.track_batch(tracks)`  `tryon.track` for several [job_id, n] pairs due together
 `tryon.callback(job_id, task)`  a Kling callback that `tryon web` authenticated
 `tryon.dispatch()`        hand free account slots to the oldest queued jobs
 `tryon.sweep()`           rescue stranded jobs, then dispatch (sent by each worker's timer)
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from celery import Celery, Task
@@ -36,6 +37,7 @@ from celery.exceptions import Reject
 from kolors_tryon.config import defaults
 from kolors_tryon.config.backoff import backoff_delay
 from kolors_tryon.kling import redact
+from kolors_tryon.observe.context import job_context
 from kolors_tryon.pipeline import (
     Step,
     copy_results,
@@ -145,6 +147,14 @@ def register_tasks(app: Celery) -> None:
 
         return _guarded(app, run, body, job_id=job_id)
 
+    @app.task(name="tryon.track_batch", bind=True, ignore_result=True)
+    def track_batch_task(self: Task[Any, Any], /, tracks: list[list[Any]], **counters: int) -> str:
+        run = _Run(app, self, [tracks], counters)
+        pairs = [(str(job_id), int(poll)) for job_id, poll in tracks]
+        # A batch that keeps crashing is parked; the sweep finds its jobs' chains stale
+        # and tracks each again on its own.
+        return _guarded(app, run, lambda: _track_all(app, pairs), job_id=None)
+
     @app.task(name="tryon.copy_results", bind=True)
     def copy_results_task(self: Task[Any, Any], /, job_id: str, **counters: int) -> str:
         run = _Run(app, self, [job_id], counters)
@@ -227,8 +237,8 @@ def _after_intake(app: Celery, message: str, step: Step) -> None:
 
 def _intake_batch(app: Celery, messages: list[str]) -> str:
     """Several job messages in one run: validated one by one, recorded in one
-    transaction, then one announcement and one claim for all of them (the claims go in
-    `tryon.submit_batch` messages).
+    transaction, then one announcement and one claim for all of them, and the claims
+    are submitted in the same run (`_submit_here`).
 
     If recording them crashes, each message is sent again on its own as
     `tryon.intake(message)`, where its retries and, in the end, its parking in the
@@ -250,8 +260,71 @@ def _intake_batch(app: Celery, messages: list[str]) -> str:
         _after_intake(app, message, step)
     announce_changes(app, [record for step in steps for record in step.changed])
     if any(step.dispatch for step in steps):
-        _send_submits(app, dispatch(rt))
+        _submit_here(app, dispatch(rt))
     return f"{sum(len(step.changed) for step in steps)} of {len(messages)} recorded"
+
+
+def _submit_here(app: Celery, claims: list[Claim]) -> None:
+    """Submit the claims an intake run made in the same run, `SUBMIT_BATCH_MAX` at a time.
+
+    The jobs were recorded and claimed by this run: a `tryon.submit_batch` message for
+    them would cost a broker hop, a task run and a commit of their own. If a batch raises
+    (the store away, a crash), it and the rest go in `tryon.submit_batch` messages after
+    all, where a run takes each claim up as a redelivered message would (a claim whose
+    attempt may have started waits out its window, and its job is looked up).
+    """
+    _announce_claims(app, claims)
+    rt = runtime_for(app)
+    size = defaults.SUBMIT_BATCH_MAX
+    for start in range(0, len(claims), size):
+        chunk = claims[start : start + size]
+        try:
+            steps = submit_batch(rt, chunk)
+        except Exception as exc:
+            log.warning(
+                "submitting %d claim(s) raised %s: they go in submit_batch messages",
+                len(claims) - start,
+                type(exc).__name__,
+            )
+            _send_batches(app, claims[start:])
+            return
+        _follow_batch(app, steps)
+
+
+def _track_all(app: Celery, tracks: list[tuple[str, int]]) -> str:
+    """The first polls of jobs submitted together, in one run (one delayed message for
+    a whole submit batch instead of one per job).
+
+    Each job's follow-up is gathered as soon as its poll is done, so a later failure
+    cannot lose it. If a poll raises (the store away, a crash), that job and the rest go
+    in `tryon.track` messages of their own, where its retries and, in the end, its
+    parking concern it alone: a poll already taken is never taken twice (the chain's
+    fence), so the batch itself is never run again.
+    """
+    rt = runtime_for(app)
+    freed = False
+    for done, (job_id, poll) in enumerate(tracks):
+        try:
+            with job_context(job_id):
+                step = track_job(rt, job_id, poll)
+        except Exception as exc:
+            log.warning(
+                "tracking %d job(s) of a batch raised %s: each on its own again",
+                len(tracks) - done,
+                type(exc).__name__,
+            )
+            for rest_id, rest_poll in tracks[done:]:
+                send_task(app, "tryon.track", args=[rest_id, rest_poll])
+            break
+        announce_changes(app, step.changed)
+        if step.track_in is not None:
+            send_later(app, "tryon.track", args=[job_id, step.track_poll], delay=step.track_in)
+        if step.copy_results:
+            send_task(app, "tryon.copy_results", args=[job_id])
+        freed = freed or step.dispatch
+    if freed:
+        _send_submits(app, dispatch(rt))
+    return f"{len(tracks)} tracked"
 
 
 def _guarded(
@@ -344,6 +417,7 @@ def _follow_batch(app: Celery, steps: list[tuple[Claim, Step]]) -> None:
     """`_follow` for each claim of a batch: one announcement for all, and a job that must
     run again goes on its own (`tryon.submit` under its claim's owner)."""
     announce_changes(app, [record for _, step in steps for record in step.changed])
+    due: dict[tuple[float, int], list[str]] = {}  # jobs whose first poll is due together
     for claim, step in steps:
         if step.again_in is not None:
             send_later(
@@ -355,9 +429,13 @@ def _follow_batch(app: Celery, steps: list[tuple[Claim, Step]]) -> None:
                 task_id=claim.owner,
             )
         if step.track_in is not None:
-            send_later(
-                app, "tryon.track", args=[claim.job_id, step.track_poll], delay=step.track_in
-            )
+            due.setdefault((step.track_in, step.track_poll), []).append(claim.job_id)
+    for (delay, poll), job_ids in due.items():
+        if len(job_ids) == 1:
+            send_later(app, "tryon.track", args=[job_ids[0], poll], delay=delay)
+        else:
+            tracks = [[job_id, poll] for job_id in job_ids]
+            send_later(app, "tryon.track_batch", args=[tracks], delay=delay)
     if any(step.dispatch for _, step in steps):
         _send_submits(app, dispatch(runtime_for(app)))
 
@@ -372,15 +450,26 @@ def _send_submits(
     so that their writes and creates share transactions and one task run. The
     `submitting` events go first, so that subscribers see the states in order.
     """
-    if announce and claims:
-        store = runtime_for(app).store
-        records = (c.record or store.get(c.job_id) for c in claims)
-        announce_changes(app, [r for r in records if r is not None])
+    if announce:
+        _announce_claims(app, claims)
     if len(claims) == 1 or not announce:
         # Rescued claims (announce=False) go one by one: each looks its job up first.
         for claim in claims:
             send_task(app, "tryon.submit", args=[claim.job_id], task_id=claim.owner)
         return
+    _send_batches(app, claims)
+
+
+def _announce_claims(app: Celery, claims: Sequence[Claim]) -> None:
+    """The `submitting` events of new claims (before any event of their submission)."""
+    store = runtime_for(app).store
+    records = (c.record or store.get(c.job_id) for c in claims)
+    announce_changes(app, [r for r in records if r is not None])
+
+
+def _send_batches(app: Celery, claims: Sequence[Claim]) -> None:
+    """Claims in `tryon.submit_batch` messages of up to `SUBMIT_BATCH_MAX` (owners in
+    the message)."""
     size = defaults.SUBMIT_BATCH_MAX
     for start in range(0, len(claims), size):
         chunk = claims[start : start + size]
