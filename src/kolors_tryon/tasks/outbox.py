@@ -1,9 +1,9 @@
 """A task run's messages, published together in one AMQP transaction.
 
-A run of `tryon.submit_batch` announces two events per job and sends one track message
-per job; a run of a batch intake, two events per job and the submit batches. Waiting for
-a publisher confirm after each message costs a broker round trip each (on quorum queues
-a replicated write too), which was a fifth of a job's cost. So, on RabbitMQ, the
+A batch intake run announces three events per job (queued, submitting, submitted) and
+sends the first-poll message of its batch. Waiting for a publisher confirm after each
+message costs a broker round trip each (on quorum queues a replicated write too), which
+was a fifth of a job's cost. So, on RabbitMQ, the
 messages a task run publishes are gathered in order and sent when its body is done, on
 a channel in transaction mode (`tx.select`): when `tx.commit` returns, the broker has
 taken every one of them, the guarantee a confirm gives one message. (A channel cannot be

@@ -7,8 +7,8 @@ pool. A message that is not even UTF-8 text is dead-lettered with the reason.
 
 On RabbitMQ the messages that arrive together (up to `INTAKE_BATCH_MAX`, gathered for at
 most `INTAKE_BATCH_WAIT` seconds) go in one `tryon.intake` message: one task run then
-records them all and hands their slots out in one claim, and their creates go in
-`tryon.submit_batch` runs. None is acked before that message is confirmed, so a worker
+records them all, hands their slots out in one claim and sends their creates. None is
+acked before that message is confirmed, so a worker
 that dies meanwhile loses nothing: RabbitMQ delivers them again (intake takes a job id
 once).
 """
