@@ -21,7 +21,8 @@ from harness import (
     wait_until,
 )
 from harness.webhooks import at_its_end
-from kolors_tryon import enqueue, get_job
+from kolors_tryon import JobPublisher, enqueue, get_job
+from kolors_tryon.config import defaults
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.store import JobRecord, JobState
 
@@ -303,3 +304,25 @@ def test_broker_holds_durable_quorum_queues_with_dead_lettering(stack: Stack) ->
         assert queue["type"] == "quorum" and queue["durable"] is True
         assert arguments["x-dead-letter-exchange"] == f"{namespace}.dlx"
         assert arguments["x-delivery-limit"] == deployment.settings.delivery_limit
+
+
+def test_a_burst_is_taken_in_in_runs_of_fifty(tmp_path: Path) -> None:
+    """While the only pool process is busy, the intake consumer gathers on instead of
+    sending a batch every 20 ms: 150 messages published at once are recorded in a few
+    runs of up to 50 (jobs recorded by one run share its transaction's time)."""
+    with rabbit_stack(tmp_path, concurrency=1) as (deployment, _server):
+        store = deployment.store()
+        try:
+            body = good_job()
+            with JobPublisher(deployment.settings) as publisher:  # one connection: a burst
+                for i in range(150):
+                    publisher.publish({**body, "job_id": f"burst-{i:03d}"})
+            wait_until(lambda: sum(store.count_by_state().values()) >= 150, 120, what="intake")
+            runs: dict[str, int] = {}
+            for record in store.list_jobs(limit=200):
+                runs[record.created_at] = runs.get(record.created_at, 0) + 1
+        finally:
+            store.dispose()
+    assert sum(runs.values()) == 150
+    assert max(runs.values()) == defaults.INTAKE_BATCH_MAX, sorted(runs.values())
+    assert len(runs) <= 6, sorted(runs.values())  # 20 ms batches would be 8 or more

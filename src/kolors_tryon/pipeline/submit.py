@@ -335,8 +335,7 @@ class _Attempt:
         if record is None:
             # Our claim was taken over meanwhile; the new owner will look up and adopt it.
             return Step(dispatch=resumed, note="claim lost after create")
-        self.released = True
-        log.info("job %s submitted as Kling task %s", self.job_id, task.task_id)
+        self.released = True  # its log line is the journal's `-> submitted` (ops/journal.py)
         return Step(
             changed=(record,),
             track_in=rt.settings.effective_first_poll,

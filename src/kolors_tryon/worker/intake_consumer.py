@@ -16,13 +16,20 @@ once).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import bootsteps
+from celery.worker.state import reserved_requests
 from kombu import Consumer, Message
 
 from kolors_tryon.config.celery import topology_for
-from kolors_tryon.config.defaults import INTAKE_BATCH_MAX, INTAKE_BATCH_WAIT, INTAKE_PREFETCH
+from kolors_tryon.config.defaults import (
+    INTAKE_BATCH_MAX,
+    INTAKE_BATCH_WAIT,
+    INTAKE_BUSY_WAIT,
+    INTAKE_PREFETCH,
+)
 from kolors_tryon.tasks.messaging import dead_letter
 from kolors_tryon.tasks.runtime import settings_of
 
@@ -37,7 +44,11 @@ class IntakeConsumer(bootsteps.ConsumerStep):
         # The worker's event loop (RabbitMQ): it runs the batch's flush. Without one
         # (the embedded broker), each message goes on its own at once.
         self.hub = parent.hub if settings_of(self.app).uses_rabbitmq else None
+        controller = getattr(parent, "controller", None)
+        self.pool_size = max(1, int(getattr(controller, "concurrency", 1) or 1))
         self.pending: list[tuple[str, Message]] = []
+        self.first_at = 0.0  # when the first pending message arrived (steady clock)
+        self.armed = False  # a flush timer is set
         super().__init__(parent, **kwargs)
 
     def get_consumers(self, channel: Any) -> list[Consumer]:
@@ -72,15 +83,40 @@ class IntakeConsumer(bootsteps.ConsumerStep):
             return
         self.pending.append((text, message))
         if len(self.pending) == 1:
-            self.hub.call_later(INTAKE_BATCH_WAIT, self.flush)
+            self.first_at = time.monotonic()
+            self._arm(INTAKE_BATCH_WAIT)
         if len(self.pending) >= INTAKE_BATCH_MAX:
+            self.flush()
+
+    def _arm(self, delay: float) -> None:
+        if not self.armed and self.hub is not None:
+            self.armed = True
+            self.hub.call_later(delay, self._due)
+
+    def _due(self) -> None:
+        """The timer: flush the batch once it has gathered long enough.
+
+        While every pool process of this worker is busy, a batch sent now would only
+        wait in the queue: it gathers on (up to `INTAKE_BATCH_MAX`, for at most
+        `INTAKE_BUSY_WAIT`), so that a burst goes in fewer, larger runs; the moment a
+        process is free, the batch goes (within `INTAKE_BATCH_WAIT`).
+        """
+        self.armed = False
+        if not self.pending:
+            return
+        waited = time.monotonic() - self.first_at
+        if waited < INTAKE_BATCH_WAIT:  # a younger batch (the last one filled up)
+            self._arm(INTAKE_BATCH_WAIT - waited)
+        elif waited < INTAKE_BUSY_WAIT and len(reserved_requests) >= self.pool_size:
+            self._arm(INTAKE_BATCH_WAIT)
+        else:
             self.flush()
 
     def flush(self) -> None:
         """Hand the gathered messages to one `tryon.intake` task, then ack them."""
         batch, self.pending = self.pending, []
         if not batch:
-            return  # already sent when the batch filled up
+            return
         try:
             self.app.send_task("tryon.intake", args=[[text for text, _ in batch]])
         except Exception:
