@@ -13,9 +13,11 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
@@ -34,6 +36,7 @@ from harness import (
     terminate,
     wait_until,
 )
+from harness.env import RABBITMQ_URL_VARIABLE
 from kolors_tryon.kling import KlingClient, KlingTask, StaticKeyAuth
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -205,6 +208,36 @@ def photos_server(log_dir: Path) -> Iterator[str]:
         yield url
     finally:
         terminate(process, timeout=15)
+
+
+@contextmanager
+def own_vhost(label: str) -> Iterator[None]:
+    """A RabbitMQ vhost of its own for one benchmark, deleted after it with all it holds.
+
+    Celery's delayed-delivery queues (`celery_delayed_*`) belong to a vhost and are shared
+    by every deployment on it: the thousands of delayed track messages a benchmark leaves
+    behind when its deployment goes would come out into the next one's queues, or stay,
+    unroutable, at the head of those queues and hold everyone's delayed messages up
+    (README.md, "a vhost per deployment"). Deleting the vhost deletes them. It needs
+    `rabbitmqctl` beside the broker the tests use; with TRYON_TEST_RABBITMQ_URL set (another
+    broker), the benchmarks use that URL as it is.
+    """
+    if os.environ.get(RABBITMQ_URL_VARIABLE) or shutil.which("rabbitmqctl") is None:
+        yield
+        return
+    vhost = f"tryon-bench-{label}-{uuid.uuid4().hex[:8]}"
+
+    def ctl(*args: str) -> None:
+        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+    ctl("add_vhost", vhost)
+    try:
+        ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        os.environ[RABBITMQ_URL_VARIABLE] = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+        yield
+    finally:
+        os.environ.pop(RABBITMQ_URL_VARIABLE, None)
+        ctl("delete_vhost", vhost)
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import backlog, latency, throughput, utilization, validation, webhooks
-from bench.common import RESULTS_DIR
+from bench.common import RESULTS_DIR, own_vhost
 
 Runner = Callable[[bool, Path, Path], dict[str, Any]]
 
@@ -29,11 +29,9 @@ def _runner(module: Any) -> Runner:
     return run
 
 
-#: In the order `make bench` runs them: cheap and independent first, the backlog last. It
-#: leaves thousands of delayed track messages in RabbitMQ's shared `celery_delayed_*`
-#: queues when its deployment goes; they come out into whatever deployment then exists
-#: on the vhost (bench/README.md, section 6) and would hold up the polling run of
-#: `utilization` behind them.
+#: In the order `make bench` runs them: cheap and independent first. Each runs on a
+#: RabbitMQ vhost of its own (`own_vhost`), so that the delayed messages one leaves
+#: behind (the backlog's: thousands of track messages) reach no other run.
 BENCHMARKS: dict[str, Runner] = {
     "validation": _runner(validation),
     "latency": _runner(latency),
@@ -58,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     for name in names:
         begun = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+        with own_vhost(name), tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
             BENCHMARKS[name](args.quick, args.out, Path(tmp))
         print(f"bench {name}: {time.monotonic() - begun:.0f} s", flush=True)
     print(f"bench: {len(names)} benchmark(s) in {time.monotonic() - started:.0f} s", flush=True)

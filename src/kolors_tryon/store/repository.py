@@ -346,7 +346,8 @@ class JobStore(WebhookDeliveries):
                     s.execute(insert(_JOBS), [_column_keys(row) for row, _ in fresh.values()])
                     s.execute(insert(_PAYLOADS), [payload for _, payload in fresh.values()])
                 for i, (row, _) in fresh.items():
-                    record = record_from_row(cast(JobRow, SimpleNamespace(**row)))
+                    # No `images` column value: SQL NULL (a None there would be JSON null).
+                    record = record_from_row(cast(JobRow, SimpleNamespace(images=None, **row)))
                     admitted[i] = Admitted(record, Admission.CREATED)
         except IntegrityError:
             admitted = {}  # raced by another worker: each job on its own
@@ -1190,7 +1191,6 @@ def _queued_values(job: NewJob, now: float) -> tuple[dict[str, Any], dict[str, s
         "priority": job.priority,
         "model_name": job.model_name,
         "kling_task_id": None,
-        "images": None,
         "error_code": None,
         "error_message": None,
         "attempts": 0,

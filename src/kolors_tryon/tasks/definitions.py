@@ -150,10 +150,13 @@ def register_tasks(app: Celery) -> None:
     @app.task(name="tryon.track_batch", bind=True, ignore_result=True)
     def track_batch_task(self: Task[Any, Any], /, tracks: list[list[Any]], **counters: int) -> str:
         run = _Run(app, self, [tracks], counters)
-        pairs = [(str(job_id), int(poll)) for job_id, poll in tracks]
-        # A batch that keeps crashing is parked; the sweep finds its jobs' chains stale
-        # and tracks each again on its own.
-        return _guarded(app, run, lambda: _track_all(app, pairs), job_id=None)
+
+        def body() -> str:
+            return _track_all(app, [(str(job_id), int(poll)) for job_id, poll in tracks])
+
+        # A batch that keeps crashing (a malformed message) is parked; the sweep finds its
+        # jobs' chains stale and tracks each again on its own.
+        return _guarded(app, run, body, job_id=None)
 
     @app.task(name="tryon.copy_results", bind=True)
     def copy_results_task(self: Task[Any, Any], /, job_id: str, **counters: int) -> str:
