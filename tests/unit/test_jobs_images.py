@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import textwrap
 
@@ -162,6 +163,31 @@ def test_corrupt_files_are_refused(data: bytes) -> None:
     problem = _refusal(data)
     assert problem.rule == "corrupt"
     assert "corrupt" in problem.message
+
+
+def _with_bogus_huffman_table(data: bytes) -> bytes:
+    """The JPEG with its first Huffman table claiming more codes than a table holds."""
+    at = data.index(b"\xff\xc4")  # DHT: marker, length, class/id, then 16 code counts
+    counts = at + 5
+    return data[:counts] + bytes([255] * 16) + data[counts + 16 :]
+
+
+def test_a_jpeg_libjpeg_cannot_start_decoding_is_corrupt() -> None:
+    """Headers Pillow reads but libjpeg refuses (a bogus Huffman table) are found by
+    decoding the start of the scan: the file is refused as corrupt, not sent to Kling."""
+    problem = _refusal(_with_bogus_huffman_table(jpeg()))
+    assert problem.rule == "corrupt"
+
+
+def test_libjpeg_loads_a_cut_scan_so_the_end_marker_is_the_truncation_check() -> None:
+    """Why the check decodes only the start of the scan: libjpeg loads a scan cut in the
+    middle (FFD9 glued on) without an error, so decoding all of it proves no more than the
+    end marker does; a valid JPEG passes the check."""
+    data = jpeg(1200, 1200)
+    cut = data[: len(data) // 2] + b"\xff\xd9"
+    with Image.open(io.BytesIO(cut)) as img:
+        img.load()  # no error: a warning inside libjpeg
+    assert inspect_image(data).format == "JPEG"
 
 
 @pytest.mark.parametrize(

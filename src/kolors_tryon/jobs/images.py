@@ -70,6 +70,9 @@ _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND: Final = b"\x00\x00\x00\x00IEND\xae\x42\x60\x82"  # empty IEND chunk with its CRC
 _JPEG_SOI: Final = b"\xff\xd8\xff"
 _JPEG_EOI: Final = b"\xff\xd9"
+# Bytes of a JPEG's first scan that libjpeg decodes to see that it can (see
+# `_check_jpeg_complete`): enough for the first rows of blocks of any image.
+_JPEG_SCAN_PROBE: Final = 64 * 1024
 # Bytes some encoders and uploaders leave after a JPEG's EOI marker.
 _JPEG_PADDING: Final = b"\x00\xff \t\r\n"
 _B64_WHITESPACE = re.compile(r"[ \t\r\n]+")
@@ -453,19 +456,50 @@ def _check_png_complete(data: bytes) -> None:
 
 
 def _check_jpeg_complete(data: bytes) -> None:
+    """A JPEG is complete when it ends with its end marker, and sound when libjpeg takes
+    its frame, tables and scan header and starts decoding.
+
+    Decoding the whole scan proves nothing more: libjpeg decodes a cut or damaged scan
+    as a warning, not an error (a photo cut anywhere in its scan with FFD9 glued on, bytes
+    flipped or zeroed in it: Pillow loads every one of them; tests/unit/test_jobs_images.py),
+    and it cost 60 ms of a 10 MB JPEG's 101 (bench/README.md, section 4). So libjpeg
+    decodes the headers and the first `_JPEG_SCAN_PROBE` bytes of the scan, at 1/8 scale.
+    """
     if not data.rstrip(_JPEG_PADDING).endswith(_JPEG_EOI):
         raise _incomplete("JPEG", "no end-of-image marker FFD9")
+    scan = _first_scan_at(data)
+    probe = data if scan is None else data[: scan + _JPEG_SCAN_PROBE] + _JPEG_EOI
     try:
         with _bomb_guard(), Image.open(io.BytesIO(data), formats=["JPEG"]) as img:
             img.verify()
-        with _bomb_guard(), Image.open(io.BytesIO(data), formats=["JPEG"]) as img:
-            # Decode at 1/8 scale: every byte of the scan is read, memory stays small.
-            img.draft(None, (1, 1))
+        with _bomb_guard(), Image.open(io.BytesIO(probe), formats=["JPEG"]) as img:
+            img.draft(None, (1, 1))  # 1/8 scale: memory stays small
             img.load()
     except Exception as exc:
         if "truncated" in str(exc).lower():
             raise _incomplete("JPEG", "the image data ends early") from None
         raise _corrupt("JPEG") from None
+
+
+def _first_scan_at(data: bytes) -> int | None:
+    """Where the first scan's entropy-coded data starts (after its SOS segment), found by
+    walking the marker segments from SOI; None if they do not lead to one."""
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            at += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a segment
+            at += 2
+            continue
+        end = at + 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+        if marker == 0xDA:  # start of scan
+            return end if end <= len(data) else None
+        at = end
+    return None
 
 
 def inspect_image_bytes(data: bytes, *, max_bytes: int = MAX_IMAGE_BYTES) -> ImageInfo:
