@@ -15,9 +15,11 @@ a file name or a declared media type, and the checks stay cheap and bounded:
   pixel limit applies even if someone disabled Pillow's global one.
 * Completeness: a PNG must reach its IEND chunk with every chunk's CRC correct
   (`Image.verify`) and its compressed pixels must inflate to exactly the size its header
-  implies (counted, not kept); a JPEG must end with the EOI marker (trailing padding allowed) and
-  decode at 1/8 scale (JPEG DCT scaling reads every byte of the scan at a fraction of
-  the memory), which catches truncation inside the data.
+  implies (counted, not kept); a JPEG must end with the EOI marker (trailing padding
+  allowed), and libjpeg must take its frame, tables and scan header and decode the start
+  of the scan (at 1/8 scale). libjpeg decodes a cut or damaged scan leniently (a warning,
+  not an error), so the end marker is what finds a cut file, and decoding the rest of
+  the scan would find nothing more.
 
 Every failure is an `ImageProblem` whose message says what was found and what is
 accepted, and never quotes the data.
