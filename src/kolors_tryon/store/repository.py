@@ -70,10 +70,8 @@ _PAYLOADS = cast(Table, PayloadRow.__table__)
 # The attributes of `JobRow` whose column is named otherwise.
 _JOBS_ATTRIBUTE_COLUMNS = {"job_metadata": "metadata"}
 # Every column of the jobs table, labelled with its attribute name.
-_ROW_COLUMNS = tuple(
-    column.label({v: k for k, v in _JOBS_ATTRIBUTE_COLUMNS.items()}.get(column.key, column.key))
-    for column in _JOBS.c
-)
+_COLUMN_ATTRIBUTES = {column: attribute for attribute, column in _JOBS_ATTRIBUTE_COLUMNS.items()}
+_ROW_COLUMNS = tuple(c.label(_COLUMN_ATTRIBUTES.get(c.key, c.key)) for c in _JOBS.c)
 
 
 def _claimed_rows() -> Update:
@@ -1224,62 +1222,53 @@ def _enter_all(
     jobs = _JOBS
     ids = [job_id for job_id, _ in claims]
     rows = {r.job_id: r for r in s.execute(select(*_ENTRY_COLUMNS).where(jobs.c.job_id.in_(ids)))}
-    candidates = {
-        (job_id, owner)
-        for job_id, owner in claims
-        if (row := rows.get(job_id)) is not None
-        and row.state == JobState.SUBMITTING
-        and row.lease_owner == owner
-        and not _attempt_open(row.attempt_until, now)
-    }
-    opened: set[str] = set()
-    if candidates:
-        # The read above does not lock: two copies of one message (a redelivery while
-        # the first still runs) can both get here. Only one opens the attempt window:
-        # this conditional UPDATE is decided under each row's write lock on both
-        # databases, and RETURNING says which rows it moved.
-        until = now + window
-        opened = set(
-            s.scalars(
-                update(jobs)
-                .where(
-                    tuple_(jobs.c.job_id, jobs.c.lease_owner).in_(sorted(candidates)),
-                    jobs.c.state == JobState.SUBMITTING,
-                    or_(jobs.c.attempt_until.is_(None), jobs.c.attempt_until <= now),
-                )
-                .values(
-                    attempt_until=until,
-                    lease_until=case((jobs.c.lease_until > until, jobs.c.lease_until), else_=until),
-                )
-                .returning(jobs.c.job_id)
-            )
-        )
-    bodies: dict[str, str] = {}
-    pause = None
-    if opened:
-        found = s.execute(
-            select(_PAYLOADS.c.job_id, _PAYLOADS.c.body).where(_PAYLOADS.c.job_id.in_(opened))
-        )
-        bodies = {str(job_id): str(body) for job_id, body in found}
-        pause = _pause_in(s, now)
     entries: list[CreatePlan | Busy | None] = []
-    entered: set[str] = set()
+    closed: list[int] = []  # claims whose window is closed: this run may open it
     for job_id, owner in claims:
         row = rows.get(job_id)
         if row is None or row.state != JobState.SUBMITTING or row.lease_owner != owner:
             entries.append(None)
-        elif _attempt_open(row.attempt_until, now):
+        elif row.attempt_until is not None and row.attempt_until > now:
             entries.append(Busy(row.attempt_until - now))
-        elif job_id not in opened or job_id in entered:
-            entries.append(Busy(window))  # another run (or this claim twice) opened it
         else:
-            entered.add(job_id)
-            entries.append(_plan(s, now, row, bodies, window=window, grace=grace, pause=pause))
+            closed.append(len(entries))
+            entries.append(Busy(window))  # unless the UPDATE below opens it for this run
+    if not closed:
+        return entries
+    # The read above does not lock: two copies of one message (a redelivery while the
+    # first still runs) can both get here. Only one opens the attempt window: this
+    # conditional UPDATE is decided under each row's write lock on both databases, and
+    # RETURNING says which rows it moved.
+    until = now + window
+    opened = set(
+        s.scalars(
+            update(jobs)
+            .where(
+                tuple_(jobs.c.job_id, jobs.c.lease_owner).in_(sorted({claims[i] for i in closed})),
+                jobs.c.state == JobState.SUBMITTING,
+                or_(jobs.c.attempt_until.is_(None), jobs.c.attempt_until <= now),
+            )
+            .values(
+                attempt_until=until,
+                lease_until=case((jobs.c.lease_until > until, jobs.c.lease_until), else_=until),
+            )
+            .returning(jobs.c.job_id)
+        )
+    )
+    if not opened:
+        return entries
+    found = s.execute(
+        select(_PAYLOADS.c.job_id, _PAYLOADS.c.body).where(_PAYLOADS.c.job_id.in_(opened))
+    )
+    bodies = {str(job_id): str(body) for job_id, body in found}
+    pause = _pause_in(s, now)
+    for i in closed:
+        job_id = claims[i][0]
+        if job_id in opened:
+            opened.discard(job_id)  # the same claim twice in a batch opens it once
+            row = rows[job_id]
+            entries[i] = _plan(s, now, row, bodies, window=window, grace=grace, pause=pause)
     return entries
-
-
-def _attempt_open(attempt_until: float | None, now: float) -> bool:
-    return attempt_until is not None and attempt_until > now
 
 
 def _plan(

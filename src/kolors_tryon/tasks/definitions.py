@@ -319,11 +319,7 @@ def _track_all(app: Celery, tracks: list[tuple[str, int]]) -> str:
             for rest_id, rest_poll in tracks[done:]:
                 send_task(app, "tryon.track", args=[rest_id, rest_poll])
             break
-        announce_changes(app, step.changed)
-        if step.track_in is not None:
-            send_later(app, "tryon.track", args=[job_id, step.track_poll], delay=step.track_in)
-        if step.copy_results:
-            send_task(app, "tryon.copy_results", args=[job_id])
+        _send_follow_ups(app, step, job_id)
         freed = freed or step.dispatch
     if freed:
         _send_submits(app, dispatch(rt))
@@ -405,15 +401,22 @@ def _fail_job(app: Celery, job_id: str, reason: str) -> None:
 
 def _follow(app: Celery, run: _Run, step: Step, job_id: str | None) -> None:
     """Do what the step asks: events, run again, track, hand out freed slots."""
-    announce_changes(app, step.changed)
+    _send_follow_ups(app, step, job_id)
     if step.again_in is not None:
         run.again(step.again_in, waits=run.waits + 1)
-    if step.track_in is not None and job_id is not None:
-        send_later(app, "tryon.track", args=[job_id, step.track_poll], delay=step.track_in)
-    if step.copy_results and job_id is not None:
-        send_task(app, "tryon.copy_results", args=[job_id])
     if step.dispatch:
         _send_submits(app, dispatch(runtime_for(app)))
+
+
+def _send_follow_ups(app: Celery, step: Step, job_id: str | None) -> None:
+    """A step's events, and its job's next poll and result copy if it asks for them."""
+    announce_changes(app, step.changed)
+    if job_id is None:
+        return
+    if step.track_in is not None:
+        send_later(app, "tryon.track", args=[job_id, step.track_poll], delay=step.track_in)
+    if step.copy_results:
+        send_task(app, "tryon.copy_results", args=[job_id])
 
 
 def _follow_batch(app: Celery, steps: list[tuple[Claim, Step]]) -> None:

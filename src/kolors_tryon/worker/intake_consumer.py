@@ -115,8 +115,6 @@ class IntakeConsumer(bootsteps.ConsumerStep):
     def flush(self) -> None:
         """Hand the gathered messages to one `tryon.intake` task, then ack them."""
         batch, self.pending = self.pending, []
-        if not batch:
-            return
         try:
             self.app.send_task("tryon.intake", args=[[text for text, _ in batch]])
         except Exception:
