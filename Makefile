@@ -4,12 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench services clean
+.PHONY: run test test-latest lock lint bench services clean
 
-$(STAMP): pyproject.toml
+# What was tested is what installs: the versions come from requirements/dev.lock (the
+# Dockerfile uses requirements/runtime.lock), the project itself without resolving again.
+$(STAMP): pyproject.toml requirements/dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 ## run: the service's main job on the embedded defaults (sandbox emulator, SQLite)
@@ -21,6 +24,27 @@ test: $(STAMP)
 	bash scripts/ensure-services.sh
 	$(BIN)/python -m pytest -q
 
+## test-latest: the newest versions pyproject.toml allows, in a venv of their own, against
+## the tests that touch every dependency (a new release is seen here before a user sees it)
+LATEST := .venv-latest
+test-latest:
+	test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
+	$(LATEST)/bin/python -m pip list --format=freeze > $(LATEST)/versions.txt
+	bash scripts/ensure-services.sh
+	$(LATEST)/bin/python -m pytest -q -p no:cacheprovider $(LATEST_TESTS)
+LATEST_TESTS ?= tests/unit tests/integration/test_operations.py tests/integration/test_embedded.py \
+	tests/integration/test_web.py tests/integration/test_store.py tests/integration/test_result_copies.py
+
+## lock: re-resolve requirements/*.lock from pyproject.toml (after changing a dependency)
+lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
+		-o requirements/runtime.lock
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
+		--extra dev --extra bench -o requirements/dev.lock
+
 ## lint: ruff and mypy --strict
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -28,12 +52,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 ## bench: the benchmarks (bench/README.md), under 10 minutes; QUICK=1: under 2 minutes
-BENCH_STAMP := $(VENV)/.installed-bench
-$(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	touch $(BENCH_STAMP)
-
-bench: $(BENCH_STAMP)
+# requirements/dev.lock holds the bench extra too (matplotlib, pyinstrument).
+bench: $(STAMP)
 	bash scripts/ensure-services.sh
 	BENCH_COMMAND="make bench$(if $(QUICK), QUICK=$(QUICK))" PYTHONPATH=tests:. \
 		$(BIN)/python -m bench.run $(if $(QUICK),--quick)
