@@ -32,7 +32,7 @@ from harness.faults import FaultRun, assert_one_task_per_job, figures, states
 from harness.images import PNG_IEND, PNG_SIGNATURE, png_chunk, png_claiming, png_padded
 from harness.postgres import fresh_database
 from harness.processes import WorkerProcess, terminate
-from harness.proxy import TcpProxy
+from harness.proxy import NO_FAULT, Fault, TcpProxy
 from harness.rabbit import EventRecorder, dead_letters, delete_topology, publish_raw
 from harness.s3 import S3Server, running_s3, sha256_hex
 from harness.samples import SAMPLES, publish_jobs, sample_b64
@@ -78,7 +78,9 @@ __all__ = [  # noqa: RUF022
     # Worker processes: started, killed, stopped (processes.py)
     "WorkerProcess",
     "terminate",
-    # A TCP proxy a test cuts: outages of one deployment's dependency (proxy.py)
+    # A TCP fault proxy: cut, refuse, delay, drip or stall one peer (proxy.py)
+    "NO_FAULT",
+    "Fault",
     "TcpProxy",
     # RabbitMQ: plain publishing, dead letters, events, clean-up (rabbit.py)
     "EventRecorder",
