@@ -28,6 +28,7 @@ from harness import (
     SAMPLES,
     FaultRun,
     TcpProxy,
+    cpu_starved,
     dead_letters,
     figures,
     free_port,
@@ -96,6 +97,27 @@ def test_job_store_down_for_a_minute_loses_nothing(fault_run: FaultRun) -> None:
         tasks=stats["creates"],
         dead_letters=0,
     )
+
+
+@pytest.mark.slow
+def test_store_outage_on_a_starved_worker_loses_no_message(fault_run: FaultRun) -> None:
+    """A worker on a quarter of a core: 5 jobs published just before the store goes away
+    for 30 s and 15 during it all end succeeded, one task each (no message is acked
+    without reaching a task, whatever the intake timers do on a slow event loop)."""
+    with store_behind_proxy(fault_run) as (proxy, _direct):
+        run = fault_run.given(max_in_flight=5, task_duration=1.0)
+        worker = run.deployment.workers[0]
+        with cpu_starved(worker.process.pid):
+            run.publish(5, "before")
+            time.sleep(0.3)  # the intake timers are armed, the first run may have begun
+            proxy.cut()
+            run.publish(15, "during")
+            time.sleep(30)
+            proxy.restore()
+            run.wait_terminal(timeout=300)
+    assert run.states() == {"succeeded": 20}
+    run.assert_one_task_per_job()
+    assert dead_letters(run.deployment.settings) == []
 
 
 @pytest.mark.slow

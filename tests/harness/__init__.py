@@ -38,6 +38,7 @@ from harness.s3 import S3Server, running_s3, sha256_hex
 from harness.samples import SAMPLES, publish_jobs, sample_b64
 from harness.scrape import Samples, scrape, total, value
 from harness.servers import SIGNATURE, RecordingSentry, SignedResults
+from harness.starvation import cpu_starved, process_tree
 from harness.waiting import concurrently, terminal_records, wait_all_terminal, wait_until
 from harness.webhooks import Received, WebhookReceiver
 
@@ -82,6 +83,9 @@ __all__ = [  # noqa: RUF022
     "NO_FAULT",
     "Fault",
     "TcpProxy",
+    # A loaded machine on purpose: a process tree on one busy core (starvation.py)
+    "cpu_starved",
+    "process_tree",
     # RabbitMQ: plain publishing, dead letters, events, clean-up (rabbit.py)
     "EventRecorder",
     "dead_letters",
