@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-latest lock lint bench services clean
+.PHONY: run test test-fast test-latest lock lint bench services clean
 
 # What was tested is what installs: the versions come from requirements/dev.lock (the
 # Dockerfile uses requirements/runtime.lock), the project itself without resolving again.
@@ -19,10 +19,19 @@ $(STAMP): pyproject.toml requirements/dev.lock
 run: $(STAMP)
 	$(BIN)/tryon demo
 
-## test: the whole suite against real RabbitMQ, PostgreSQL and worker processes
+## test: the whole suite against real RabbitMQ, PostgreSQL and worker processes: in
+## parallel (each test has a namespace and a database of its own), then the tests whose
+## figures of time or utilization need the machine to themselves
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	bash scripts/ensure-services.sh
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
+
+## test-fast: unit and integration tests, in parallel (the edit-test loop)
+test-fast: $(STAMP)
+	bash scripts/ensure-services.sh
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not serial" tests/unit tests/integration
 
 ## test-latest: the newest versions pyproject.toml allows, in a venv of their own, against
 ## the tests that touch every dependency (a new release is seen here before a user sees it)
@@ -33,7 +42,7 @@ test-latest:
 	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
 	$(LATEST)/bin/python -m pip list --format=freeze > $(LATEST)/versions.txt
 	bash scripts/ensure-services.sh
-	$(LATEST)/bin/python -m pytest -q -p no:cacheprovider $(LATEST_TESTS)
+	$(LATEST)/bin/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) $(LATEST_TESTS)
 LATEST_TESTS ?= tests/unit tests/integration/test_operations.py tests/integration/test_embedded.py \
 	tests/integration/test_web.py tests/integration/test_store.py tests/integration/test_result_copies.py
 

@@ -88,6 +88,7 @@ def run_backlog(tmp: Path, *, callbacks: bool, jobs: int = 30) -> dict[str, Any]
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_callbacks_end_jobs_at_once_with_one_call_per_job(tmp_path: Path) -> None:
     """30 jobs of 5 s, limit 5: with callbacks about one API call per job and < 1 s delay.
 

@@ -248,6 +248,7 @@ def test_many_1303_waits_then_a_dropped_connection_fail_no_job(fault_run: FaultR
 
 # ----------------------------------------------------------------- a backlog ---------
 @pytest.mark.slow
+@pytest.mark.serial
 def test_backlog_of_5000_does_not_keep_slots_idle(fault_run: FaultRun, tmp_path: Path) -> None:
     """5,000 jobs published at once, limit 5: creates start within seconds, slots stay full."""
     port = free_port()

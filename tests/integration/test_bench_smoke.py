@@ -33,6 +33,7 @@ CASES = [
 ]
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize(("module", "sizes", "keys", "plots"), CASES)
 def test_benchmark_writes_its_figures(
     tmp_path: Path, module: ModuleType, sizes: object, keys: set[str], plots: list[str]
