@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast test-latest lock lint bench services clean
+.PHONY: run test test-fast test-latest docs lock lint bench services clean
 
 # What was tested is what installs: the versions come from requirements/dev.lock (the
 # Dockerfile uses requirements/runtime.lock), the project itself without resolving again.
@@ -52,7 +52,11 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
 		-o requirements/runtime.lock
 	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
-		--extra dev --extra bench -o requirements/dev.lock
+		--extra dev --extra bench --extra docs -o requirements/dev.lock
+
+## docs: the manual (docs/, MkDocs Material) into site/; a broken link fails the build
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 ## lint: ruff and mypy --strict
 lint: $(STAMP)

@@ -22,7 +22,7 @@ from kolors_tryon.config.defaults import (
     PRESIGN_EXPIRES_MAX,
     WAIT_TIMEOUT,
 )
-from kolors_tryon.config.env_example import render_env_example
+from kolors_tryon.config.env_example import render_configuration_reference, render_env_example
 from kolors_tryon.emulator.command import emulator_command
 from kolors_tryon.jobs import (
     ImageSourceError,
@@ -754,6 +754,12 @@ def config_group() -> None:
 def config_env_example() -> None:
     """Print a .env.example: every TRYON_ variable, its description and its default."""
     click.echo(render_env_example(), nl=False)
+
+
+@config_group.command("reference")
+def config_reference() -> None:
+    """Print the configuration reference (docs/configuration.md) in Markdown."""
+    click.echo(render_configuration_reference(), nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,11 +8,16 @@ import sys
 from pathlib import Path
 
 from kolors_tryon.config import Settings
-from kolors_tryon.config.env_example import missing_descriptions, render_env_example
+from kolors_tryon.config.env_example import (
+    missing_descriptions,
+    render_configuration_reference,
+    render_env_example,
+)
 from kolors_tryon.config.settings import ENV_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / ".env.example"
+REFERENCE = ROOT / "docs" / "configuration.md"
 
 
 def test_env_example_is_what_the_settings_write() -> None:
@@ -48,3 +53,14 @@ def test_the_command_prints_the_file() -> None:
         timeout=60,
     )
     assert printed.stdout == render_env_example()
+
+
+def test_configuration_reference_is_what_the_settings_write() -> None:
+    """docs/configuration.md is current: `tryon config reference > docs/configuration.md`."""
+    assert REFERENCE.read_text() == render_configuration_reference()
+
+
+def test_configuration_reference_names_every_setting_once() -> None:
+    """Each Settings field has exactly one row in the reference, and no stale row remains."""
+    names = re.findall(rf"^\| `({ENV_PREFIX}[A-Z0-9_]+)` \|", REFERENCE.read_text(), re.MULTILINE)
+    assert sorted(names) == sorted(f"{ENV_PREFIX}{f.upper()}" for f in Settings.model_fields)

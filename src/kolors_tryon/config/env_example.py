@@ -1,6 +1,8 @@
-"""`.env.example`, written from Settings itself, so that it can never miss or keep a variable.
+"""`.env.example` and the configuration reference, written from Settings itself, so that
+neither can miss or keep a variable.
 
-`tryon config env-example > .env.example` regenerates it; a unit test fails when the
+`tryon config env-example > .env.example` and
+`tryon config reference > docs/configuration.md` regenerate them; unit tests fail when a
 file in the repository differs from what this module writes.
 """
 
@@ -41,3 +43,37 @@ def render_env_example() -> str:
             f"# {description} (default: {_shown_default(info)})\n{ENV_PREFIX}{name.upper()}=\n"
         )
     return "\n".join(blocks)
+
+
+REFERENCE_HEADER = """\
+# Configuration reference
+
+Every setting is an environment variable with the prefix `TRYON_` (or a line of a `.env`
+file in the working directory); an empty value means the default. A wrong value stops
+start-up with a message naming the variable. Secrets are never printed.
+
+This page is written by `tryon config reference` from the fields of
+`kolors_tryon.config.Settings` (edit the descriptions in
+`src/kolors_tryon/config/settings.py`, not here); a unit test keeps it current. The
+numbers behind the defaults, with their reasons, are in
+`src/kolors_tryon/config/defaults.py`.
+
+| variable | meaning | default |
+|---|---|---|
+"""
+
+
+def _cell(text: str) -> str:
+    """Table-safe text: a pipe would end the cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_configuration_reference() -> str:
+    """The Markdown reference of every TRYON_ variable, in the order of Settings."""
+    rows = [REFERENCE_HEADER]
+    for name, info in Settings.model_fields.items():
+        variable = f"`{ENV_PREFIX}{name.upper()}`"
+        default = _shown_default(info)
+        shown = "none" if default == "none" else f"`{default}`"
+        rows.append(f"| {variable} | {_cell(info.description or '')} | {_cell(shown)} |\n")
+    return "".join(rows)
