@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 .PHONY: run test test-latest lock lint bench services clean
 
 # What was tested is what installs: the versions come from requirements/dev.lock (the
-# Dockerfile uses requirements/runtime.lock), the project itself without resolving again.
+# Dockerfile uses requirements/runtime.lock, Flower's extra included: compose runs
+# `tryon flower` from the image), the project itself without resolving again.
 $(STAMP): pyproject.toml requirements/dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -30,7 +31,7 @@ LATEST := .venv-latest
 test-latest:
 	test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
-	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev,flower]'
 	$(LATEST)/bin/python -m pip list --format=freeze > $(LATEST)/versions.txt
 	bash scripts/ensure-services.sh
 	$(LATEST)/bin/python -m pytest -q -p no:cacheprovider $(LATEST_TESTS)
@@ -41,9 +42,9 @@ LATEST_TESTS ?= tests/unit tests/integration/test_operations.py tests/integratio
 lock: $(STAMP)
 	$(BIN)/python -m pip install --quiet 'uv>=0.5'
 	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
-		-o requirements/runtime.lock
+		--extra flower -o requirements/runtime.lock
 	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
-		--extra dev --extra bench -o requirements/dev.lock
+		--extra dev --extra bench --extra flower -o requirements/dev.lock
 
 ## lint: ruff and mypy --strict
 lint: $(STAMP)

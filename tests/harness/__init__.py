@@ -10,6 +10,7 @@ over HTTP. One module per concern; every name tests use is re-exported here, so 
 from __future__ import annotations
 
 from harness.clocks import SettableClock, runtime_with_clock
+from harness.compose import ComposeRun, ServiceProcess, load_compose, read_dockerfile
 from harness.deployment import (
     Deployment,
     base_env,
@@ -46,6 +47,11 @@ __all__ = [  # noqa: RUF022
     # A clock the test moves: the store's time in orchestration specs (clocks.py)
     "SettableClock",
     "runtime_with_clock",
+    # docker-compose.yml and the Dockerfile run as local processes (compose.py)
+    "ComposeRun",
+    "ServiceProcess",
+    "load_compose",
+    "read_dockerfile",
     # Deployments: their env, workers and `tryon` command (deployment.py)
     "Deployment",
     "base_env",
