@@ -125,3 +125,13 @@ def test_flower_lists_the_worker_and_a_finished_task(compose: ComposeRun) -> Non
     finished = succeeded()
     assert {task["worker"] for task in finished} == {node}
     assert {task["name"] for task in finished} & {"tryon.submit", "tryon.intake", "tryon.track"}
+
+
+def test_worker_healthcheck_fails_once_its_worker_has_stopped(compose: ComposeRun) -> None:
+    """Stopped as `docker compose stop` does, the worker's healthcheck no longer passes.
+
+    Runs last in this module: it stops the worker the other tests use."""
+    worker = compose.services["worker"]
+    worker.stop()
+    assert not worker.alive()
+    assert worker.check_health().returncode != 0
