@@ -31,6 +31,7 @@ from harness.env import (
 )
 from harness.faults import FaultRun, assert_one_task_per_job, figures, states
 from harness.images import PNG_IEND, PNG_SIGNATURE, png_chunk, png_claiming, png_padded
+from harness.interrupts import cleanup_on_signal
 from harness.postgres import fresh_database
 from harness.processes import WorkerProcess, terminate
 from harness.proxy import TcpProxy
@@ -73,6 +74,8 @@ __all__ = [  # noqa: RUF022
     "assert_one_task_per_job",
     "figures",
     "states",
+    # Clean-ups a SIGTERM/SIGINT of the session runs at once (interrupts.py)
+    "cleanup_on_signal",
     # Hand-built PNGs (images.py)
     "PNG_IEND",
     "PNG_SIGNATURE",

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from harness.env import clean_env, free_port
+from harness.interrupts import kill_group, register_cleanup, unregister_cleanup
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -251,6 +252,7 @@ class ServiceProcess:
     log_path: Path
     healthcheck: dict[str, Any] | None
     process: subprocess.Popen[bytes] | None = None
+    cleanup: int | None = None  # its registration with harness.interrupts
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
@@ -265,6 +267,8 @@ class ServiceProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        pid = self.process.pid
+        self.cleanup = register_cleanup(f"service {self.name}", lambda: kill_group(pid))
 
     def log_text(self) -> str:
         try:
@@ -329,6 +333,9 @@ class ServiceProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
         with suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
+        if self.cleanup is not None:
+            unregister_cleanup(self.cleanup)
+            self.cleanup = None
 
 
 @dataclass

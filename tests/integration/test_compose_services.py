@@ -21,6 +21,7 @@ import requests
 from harness import (
     FAST_ENV,
     ComposeRun,
+    cleanup_on_signal,
     delete_topology,
     fresh_database,
     rabbitmq_url,
@@ -36,7 +37,11 @@ API_KEY = "compose-test-key"
 def compose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeRun]:
     """`docker compose --profile sandbox up`, here: every service started in order."""
     namespace = f"t{uuid.uuid4().hex[:10]}"
-    with fresh_database() as database_url:
+    settings = Settings.model_validate({"broker_url": rabbitmq_url(), "namespace": namespace})
+    with (
+        fresh_database() as database_url,
+        cleanup_on_signal(f"namespace {namespace}", lambda: delete_topology(settings)),
+    ):
         run = ComposeRun(
             workdir=tmp_path_factory.mktemp("compose"),
             backing={"rabbitmq": rabbitmq_url(), "postgres": database_url},
@@ -48,9 +53,7 @@ def compose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeRun]:
             yield run
         finally:
             run.down()
-            delete_topology(
-                Settings.model_validate({"broker_url": rabbitmq_url(), "namespace": namespace})
-            )
+            delete_topology(settings)
 
 
 def url_of(run: ComposeRun, service: str, port: int) -> str:

@@ -108,6 +108,9 @@ def test_a_signalled_session_cleans_up_its_worker_database_and_queues(
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # As from a terminal, whatever this session was started with (a background
+            # job of a script starts with SIGINT ignored, and the child would keep that).
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     found: list[tuple[int, dict[str, str]]] = []
 
@@ -127,7 +130,7 @@ def test_a_signalled_session_cleans_up_its_worker_database_and_queues(
         assert database_exists(database) and queues_left(settings)  # there before the signal
         session.send_signal(signum)
         started = time.monotonic()
-        code = session.wait(timeout=120)
+        code = session.wait(timeout=180)
     finally:
         if session.poll() is None:
             session.kill()
