@@ -1,6 +1,7 @@
 FROM python:3.11-slim
 WORKDIR /app
-# The versions that CI tested (requirements/runtime.lock), then the project without
+# The versions that CI tested (requirements/runtime.lock, with the [flower] extra that
+# compose's `flower` service runs), then the project without
 # resolving again: a new release of a dependency cannot change what this image runs.
 COPY requirements/runtime.lock ./requirements/runtime.lock
 RUN pip install --no-cache-dir -r requirements/runtime.lock

@@ -36,7 +36,8 @@ test-latest:
 	bash scripts/ensure-services.sh
 	$(LATEST)/bin/python -m pytest -q -p no:cacheprovider $(LATEST_TESTS)
 LATEST_TESTS ?= tests/unit tests/integration/test_operations.py tests/integration/test_embedded.py \
-	tests/integration/test_web.py tests/integration/test_store.py tests/integration/test_result_copies.py
+	tests/integration/test_web.py tests/integration/test_store.py tests/integration/test_result_copies.py \
+	tests/integration/test_compose_services.py
 
 ## lock: re-resolve requirements/*.lock from pyproject.toml (after changing a dependency)
 lock: $(STAMP)
