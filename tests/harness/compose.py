@@ -343,8 +343,9 @@ class ComposeRun:
     """docker-compose.yml brought up here, service by service, in the order of `depends_on`.
 
     `backing` maps a service that is not ours (rabbitmq, postgres) to the URL of the local
-    server standing in for it; `dotenv` is the project's `.env` (written beside the
-    compose file's copy, so that `env_file` and interpolation both read it).
+    server standing in for it; `dotenv` is the operator's `.env`, written in a project
+    folder of the run's own: `env_file` paths and `${VAR}` interpolation read it there, as
+    compose reads the `.env` beside the compose file.
     """
 
     workdir: Path
