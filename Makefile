@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 .PHONY: run test test-fast test-latest docs lock lint bench services clean
 
 # What was tested is what installs: the versions come from requirements/dev.lock (the
-# Dockerfile uses requirements/runtime.lock), the project itself without resolving again.
+# Dockerfile uses requirements/runtime.lock, Flower's extra included: compose runs
+# `tryon flower` from the image), the project itself without resolving again.
 $(STAMP): pyproject.toml requirements/dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -39,20 +40,21 @@ LATEST := .venv-latest
 test-latest:
 	test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
-	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev,flower]'
 	$(LATEST)/bin/python -m pip list --format=freeze > $(LATEST)/versions.txt
 	bash scripts/ensure-services.sh
 	$(LATEST)/bin/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) $(LATEST_TESTS)
 LATEST_TESTS ?= tests/unit tests/integration/test_operations.py tests/integration/test_embedded.py \
-	tests/integration/test_web.py tests/integration/test_store.py tests/integration/test_result_copies.py
+	tests/integration/test_web.py tests/integration/test_store.py tests/integration/test_result_copies.py \
+	tests/integration/test_compose_services.py
 
 ## lock: re-resolve requirements/*.lock from pyproject.toml (after changing a dependency)
 lock: $(STAMP)
 	$(BIN)/python -m pip install --quiet 'uv>=0.5'
 	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
-		-o requirements/runtime.lock
+		--extra flower -o requirements/runtime.lock
 	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
-		--extra dev --extra bench --extra docs -o requirements/dev.lock
+		--extra dev --extra bench --extra docs --extra flower -o requirements/dev.lock
 
 ## docs: the manual (docs/, MkDocs Material) into site/; a broken link fails the build
 docs: $(STAMP)

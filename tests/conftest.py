@@ -16,7 +16,13 @@ from harness import (
     rabbit_deployment_on,
     running_emulator,
 )
+from harness.interrupts import clean_up_on_signals
 from kolors_tryon.emulator import EmulatorServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM and SIGINT stop the session with every fixture torn down (harness/interrupts)."""
+    clean_up_on_signals()
 
 
 @pytest.fixture

@@ -92,6 +92,19 @@ def worker(celery_args: tuple[str, ...]) -> None:
     run_worker(_settings(), list(celery_args))
 
 
+# ----------------------------------------------------------------------------- flower
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
+def flower(flower_args: tuple[str, ...]) -> None:
+    """Run Flower on this deployment's workers and tasks (the [flower] extra); extra
+    arguments go to Flower (e.g. --port=5555)."""
+    from kolors_tryon.worker.launcher import run_flower
+
+    run_flower(_settings(), list(flower_args))
+
+
 # ----------------------------------------------------------------------------- web
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")

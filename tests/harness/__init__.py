@@ -10,6 +10,7 @@ over HTTP. One module per concern; every name tests use is re-exported here, so 
 from __future__ import annotations
 
 from harness.clocks import SettableClock, runtime_with_clock
+from harness.compose import ComposeRun, ServiceProcess, load_compose, read_dockerfile
 from harness.deployment import (
     Deployment,
     base_env,
@@ -30,6 +31,7 @@ from harness.env import (
 )
 from harness.faults import FaultRun, assert_one_task_per_job, figures, states
 from harness.images import PNG_IEND, PNG_SIGNATURE, png_chunk, png_claiming, png_padded
+from harness.interrupts import cleanup_on_signal
 from harness.postgres import fresh_database
 from harness.processes import WorkerProcess, terminate
 from harness.proxy import NO_FAULT, Fault, TcpProxy
@@ -47,6 +49,11 @@ __all__ = [  # noqa: RUF022
     # A clock the test moves: the store's time in orchestration specs (clocks.py)
     "SettableClock",
     "runtime_with_clock",
+    # docker-compose.yml and the Dockerfile run as local processes (compose.py)
+    "ComposeRun",
+    "ServiceProcess",
+    "load_compose",
+    "read_dockerfile",
     # Deployments: their env, workers and `tryon` command (deployment.py)
     "Deployment",
     "base_env",
@@ -68,6 +75,8 @@ __all__ = [  # noqa: RUF022
     "assert_one_task_per_job",
     "figures",
     "states",
+    # Clean-ups a SIGTERM/SIGINT of the session runs at once (interrupts.py)
+    "cleanup_on_signal",
     # Hand-built PNGs (images.py)
     "PNG_IEND",
     "PNG_SIGNATURE",

@@ -24,6 +24,7 @@ from harness.env import (
     clean_env,
     rabbitmq_url,
 )
+from harness.interrupts import cleanup_on_signal
 from harness.postgres import fresh_database
 from harness.processes import WorkerProcess
 from harness.rabbit import delete_topology
@@ -155,11 +156,15 @@ def rabbit_deployment_on(tmp: Path, server: KlingEndpoint) -> Iterator[Deploymen
         # What a deployment does before its workers start (`tryon db upgrade`): a worker
         # refuses a configured store whose schema is not the code's.
         deployment.store().dispose()
+        settings = deployment.settings
         try:
-            yield deployment
+            with cleanup_on_signal(
+                f"namespace {settings.namespace}", lambda: delete_topology(settings)
+            ):
+                yield deployment
         finally:
             deployment.stop_all()
-            delete_topology(deployment.settings)
+            delete_topology(settings)
 
 
 @contextmanager

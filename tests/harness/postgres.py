@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from harness.env import postgres_url
+from harness.interrupts import cleanup_on_signal
 
 
 @contextmanager
@@ -17,10 +18,15 @@ def fresh_database() -> Iterator[str]:
     """A new, empty PostgreSQL database (its URL); dropped afterwards."""
     admin_url = postgres_url()
     name = f"tryon_{uuid.uuid4().hex[:12]}"
+
+    def drop() -> None:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+        with cleanup_on_signal(f"database {name}", drop):
+            yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop()

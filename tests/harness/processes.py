@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 
+from harness.interrupts import kill_group, register_cleanup, unregister_cleanup
 from harness.waiting import wait_until
 
 
@@ -30,6 +31,7 @@ class WorkerProcess:
         self.process = process
         self.log_path = log_path
         self.name = name
+        self._cleanup: int | None = None
 
     @classmethod
     def start(
@@ -57,6 +59,8 @@ class WorkerProcess:
         )
         log.close()
         worker = cls(process, log_path, name)
+        # Stopped even when a signal interrupts the session mid-test (harness/interrupts).
+        worker._cleanup = register_cleanup(f"worker {name}", lambda: kill_group(process.pid))
         try:
             wait_until(worker.is_ready, 60, 0.3, f"worker {name} to be ready ({log_path})")
         except BaseException:
@@ -82,6 +86,13 @@ class WorkerProcess:
         with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
+        self._forget()
+
+    def _forget(self) -> None:
+        """Ended: nothing left for a signal's clean-up to stop."""
+        if self._cleanup is not None:
+            unregister_cleanup(self._cleanup)
+            self._cleanup = None
 
     def kill_pool_child(self) -> bool:
         """kill -9 one pool process only; the worker's main process lives on."""
@@ -101,6 +112,7 @@ class WorkerProcess:
 
     def stop(self) -> None:
         if self.process.poll() is not None:
+            self._forget()
             return
         try:
             # SIGTERM to the main process only: Celery's warm shutdown stops its pool.
@@ -110,6 +122,7 @@ class WorkerProcess:
             self.kill()
         except ProcessLookupError:
             pass
+        self._forget()
 
     def alive(self) -> bool:
         return self.process.poll() is None

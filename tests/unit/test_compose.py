@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import click
 import pytest
-import yaml
 
+from harness.compose import load_compose, service_environment
 from kolors_tryon.cli import main
 from kolors_tryon.config import Settings
 from kolors_tryon.config.settings import ENV_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
+ENV_EXAMPLE = ROOT / ".env.example"
 
 
 def compose() -> dict[str, Any]:
-    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert isinstance(data, dict)
-    return data
+    """The file as compose reads it with no .env: `${VAR:-default}` gives the default."""
+    return load_compose()
+
+
+def environment(service: str, tmp_path: Path) -> dict[str, str]:
+    """What compose gives `service` when .env is a filled copy of .env.example."""
+    names = [line.split("=")[0] for line in ENV_EXAMPLE.read_text().splitlines()]
+    variables = [name for name in names if name.startswith(ENV_PREFIX)]
+    (tmp_path / ".env").write_text("".join(f"{name}=set-{name}\n" for name in variables))
+    return service_environment(load_compose(tmp_path)["services"][service], tmp_path)
 
 
 def test_compose_has_the_designed_services() -> None:
@@ -45,8 +54,8 @@ def test_every_tryon_variable_in_compose_is_a_setting(service: str) -> None:
     fields = {name.upper() for name in Settings.model_fields}
     env = our_services()[service].get("environment", {})
     for name in env:
-        assert name.startswith(ENV_PREFIX)
-        assert name.removeprefix(ENV_PREFIX) in fields, name
+        if name.startswith(ENV_PREFIX):  # FLOWER_* are Flower's own
+            assert name.removeprefix(ENV_PREFIX) in fields, name
 
 
 @pytest.mark.parametrize("service", sorted(our_services()))
@@ -98,7 +107,7 @@ def test_migrate_runs_db_upgrade_once_on_the_same_database() -> None:
     assert url == services["worker"]["environment"]["TRYON_DATABASE_URL"]
 
 
-def test_web_service_runs_tryon_web_with_a_healthcheck() -> None:
+def test_web_service_runs_tryon_web_with_a_healthcheck(tmp_path: Path) -> None:
     """`web` runs the real `tryon web` command on its published port, checked on /healthz."""
     web = compose()["services"]["web"]
     command = web["command"]
@@ -113,14 +122,16 @@ def test_web_service_runs_tryon_web_with_a_healthcheck() -> None:
     env = web["environment"]
     assert "@rabbitmq:5672" in env["TRYON_BROKER_URL"]
     assert "@postgres:5432" in env["TRYON_DATABASE_URL"]
-    assert {"TRYON_API_KEYS", "TRYON_CALLBACK_SECRET", "TRYON_PUBLIC_URL"} <= set(env)
+    assert {"TRYON_API_KEYS", "TRYON_CALLBACK_SECRET", "TRYON_PUBLIC_URL"} <= set(
+        environment("web", tmp_path)
+    )
 
 
-def test_workers_and_web_share_the_callback_secret() -> None:
+def test_workers_and_web_share_the_callback_secret(tmp_path: Path) -> None:
     """The tokens the workers put in callback URLs verify in `web`: one secret for both."""
-    services = compose()["services"]
+    worker, web = environment("worker", tmp_path), environment("web", tmp_path)
     for name in ("TRYON_CALLBACK_SECRET", "TRYON_CALLBACK_SECRET_PREVIOUS", "TRYON_PUBLIC_URL"):
-        assert services["worker"]["environment"][name] == services["web"]["environment"][name]
+        assert worker[name] == web[name] == f"set-{name}"
 
 
 def test_worker_urls_point_at_compose_services() -> None:
@@ -150,3 +161,64 @@ def test_worker_health_check_runs_tryon_health() -> None:
     assert "health" in main.commands
     assert worker["environment"]["TRYON_METRICS_HOST"] == "0.0.0.0"
     assert "ports" not in worker
+
+
+# Services of our image that read Settings (`tryon emulator` reads no TRYON_ variable).
+SETTINGS_READERS = sorted(set(our_services()) - {"emulator"})
+
+
+def example_variables() -> list[str]:
+    names = [line.split("=")[0] for line in ENV_EXAMPLE.read_text().splitlines()]
+    return [name for name in names if name.startswith(ENV_PREFIX)]
+
+
+def test_env_example_lists_every_setting() -> None:
+    """.env.example names each field of Settings once: it is the list compose must pass."""
+    variables = example_variables()
+    assert len(variables) == len(set(variables))
+    assert set(variables) == {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+
+
+@pytest.mark.parametrize("service", SETTINGS_READERS)
+def test_every_setting_of_env_example_reaches_the_service(service: str, tmp_path: Path) -> None:
+    """A filled .env reaches the service whole: each variable with .env's value, none
+    overridden by the compose file (its own values are only defaults)."""
+    env = environment(service, tmp_path)
+    missing = {name for name in example_variables() if env.get(name) != f"set-{name}"}
+    assert missing == set()
+
+
+@pytest.mark.parametrize("service", SETTINGS_READERS)
+def test_a_fresh_copy_of_env_example_keeps_the_compose_defaults(
+    service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cp .env.example .env` (every value empty) gives the containers compose's addresses
+    and the image's paths, and Settings loads from that environment."""
+    (tmp_path / ".env").write_text(ENV_EXAMPLE.read_text())
+    env = service_environment(load_compose(tmp_path)["services"][service], tmp_path)
+    assert env["TRYON_BROKER_URL"] == "amqp://tryon:tryon@rabbitmq:5672//"
+    assert env["TRYON_DATABASE_URL"] == "postgresql://tryon:tryon@postgres:5432/tryon"
+    assert env["TRYON_SANDBOX_EMULATOR_URL"] == "http://emulator:8765"
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path / "..")  # no .env of its own: the container's /app has none
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.data_dir == Path("/data")
+    assert settings.effective_results_dir == Path("/data/results")
+    assert settings.uses_rabbitmq
+
+
+def test_only_web_and_flower_are_published_and_flower_on_loopback() -> None:
+    """RabbitMQ, PostgreSQL, the emulator and the workers' metrics are reached on the
+    compose network only; Flower (no login) is published on the host's loopback only."""
+    services = compose()["services"]
+    published = {name: svc["ports"] for name, svc in services.items() if "ports" in svc}
+    assert set(published) == {"web", "flower"}
+    assert all(str(mapping).startswith("127.0.0.1:") for mapping in published["flower"])
+    assert {"rabbitmq", "postgres"}.isdisjoint(published)
+    assert services["emulator"]["expose"] == ["8765"]
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "docker-compose.override.yml" in text  # says how to publish them when wanted

@@ -192,7 +192,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Deleted by the sweep (no beat is deployed): see tasks/definitions.py.
         "result_expires": settings.result_expiry,
         "result_extended": False,
-        "worker_send_task_events": False,
+        # Task events for Flower (`tryon flower`): received/started/succeeded from the
+        # workers, `sent` from whoever publishes a task. They go to the namespace's event
+        # exchange below, where nobody's queue is bound unless a monitor runs, so RabbitMQ
+        # drops them at once when none does. On the embedded broker exchange bindings live
+        # in one process's memory (no monitor could see them): off there.
+        "worker_send_task_events": settings.uses_rabbitmq,
+        "task_send_sent_event": settings.uses_rabbitmq,
         # Remote control and events of one namespace: Celery names a worker's control
         # queue `<hostname>.<control_exchange>.pidbox` and holds it exclusively, so two
         # deployments on one vhost with the default name (`celery`) lock each other out.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import subprocess
@@ -110,6 +111,21 @@ def run_worker(settings: Settings, celery_args: list[str]) -> None:
     # be the one line that is not JSON.
     quiet = ["--quiet"] if settings.log_format == "json" else []
     app.worker_main([*quiet, "worker", f"--loglevel={settings.log_level}", *celery_args])
+
+
+def run_flower(settings: Settings, flower_args: list[str]) -> None:
+    """Flower with this deployment's Celery app, so that it listens where our workers speak.
+
+    A Flower given only a broker URL uses Celery's default control and event exchanges
+    (`celery.pidbox`, `celeryev`): it would see no worker of ours, whose exchanges carry the
+    namespace (`<ns>.control`, `<ns>.celeryev`), nor their task events.
+    """
+    if importlib.util.find_spec("flower") is None:
+        raise click.ClickException(
+            "Flower is not installed: pip install 'kolors-tryon[flower]' (the image has it)"
+        )
+    configure_logging(settings)
+    create_app(settings).start(["flower", *flower_args])
 
 
 def start_worker_process(extra_args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
