@@ -23,15 +23,20 @@ from PIL import Image
 from harness import (
     SAMPLES,
     Deployment,
+    RecordingSentry,
     base_env,
+    free_port,
     fresh_database,
     jobs_waiting,
     rabbit_deployment_on,
     rabbitmq_url,
     sample_b64,
+    scrape,
     tryon_executable,
+    value,
+    wait_until,
 )
-from kolors_tryon import InvalidJob, JobRejected, enqueue
+from kolors_tryon import InvalidJob, JobPublisher, JobRejected, enqueue
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.store import JobStore, make_engine
 from kolors_tryon.store.migrate import upgrade_schema
@@ -354,6 +359,58 @@ def test_health_is_unhealthy_while_no_worker_consumes_the_jobs_queue(
     assert after.returncode == 0, after.stdout
     workers = json.loads(after.stdout)["checks"]["workers"]
     assert workers["status"] == "ok" and workers["data"]["consumers"] >= 1
+
+
+def pause_events(sentry: RecordingSentry) -> list[str]:
+    """The Sentry events (their log messages) that say the account was paused."""
+    found = []
+    for event in sentry.events():
+        entry = event.get("logentry") or {}
+        text = str(entry.get("formatted") or entry.get("message") or event.get("message") or "")
+        if "paused for the whole account" in text:
+            found.append(text)
+    return found
+
+
+def test_an_account_pause_is_one_sentry_event_and_one_metric(
+    deployment: Deployment, emulator: EmulatorServer
+) -> None:
+    """A wrong key: six refused jobs and failed probes make one Sentry event, pauses_total 1."""
+    sentry, port = RecordingSentry(), free_port()
+    try:
+        deployment.env.update(
+            {
+                "TRYON_KLING_API_KEY": "sk-wrong-key-0123456789",
+                "TRYON_SENTRY_DSN": sentry.dsn,
+                "TRYON_METRICS_PORT": str(port),
+                "TRYON_ACCOUNT_PROBE_INTERVAL": "1",
+            }
+        )
+        deployment.start_worker(concurrency=2, name=f"pause-{deployment.env['TRYON_NAMESPACE']}")
+        human, cloth = sample_b64("human.jpg"), sample_b64("cloth-red.png")
+        with JobPublisher(deployment.settings) as publisher:
+            for number in range(6):
+                publisher.publish(
+                    {"job_id": f"paused-{number}", "human_image": human, "cloth_image": cloth}
+                )
+        # Every job was refused or held, and at least three probes failed since.
+        wait_until(lambda: emulator.stats()["create_requests"] >= 9, 90, 0.5, "creates and probes")
+        wait_until(lambda: bool(pause_events(sentry)), 20, 0.5, "the pause event")
+        metrics = scrape(f"http://127.0.0.1:{port}/metrics")
+        time.sleep(2.0)  # anything else the worker would send
+    finally:
+        sentry.stop()
+    assert len(pause_events(sentry)) == 1, pause_events(sentry)
+    assert value(metrics, "tryon_account_pauses_total") == 1
+    assert value(metrics, "tryon_account_pauses_total", code="kling_1000") == 1
+    store = deployment.store()
+    try:
+        pause = store.current_pause()
+        assert pause is not None and pause.code == "kling_1000"
+        assert all(store.get(f"paused-{n}") is not None for n in range(6))
+    finally:
+        store.dispose()
+    assert "sk-wrong-key-0123456789" not in sentry.text()
 
 
 # ------------------------------------------------- 10: validate batches, page jobs ------
