@@ -45,6 +45,7 @@ from kolors_tryon.jobs import (
     with_image_files_read,
 )
 from kolors_tryon.jobs.local import BatchLine, check_batch, check_job
+from kolors_tryon.kling import redact
 from kolors_tryon.producer import JobPublisher
 from kolors_tryon.store import (
     JobRecord,
@@ -86,7 +87,8 @@ def _reaching_broker(settings: Settings) -> Iterator[None]:
         line = broker_refusal(exc, settings)
         if line is None:
             where = Connection(settings.effective_broker_url).as_uri()
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            # Redacted: a driver's message may quote the URL, password included.
+            reason = redact(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
             line = f"the broker of TRYON_BROKER_URL ({where}) does not answer: {reason}"
         _fail(line, code=1)
     except Exception as exc:

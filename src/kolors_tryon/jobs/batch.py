@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -20,6 +21,9 @@ __all__ = ["ImageSourceError", "image_argument", "read_batch", "with_image_files
 _MAX_PATH_LENGTH: Final = 4096
 _PASSED_THROUGH: Final = ("http://", "https://", "data:")
 _IMAGE_FIELDS: Final = ("human_image", "cloth_image")
+# "ftp:", "javascript:", "file:": a URL of a scheme we do not take, not a file name (two
+# letters at least: "C:" starts a Windows path).
+_SCHEME: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 # Other separators people's spreadsheets export with: a header holding one of these and
 # no comma was not written for this reader, and every row would be one unknown column.
 _OTHER_SEPARATORS: Final = (";", "\t", "|")
@@ -51,8 +55,14 @@ def image_argument(value: str, base: Path | None = None) -> str:
         is_file = False
     if is_file:
         return base64.b64encode(path.read_bytes()).decode("ascii")
-    if base is None and "://" in value:
-        raise ImageSourceError(f"{value!r} is neither an http(s) URL nor a readable file")
+    scheme = _SCHEME.match(value)
+    if scheme is not None:
+        if base is None:
+            # Not quoted: the rest of such a value may be anything (a script, a token).
+            raise ImageSourceError(
+                f"a {scheme.group(1)}: URL is neither an http(s) URL nor a readable file"
+            )
+        return value  # the checks name the field and the schemes accepted
     if base is None or _looks_like_a_path(value):
         raise ImageSourceError(f"file not found: {path}")
     return value  # Base64 already, or garbage the worker will reject with a reason
