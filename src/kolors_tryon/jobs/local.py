@@ -17,13 +17,22 @@ from pathlib import Path
 from typing import Any, Final
 
 from kolors_tryon.jobs.batch import ImageSourceError, image_argument, read_batch
+from kolors_tryon.jobs.errors import CheckFailed
 from kolors_tryon.jobs.ids import job_id_of
+from kolors_tryon.jobs.images import inspect_image
 from kolors_tryon.jobs.validation import JobRejected, Problem, ValidationOptions, validate_job
 
 __all__ = ["BatchLine", "check_batch", "check_job", "local_options"]
 
 _IMAGE_FIELDS: Final = ("human_image", "cloth_image")
 _MESSAGE: Final = "message"
+# What stands in for an image file already checked on its own (a batch names the same
+# model photo on thousands of lines: it is decoded once). Preflight is off here, so a
+# URL is checked by its form only, and this one passes.
+_CHECKED_FILE: Final = "https://checked-file.invalid/image"
+
+# A batch's image files, by the value naming them, and the verdict on each (None: valid).
+ImageVerdicts = dict[str, tuple[str, str] | None]
 
 
 def local_options(options: ValidationOptions) -> ValidationOptions:
@@ -32,7 +41,11 @@ def local_options(options: ValidationOptions) -> ValidationOptions:
 
 
 def check_job(
-    entry: Mapping[str, Any], options: ValidationOptions, *, base: Path | None = None
+    entry: Mapping[str, Any],
+    options: ValidationOptions,
+    *,
+    base: Path | None = None,
+    verdicts: ImageVerdicts | None = None,
 ) -> dict[str, Any]:
     """The job message with its image files read, once it passed every local check.
 
@@ -42,12 +55,15 @@ def check_job(
         options: The service's validation options (the preflight is left out).
         base: The folder relative image paths are read from; None: no file is read
             (`enqueue()`: the message is what will be published).
+        verdicts: With `base`, the verdicts on image files checked already (filled in
+            here): each file is decoded once per batch, not once per line.
 
     Raises:
         JobRejected: Every problem found, each naming its field; a missing image file is
             "file not found: PATH" (rule ``file_not_found``).
     """
     message = dict(entry)
+    checked = dict(entry)  # what validate_job sees: files checked apart stand in as URLs
     unreadable: list[Problem] = []
     if base is not None:
         for field in _IMAGE_FIELDS:
@@ -58,16 +74,43 @@ def check_job(
                 message[field] = image_argument(value, base=base)
             except ImageSourceError as exc:
                 unreadable.append(Problem(field, "file_not_found", str(exc)))
+                continue
+            if verdicts is None or message[field] is value:
+                checked[field] = message[field]  # inline: validate_job checks it
+                continue
+            if value not in verdicts:
+                verdicts[value] = _image_verdict(message[field], options)
+            verdict = verdicts[value]
+            checked[field] = _CHECKED_FILE
+            if verdict is not None:
+                unreadable.append(Problem(field, *verdict))
     try:
-        validate_job(message, local_options(options))
+        validate_job(checked, local_options(options))
     except JobRejected as rejection:
         # A field whose file is missing is reported once, as missing, not as bad Base64.
         named = {problem.field for problem in unreadable}
         others = [p for p in rejection.problems if p.field not in named]
-        raise JobRejected(rejection.job_id, [*unreadable, *others]) from None
+        # The id is the published message's (files as Base64), as the worker derives it.
+        raise JobRejected(_job_id(message), [*unreadable, *others]) from None
     if unreadable:
-        raise JobRejected(None, unreadable)
+        raise JobRejected(_job_id(message), unreadable)
     return message
+
+
+def _image_verdict(data: str, options: ValidationOptions) -> tuple[str, str] | None:
+    """(rule, message) of an image file's Base64 that breaks a rule, else None."""
+    try:
+        inspect_image(data, max_bytes=options.max_bytes)
+    except CheckFailed as problem:
+        return problem.rule, problem.message
+    return None
+
+
+def _job_id(message: Mapping[str, Any]) -> str | None:
+    try:
+        return job_id_of(message)
+    except (RecursionError, TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -96,12 +139,13 @@ def check_batch(path: Path, options: ValidationOptions) -> Iterator[BatchLine]:
     kept (a catalogue's photos would fill the memory): the caller publishes the valid
     lines in a second pass, once it knows whether any line is invalid.
     """
+    verdicts: ImageVerdicts = {}
     for number, entry in read_batch(path):
         if isinstance(entry, str):
             yield BatchLine(number, None, (_line_problem(entry),))
             continue
         try:
-            message = check_job(entry, options, base=path.parent)
+            message = check_job(entry, options, base=path.parent, verdicts=verdicts)
         except JobRejected as rejection:
             yield BatchLine(number, rejection.job_id, rejection.problems)
             continue
