@@ -9,6 +9,7 @@ never sideways between packages of one layer (tests/unit/test_layers.py checks i
     6  cli.py, this module    the `tryon` command; the public surface re-exported here
     5  worker/ web/           Celery's app (factory, intake consumer, sweep timer,
                               reporting, launcher); the HTTP service beside it
+       cli_checks.py          the command's checks before it acts (variables, broker login)
     4  tasks/                 thin Celery tasks, the per-process Runtime bound to an
                               app, publishing events and dead letters
     3  pipeline/              the Celery-free core: intake, dispatch, submit, track
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from kolors_tryon.jobs import JobMessage, JobRejected, validate_job
     from kolors_tryon.kling import KlingClient, KlingError
     from kolors_tryon.pipeline.storage import result_urls
-    from kolors_tryon.producer import JobPublisher, enqueue, get_job, list_jobs
+    from kolors_tryon.producer import InvalidJob, JobPublisher, enqueue, get_job, list_jobs
     from kolors_tryon.store import JobRecord, JobState
     from kolors_tryon.worker import create_app
 
@@ -42,7 +43,9 @@ _SOURCES: dict[str, str] = {
     **dict.fromkeys(("Settings", "SettingsError", "load_settings"), "kolors_tryon.config"),
     **dict.fromkeys(("JobMessage", "JobRejected", "validate_job"), "kolors_tryon.jobs"),
     **dict.fromkeys(("KlingClient", "KlingError"), "kolors_tryon.kling"),
-    **dict.fromkeys(("JobPublisher", "enqueue", "get_job", "list_jobs"), "kolors_tryon.producer"),
+    **dict.fromkeys(
+        ("InvalidJob", "JobPublisher", "enqueue", "get_job", "list_jobs"), "kolors_tryon.producer"
+    ),
     **dict.fromkeys(("JobRecord", "JobState"), "kolors_tryon.store"),
     "result_urls": "kolors_tryon.pipeline.storage",
     "create_app": "kolors_tryon.worker",
@@ -57,6 +60,7 @@ __all__ = [  # noqa: RUF022 - grouped by use, as dramatiq does
     "JobMessage",
     "JobPublisher",
     "JobRejected",
+    "InvalidJob",
     "enqueue",
     "validate_job",
     # reading results

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -11,8 +12,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from kombu import Connection
+from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy.exc import SQLAlchemyError
 
+from kolors_tryon.cli_checks import (
+    broker_problem,
+    broker_refusal,
+    embedded_fallbacks,
+    unknown_variables,
+)
 from kolors_tryon.config import Settings, SettingsError, load_settings
 from kolors_tryon.config.defaults import (
     COPY_WAIT,
@@ -27,6 +36,7 @@ from kolors_tryon.emulator.command import emulator_command
 from kolors_tryon.jobs import (
     ImageSourceError,
     JobRejected,
+    Problem,
     ValidationOptions,
     image_argument,
     job_json_schema,
@@ -34,6 +44,8 @@ from kolors_tryon.jobs import (
     validate_job,
     with_image_files_read,
 )
+from kolors_tryon.jobs.local import BatchLine, check_batch, check_job
+from kolors_tryon.kling import redact
 from kolors_tryon.producer import JobPublisher
 from kolors_tryon.store import (
     JobRecord,
@@ -46,13 +58,52 @@ from kolors_tryon.store import (
 from kolors_tryon.store.migrate import new_revision, schema_status, upgrade_schema
 
 EXIT_INVALID = 2
+# Suffixes `tryon validate` reads as batch files, line by line, as `tryon batch` does.
+BATCH_SUFFIXES = (".jsonl", ".ndjson", ".csv")
 
 
 def _settings() -> Settings:
+    for warning in unknown_variables(os.environ):
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
     try:
         return load_settings()
     except SettingsError as exc:
         _fail(str(exc))
+
+
+def _say_fallbacks(settings: Settings, *, broker: bool = True, store: bool = True) -> None:
+    """One line on stderr when the command uses the embedded broker or store."""
+    line = embedded_fallbacks(settings, broker=broker, store=store)
+    if line is not None:
+        click.secho(f"note: {line}", fg="cyan", err=True)
+
+
+@contextmanager
+def _reaching_broker(settings: Settings) -> Iterator[None]:
+    """Turn a broker that refuses us, or does not answer, into one line and exit 1."""
+    try:
+        yield
+    except (OSError, ConnectionError, KombuOperationalError) as exc:
+        line = broker_refusal(exc, settings)
+        if line is None:
+            where = Connection(settings.effective_broker_url).as_uri()
+            # Redacted: a driver's message may quote the URL, password included.
+            reason = redact(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
+            line = f"the broker of TRYON_BROKER_URL ({where}) does not answer: {reason}"
+        _fail(line, code=1)
+    except Exception as exc:
+        line = broker_refusal(exc, settings)
+        if line is None:
+            raise
+        _fail(line, code=1)
+
+
+def _print_problems(where: str, problems: Iterable[Problem]) -> list[str]:
+    """Each problem on a line of stderr as `where: field: message`; returns the lines."""
+    lines = [f"{where}: {problem}" for problem in problems]
+    for line in lines:
+        click.secho(line, fg="red", err=True)
+    return lines
 
 
 def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
@@ -89,7 +140,12 @@ def worker(celery_args: tuple[str, ...]) -> None:
     """Run a worker; extra arguments go to Celery's worker (e.g. --concurrency 4)."""
     from kolors_tryon.worker.launcher import run_worker
 
-    run_worker(_settings(), list(celery_args))
+    settings = _settings()
+    _say_fallbacks(settings)
+    refused = broker_problem(settings)
+    if refused is not None:
+        _fail(refused, code=1)
+    run_worker(settings, list(celery_args))
 
 
 # ----------------------------------------------------------------------------- flower
@@ -165,13 +221,17 @@ def submit(
 ) -> None:
     """Enqueue one job and print its job id."""
     settings = _settings()
-    try:
-        message: dict[str, Any] = {
-            "human_image": image_argument(human),
-            "cloth_image": image_argument(cloth),
-        }
-    except ImageSourceError as exc:
-        _fail(str(exc))
+    message: dict[str, Any] = {}
+    unreadable = []
+    arguments = (("human_image", "--human", human), ("cloth_image", "--cloth", cloth))
+    for field, option, value in arguments:
+        try:
+            message[field] = image_argument(value)
+        except ImageSourceError as exc:
+            unreadable.append(Problem(f"{field} ({option})", "file_not_found", str(exc)))
+    if unreadable:
+        _print_problems("error", unreadable)
+        _fail("nothing published")
     optional = {
         "model_name": model_name,
         "job_id": job_id,
@@ -185,7 +245,13 @@ def submit(
             message["metadata"] = json.loads(metadata)
         except json.JSONDecodeError as exc:
             _fail(f"--metadata: not valid JSON ({exc.msg})")
-    with JobPublisher(settings) as publisher:
+    try:
+        check_job(message, ValidationOptions.from_settings(settings))
+    except JobRejected as rejection:
+        _print_problems("error", rejection.problems)
+        _fail("invalid job, nothing published (`tryon validate` shows the same checks)")
+    _say_fallbacks(settings)
+    with _reaching_broker(settings), JobPublisher(settings) as publisher:
         new_id = publisher.publish(message)
     if not wait:
         _emit({"job_id": new_id}) if as_json else click.echo(new_id)
@@ -200,24 +266,36 @@ def submit(
 # ----------------------------------------------------------------------------- batch
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Publish the valid lines and list the invalid ones (default: publish nothing).",
+)
 @click.option("--wait", is_flag=True, help="Follow every job to its end.")
 @click.option("--timeout", type=float, default=WAIT_TIMEOUT, show_default=True, help="For --wait.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def batch(file: Path, wait: bool, timeout: float, as_json: bool) -> None:
-    """Enqueue every job of a JSON Lines or CSV file (image paths relative to the file)."""
+def batch(file: Path, skip_invalid: bool, wait: bool, timeout: float, as_json: bool) -> None:
+    """Enqueue every job of a JSON Lines or CSV file (image paths relative to the file).
+
+    Every line is checked first, as `tryon validate` checks it: with an invalid line,
+    nothing is published (exit 2) unless --skip-invalid.
+    """
     settings = _settings()
-    entries = list(read_batch(file))
-    job_ids: list[str] = []
-    problems: list[str] = []
-    with (
-        JobPublisher(settings) as publisher,
-        click.progressbar(entries, label="enqueueing", file=sys.stderr, hidden=as_json) as bar,
-    ):
-        for number, entry in bar:
-            if isinstance(entry, str):
-                problems.append(f"{file.name}:{number}: {entry}")
-                continue
-            job_ids.append(publisher.publish(with_image_files_read(entry, file.parent)))
+    lines = _checked_lines(file, settings, show=not as_json)
+    invalid = [line for line in lines if not line.valid]
+    problems = [f"{file.name}:{line.number}: {p}" for line in invalid for p in line.problems]
+    valid_lines = {line.number for line in lines if line.valid}
+    if invalid and (not skip_invalid or not valid_lines):
+        for problem in problems:
+            click.secho(problem, fg="red", err=True)
+        if as_json:
+            _emit({"job_ids": [], "skipped": [], "invalid": problems})
+        _fail(
+            f"{len(invalid)} invalid line(s) of {len(lines)}: nothing published"
+            + ("" if skip_invalid else " (--skip-invalid publishes the valid ones)")
+        )
+    _say_fallbacks(settings)
+    job_ids = _publish_lines(file, valid_lines, settings, show=not as_json)
     for problem in problems:
         click.secho(f"skipped {problem}", fg="yellow", err=True)
     if not wait:
@@ -225,11 +303,37 @@ def batch(file: Path, wait: bool, timeout: float, as_json: bool) -> None:
             _emit({"job_ids": job_ids, "skipped": problems})
         else:
             click.echo("\n".join(job_ids))
-        sys.exit(1 if problems else 0)
+        return
     records = _wait_for(settings, job_ids, timeout, show=not as_json)
     _report(records, as_json)
-    ok = all(r.state is JobState.SUCCEEDED for r in records) and not problems
-    sys.exit(0 if ok else 1)
+    sys.exit(0 if all(r.state is JobState.SUCCEEDED for r in records) else 1)
+
+
+def _checked_lines(file: Path, settings: Settings, *, show: bool) -> list[BatchLine]:
+    """Every line of a batch file checked locally (files read, nothing published)."""
+    options = ValidationOptions.from_settings(settings)
+    with click.progressbar(
+        check_batch(file, options), label="checking", file=sys.stderr, hidden=not show
+    ) as bar:
+        return list(bar)
+
+
+def _publish_lines(file: Path, numbers: set[int], settings: Settings, *, show: bool) -> list[str]:
+    """Publish the lines of `file` numbered `numbers` (checked already); their job ids."""
+    job_ids: list[str] = []
+    entries = [(n, e) for n, e in read_batch(file) if n in numbers and isinstance(e, dict)]
+    with (
+        _reaching_broker(settings),
+        JobPublisher(settings) as publisher,
+        click.progressbar(entries, label="enqueueing", file=sys.stderr, hidden=not show) as bar,
+    ):
+        for number, entry in bar:
+            try:
+                message = with_image_files_read(entry, file.parent)
+            except ImageSourceError as exc:  # removed since it was checked
+                _fail(f"{file.name}:{number}: {exc}; published {len(job_ids)} job(s) before it")
+            job_ids.append(publisher.publish(message))
+    return job_ids
 
 
 # ----------------------------------------------------------------------------- waiting
@@ -310,8 +414,14 @@ def _describe(record: JobRecord) -> str:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def validate(file: Path, as_json: bool) -> None:
-    """Check a job (JSON) offline exactly as the worker does: exit 0 valid, 2 invalid."""
+    """Check a job (JSON) offline exactly as the worker does: exit 0 valid, 2 invalid.
+
+    A .jsonl, .ndjson or .csv file is a batch: each line is checked as `tryon batch`
+    checks it (image paths read relative to the file), and every problem is listed.
+    """
     settings = _settings()
+    if file.suffix.lower() in BATCH_SUFFIXES:
+        _validate_batch(file, settings, as_json)
     try:
         valid = validate_job(file.read_bytes(), ValidationOptions.from_settings(settings))
     except JobRejected as rejection:
@@ -341,6 +451,39 @@ def validate(file: Path, as_json: bool) -> None:
         click.secho(f"valid: job {valid.job_id}", fg="green")
         for name, info in images.items():
             click.echo(f"  {name}: {info or 'URL (not fetched: preflight is off)'}")
+
+
+def _validate_batch(file: Path, settings: Settings, as_json: bool) -> NoReturn:
+    """`tryon validate` of a batch file: a verdict per line, exit 0 all valid, 2 not."""
+    lines = _checked_lines(file, settings, show=not as_json)
+    invalid = [line for line in lines if not line.valid]
+    if as_json:
+        _emit(
+            {
+                "valid": not invalid,
+                "lines": [
+                    {
+                        "line": line.number,
+                        "job_id": line.job_id,
+                        "valid": line.valid,
+                        "problems": [
+                            {"field": p.field, "rule": p.rule, "message": p.message}
+                            for p in line.problems
+                        ],
+                    }
+                    for line in lines
+                ],
+            }
+        )
+    else:
+        for line in lines:
+            if line.valid:
+                click.echo(f"{file.name}:{line.number}: valid: job {line.job_id}")
+            for problem in line.problems:
+                click.secho(f"{file.name}:{line.number}: {problem}", fg="red")
+        verdict = f"{len(lines) - len(invalid)} valid, {len(invalid)} invalid line(s)"
+        click.secho(verdict, fg="red" if invalid else "green")
+    sys.exit(EXIT_INVALID if invalid else 0)
 
 
 @main.command()
@@ -378,7 +521,9 @@ def health(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(job_id: str, as_json: bool) -> None:
     """Show one job's record."""
-    store = _open_store(_settings())
+    settings = _settings()
+    _say_fallbacks(settings, broker=False)
+    store = _open_store(settings)
     record = store.get(job_id)
     store.dispose()
     if record is None:
@@ -395,20 +540,62 @@ def status(job_id: str, as_json: bool) -> None:
 
 @main.command()
 @click.option("--state", type=click.Choice([s.value for s in JobState]), default=None)
-@click.option("--limit", type=int, default=LIST_LIMIT, show_default=True)
+@click.option(
+    "--meta",
+    "meta",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only jobs whose metadata has KEY = VALUE (text); repeat for several.",
+)
+@click.option(
+    "--after",
+    "--cursor",
+    "after",
+    default=None,
+    metavar="JOB_ID",
+    help="Start after this job (the cursor the previous page printed).",
+)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=LIST_LIMIT, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def jobs(state: str | None, limit: int, as_json: bool) -> None:
-    """List jobs, oldest first."""
-    store = _open_store(_settings())
-    records = store.list_jobs(JobState(state) if state else None, limit=limit)
-    counts = store.count_by_state()
-    store.dispose()
+def jobs(
+    state: str | None, meta: tuple[str, ...], after: str | None, limit: int, as_json: bool
+) -> None:
+    """List jobs, newest first, a page at a time (the next page: --after the cursor shown)."""
+    metadata = _meta_filters(meta)
+    settings = _settings()
+    _say_fallbacks(settings, broker=False)
+    store = _open_store(settings)
+    try:
+        if after is not None and store.get(after) is None:
+            _fail(f"--after: no job {after!r}", code=1)
+        records = store.page_jobs(
+            JobState(state) if state else None, limit=limit, after=after, metadata=metadata
+        )
+        counts = store.count_by_state()
+    finally:
+        store.dispose()
     if as_json:
         _emit([r.to_json_dict() for r in records])
-        return
-    for record in records:
-        click.echo(_describe(record))
-    click.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+    else:
+        for record in records:
+            click.echo(_describe(record))
+        click.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+    if len(records) == limit:
+        # The cursor is the page's last job id (in --json, the last record's job_id).
+        filters = [*(["--state", state] if state else []), *(f"--meta {m}" for m in meta)]
+        again = " ".join(["tryon jobs", *filters, "--after", records[-1].job_id])
+        click.echo(f"more: {again}", err=True)
+
+
+def _meta_filters(pairs: Iterable[str]) -> dict[str, str]:
+    """`--meta sku=1234` options as a mapping, or exit 2 naming the malformed one."""
+    filters = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            _fail(f"--meta {pair!r}: give KEY=VALUE, e.g. --meta sku=1234")
+        filters[key] = value
+    return filters
 
 
 # ----------------------------------------------------------------------------- results
@@ -470,7 +657,7 @@ def purge(days: float, dry_run: bool, as_json: bool) -> None:
     from kolors_tryon.pipeline.storage import ResultCopies
 
     settings = _settings()
-    store = open_store(settings)
+    store = _open_store(settings)
     try:
         report = purge_jobs(store, ResultCopies(settings), older_than_days=days, dry_run=dry_run)
     finally:
@@ -502,7 +689,7 @@ def forget(job_id: str, as_json: bool) -> None:
     from kolors_tryon.pipeline.storage import ResultCopies, StorageError
 
     settings = _settings()
-    store = open_store(settings)
+    store = _open_store(settings)
     try:
         report = forget_job(store, ResultCopies(settings), job_id)
     except StorageError as exc:
@@ -548,7 +735,7 @@ def webhooks_list(job_id: str, as_json: bool) -> None:
 
     from kolors_tryon.jobs.urls import redact_url
 
-    store = open_store(_settings())
+    store = _open_store(_settings())
     deliveries = store.deliveries(job_id)
     store.dispose()
     shown = [{**asdict(d), "url": redact_url(d.url)} for d in deliveries]
@@ -582,7 +769,7 @@ def webhooks_replay(delivery_id: str | None, job_id: str | None) -> None:
     from kolors_tryon.worker import create_app
 
     settings = _settings()
-    store = open_store(settings)
+    store = _open_store(settings)
     try:
         ids = [delivery_id] if delivery_id else store.replayable_deliveries(job_id or "")
         replayed = [d for d in ids if d is not None and store.replay_delivery(d)]
@@ -601,7 +788,7 @@ def webhooks_secret() -> None:
     from kolors_tryon.pipeline.webhooks import webhook_secrets
 
     settings = _settings()
-    store = open_store(settings)
+    store = _open_store(settings)
     try:
         for secret in webhook_secrets(settings, store):
             click.echo(secret)
@@ -622,27 +809,43 @@ SAMPLES = Path(__file__).resolve().parent / "samples" / "jobs.jsonl"
     help="Jobs to run (default: the bundled sample jobs).",
 )
 @click.option("--timeout", type=float, default=DEMO_TIMEOUT, show_default=True)
-def demo(jobs_file: Path | None, timeout: float) -> None:
+@click.option(
+    "--emulator-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Run the sandbox emulator on this local port (default: the port of "
+    "TRYON_SANDBOX_EMULATOR_URL, 8765).",
+)
+def demo(jobs_file: Path | None, timeout: float, emulator_port: int | None) -> None:
     """Run the service's main job here: an emulator, a worker, the sample jobs, the results."""
-    from kolors_tryon.worker.launcher import ensure_sandbox_emulator, start_worker_process
+    from kolors_tryon.worker.launcher import start_worker_process
 
+    if emulator_port is not None:
+        # The worker started below inherits this process's environment: same emulator.
+        os.environ["TRYON_SANDBOX_EMULATOR_URL"] = f"http://127.0.0.1:{emulator_port}"
     settings = _settings()
     if not settings.sandbox:
         _fail(
             "demo runs in sandbox mode only: unset the TRYON_KLING_* credentials "
             "(it would spend real credits otherwise)"
         )
-    emulator = ensure_sandbox_emulator(settings)
+    emulator = _start_demo_emulator(settings)
     worker_log = settings.data_dir / "demo-worker.log"
     worker_process = start_worker_process(["--concurrency", "2"], worker_log)
     click.echo(f"started a worker (its log: {worker_log})")
     try:
         path = jobs_file or SAMPLES
         entries = [(n, e) for n, e in read_batch(path) if isinstance(e, dict)]
-        with JobPublisher(settings) as publisher:
+        with _reaching_broker(settings), JobPublisher(settings) as publisher:
             job_ids = []
-            for _, entry in entries:
-                job_ids.append(publisher.publish(with_image_files_read(entry, path.parent)))
+            for number, entry in entries:
+                try:
+                    message = with_image_files_read(entry, path.parent)
+                except ImageSourceError as exc:
+                    click.secho(f"skipped {path.name}:{number}: {exc}", fg="yellow", err=True)
+                    continue
+                # Unchecked on purpose: the samples show a rejection at intake too.
+                job_ids.append(publisher.publish(message))
         click.echo(f"enqueued {len(job_ids)} sample job(s) from {path}")
         records = _wait_for(settings, job_ids, timeout, show=True)
         click.echo()
@@ -654,6 +857,24 @@ def demo(jobs_file: Path | None, timeout: float) -> None:
         if emulator is not None:
             emulator.stop()
     sys.exit(0 if finished else 1)
+
+
+def _start_demo_emulator(settings: Settings) -> Any:
+    """The sandbox emulator of `tryon demo`, or exit 1 saying how to move a taken port."""
+    from urllib.parse import urlsplit
+
+    from kolors_tryon.worker.launcher import ensure_sandbox_emulator
+
+    try:
+        return ensure_sandbox_emulator(settings)
+    except OSError as exc:
+        port = urlsplit(settings.effective_kling_base_url).port
+        _fail(
+            f"the sandbox emulator cannot listen on port {port} ({exc.strerror or exc}): "
+            f"another program holds it; run `tryon demo --emulator-port {(port or 8765) + 1}` "
+            f"or set TRYON_SANDBOX_EMULATOR_URL=http://127.0.0.1:{(port or 8765) + 1}",
+            code=1,
+        )
 
 
 # ----------------------------------------------------------------------------- db

@@ -18,8 +18,18 @@ from kombu import Connection
 from kolors_tryon.config import Settings, load_settings
 from kolors_tryon.config.celery import PUBLISH_RETRY_POLICY, topology_for
 from kolors_tryon.config.defaults import LIST_LIMIT
-from kolors_tryon.jobs import JobMessage, job_id_of
+from kolors_tryon.jobs import JobMessage, JobRejected, ValidationOptions, job_id_of
+from kolors_tryon.jobs.local import check_job
 from kolors_tryon.store import JobRecord, JobState, open_store
+
+
+class InvalidJob(JobRejected):
+    """`enqueue()` refused a job before publishing it: the worker would reject it.
+
+    A `JobRejected` (its `problems` name each field and rule), raised before anything
+    reaches the queue, so that a producer hears of certain failures at once, not later
+    from the job's record.
+    """
 
 
 class JobPublisher:
@@ -83,7 +93,18 @@ class JobPublisher:
 
 
 def enqueue(job: Mapping[str, Any] | JobMessage, settings: Settings | None = None) -> str:
-    """Put one job on the queue and return its job id."""
+    """Check one job locally, put it on the queue and return its job id.
+
+    Raises:
+        InvalidJob: The job breaks a rule the worker checks (schema, Base64 image format,
+            size, pixels; URLs by their form, not fetched): nothing was published.
+    """
+    settings = settings or load_settings()
+    message = job.model_dump(mode="json", exclude_none=True) if isinstance(job, JobMessage) else job
+    try:
+        check_job(message, ValidationOptions.from_settings(settings))
+    except JobRejected as rejection:
+        raise InvalidJob(rejection.job_id, rejection.problems) from None
     with JobPublisher(settings) as publisher:
         return publisher.publish(job)
 

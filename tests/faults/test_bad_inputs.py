@@ -2,11 +2,13 @@
 
 A corpus of about a hundred bad job messages (`bad_inputs.py`) goes through each door,
 the Python `enqueue()`, the `tryon batch` / `tryon submit` commands and plain JSON
-published by any AMQP client, to ONE real worker on RabbitMQ + PostgreSQL. Every message
-must be recorded `rejected` (code `invalid_job`) with a short reason that names its field
-and quotes no image data; messages that are not JSON objects must be dead-lettered with
-their reason; the Kling emulator must see no create; and afterwards the worker must
-still run a valid job to success.
+published by any AMQP client, to ONE real worker on RabbitMQ + PostgreSQL. The doors
+that take jobs from people refuse each one before publishing, naming its fields (nothing
+reaches the store); on the queue, every message must be recorded `rejected` (code
+`invalid_job`) with a short reason that names its field and quotes no image data;
+messages that are not JSON objects must be dead-lettered with their reason; the Kling
+emulator must see no create; and afterwards the worker must still run a valid job to
+success.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from harness import (
     rabbit_stack,
     wait_until,
 )
-from kolors_tryon import enqueue
+from kolors_tryon import InvalidJob, enqueue
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.jobs import JobRejected, validate_job
 from kolors_tryon.store import JobRecord, JobState
@@ -93,6 +95,30 @@ def rejection_problems(case: Case, record: JobRecord) -> list[str]:
             problems.append("leaks a long input string (image data?) into the record")
             break
     return [f"{where}: {problem}: {text[:300]!r}" for problem in problems]
+
+
+def refusal_problems(case: Case, text: str) -> list[str]:
+    """What is wrong with a door's own refusal of `case` (before publishing): it must name
+    the fields and the rule, and quote no image data, as a recorded rejection does."""
+    where = f"{case.name} [{case.job_id}]"
+    problems = [f"does not name {name!r}" for name in case.fields if name not in text]
+    problems += [f"does not say {word!r}" for word in case.says if word.lower() not in text.lower()]
+    problems += [f"quotes {word!r}" for word in case.never_says if word in text]
+    if "internal error" in text:
+        problems.append("reports a crash of a check instead of a rule")
+    if BASE64_RUN.search(text):
+        problems.append("holds a long Base64-like run")
+    return [f"{where}: {problem}: {text[:300]!r}" for problem in problems]
+
+
+def assert_nothing_recorded(deployment: Deployment, cases: list[Case]) -> None:
+    """None of `cases` reached the queue: the store never heard of them."""
+    store = deployment.store()
+    try:
+        recorded = [case.job_id for case in cases if store.get(case.job_id) is not None]
+    finally:
+        store.dispose()
+    assert not recorded, recorded
 
 
 def await_rejections(deployment: Deployment, cases: list[Case], timeout: float = 90) -> None:
@@ -176,30 +202,49 @@ def test_corpus_is_broad_and_each_entry_is_invalid_offline() -> None:
 
 
 # ------------------------------------------------------------------------------ doors ----
-DOORS: dict[str, Callable[[Deployment, dict[str, Any]], str | None]] = {
-    "python": lambda deployment, message: enqueue(message, deployment.settings),
-    "amqp": lambda deployment, message: publish_raw(deployment.settings, json.dumps(message)),
-}
-
-
-@pytest.mark.parametrize("door", sorted(DOORS))
-def test_json_door_rejects_every_bad_job_at_no_cost(stack: Stack, door: str) -> None:
-    """enqueue() / plain JSON on the queue: every bad job rejected clearly, zero creates."""
+def test_python_door_refuses_every_bad_job_before_publishing(stack: Stack) -> None:
+    """enqueue(): every bad job raises InvalidJob naming its fields; nothing is published."""
     deployment, server = stack
-    publish = DOORS[door]
-    tag = door_tag(door)
+    tag = door_tag("python")
+    cases = corpus(tag) + job_id_cases(tag)
+    before, marks = create_requests(server), log_marks(deployment)
+    problems = []
+    for case in cases:
+        with pytest.raises(InvalidJob) as caught:
+            enqueue(case.resolved(), deployment.settings)
+        problems += refusal_problems(case, caught.value.reason)
+    assert not problems, f"{len(problems)} unclear refusal(s):\n" + "\n".join(problems)
+    assert_nothing_recorded(deployment, cases)
+    assert_still_serving(
+        deployment,
+        server,
+        before,
+        marks,
+        lambda job_id: check_enqueued(deployment, job_id),
+    )
+
+
+def check_enqueued(deployment: Deployment, job_id: str) -> None:
+    """enqueue() of a valid job passes the local checks and returns its id."""
+    assert enqueue(valid_job(job_id), deployment.settings) == job_id
+
+
+def test_amqp_door_rejects_every_bad_job_at_no_cost(stack: Stack) -> None:
+    """Plain JSON on the queue: every bad job rejected clearly by the worker, zero creates."""
+    deployment, server = stack
+    tag = door_tag("amqp")
     cases = corpus(tag) + job_id_cases(tag)
     before, marks = create_requests(server), log_marks(deployment)
     for case in cases:
-        returned = publish(deployment, case.resolved())
-        if door == "python":  # enqueue() returns the id the job is recorded under
-            assert returned == case.job_id, case.name
+        publish_raw(deployment.settings, json.dumps(case.resolved()))
     await_rejections(deployment, cases)
-
-    def submit_valid(job_id: str) -> None:
-        publish(deployment, valid_job(job_id))
-
-    assert_still_serving(deployment, server, before, marks, submit_valid)
+    assert_still_serving(
+        deployment,
+        server,
+        before,
+        marks,
+        lambda job_id: publish_raw(deployment.settings, json.dumps(valid_job(job_id))),
+    )
 
 
 def test_any_language_door_dead_letters_what_is_not_a_json_object(stack: Stack) -> None:
@@ -234,8 +279,10 @@ def test_any_language_door_dead_letters_what_is_not_a_json_object(stack: Stack) 
     )
 
 
-def test_cli_batch_door_rejects_every_bad_job_at_no_cost(stack: Stack, tmp_path: Path) -> None:
-    """`tryon batch --json` of the corpus as JSON Lines: all rejected clearly, zero creates."""
+def test_cli_batch_door_refuses_every_bad_job_before_publishing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """`tryon batch` of the corpus as JSON Lines: exit 2, every line named, nothing sent."""
     deployment, server = stack
     tag = door_tag("batch")
     cases = corpus(tag) + job_id_cases(tag)
@@ -249,14 +296,20 @@ def test_cli_batch_door_rejects_every_bad_job_at_no_cost(stack: Stack, tmp_path:
 
     result = deployment.tryon("batch", str(jsonl), "--json")
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert result.returncode == 1, result.stderr[-3000:]  # 1: lines were skipped
+    assert result.returncode == 2, result.stderr[-3000:]  # invalid lines: nothing published
     output = json.loads(result.stdout)
-    assert output["job_ids"] == [case.job_id for case in cases]
-    skipped = output["skipped"]
-    assert len(skipped) == 2, skipped
-    assert skipped[0].startswith("catalogue.jsonl:4:") and "object" in skipped[0]
-    assert skipped[1].startswith("catalogue.jsonl:41:") and "JSON" in skipped[1]
-    await_rejections(deployment, cases)
+    assert output["job_ids"] == []
+    invalid = output["invalid"]
+    assert any(p.startswith("catalogue.jsonl:4:") and "object" in p for p in invalid)
+    assert any(p.startswith("catalogue.jsonl:41:") and "JSON" in p for p in invalid)
+    # Each case's line (after the two inserted ones) names its fields and rule.
+    numbers = [n for n in range(1, len(lines) + 1) if n not in (4, 41)]
+    problems = []
+    for case, number in zip(cases, numbers, strict=True):
+        said = " ".join(p for p in invalid if p.startswith(f"catalogue.jsonl:{number}: "))
+        problems += refusal_problems(case, said)
+    assert not problems, f"{len(problems)} unclear refusal(s):\n" + "\n".join(problems)
+    assert_nothing_recorded(deployment, cases)
     assert_still_serving(deployment, server, before, marks, cli_submitter(deployment))
 
 
@@ -325,8 +378,8 @@ def submit_cases(tag: str) -> list[Case]:
     ]
 
 
-def test_cli_submit_door_rejects_bad_files_and_options(stack: Stack, tmp_path: Path) -> None:
-    """`tryon submit` with bad files or options: rejected naming the field, or refused."""
+def test_cli_submit_door_refuses_bad_files_and_options(stack: Stack, tmp_path: Path) -> None:
+    """`tryon submit` with bad files or options: exit 2 naming the field, nothing published."""
     deployment, server = stack
     tag = door_tag("submit")
     cases = submit_cases(tag)
@@ -340,7 +393,7 @@ def test_cli_submit_door_rejects_bad_files_and_options(stack: Stack, tmp_path: P
         ),
         f"bad-{tag}-no-file": (
             ["--human", str(tmp_path / "no-such-photo.jpg"), "--cloth", cloth],
-            "neither an http(s) URL nor a readable file",
+            f"file not found: {tmp_path / 'no-such-photo.jpg'}",
         ),
         f"bad-{tag}-metadata": (
             ["--human", human, "--cloth", cloth, "--metadata", "{sku: 1}"],
@@ -358,12 +411,16 @@ def test_cli_submit_door_rejects_bad_files_and_options(stack: Stack, tmp_path: P
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda args: deployment.tryon("submit", *args), runs))
 
+    problems = []
     for case, result in zip(cases, results[: len(cases)], strict=True):
-        check_submitted(result, case.job_id)
+        assert result.returncode == 2, (case.name, result.stdout, result.stderr)
+        assert "nothing published" in result.stderr, result.stderr
+        problems += refusal_problems(case, result.stderr)
+    assert not problems, f"{len(problems)} unclear refusal(s):\n" + "\n".join(problems)
     for (job_id, (_, says)), result in zip(refused.items(), results[len(cases) :], strict=True):
         assert result.returncode == 2, (job_id, result.stdout, result.stderr)
         assert says in result.stderr and "Traceback" not in result.stderr, result.stderr
-    await_rejections(deployment, cases)
+    assert_nothing_recorded(deployment, cases)
     store = deployment.store()
     try:
         assert all(store.get(job_id) is None for job_id in refused)
@@ -372,8 +429,8 @@ def test_cli_submit_door_rejects_bad_files_and_options(stack: Stack, tmp_path: P
     assert_still_serving(deployment, server, before, marks, cli_submitter(deployment))
 
 
-def test_cli_batch_passes_inline_base64_to_the_worker(stack: Stack, tmp_path: Path) -> None:
-    """`tryon batch` with images inline as Base64 (as the job message allows) enqueues them."""
+def test_cli_batch_checks_inline_base64_too(stack: Stack, tmp_path: Path) -> None:
+    """`tryon batch` with images inline as Base64 checks them as files: a GIF is refused."""
     deployment, _ = stack
     img = images()
     case = Case(
@@ -389,5 +446,8 @@ def test_cli_batch_passes_inline_base64_to_the_worker(stack: Stack, tmp_path: Pa
     jsonl = tmp_path / "inline.jsonl"
     jsonl.write_text(json.dumps(case.message) + "\n", encoding="utf-8")
     result = deployment.tryon("batch", str(jsonl), "--json")
-    assert result.returncode == 0, result.stderr[-1500:]
-    await_rejections(deployment, [case], timeout=30)
+    assert result.returncode == 2, result.stderr[-1500:]
+    said = " ".join(json.loads(result.stdout)["invalid"])
+    assert said.startswith("inline.jsonl:1: cloth_image:"), said
+    assert not refusal_problems(case, said)
+    assert_nothing_recorded(deployment, [case])

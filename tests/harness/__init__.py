@@ -28,6 +28,7 @@ from harness.env import (
     free_port,
     postgres_url,
     rabbitmq_url,
+    tryon_executable,
 )
 from harness.faults import FaultRun, assert_one_task_per_job, figures, states
 from harness.images import PNG_IEND, PNG_SIGNATURE, png_chunk, png_claiming, png_padded
@@ -35,7 +36,13 @@ from harness.interrupts import cleanup_on_signal
 from harness.postgres import fresh_database
 from harness.processes import WorkerProcess, terminate
 from harness.proxy import NO_FAULT, Fault, TcpProxy
-from harness.rabbit import EventRecorder, dead_letters, delete_topology, publish_raw
+from harness.rabbit import (
+    EventRecorder,
+    dead_letters,
+    delete_topology,
+    jobs_waiting,
+    publish_raw,
+)
 from harness.s3 import S3Server, running_s3, sha256_hex
 from harness.samples import SAMPLES, publish_jobs, sample_b64
 from harness.scrape import Samples, scrape, total, value
@@ -70,6 +77,7 @@ __all__ = [  # noqa: RUF022
     "free_port",
     "postgres_url",
     "rabbitmq_url",
+    "tryon_executable",
     # Fault scaffold: scenario, jobs, counts at the paid API (faults.py)
     "FaultRun",
     "assert_one_task_per_job",
@@ -99,6 +107,7 @@ __all__ = [  # noqa: RUF022
     "EventRecorder",
     "dead_letters",
     "delete_topology",
+    "jobs_waiting",
     "publish_raw",
     # An S3-compatible object store over HTTP: moto's server (s3.py)
     "S3Server",

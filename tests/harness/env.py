@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+from pathlib import Path
 
 RABBITMQ_URL_VARIABLE = "TRYON_TEST_RABBITMQ_URL"
 POSTGRES_URL_VARIABLE = "TRYON_TEST_POSTGRES_URL"
@@ -62,3 +64,9 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def tryon_executable() -> str:
+    """The installed `tryon` command (the console script beside this interpreter), as a
+    user runs it: its entry point is what these tests check, not only the module."""
+    return str(Path(sys.executable).with_name("tryon"))

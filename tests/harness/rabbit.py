@@ -46,6 +46,19 @@ def delete_topology(settings: Settings) -> None:
                 channel = conn.channel()
 
 
+def jobs_waiting(settings: Settings) -> int:
+    """Messages on the deployment's jobs queue (0 when nobody declared it): what a
+    producer published that no worker has taken yet."""
+    name = topology_for(settings).jobs_queue_name
+    with Connection(rabbitmq_url()) as conn:
+        channel: Any = conn.channel()
+        try:
+            _, messages, _ = channel.queue_declare(queue=name, passive=True)
+        except Exception:
+            return 0
+        return int(messages)
+
+
 def publish_raw(
     settings: Settings,
     body: bytes | str,

@@ -6,8 +6,10 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from harness import Deployment, FaultRun, clean_env, free_port, sample_b64, wait_until
-from kolors_tryon import enqueue, get_job
+from kolors_tryon import InvalidJob, JobPublisher, enqueue, get_job
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.store import JobState
 
@@ -35,10 +37,11 @@ def test_embedded_default_runs_jobs_end_to_end(
         },
         settings,
     )
-    rejected = enqueue(
-        {"human_image": sample_b64("human.jpg"), "cloth_image": sample_b64("too-small.png")},
-        settings,
-    )
+    too_small = {"human_image": sample_b64("human.jpg"), "cloth_image": sample_b64("too-small.png")}
+    with pytest.raises(InvalidJob):  # enqueue() checks first; the queue's worker checks too
+        enqueue(too_small, settings)
+    with JobPublisher(settings) as publisher:
+        rejected = publisher.publish(too_small)
     duplicate = enqueue(
         {
             "human_image": sample_b64("empty-backdrop.jpg"),

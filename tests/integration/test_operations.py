@@ -137,6 +137,8 @@ def test_health_checks_broker_store_and_credentials(
     phrase: str,
 ) -> None:
     """`tryon health` says per check what it checked; a wrong key or broker is exit 1."""
+    # A worker consumes the jobs queue, as in the worker's container (its health check).
+    rabbit_deployment.start_worker(concurrency=1, name=unique("health"))
     rabbit_deployment.env.update(env)
     rabbit_deployment.env = {k: v for k, v in rabbit_deployment.env.items() if v != ""}
     if knobs:
@@ -146,7 +148,7 @@ def test_health_checks_broker_store_and_credentials(
     assert report["healthy"] is (code == 0)
     assert {name: report["checks"][name]["status"] for name in statuses} == statuses, text
     assert phrase in text
-    assert set(report["checks"]) == {"broker", "store", "kling", "account"}
+    assert set(report["checks"]) == {"broker", "workers", "store", "kling", "account"}
     for line in text.splitlines()[:-1]:
         assert line.split()[0] in ("ok", "warn", "fail"), line
     assert "sk-wrong-key-0123456789" not in text + json.dumps(report)
@@ -155,6 +157,7 @@ def test_health_checks_broker_store_and_credentials(
 
 def test_health_says_sandbox_mode(rabbit_deployment: Deployment, emulator: EmulatorServer) -> None:
     """Without credentials, health checks the bundled emulator and says it is the sandbox."""
+    rabbit_deployment.start_worker(concurrency=1, name=unique("sandbox"))
     emulator.configure(api_keys=["sk-sandbox"])
     del rabbit_deployment.env["TRYON_KLING_API_KEY"]
     rabbit_deployment.env["TRYON_SANDBOX_EMULATOR_URL"] = emulator.base_url

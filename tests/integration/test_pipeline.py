@@ -140,7 +140,9 @@ def test_invalid_job_is_rejected_with_no_create(stack: Stack) -> None:
     """A too-small garment photo is rejected naming the field; the API never sees it."""
     deployment, server, events = stack
     before = server.stats()["create_requests"]
-    job_id = enqueue(good_job(cloth_image=sample_b64("too-small.png")), deployment.settings)
+    # Published as any AMQP producer would: enqueue() refuses it before publishing.
+    with JobPublisher(deployment.settings) as publisher:
+        job_id = publisher.publish(good_job(cloth_image=sample_b64("too-small.png")))
     record = wait_terminal(deployment, job_id)
     assert record.state is JobState.REJECTED
     assert record.error is not None and "cloth_image" in record.error.message
@@ -207,10 +209,16 @@ def test_batch_jsonl_and_csv_with_wait(stack: Stack, tmp_path: Path) -> None:
         )
         + "\n"
     )
-    result = deployment.tryon("batch", str(jsonl), "--wait", "--json", "--timeout", "90")
+    refused = deployment.tryon("batch", str(jsonl), "--json")
+    assert refused.returncode == 2  # an invalid line: nothing published
+    assert "jobs.jsonl:2: cloth_image:" in refused.stderr
+    result = deployment.tryon(
+        "batch", str(jsonl), "--skip-invalid", "--wait", "--json", "--timeout", "90"
+    )
     states = {r["job_id"]: r["state"] for r in json.loads(result.stdout)}
-    assert states == {f"b1-{tag}": "succeeded", f"b2-{tag}": "rejected"}
-    assert result.returncode == 1  # not every job succeeded
+    assert states == {f"b1-{tag}": "succeeded"}
+    assert "skipped jobs.jsonl:2: cloth_image:" in result.stderr
+    assert result.returncode == 0, result.stderr
 
     csv_file = tmp_path / "jobs.csv"
     csv_file.write_text(
@@ -222,8 +230,9 @@ def test_batch_jsonl_and_csv_with_wait(stack: Stack, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     (record,) = json.loads(result.stdout)
     assert record["state"] == "succeeded" and record["metadata"] == {"sku": "9"}
-    listed = deployment.tryon("jobs", "--state", "rejected", "--json")
-    assert f"b2-{tag}" in {r["job_id"] for r in json.loads(listed.stdout)}
+    listed = deployment.tryon("jobs", "--json")
+    ids = {r["job_id"] for r in json.loads(listed.stdout)}
+    assert {f"b1-{tag}", f"c1-{tag}"} <= ids and f"b2-{tag}" not in ids
 
 
 def test_callback_url_is_not_forwarded_to_kling_our_webhook_arrives(stack: Stack) -> None:

@@ -22,7 +22,7 @@ import pytest
 import requests
 from starlette.routing import Route
 
-from harness import wait_until
+from harness import sample_b64, wait_until
 from kolors_tryon.pipeline.callback_tokens import GENERATED_SECRET_NAME
 from kolors_tryon.web import create_web_app, make_callback_token
 from web_service import (
@@ -125,6 +125,26 @@ def test_requests_without_a_valid_key_get_401(
     assert response.json()["error"]["code"] == "unauthorized"
     assert KEYS[0] not in response.text
     check_documented(openapi, method, path, response)
+
+
+def test_fixed_messages_read_as_written_while_values_stay_redacted(web: Web) -> None:
+    """The 401 and a 422 help text keep their words; a key and Base64 sent in are redacted."""
+    unauthorized = web.http.get(f"{web.url}/v1/jobs/x", timeout=5).json()["error"]["message"]
+    assert unauthorized.endswith("in the Authorization header (Bearer scheme)"), unauthorized
+    photo = sample_b64("human.jpg")
+    job = {
+        "job_id": "fixed-words",
+        "human_image": "data:image/png,not-base64",
+        "cloth_image": f"data:image/png;base64,{photo}",
+        "metadata": {"note": "Bearer sk-live-0123456789abcdef"},
+        "unknown": f"data:image/jpeg;base64,{photo[:400]}",
+    }
+    response = web.post_jobs(job, timeout=30)
+    assert response.status_code == 422, response.text
+    messages = {p["field"]: p["message"] for p in response.json()["error"]["problems"]}
+    assert "use data:image/png;base64,<data> or bare Base64" in messages["human_image"]
+    assert "sk-live-0123456789abcdef" not in response.text
+    assert photo[:100] not in response.text
 
 
 @pytest.mark.parametrize("key", KEYS, ids=["current", "next"])

@@ -50,8 +50,8 @@ def test_csv_rows_become_messages_with_typed_columns(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
         "jobs.CSV",
-        "job_id,human_image,priority,metadata,garments,callback_url\n"
-        'j1,h.png,3,"{""sku"": ""1""}",upper + lower,\n',
+        "job_id,human_image,cloth_image,priority,metadata,garments,callback_url\n"
+        'j1,h.png,c.png,3,"{""sku"": ""1""}",upper + lower,\n',
     )
     assert list(read_batch(path)) == [
         (
@@ -59,6 +59,7 @@ def test_csv_rows_become_messages_with_typed_columns(tmp_path: Path) -> None:
             {
                 "job_id": "j1",
                 "human_image": "h.png",
+                "cloth_image": "c.png",
                 "priority": 3,
                 "metadata": {"sku": "1"},
                 "garments": ["upper", "lower"],
@@ -76,7 +77,7 @@ def test_csv_rows_become_messages_with_typed_columns(tmp_path: Path) -> None:
 )
 def test_a_bad_csv_cell_is_a_problem(tmp_path: Path, header: str, cell: str, problem: str) -> None:
     """A cell that cannot be converted names its column."""
-    path = _write(tmp_path, "jobs.csv", f"job_id,{header}\nj1,{cell}\n")
+    path = _write(tmp_path, "jobs.csv", f"job_id,human_image,cloth_image,{header}\nj1,h,c,{cell}\n")
     assert list(read_batch(path)) == [(2, problem)]
 
 
@@ -97,8 +98,33 @@ def test_a_file_becomes_its_base64(tmp_path: Path) -> None:
 
 def test_without_a_base_an_unreadable_value_is_a_typed_error() -> None:
     """`tryon submit` gets an error to show, not a message the worker would reject."""
-    with pytest.raises(ImageSourceError, match="neither an http"):
+    with pytest.raises(ImageSourceError, match=r"file not found: no/such/photo\.png"):
         image_argument("no/such/photo.png")
+    with pytest.raises(ImageSourceError, match="neither an http"):
+        image_argument("ftp://files.example.com/photo.png")
+
+
+def test_with_a_base_a_missing_file_name_is_a_typed_error(tmp_path: Path) -> None:
+    """In a batch file a value with a dot is a file name (Base64 has none): not found."""
+    with pytest.raises(ImageSourceError, match=r"file not found: .*photos/anna\.jpg"):
+        image_argument("photos/anna.jpg", base=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("header", "says"),
+    [
+        ("human_image;cloth_image", "separated by ';'"),
+        ("human_image\tcloth_image", "separated by tab"),
+        ("human_image,metadata", "column cloth_image: missing from the header"),
+    ],
+)
+def test_a_csv_header_problem_is_said_once_on_line_1(
+    tmp_path: Path, header: str, says: str
+) -> None:
+    """A CSV with another separator or without an image column: one problem, line 1."""
+    path = _write(tmp_path, "jobs.csv", f"{header}\nh.png;c.png\nh.png;c.png\n")
+    ((number, problem),) = list(read_batch(path))
+    assert number == 1 and isinstance(problem, str) and says in problem
 
 
 def test_with_a_base_an_unknown_value_is_left_to_the_worker(tmp_path: Path) -> None:

@@ -177,6 +177,12 @@ def test_parse_garbage_is_server_error(obj: object) -> None:
         ("https://user:hunter2@host/x", "hunter2", "host/x"),
         ("img " + "iVBORw0KGgo" * 20 + " tail", "iVBORw0KGgoiVBORw0KGgo", "tail"),
         ("data:image/png;base64,iVBORw0KGgo= x", "iVBORw0KGgo", " x"),
+        ("Authorization: bearer eyJhbGciOiJIUzI1NiJ9", "eyJhbGciOiJIUzI1NiJ9", "bearer"),
+        ("(Bearer sk-test-key)", "sk-test-key", "(Bearer [redacted])"),
+        ("Bearer abc123", "abc123", "Bearer [redacted]"),
+        ("Bearer Secret", "Secret", "Bearer [redacted]"),
+        ("Bearer abcdefghijklmnopqrstuvwxyzabcdef", "abcdefghijklmnopqrstuvwxyz", "Bearer"),
+        ("use data:image/jpeg;base64,/9j/4AAQ not that", "/9j/4AAQ", "not that"),
     ],
 )
 def test_redact_removes_secrets(text: str, gone: str, kept: str) -> None:
@@ -194,6 +200,12 @@ def test_redact_removes_secrets(text: str, gone: str, kept: str) -> None:
         "task 867283741759111202 id Ab3dEf9hIj2kLm5nOp7qRs",
         "GET /v1/images/kolors-virtual-try-on/order-123-look-7 -> 200",
         "sha256 " + "ab" * 32,
+        # Our own fixed messages: the 401 of `tryon web`, its WWW-Authenticate header,
+        # and the help text of a data: URI (the form, not anyone's photo).
+        "a valid API key is required in the Authorization header (Bearer scheme)",
+        'Bearer realm="tryon"',
+        "expected 'Bearer <token>'",
+        "data: URI is not Base64-encoded; use data:image/png;base64,<data> or bare Base64",
     ],
 )
 def test_redact_keeps_harmless_text(text: str) -> None:

@@ -126,3 +126,22 @@ def test_s3_secret_never_shows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRYON_S3_ACCESS_KEY_ID", "AKIA0123")
     settings = load_settings(result_storage="s3", s3_bucket="b")
     assert "very-secret-s3" not in repr(settings)
+
+
+def test_a_postgres_url_is_read_as_postgresql_on_psycopg() -> None:
+    """`postgres://` (what hosting platforms hand out) is normalised to the psycopg driver."""
+    settings = Settings.model_validate({"database_url": "postgres://u@db.example:5432/tryon"})
+    assert settings.effective_database_url == "postgresql+psycopg://u@db.example:5432/tryon"
+    assert settings.effective_result_backend == "db+postgresql+psycopg://u@db.example:5432/tryon"
+
+
+def test_an_unknown_broker_scheme_names_the_variable_and_the_accepted_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`rabbitmq://` is refused at load, naming TRYON_BROKER_URL and amqp://, no password."""
+    monkeypatch.setenv("TRYON_BROKER_URL", "rabbitmq://user:hunter2@mq.example//")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    text = str(caught.value)
+    assert "TRYON_BROKER_URL" in text and "rabbitmq://" in text and "amqp://" in text
+    assert "hunter2" not in text

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
+from kombu.transport import TRANSPORT_ALIASES
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -20,6 +22,19 @@ ENV_PREFIX = "TRYON_"
 OFFICIAL_BASE_URL = "https://api-singapore.klingai.com"
 # The key the bundled emulator accepts in sandbox mode; it is not a secret.
 SANDBOX_API_KEY = "sk-sandbox"
+
+
+# Broker URL schemes that reach a transport: RabbitMQ's first, then the embedded one
+# (config/embedded_broker.py) and whatever else kombu knows (its part before any "+",
+# as in `sqla+sqlite://`). Anything else ends in a KeyError deep inside kombu.
+_RABBITMQ_SCHEMES = ("amqp", "amqps", "pyamqp")
+_EMBEDDED_SCHEME = "tryon-sqlite"
+# The spelling most hosting platforms hand out (Heroku, Render, Fly...): SQLAlchemy 2
+# refuses it, so it is read as what it means, on the driver we ship (psycopg 3).
+_POSTGRES_ALIAS = "postgres://"
+_POSTGRES_WITH_DRIVER = "postgresql+psycopg://"
+# "user:password@" in a URL echoed back in an error message.
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*):[^/\s@]*@")
 
 
 class SettingsError(ValueError):
@@ -347,6 +362,30 @@ class Settings(BaseSettings):
         default=defaults.WEBHOOK_TIMEOUT, gt=0, le=120, description="Read timeout of a delivery."
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_alias(cls, value: str | None) -> str | None:
+        """`postgres://...` (what hosting platforms hand out) means PostgreSQL on psycopg."""
+        if value is not None and value.startswith(_POSTGRES_ALIAS):
+            return _POSTGRES_WITH_DRIVER + value.removeprefix(_POSTGRES_ALIAS)
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker_scheme(cls, value: str | None) -> str | None:
+        """A scheme no transport answers to is refused here, naming what is accepted."""
+        if value is None:
+            return value
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme.split("+", 1)[0] in {*TRANSPORT_ALIASES, _EMBEDDED_SCHEME}:
+            return value
+        raise ValueError(
+            f"unknown scheme {scheme + '://' if scheme else '(none)'}: use "
+            f"{', '.join(s + '://' for s in _RABBITMQ_SCHEMES)} for RabbitMQ "
+            "(e.g. amqp://user:password@host:5672/vhost), or unset it for the embedded "
+            "broker (kombu's other transports work too: redis://, sqla+..., filesystem://)"
+        )
+
     @field_validator("webhook_secret", mode="before")
     @classmethod
     def _split_webhook_secrets(cls, value: object) -> object:
@@ -465,7 +504,7 @@ class Settings(BaseSettings):
 
     @property
     def uses_rabbitmq(self) -> bool:
-        return self.effective_broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
+        return self.effective_broker_url.startswith(tuple(f"{s}://" for s in _RABBITMQ_SCHEMES))
 
 
 def _is_whsec(text: str) -> bool:
@@ -489,9 +528,11 @@ def load_settings(**overrides: object) -> Settings:
             field = ".".join(str(part) for part in err["loc"])
             name = f"{ENV_PREFIX}{field.upper()}" if field else "configuration"
             hidden = any(word in field for word in ("key", "dsn", "secret"))
-            shown = "" if hidden else f" (got {err.get('input')!r})"
+            # A URL may carry its password: show the value without it.
+            got = _URL_PASSWORD.sub(r"\1:***@", repr(err.get("input")))
+            shown = "" if hidden else f" (got {got})"
             if field:
-                lines.append(f"{name}: {err['msg']}{shown}")
+                lines.append(f"{name}: {err['msg'].removeprefix('Value error, ')}{shown}")
             else:
                 lines.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -6,7 +6,7 @@ calls `validate_job` on every message it takes from the queue; producers can cal
 
 The names here are what producers and consumers use; the checks' building blocks
 (`jobs.images`, `jobs.preflight`, `jobs.urls`, `jobs.garments`, `jobs.ids`) are
-imported from their modules.
+imported from their modules, as are the doors' checks before publishing (`jobs.local`).
 """
 
 from kolors_tryon.jobs.batch import (

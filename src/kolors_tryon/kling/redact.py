@@ -16,12 +16,21 @@ __all__ = ["redact"]
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]*@")
 # A signed URL's query string is its credential; keep scheme, host and path for debugging.
 _URL_QUERY = re.compile(r"(?i)\b((?:https?|wss?)://[^\s?#\"'<>]+)\?[^\s#\"'<>]*")
-_BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s,;\"']+")
+# The value after "Bearer", unless it is a plain lowercase word: our own messages say
+# "(Bearer scheme)" or 'Bearer realm="tryon"', and no real token is one short word.
+# Brackets end a value, so a marker already put in ("[redacted]") is left alone.
+_BEARER = re.compile(
+    r"\b([Bb][Ee][Aa][Rr][Ee][Rr])\s+"
+    r"(?![a-z]{1,24}(?![^\s,;\"'()<>\[\]=]))"
+    r"[^\s,;\"'()<>\[\]]+"
+)
 # Three base64url segments starting with the encoding of '{"' - the shape of every JWT.
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # Reseller keys look like "sk-..." and may be quoted back without the Bearer prefix.
 _SK_KEY = re.compile(r"\bsk-[A-Za-z0-9_-]{8,}")
-_DATA_URI = re.compile(r"(?i)data:[a-z0-9.+/-]*;base64,[A-Za-z0-9+/=_-]*")
+# At least one character of payload: help texts show the form ("data:image/png;base64,
+# <data>"), which is no one's photo.
+_DATA_URI = re.compile(r"(?i)data:[a-z0-9.+/-]*;base64,[A-Za-z0-9+/=_-]+")
 # The credential parameters of signed URLs (S3, GCS, CloudFront, Azure SAS, generic
 # tokens), also when the query string travels alone, without its URL: Sentry's HTTP
 # breadcrumbs keep it apart in `http.query`.

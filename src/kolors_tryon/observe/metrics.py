@@ -26,6 +26,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from kolors_tryon.config import defaults
 
 __all__ = [
+    "account_paused",
     "account_units",
     "api_call",
     "callback_received",
@@ -84,6 +85,12 @@ class _Metrics:
             f"{PREFIX}_callbacks_received",
             "Kling callbacks received, by outcome.",
             ["outcome"],
+        )
+        self.pauses = Counter(
+            f"{PREFIX}_account_pauses",
+            "Times submissions were paused for the whole account (credentials, balance), "
+            "by the business code that started the pause.",
+            ["code"],
         )
         # Read by one process (a worker's account watcher); `mostrecent` keeps the
         # latest write across processes instead of summing them.
@@ -152,6 +159,11 @@ def callback_received(outcome: str) -> None:
     """One Kling callback: e.g. `forwarded`, `bad_token`, `bad_body` (web), `applied`,
     `duplicate` (worker)."""
     _metrics().callbacks.labels(outcome=outcome).inc()
+
+
+def account_paused(code: str) -> None:
+    """Submissions were paused for the whole account (count once per pause, at its start)."""
+    _metrics().pauses.labels(code=code).inc()
 
 
 def account_units(pack: str, remaining: float, total: float | None) -> None:

@@ -2,6 +2,9 @@
 
 Each check makes one cheap call and says in a line what it checked:
 - broker: a connection to `TRYON_BROKER_URL` (password masked);
+- workers: on RabbitMQ, the consumers of the jobs queue (a passive declare returns their
+  count): none means jobs pile up and nothing runs them, which no other check would
+  show, so it is *unhealthy*; the embedded broker keeps no count (not checked);
 - store: the job counts and the slots in use, read from `TRYON_DATABASE_URL`; a paused
   account is a warning (the pause's reason says what to fix);
 - kling: one authenticated call (`list` with pageSize=1: no slot, no unit), so that a
@@ -23,6 +26,7 @@ from typing import Any
 from kombu import Connection
 
 from kolors_tryon.config import Settings
+from kolors_tryon.config.celery import topology_for
 from kolors_tryon.kling import KlingClient, KlingError, redact
 from kolors_tryon.ops.account import read_account
 from kolors_tryon.store import JobStore
@@ -67,6 +71,7 @@ def check_health(settings: Settings) -> HealthReport:
     """Run every check (each on its own: one failing does not hide the others)."""
     checks = [
         _guard("broker", lambda: check_broker(settings)),
+        _guard("workers", lambda: check_consumers(settings)),
         _guard("store", lambda: check_store(settings)),
     ]
     with KlingClient.from_settings(settings) as client:
@@ -98,6 +103,48 @@ def check_broker(settings: Settings) -> Check:
     finally:
         connection.release()
     return Check("broker", Status.OK, f"connected to {where}", {"url": where})
+
+
+def check_consumers(settings: Settings) -> Check:
+    """How many consumers take jobs from the jobs queue: none is a failure."""
+    from amqp.exceptions import NotFound
+
+    name = topology_for(settings).jobs_queue_name
+    if not settings.uses_rabbitmq:
+        return Check("workers", Status.OK, "not counted: the embedded broker keeps no consumers")
+    connection = Connection(
+        settings.effective_broker_url, connect_timeout=settings.http_connect_timeout
+    )
+    try:
+        channel = connection.channel()
+        try:
+            # py-amqp's answer: (queue, message_count, consumer_count).
+            declared: Any = channel
+            _, waiting, consumers = declared.queue_declare(queue=name, passive=True)
+        except NotFound:
+            return Check(
+                "workers",
+                Status.FAIL,
+                f"queue {name} does not exist: no worker has ever started on this namespace "
+                "(start `tryon worker`)",
+                {"queue": name, "consumers": 0},
+            )
+    finally:
+        connection.release()
+    data = {"queue": name, "consumers": consumers, "messages": waiting}
+    if consumers == 0:
+        return Check(
+            "workers",
+            Status.FAIL,
+            f"no worker consumes {name} ({waiting} message(s) waiting): start `tryon worker`",
+            data,
+        )
+    return Check(
+        "workers",
+        Status.OK,
+        f"{consumers} consumer(s) on {name}, {waiting} message(s) waiting",
+        data,
+    )
 
 
 def check_store(settings: Settings) -> Check:

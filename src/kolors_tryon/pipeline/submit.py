@@ -42,6 +42,7 @@ from kolors_tryon.kling import (
     PolicyViolationError,
     RateLimitedError,
 )
+from kolors_tryon.observe import metrics
 from kolors_tryon.observe.context import job_context
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
@@ -421,13 +422,20 @@ class _Attempt:
     def pause_account(self, err: KlingError) -> Step:
         settings = self.rt.settings
         hint = configuration_hint(err)
-        self.rt.store.pause(_code(err), hint, retry_in=settings.account_probe_interval)
-        log.error(
-            "submissions paused for the whole account: %s; a probe is sent every %.0f s. "
-            "Jobs stay queued.",
-            hint,
-            settings.account_probe_interval,
-        )
+        started = self.rt.store.pause(_code(err), hint, retry_in=settings.account_probe_interval)
+        if started:
+            # ERROR once per pause: Sentry's logging integration makes it the one event
+            # an operator is woken by; the other jobs' refusals and failed probes are
+            # the same pause, logged as warnings.
+            metrics.account_paused(_code(err))
+            log.error(
+                "submissions paused for the whole account: %s; a probe is sent every %.0f s. "
+                "Jobs stay queued.",
+                hint,
+                settings.account_probe_interval,
+            )
+        else:
+            log.warning("account still paused (job %s refused too): %s", self.job_id, hint)
         return self.wait(settings.account_probe_interval, f"account paused: {hint}")
 
     def finish(self, state: JobState, code: str, message: str) -> Step:

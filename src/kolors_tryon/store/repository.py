@@ -491,6 +491,35 @@ class JobStore(WebhookDeliveries):
         with self._sessions() as s:
             return [record_from_row(row) for row in s.scalars(query)]
 
+    def page_jobs(
+        self,
+        state: JobState | None = None,
+        *,
+        limit: int = 100,
+        after: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> list[JobRecord]:
+        """Jobs newest first, a page at a time, optionally of one state and metadata.
+
+        Args:
+            state: Only jobs in this state.
+            limit: The page's size.
+            after: The job id the previous page ended with: this page starts after it
+                (a keyset cursor on the intake order, stable while new jobs arrive).
+            metadata: Only jobs whose metadata holds each of these keys with this value
+                (compared as text).
+        """
+        query = select(JobRow).order_by(JobRow.seq.desc()).limit(limit)
+        if state is not None:
+            query = query.where(JobRow.state == state)
+        if after is not None:
+            cursor = select(JobRow.seq).where(JobRow.job_id == after).scalar_subquery()
+            query = query.where(JobRow.seq < cursor)
+        for key, value in (metadata or {}).items():
+            query = query.where(JobRow.job_metadata[key].as_string() == value)
+        with self._sessions() as s:
+            return [record_from_row(row) for row in s.scalars(query)]
+
     def count_by_state(self) -> dict[str, int]:
         with self._sessions() as s:
             rows = s.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all()
@@ -885,13 +914,21 @@ class JobStore(WebhookDeliveries):
         with self._tx() as (s, now):
             return _pause_in(s, now)
 
-    def pause(self, code: str, message: str, *, retry_in: float) -> None:
-        """Stop every submission; one probe may try again in `retry_in` seconds."""
+    def pause(self, code: str, message: str, *, retry_in: float) -> bool:
+        """Stop every submission; one probe may try again in `retry_in` seconds.
+
+        Returns:
+            True when this call started the pause, False when the account was paused
+            already (another job's refusal, or a failed probe): the start is what an
+            operator is told of, once (the account row is locked, so one caller wins).
+        """
         with self._tx() as (s, now):
             account = self._lock_account(s)
+            started = account.pause_code is None
             account.pause_code = code
             account.pause_message = message
             account.paused_until = now + retry_in
+            return started
 
     def take_probe(self, *, next_in: float) -> bool:
         """Become the one submission allowed through a due pause. False: wait."""

@@ -101,7 +101,12 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready: the broker accepts a connection and the store answers a query."""
+    """Ready: the broker accepts a connection and the store answers a query.
+
+    Workers are not counted (`tryon health` counts them): this process can take jobs
+    while none runs, since accepted jobs wait durably on the queue, and a load balancer
+    that dropped the door for it would refuse jobs that would have been kept.
+    """
     services = _services(request)
     timeout = services.settings.http_connect_timeout + 1.0
     checks: dict[str, dict[str, Any]] = {}
