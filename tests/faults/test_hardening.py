@@ -271,12 +271,17 @@ def _backlog_run(run: FaultRun) -> dict[str, Any]:
     stop = threading.Event()
 
     recorded: list[int] = []  # jobs taken in so far, at each sample
+    # The clock starts when intake records the first job: `tryon batch` checks every line
+    # of the file before it publishes any, which takes a while on a loaded machine.
+    first_recorded: list[float] = []
 
     def watch() -> None:
         while not stop.is_set():
+            if not first_recorded and sum(run.store.count_by_state().values()):
+                first_recorded.append(time.monotonic())
             stats = run.emulator.stats()
             if stats["creates"] and not first_create:
-                first_create.append(time.monotonic() - started)
+                first_create.append(time.monotonic() - (first_recorded or [started])[0])
             if first_create:
                 theirs.append(stats["in_flight"])
                 ours.append(run.store.in_flight())
