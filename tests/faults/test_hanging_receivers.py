@@ -69,6 +69,13 @@ def copies_made(run: FaultRun, job_ids: list[str]) -> bool:
     return all(r is not None and all(i.stored for i in r.images) for r in records)
 
 
+def all_delivered(run: FaultRun, job_ids: list[str]) -> bool:
+    """The store records every delivery of these jobs delivered (the receiver keeps a POST
+    before it answers, the worker records the attempt after the answer)."""
+    views = [view for job_id in job_ids for view in run.store.deliveries(job_id)]
+    return bool(views) and all(view.status == "delivered" for view in views)
+
+
 def test_hanging_receivers_do_not_delay_an_unrelated_job(
     fault_run: FaultRun, hanging: tuple[WebhookReceiver, list[TcpProxy]]
 ) -> None:
@@ -143,8 +150,9 @@ def test_hanging_receivers_do_not_delay_an_unrelated_job(
         lambda: len(receiver.delivered("/hook")) == HANGING, 90, what="every webhook delivered"
     )
     assert set(receiver.delivered("/hook")) == {(job_id, "succeeded") for job_id in hooked}
+    wait_until(lambda: all_delivered(run, hooked), 30, what="every delivery recorded")
     views = [view for job_id in hooked for view in run.store.deliveries(job_id)]
-    assert [view.status for view in views] == ["delivered"] * HANGING
+    assert len(views) == HANGING
     attempts = sum(len(view.history) for view in views)
     # One recorded attempt per connection a receiver saw: each attempt counted once.
     assert attempts == sum(p.connections for p in proxies)
@@ -164,4 +172,66 @@ def test_hanging_receivers_do_not_delay_an_unrelated_job(
         median_ratio_submitted=round(busy_submit / calm_submit, 2),
         attempts=attempts,
         posts=len(receiver.posts("/hook")),
+    )
+
+
+def test_a_warm_stop_lets_hanging_attempts_go_and_they_are_delivered_later(
+    fault_run: FaultRun, hanging: tuple[WebhookReceiver, list[TcpProxy]]
+) -> None:
+    """SIGTERM with attempts hanging: the worker stops in seconds; another delivers them once."""
+    receiver, proxies = hanging
+    proxies = proxies[:2]
+    # Given: a read timeout of 30 s, so an attempt would hang far longer than the stop.
+    run = fault_run.given(
+        workers=("s1",),
+        concurrency=POOL,
+        max_in_flight=5,
+        env={
+            "TRYON_WEBHOOK_ALLOW_PRIVATE": "true",
+            "TRYON_WEBHOOK_CONCURRENCY": "2",
+            "TRYON_WEBHOOK_TIMEOUT": "30",
+            "TRYON_WEBHOOK_SCHEDULE": "1,2,4,8,16,32",
+        },
+        task_duration=0.3,
+    )
+    human, cloth = sample_b64("human.jpg"), sample_b64("cloth-red.png")
+    hooked = ["stop-0", "stop-1"]
+    with JobPublisher(run.deployment.settings) as publisher:
+        for job_id, proxy in zip(hooked, proxies, strict=True):
+            publisher.publish(
+                {
+                    "job_id": job_id,
+                    "human_image": human,
+                    "cloth_image": cloth,
+                    "callback_url": f"http://127.0.0.1:{proxy.port}/hook",
+                }
+            )
+    run.track(*hooked)
+    run.wait_terminal(timeout=120)
+    wait_until(lambda: all(p.connections == 1 for p in proxies), 60, what="2 attempts hanging")
+    # When: the worker is stopped as a deploy stops it, and the receivers come back.
+    stopping = time.monotonic()
+    run.deployment.workers[0].stop()
+    stop_seconds = time.monotonic() - stopping
+    for proxy in proxies:
+        proxy.drop_connections()  # what the stopped worker sent never reaches the receiver
+        proxy.restore()
+    run.deployment.start_worker(concurrency=POOL, name="s2")
+    # Then: the stop did not wait for the receivers (30 s), and each webhook came once,
+    # after the abandoned attempt's fence: two POSTs of one delivery never overlap.
+    assert stop_seconds < 20, stop_seconds
+    log = run.deployment.workers[0].log_text()
+    assert "2 attempt(s) still under way at stop" in log
+    wait_until(lambda: len(receiver.delivered("/hook")) == 2, 150, what="both webhooks")
+    assert set(receiver.delivered("/hook")) == {(job_id, "succeeded") for job_id in hooked}
+    assert len(receiver.posts("/hook")) == 2
+    wait_until(lambda: all_delivered(run, hooked), 30, what="both deliveries recorded")
+    views = [view for job_id in hooked for view in run.store.deliveries(job_id)]
+    assert [(v.status, len(v.history)) for v in views] == [("delivered", 1)] * 2
+    figures(
+        "hanging-receivers-warm-stop",
+        read_timeout=30,
+        stop_seconds=round(stop_seconds, 1),
+        posts=len(receiver.posts("/hook")),
+        recorded_attempts=sum(len(v.history) for v in views),
     )

@@ -43,8 +43,6 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from queue import Empty, SimpleQueue
 from typing import Any
@@ -118,9 +116,14 @@ class DeliveryLane:
         self.concurrency = settings.webhook_concurrency
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tryon-webhooks", daemon=True)
-        self._executor = ThreadPoolExecutor(
-            max_workers=self.concurrency, thread_name_prefix="tryon-webhook"
-        )
+        # Daemon threads of our own, not a ThreadPoolExecutor: the interpreter joins an
+        # executor's threads at exit, so a stopping worker would wait for every receiver
+        # that hangs (30 s with a read timeout of 30 s, measured).
+        self._work: SimpleQueue[tuple[int, Message, str, int] | None] = SimpleQueue()
+        self._workers = [
+            threading.Thread(target=self._work_loop, name=f"tryon-webhook-{n}", daemon=True)
+            for n in range(self.concurrency)
+        ]
         self._runtime: Runtime | None = None
         # Filled by the attempt threads, emptied by the consumer thread: only the thread
         # that owns a channel may ack on it (AMQP channels are not thread-safe).
@@ -138,6 +141,8 @@ class DeliveryLane:
     def start(self) -> None:
         # Built here, in the main process, after the pool has forked its processes.
         self._runtime = Runtime.from_settings(self.settings)
+        for worker in self._workers:
+            worker.start()
         self._thread.start()
         log.info(
             "webhook deliveries: %d at a time, apart from the pool (%s)",
@@ -156,7 +161,8 @@ class DeliveryLane:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=grace + 5)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for _ in self._workers:
+            self._work.put(None)  # each idle thread ends; busy ones end with the process
         if self._in_flight == 0 and self._runtime is not None:
             self._runtime.close()
 
@@ -229,8 +235,7 @@ class DeliveryLane:
         while self._ready and self._in_flight < self.concurrency:
             message, delivery_id, outages = self._ready.popleft()
             self._in_flight += 1
-            future = self._executor.submit(self._attempt, delivery_id, outages)
-            future.add_done_callback(self._on_done(message, generation))
+            self._work.put((generation, message, delivery_id, outages))
         self._set_prefetch(consumer)
 
     def _set_prefetch(self, consumer: Consumer) -> None:
@@ -263,12 +268,6 @@ class DeliveryLane:
             return
         self._ready.append((message, delivery_id, outages))
 
-    def _on_done(self, message: Message, generation: int) -> Callable[[Future[None]], None]:
-        def done(_future: Future[None]) -> None:
-            self._finished.put((generation, message))
-
-        return done
-
     def _settle(self, generation: int, timeout: float) -> None:
         """Ack the messages of finished attempts (waiting up to `timeout` s for one)."""
         while True:
@@ -289,6 +288,14 @@ class DeliveryLane:
                 log.warning("webhook deliveries: could not ack (%s); it comes again", exc)
 
     # ----------------------------------------------------------- attempt threads -----
+    def _work_loop(self) -> None:
+        while (item := self._work.get()) is not None:
+            generation, message, delivery_id, outages = item
+            try:
+                self._attempt(delivery_id, outages)
+            finally:
+                self._finished.put((generation, message))
+
     def _attempt(self, delivery_id: str, outages: int) -> None:
         runtime = self._runtime
         assert runtime is not None  # start() built it before the first message
