@@ -5,6 +5,8 @@ because deliveries ran in the pool that intake, submits and callbacks need. Now 
 worker delivers in a lane of its own (worker/delivery_lane.py). Real RabbitMQ,
 PostgreSQL, a `tryon worker`, the emulator; each hanging receiver is a TCP fault proxy
 that stalls both ways in front of a real receiver (TRYON_WEBHOOK_ALLOW_PRIVATE=true).
+The lane's own guarantees are here too: a warm stop does not wait for hanging receivers
+and loses no webhook, and the lane's broker connection comes back after a cut.
 """
 
 from __future__ import annotations
@@ -12,10 +14,20 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from harness import Fault, FaultRun, TcpProxy, WebhookReceiver, figures, sample_b64, wait_until
+from harness import (
+    Fault,
+    FaultRun,
+    TcpProxy,
+    WebhookReceiver,
+    figures,
+    rabbitmq_url,
+    sample_b64,
+    wait_until,
+)
 from kolors_tryon import JobPublisher
 
 HANGING = 20  # receivers that never answer
@@ -235,3 +247,49 @@ def test_a_warm_stop_lets_hanging_attempts_go_and_they_are_delivered_later(
         posts=len(receiver.posts("/hook")),
         recorded_attempts=sum(len(v.history) for v in views),
     )
+
+
+def test_the_lane_reconnects_after_the_broker_went_away(fault_run: FaultRun) -> None:
+    """The broker cut for 5 s: the lane connects again by itself and delivers what comes next."""
+    broker = urlsplit(rabbitmq_url())
+    proxy = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
+    receiver = WebhookReceiver().start()
+    try:
+        # Given: a worker whose broker connections (the pool's and the lane's) pass the proxy.
+        fault_run.deployment.env["TRYON_BROKER_URL"] = urlunsplit(
+            broker._replace(netloc=f"{broker.username}:{broker.password}@127.0.0.1:{proxy.port}")
+        )
+        run = fault_run.given(
+            workers=1, concurrency=POOL, env={"TRYON_WEBHOOK_ALLOW_PRIVATE": "true"}
+        )
+        job = {
+            "human_image": sample_b64("human.jpg"),
+            "cloth_image": sample_b64("cloth-red.png"),
+            "callback_url": receiver.url("/hook"),
+        }
+        with JobPublisher(run.deployment.settings) as publisher:
+            publisher.publish({**job, "job_id": "before-cut"})
+        wait_until(lambda: len(receiver.delivered("/hook")) == 1, 60, what="the first webhook")
+        # When: every connection to the broker is cut, and refused for 5 s.
+        proxy.cut()
+        time.sleep(5)
+        proxy.restore()
+        worker = run.deployment.workers[0]
+        wait_until(
+            lambda: "webhook deliveries: the broker connection failed" in worker.log_text(),
+            30,
+            what="the lane to notice",
+        )
+        with JobPublisher(run.deployment.settings) as publisher:
+            publisher.publish({**job, "job_id": "after-cut"})
+        # Then: the webhook of the job taken in after the cut arrives.
+        wait_until(lambda: len(receiver.delivered("/hook")) == 2, 90, what="the second webhook")
+        assert set(receiver.delivered("/hook")) == {
+            ("before-cut", "succeeded"),
+            ("after-cut", "succeeded"),
+        }
+        wait_until(lambda: all_delivered(run, ["before-cut", "after-cut"]), 30, what="records")
+    finally:
+        fault_run.deployment.stop_all()  # while the broker is still reachable through the proxy
+        receiver.stop()
+        proxy.close()
