@@ -15,8 +15,8 @@ unrelated job's intake by 14 s (issue 16, point 6). So each worker consumes
 Hanging receivers can then hold at most the lane's threads, and what they hold up is
 other deliveries only. Why threads, and not a second Celery worker or asyncio: an
 attempt is I/O (a POST, two short transactions) that the existing blocking code already
-does with its deadlines and its address pinning; a thread per attempt needs no second
-process to deploy, start, stop and monitor, and no second HTTP stack. Why not Celery's
+does with its deadlines and its address pinning; threads inside `tryon worker` need no
+second process to deploy, start, stop and monitor, and no second HTTP stack. Why not Celery's
 own consumer with a thread pool: a worker has one pool, and the pool must stay prefork
 for intake's CPU work (image checks).
 
@@ -25,7 +25,9 @@ its ack comes after the attempt is recorded (at least once: a worker that dies o
 its connection mid-attempt leaves the message to RabbitMQ, which hands it out again, and
 the attempt's fence in the store makes the next taker wait instead of POSTing twice);
 the schedule, Retry-After and the counts are `pipeline.webhooks.deliver`'s, unchanged;
-a message with an ETA (the embedded broker's countdowns) is held until it is due.
+a message with an ETA (the embedded broker's countdowns) is held until it is due. A warm
+stop gives the attempts under way `WEBHOOK_STOP_GRACE` (5 s), then lets them go: a deploy
+never waits for receivers that hang, and their messages come back.
 The Celery pool does not consume `<ns>.webhooks` any more: `DeliveryLaneStep` takes it
 out of the worker's queues, and a worker told not to consume it (`-X`) has no lane.
 
