@@ -11,7 +11,9 @@ lives here), `tryon.tasks` (submit, dispatch, sweep: what turns free slots into 
 `tryon.track` (following submitted tasks) and `tryon.webhooks` (deliveries to producers:
 a job's webhook must not wait behind every submit and result copy queued before it). A
 worker consumes all four, and RabbitMQ hands each consumer its turn, so a backlog of
-intake never keeps a freed slot idle, a finished task unrecorded or a webhook late.
+intake never keeps a freed slot idle, a finished task unrecorded or a webhook late. The
+webhooks queue is consumed by the worker's delivery lane (`worker/delivery_lane.py`),
+not its pool, so that receivers that hang hold no process intake and submits need.
 
 On RabbitMQ every queue is a durable quorum queue with a dead-letter exchange and a
 delivery limit (a message that kills its worker every time ends in `tryon.dead`), and

@@ -220,3 +220,18 @@ WEBHOOK_SECRET_BYTES: Final = 32
 # Terminal jobs the sweep checks for a missing delivery (a worker killed between the
 # state change and the webhook's row): those that ended within this many seconds.
 WEBHOOK_RESCUE_WINDOW: Final = 86400.0
+# Deliveries one worker makes at once, in its delivery lane (worker/delivery_lane.py):
+# threads of the worker's main process, apart from the pool that takes in, submits and
+# records jobs. Each mostly waits on its receiver, so a thread is cheap; the bound is what
+# a storm of receivers that never answer can hold (this many threads, and at most this
+# many of the lane's database connections, whose pool holds 10), while quick receivers
+# still get 8 attempts at a time from every worker.
+WEBHOOK_CONCURRENCY: Final = 8
+# How long a stopping worker lets its lane's attempts finish before it closes the lane's
+# broker connection (an unfinished attempt's message then goes back to the queue, and its
+# fence makes the next taker wait: at least once, never two POSTs at once). Short: a
+# deploy's warm stop must not wait for receivers that hang.
+WEBHOOK_STOP_GRACE: Final = 5.0
+# How often the lane's consumer thread looks at its finished attempts while some are in
+# flight (it acks their messages and takes new ones); idle, it wakes for each message.
+WEBHOOK_LANE_TICK: Final = 0.02

@@ -345,6 +345,13 @@ class Settings(BaseSettings):
     )
 
     # --- webhooks to producers (Standard Webhooks) ------------------------------------
+    webhook_concurrency: int = Field(
+        default=defaults.WEBHOOK_CONCURRENCY,
+        ge=1,
+        le=64,
+        description="Deliveries one worker makes at once, in threads of their own beside its "
+        "pool (a receiver that hangs holds one of them, never the pool).",
+    )
     webhook_secret: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="`whsec_...` secrets signing webhooks, comma-separated; every one signs "

@@ -23,18 +23,22 @@ from kolors_tryon.ops.exposition import MetricsServer
 from kolors_tryon.ops.logs import configure_logging
 from kolors_tryon.tasks import register_tasks
 from kolors_tryon.tasks.runtime import bind_settings
+from kolors_tryon.worker.delivery_lane import DeliveryLaneStep
 from kolors_tryon.worker.intake_consumer import IntakeConsumer
 from kolors_tryon.worker.sweeper import SweepTimer
 
 
 def create_app(settings: Settings | None = None) -> Celery:
-    """A Celery app wired for this service: config, tasks, the intake door, the sweep."""
+    """A Celery app wired for this service: config, tasks, the intake door, the delivery
+    lane, the sweep."""
     settings = settings or load_settings()
     app = Celery("kolors_tryon", set_as_current=False)
     app.conf.update(celery_config(settings))
     bind_settings(app, settings)
     register_tasks(app)
     app.steps["consumer"].add(IntakeConsumer)
+    # Webhook deliveries in threads of their own, so receivers cannot hold the pool.
+    app.steps["worker"].add(DeliveryLaneStep)
     _start_sweeps_with_the_worker(app, settings.sweep_interval)
     _observe_the_worker(app, settings)
     return app
