@@ -277,7 +277,7 @@ def _backlog_run(run: FaultRun) -> dict[str, Any]:
 
     def watch() -> None:
         while not stop.is_set():
-            if not first_recorded and sum(run.store.count_by_state().values()):
+            if not first_recorded and sum(run.store.count_by_state().values()) > 0:
                 first_recorded.append(time.monotonic())
             stats = run.emulator.stats()
             if stats["creates"] and not first_create:
