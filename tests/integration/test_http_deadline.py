@@ -8,8 +8,10 @@ only the deadline can end it in time.
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -211,3 +213,34 @@ def test_kling_calls_end_by_the_sum_of_their_timeouts() -> None:
             front.close()
     assert caught.value.request_sent  # ambiguous: resolved by a lookup, never resent blindly
     assert 1.45 <= elapsed < 1.5 + LATE, elapsed
+
+
+def _cut_in_child(url: str, answer: Any) -> None:
+    """In a forked child: a dripping call, its outcome put on `answer`."""
+    started = time.monotonic()
+    try:
+        with deadline_session() as session:
+            _get_all(session, url, DEADLINE)
+        answer.put(("finished", time.monotonic() - started))
+    except DeadlineExceeded:
+        answer.put(("cut", time.monotonic() - started))
+
+
+def test_a_forked_child_has_its_own_watchdog(host: ImageHost, proxy: TcpProxy) -> None:
+    """A prefork pool process (forked after the parent used deadlines) is cut in time too."""
+    url = host.url("/img.png", port=proxy.port)
+    with deadline_session() as session:
+        _get_all(session, url, 5.0)  # the parent's watchdog is running
+    proxy.set_faults(down=DRIP_HEADERS)
+    context = multiprocessing.get_context("fork")
+    answer = context.Queue()
+    child = context.Process(target=_cut_in_child, args=(url, answer))
+    child.start()
+    try:
+        outcome, elapsed = answer.get(timeout=30)
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    assert outcome == "cut"
+    assert elapsed < DEADLINE + LATE

@@ -133,29 +133,37 @@ class _Watchdog:
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, CallDeadline]] = []
         self._order = itertools.count()
-        self._pid = -1
+        self._started = False
+        # A forked child (Celery's prefork pool) has no watchdog thread, and may have
+        # been forked while the parent's held the lock: it starts afresh.
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._cond = threading.Condition()
+        self._heap = []
+        self._started = False
 
     def watch(self, deadline: CallDeadline) -> None:
         with self._cond:
-            if self._pid != os.getpid():  # first use, or a forked child (Celery prefork)
-                self._heap = []
-                self._pid = os.getpid()
+            if not self._started:
+                self._started = True
                 threading.Thread(target=self._run, name="http-deadlines", daemon=True).start()
             heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
             if self._heap[0][2] is deadline:
                 self._cond.notify()
 
     def _run(self) -> None:
+        cond = self._cond  # a forked child replaces it, and this thread with it
         while True:
-            with self._cond:
+            with cond:
                 while self._heap and self._heap[0][2].finished:
                     heapq.heappop(self._heap)  # ended in time: nothing to do
                 if not self._heap:
-                    self._cond.wait()
+                    cond.wait()
                     continue
                 wait = self._heap[0][0] - time.monotonic()
                 if wait > 0:
-                    self._cond.wait(wait)
+                    cond.wait(wait)
                     continue
                 _, _, due = heapq.heappop(self._heap)
             due._expire()
