@@ -277,11 +277,13 @@ def test_slow_image_hosts_cannot_starve_web(tmp_path: Path) -> None:
     # The busy answer is immediate: no waiting for a slot.
     assert statistics.median(refused) < deadline / 4, refused
     summary = {"baseline": _summary(baseline), "during": _summary(during)}
-    # The other routes do not wait for preflight: the median under 100 ms, and no probe
-    # slower than a second even on a loaded machine (they waited ~deadline before).
+    # The other routes do not wait for preflight: their median adds under 100 ms to the
+    # same probes' before the flood (a loaded machine slows both alike), and no probe
+    # waits anywhere near a preflight's deadline (before the fix each waited for one).
     for name, values in during.items():
-        assert statistics.median(values) < 0.1, (name, summary)
-        assert max(values) < 1.0, (name, summary)
+        added = statistics.median(values) - statistics.median(baseline[name])
+        assert added < 0.1, (name, summary)
+        assert max(values) < deadline / 2, (name, summary)
     assert stopped_in < defaults.WEB_SHUTDOWN_GRACE + 5.0, stopped_in
     figures(
         "slow-peers-web-preflight",

@@ -54,7 +54,7 @@ from kolors_tryon.web.errors import (
 from kolors_tryon.web.limits import BodyLimitMiddleware
 from kolors_tryon.web.openapi import openapi_document
 from kolors_tryon.web.services import WebServices
-from kolors_tryon.web.slots import DaemonSlots, SlotsFull
+from kolors_tryon.web.slots import SlotsFull
 
 __all__ = ["CALLBACK_MAX_BODY_BYTES", "create_web_app"]
 
@@ -208,7 +208,8 @@ async def _accept_one(services: WebServices, raw: bytes | str) -> tuple[int, dic
     """(status, result) of one job message: 202 with its id, 422, or 503."""
     try:
         if services.options.url_preflight:
-            valid = await _preflight_slots(services).run(validate_job, raw, services.options)
+            # Every validation, as one call: a Base64-only job holds a slot for its decode.
+            valid = await services.preflight_slots.run(validate_job, raw, services.options)
         else:
             valid = await run_in_threadpool(validate_job, raw, services.options)
     except SlotsFull:
@@ -230,15 +231,6 @@ async def _accept_one(services: WebServices, raw: bytes | str) -> tuple[int, dic
         )
     services.count("jobs_accepted")
     return 202, {"job_id": job_id}
-
-
-def _preflight_slots(services: WebServices) -> DaemonSlots:
-    slots = services.preflight_slots
-    if slots is None:  # made on the event loop's thread, on first use
-        slots = services.preflight_slots = DaemonSlots(
-            services.settings.web_preflight_slots, "tryon-preflight"
-        )
-    return slots
 
 
 @_requires_key

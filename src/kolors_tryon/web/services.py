@@ -53,8 +53,8 @@ class WebServices:
         self._celery: Any = None
         self._celery_lock = threading.Lock()
         self._callback_secrets: CallbackSecrets | None = None
-        # URL preflight's own threads (web.slots), made on the event loop on first use.
-        self.preflight_slots: DaemonSlots | None = None
+        # URL preflight's own bounded threads (web.slots), apart from anyio's pool.
+        self.preflight_slots = DaemonSlots(settings.web_preflight_slots, "tryon-preflight")
 
     # ------------------------------------------------------------------ counters ----
     def count(self, name: str, n: int = 1) -> None:
