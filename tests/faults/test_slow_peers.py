@@ -362,3 +362,54 @@ def test_result_copy_redirected_to_a_private_address_is_refused(
     assert "link-local address" in str(caught.value)
     assert "TRYON_RESULT_ALLOW_PRIVATE=true" in str(caught.value)
     assert host.requests == ["/result.png"]
+
+
+SLOW_JOBS = 8
+
+
+def test_a_worker_preflights_a_run_of_slow_jobs_side_by_side(fault_run: FaultRun) -> None:
+    """Jobs whose image host drips are each rejected by their preflight's deadline, and a
+    run of them takes about one deadline, not one per job."""
+    host = ImageHost()
+    host.files["/slow.jpg"] = (SAMPLES / "human.jpg").read_bytes()
+    proxy = TcpProxy("127.0.0.1", host.port)
+    proxy.set_faults(down=Fault(drip=200, interval=1.0))
+    try:
+        run = fault_run.given(
+            workers=1,
+            env={"TRYON_URL_PREFLIGHT": "true", "TRYON_PREFLIGHT_ALLOW_PRIVATE": "true"},
+        )
+        settings = run.deployment.settings
+        job_ids = [f"slow-host-{i}" for i in range(SLOW_JOBS)]
+        cloth = sample_b64("cloth-red.png")
+        started = time.monotonic()
+        with JobPublisher(settings) as publisher:
+            for job_id in job_ids:
+                publisher.publish(
+                    {
+                        "job_id": job_id,
+                        "human_image": host.url(f"/slow.jpg?job={job_id}", port=proxy.port),
+                        "cloth_image": cloth,
+                    }
+                )
+        run.track(*job_ids)
+        records = run.wait_terminal(timeout=180)
+        elapsed = time.monotonic() - started
+    finally:
+        proxy.close()
+        host.stop()
+    assert Counter(str(r.state) for r in records.values()) == {"rejected": SLOW_JOBS}
+    for record in records.values():
+        assert record.error is not None
+        assert record.error.message.startswith("human_image: fetching ")
+        assert "did not finish within its deadline" in record.error.message
+    # One by one they took SLOW_JOBS deadlines; side by side, about one (two for a run
+    # split in two by the intake's gathering, plus a loaded machine's slack).
+    assert elapsed < 3 * settings.http_deadline + 5, elapsed
+    figures(
+        "slow-peers-worker-preflight",
+        jobs=SLOW_JOBS,
+        deadline_s=settings.http_deadline,
+        all_rejected_after_s=round(elapsed, 1),
+        one_by_one_would_take_s=SLOW_JOBS * settings.http_deadline,
+    )

@@ -176,6 +176,10 @@ INTAKE_BUSY_WAIT: Final = 0.25
 MAX_MESSAGE_BYTES: Final = 32 * 1024 * 1024
 # Redirects a URL preflight follows: CDNs use one or two; more is a loop or a trick.
 PREFLIGHT_MAX_REDIRECTS: Final = 3
+# Messages of one intake run whose URLs a worker preflights side by side: each may wait
+# out its deadline on a slow image host, so a run of 50 takes about 50 / 8 deadlines
+# instead of 50; more would open that many connections to producers' hosts at once.
+INTAKE_PREFLIGHT_THREADS: Final = 8
 # URL preflights `tryon web` runs at once, on threads of their own: each may hold its
 # thread for a whole HTTP_DEADLINE on a slow image host, so they must never take the
 # threads that /readyz, job reads and Kling's callbacks need (anyio's pool of 40). A
