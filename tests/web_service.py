@@ -51,9 +51,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def web_process(env: Mapping[str, str], log_path: Path, port: int | None = None) -> Iterator[str]:
+def web_process(
+    env: Mapping[str, str],
+    log_path: Path,
+    port: int | None = None,
+    started: list[subprocess.Popen[bytes]] | None = None,
+) -> Iterator[str]:
     """`tryon web` on a loopback port (a free one by default); yields its base URL once
-    /healthz answers."""
+    /healthz answers. Its process is appended to `started` (a test that signals it)."""
     port = port or free_port()
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -73,6 +78,8 @@ def web_process(env: Mapping[str, str], log_path: Path, port: int | None = None)
             cwd=log_path.parent,
         )
     url = f"http://127.0.0.1:{port}"
+    if started is not None:
+        started.append(process)
 
     def answers() -> bool:
         if process.poll() is not None:

@@ -46,7 +46,7 @@ from harness.rabbit import (
 from harness.s3 import S3Server, running_s3, sha256_hex
 from harness.samples import SAMPLES, publish_jobs, sample_b64
 from harness.scrape import Samples, scrape, total, value
-from harness.servers import SIGNATURE, RecordingSentry, SignedResults
+from harness.servers import SIGNATURE, ImageHost, RecordingSentry, SignedResults
 from harness.starvation import cpu_starved, process_tree
 from harness.waiting import concurrently, terminal_records, wait_all_terminal, wait_until
 from harness.webhooks import Received, WebhookReceiver
@@ -122,8 +122,9 @@ __all__ = [  # noqa: RUF022
     "scrape",
     "total",
     "value",
-    # Stand-ins for services outside ours: Sentry, signed result URLs (servers.py)
+    # Stand-ins for services outside ours: Sentry, signed result URLs, an image host (servers.py)
     "SIGNATURE",
+    "ImageHost",
     "RecordingSentry",
     "SignedResults",
     # Waiting: polls with a deadline, threads started together (waiting.py)

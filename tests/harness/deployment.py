@@ -117,8 +117,13 @@ def base_env(data_dir: Path) -> dict[str, str]:
 
 
 def emulator_env(server: KlingEndpoint) -> dict[str, str]:
-    """Point a deployment at an emulator, with the key the test fixtures accept."""
-    return {"TRYON_KLING_BASE_URL": server.base_url, "TRYON_KLING_API_KEY": TEST_API_KEY}
+    """Point a deployment at an emulator, with the key the test fixtures accept; its
+    result images are served from loopback, so result copies may fetch them."""
+    return {
+        "TRYON_KLING_BASE_URL": server.base_url,
+        "TRYON_KLING_API_KEY": TEST_API_KEY,
+        "TRYON_RESULT_ALLOW_PRIVATE": "true",
+    }
 
 
 @contextmanager

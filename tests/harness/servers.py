@@ -122,3 +122,50 @@ class SignedResults(_Server):
             f"http://127.0.0.1:{self.port}/cdn/result.png?X-Amz-Algorithm=AWS4-HMAC-SHA256"
             f"&X-Amz-Signature={SIGNATURE}&path="
         )
+
+
+class ImageHost(_Server):
+    """An image host: `files[path]` is served as bytes, `redirects[path]` answers 302 to a
+    URL; anything else is 404. Every GET's path is kept. Put a `TcpProxy` in front of it
+    to make it slow (`url(path, port=proxy.port)`)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.redirects: dict[str, str] = {}
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True
+            protocol_version = "HTTP/1.1"  # keep-alive: clients reuse their connections
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                outer.requests.append(path)
+                if path in outer.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", outer.redirects[path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data = outer.files.get(path)
+                self.send_response(200 if data is not None else 404)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data or b"")))
+                self.end_headers()
+                self.wfile.write(data or b"")
+
+            def do_POST(self) -> None:  # an upload: read it whole, then answer
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests.append(self.path.split("?", 1)[0])
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        super().__init__(Handler)
+
+    def url(self, path: str, *, host: str = "127.0.0.1", port: int | None = None) -> str:
+        """The URL of `path` on this host (or on a proxy in front of it: `port`)."""
+        return f"http://{host}:{port or self.port}{path}"

@@ -4,10 +4,16 @@ The test sets `answer(path, n)` (n: the receiver's count of POSTs so far) to cho
 status, extra headers and a delay for each POST; `stop()` closes the port (the receiver
 is down), `start()` opens the same port again. Every POST is kept, headers and body,
 so the test can verify signatures and count deliveries per `webhook-id`.
+
+`peak_in_flight` counts, per `webhook-id`, the most POSTs that were open at once. With
+`linger` set, a POST stays open after its answer until the sender closes the connection
+(at most `linger` seconds): behind a proxy that drips the answer, that is as long as
+the sender's attempt lasts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -61,6 +67,9 @@ class WebhookReceiver:
         self._lock = threading.Lock()
         self._posts = 0
         self._server: ThreadingHTTPServer | None = None
+        self.linger = 0.0
+        self.in_flight: dict[str, int] = {}
+        self.peak_in_flight: dict[str, int] = {}
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -72,6 +81,29 @@ class WebhookReceiver:
             disable_nagle_algorithm = True  # STACK_NOTES: no 40 ms stall per request
 
             def do_POST(self) -> None:
+                webhook_id = self.headers.get("webhook-id", "")
+                with receiver._lock:
+                    now = receiver.in_flight.get(webhook_id, 0) + 1
+                    receiver.in_flight[webhook_id] = now
+                    peak = receiver.peak_in_flight.get(webhook_id, 0)
+                    receiver.peak_in_flight[webhook_id] = max(peak, now)
+                try:
+                    self._answer()
+                    if receiver.linger:
+                        self.wfile.flush()
+                        self._wait_for_close(receiver.linger)
+                finally:
+                    with receiver._lock:
+                        receiver.in_flight[webhook_id] -= 1
+
+            def _wait_for_close(self, seconds: float) -> None:
+                """Hold the POST open until the sender closes the connection."""
+                self.connection.settimeout(seconds)
+                with contextlib.suppress(OSError):
+                    while self.connection.recv(4096):
+                        pass
+
+            def _answer(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
                 at = time.time()
                 with receiver._lock:

@@ -34,6 +34,14 @@ READ_BACKOFF_BASE: Final = 0.25
 MAX_RETRY_AFTER_IN_TASK: Final = 5.0
 # Pooled connections per host: one per worker thread, without opening new sockets.
 HTTP_POOL_SIZE: Final = 32
+# The whole-call deadline of every outbound call (Kling, URL preflight with its
+# redirects, one result download): a peer that drips a byte at a time resets a read
+# timeout at every byte and held calls for ever, so each call also ends by this total
+# (config/http_deadline.py). It is the sum of the pair above: what the timeouts
+# promised for a silent peer now holds for a slow one, and every window computed from
+# the pair (a submit run's attempt window, the fence of a claim) stays true. Calls
+# given other timeouts (Settings) get their sum the same way (`Settings.http_deadline`).
+HTTP_DEADLINE: Final = HTTP_CONNECT_TIMEOUT + HTTP_READ_TIMEOUT
 
 # --- the Kling account -----------------------------------------------------------------
 # The JWT lifetime of Kling's documented example (30 minutes); longer is unconfirmed.
@@ -168,6 +176,22 @@ INTAKE_BUSY_WAIT: Final = 0.25
 MAX_MESSAGE_BYTES: Final = 32 * 1024 * 1024
 # Redirects a URL preflight follows: CDNs use one or two; more is a loop or a trick.
 PREFLIGHT_MAX_REDIRECTS: Final = 3
+# Messages of one intake run whose URLs a worker preflights side by side: each may wait
+# out its deadline on a slow image host, so a run of 50 takes about 50 / 8 deadlines
+# instead of 50; more would open that many connections to producers' hosts at once.
+INTAKE_PREFLIGHT_THREADS: Final = 8
+# URL preflights `tryon web` runs at once, on threads of their own: each may hold its
+# thread for a whole HTTP_DEADLINE on a slow image host, so they must never take the
+# threads that /readyz, job reads and Kling's callbacks need (anyio's pool of 40). A
+# request that finds them all busy is answered 503 with Retry-After at once. 16 of a
+# 35 s deadline still admits about 27 slow jobs a minute; healthy hosts take 100 ms.
+WEB_PREFLIGHT_SLOTS: Final = 16
+# The Retry-After of that 503: about the time a slow preflight takes to end.
+WEB_BUSY_RETRY_AFTER: Final = 10
+# Seconds `tryon web` lets requests in progress finish after SIGTERM before it closes
+# them: every request but a preflight ends in well under a second, and a preflight
+# answered by nobody is one the producer retries.
+WEB_SHUTDOWN_GRACE: Final = 5
 
 # --- commands --------------------------------------------------------------------------
 # `tryon submit|batch --wait`: an hour covers a catalogue batch on a small account.
@@ -211,6 +235,10 @@ WEBHOOK_JITTER: Final = 0.1
 # Read timeout of one delivery: receivers should answer at once and work later; Svix
 # uses 15 s. The connect timeout is the service's (HTTP_CONNECT_TIMEOUT).
 WEBHOOK_TIMEOUT: Final = 15.0
+# The whole-call deadline of one delivery attempt: its connect and read timeouts
+# summed (`Settings.webhook_deadline`), so an attempt always ends inside its fence
+# (that deadline + WEBHOOK_ATTEMPT_SLACK) and is counted, however a receiver drips.
+WEBHOOK_DEADLINE: Final = HTTP_CONNECT_TIMEOUT + WEBHOOK_TIMEOUT
 # A Retry-After longer than this is capped: a receiver cannot park a delivery for ever.
 WEBHOOK_RETRY_AFTER_CAP: Final = 86400.0
 # Slack added to one attempt's timeouts for the attempt's fence (database writes, DNS).

@@ -239,6 +239,12 @@ class Settings(BaseSettings):
     preflight_allow_private: bool = Field(
         default=False, description="Let preflight fetch private, loopback, link-local hosts."
     )
+    web_preflight_slots: int = Field(
+        default=defaults.WEB_PREFLIGHT_SLOTS,
+        ge=1,
+        le=1000,
+        description="URL preflights tryon web runs at once (more: 503 at once).",
+    )
 
     # --- results and reporting ---------------------------------------------------------
     store_result_copies: bool = Field(
@@ -272,6 +278,10 @@ class Settings(BaseSettings):
     )
     result_max_bytes: int = Field(
         default=defaults.RESULT_MAX_BYTES, ge=1024, le=1024**3, description="Largest copy."
+    )
+    # A callback carries the result URLs, so copies apply the preflight's address policy.
+    result_allow_private: bool = Field(
+        default=False, description="Let result copies fetch private, loopback, link-local hosts."
     )
     copy_retry_base: float = Field(
         default=defaults.COPY_RETRY_BASE,
@@ -508,6 +518,23 @@ class Settings(BaseSettings):
     def http_timeout(self) -> tuple[float, float]:
         """The (connect, read) pair every network call uses."""
         return (self.http_connect_timeout, self.http_read_timeout)
+
+    @property
+    def http_deadline(self) -> float:
+        """The whole-call deadline of every outbound call: its two timeouts summed
+        (defaults.HTTP_DEADLINE says why)."""
+        return self.http_connect_timeout + self.http_read_timeout
+
+    @property
+    def copies_allow_private(self) -> bool:
+        """Result copies may fetch private/loopback hosts: when allowed, or in sandbox
+        mode, where the bundled emulator serves the results from this machine."""
+        return self.result_allow_private or self.sandbox
+
+    @property
+    def webhook_deadline(self) -> float:
+        """The whole-call deadline of one webhook attempt (defaults.WEBHOOK_DEADLINE)."""
+        return self.http_connect_timeout + self.webhook_timeout
 
     @property
     def uses_rabbitmq(self) -> bool:

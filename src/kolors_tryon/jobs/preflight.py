@@ -18,24 +18,33 @@ Fetching URLs that producers choose is a server-side request forgery risk, so:
 * Redirects are not followed blindly: each hop is re-checked, at most three hops.
 * Environment proxies and ``.netrc`` are ignored (``trust_env = False``), so no
   credential is ever sent to a producer's host.
-* The body is read in chunks up to the 10 MB limit + 1 byte, within a total deadline,
-  never all at once.
+* The body is read in chunks up to the 10 MB limit + 1 byte, never all at once, and the
+  whole fetch (every hop, headers and body) ends by one deadline that holds while a host
+  drips bytes (`kolors_tryon.config.http_deadline`): the sum of the (connect, read) pair.
+
+`fetch_checked` is that walk (address policy, pinning, re-checked redirects) without the
+image check: result copies fetch the URLs a callback carries through it too.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Final
 from urllib.parse import SplitResult, urljoin, urlunsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from kolors_tryon.config import defaults
+from kolors_tryon.config.http_deadline import (
+    CallDeadline,
+    DeadlineAdapter,
+    DeadlineExceeded,
+    call_deadline,
+    deadline_session,
+)
 from kolors_tryon.jobs.errors import CheckFailed
 from kolors_tryon.jobs.images import (
     MAX_IMAGE_BYTES,
@@ -51,6 +60,7 @@ __all__ = [
     "IPAddress",
     "checked_address",
     "classify_address",
+    "fetch_checked",
     "pinned_session",
     "preflight_image_url",
     "resolve_host",
@@ -159,7 +169,7 @@ def checked_address(parts: SplitResult, *, hint: str = _ALLOW_HINT) -> IPAddress
     return addresses[0]
 
 
-class _PinnedTLSAdapter(HTTPAdapter):
+class _PinnedTLSAdapter(DeadlineAdapter):
     """Connects to an IP literal while TLS (SNI and certificate) still uses the host name."""
 
     def __init__(self, hostname: str) -> None:
@@ -191,11 +201,12 @@ def pinned_session(
 
     Yields the session, the URL to request and the headers that keep the host's name
     (``Host``); for https the TLS server name and certificate check keep it too. No
-    environment proxy or ``.netrc`` is used. Shared with webhook delivery.
+    environment proxy or ``.netrc`` is used. Its calls can be cut by `call_deadline`.
+    Shared with webhook delivery and result copies.
     """
     headers: dict[str, str] = {}
     target = url
-    with requests.Session() as session:
+    with deadline_session() as session:
         session.trust_env = False
         if pinned is not None:
             target = _pinned_url(parts, pinned)
@@ -207,13 +218,17 @@ def pinned_session(
 
 @contextmanager
 def _get(
-    url: str, parts: SplitResult, pinned: IPAddress | None, timeout: tuple[float, float]
+    url: str,
+    parts: SplitResult,
+    pinned: IPAddress | None,
+    timeout: tuple[float, float],
+    headers: Mapping[str, str],
 ) -> Iterator[requests.Response]:
     with (
         pinned_session(url, parts, pinned) as (session, target, host),
         session.get(
             target,
-            headers={**_HEADERS, **host},
+            headers={**headers, **host},
             stream=True,
             timeout=timeout,
             allow_redirects=False,
@@ -222,7 +237,53 @@ def _get(
         yield response
 
 
-def _read_capped(response: requests.Response, max_bytes: int, deadline: float, shown: str) -> bytes:
+@contextmanager
+def fetch_checked(
+    url: str,
+    *,
+    deadline: CallDeadline,
+    timeout: tuple[float, float],
+    allow_private: bool = False,
+    hint: str = _ALLOW_HINT,
+    headers: Mapping[str, str] = _HEADERS,
+) -> Iterator[tuple[requests.Response, str]]:
+    """GET `url` (streamed) as preflight does; yields the first answer that is not a
+    redirect, and the URL that gave it (the host's name, not the pinned address).
+
+    The URL and every redirect target are checked (form, then address policy unless
+    `allow_private`), each connection goes to the address checked, and at most
+    `MAX_REDIRECTS` hops are followed. Run it inside `call_deadline` (`deadline`) and
+    read the body inside the block, calling ``deadline.check()`` between chunks.
+
+    Raises:
+        UrlProblem: rules ``"url"``, ``"url_scheme"``, ``"max_length"``, ``"dns"``,
+            ``"private_address"`` (with `hint`), or ``"redirects"``.
+        requests.RequestException: the fetch failed (`DeadlineExceeded` when late).
+    """
+    current = url
+    for hop in range(MAX_REDIRECTS + 1):
+        try:
+            parts = check_http_url(current, max_length=_MAX_URL_LENGTH)
+            pinned = None if allow_private else checked_address(parts, hint=hint)
+        except CheckFailed as exc:
+            if hop == 0:
+                raise
+            raise UrlProblem(
+                exc.rule, f"URL redirects to {redact_url(current)}, which is refused: {exc}"
+            ) from None
+        with _get(current, parts, pinned, deadline.timeouts(*timeout), headers) as response:
+            if response.is_redirect:
+                current = urljoin(current, response.headers["Location"])
+                continue
+            yield response, current
+            return
+    raise UrlProblem(
+        "redirects",
+        f"URL redirects more than {MAX_REDIRECTS} times; give the final image URL",
+    )
+
+
+def _read_capped(response: requests.Response, max_bytes: int, deadline: CallDeadline) -> bytes:
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise _over_limit(int(declared), max_bytes)
@@ -232,8 +293,7 @@ def _read_capped(response: requests.Response, max_bytes: int, deadline: float, s
         total += len(chunk)
         if total > max_bytes:
             raise _over_limit(None, max_bytes)
-        if time.monotonic() > deadline:
-            raise UrlProblem("url_fetch", f"fetching {shown} took too long; serve it faster")
+        deadline.check()
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -249,7 +309,9 @@ def _over_limit(size: int | None, max_bytes: int) -> ImageProblem:
 
 def _fetch_failure(exc: requests.RequestException, shown: str) -> UrlProblem:
     # Never quote `exc`: requests puts the full URL, query string included, in its text.
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, DeadlineExceeded):
+        what = "did not finish within its deadline"
+    elif isinstance(exc, requests.Timeout):
         what = "timed out"
     elif isinstance(exc, requests.exceptions.SSLError):
         what = "failed the TLS handshake or certificate check"
@@ -266,15 +328,17 @@ def preflight_image_url(
     allow_private: bool = False,
     timeout: tuple[float, float] = defaults.HTTP_TIMEOUT,
     max_bytes: int = MAX_IMAGE_BYTES,
+    deadline: float | None = None,
 ) -> ImageInfo:
     """Fetch an image URL safely and check the image as if it had come as Base64.
 
     Args:
         url: An http(s) image URL from a job.
         allow_private: Fetch private, loopback and link-local hosts too.
-        timeout: The (connect, read) timeout of each request; the whole download must
-            also finish within their sum.
+        timeout: The (connect, read) timeout of each request.
         max_bytes: The largest image accepted.
+        deadline: Seconds the whole fetch (every hop, headers and body) may take, however
+            slowly the host sends; the sum of `timeout` when None (defaults.HTTP_DEADLINE).
 
     Returns:
         The image's format, dimensions and size.
@@ -284,35 +348,22 @@ def preflight_image_url(
             ``"private_address"``, ``"redirects"``, ``"url_status"``, ``"url_fetch"``),
             or an `ImageProblem` / ``"max_bytes"`` for the image itself.
     """
-    current = url
-    deadline = time.monotonic() + sum(timeout)
-    for hop in range(MAX_REDIRECTS + 1):
-        shown = redact_url(current)
-        try:
-            parts = check_http_url(current, max_length=_MAX_URL_LENGTH)
-            pinned = None if allow_private else checked_address(parts)
-        except CheckFailed as exc:
-            if hop == 0:
-                raise
-            raise UrlProblem(
-                exc.rule, f"URL redirects to {shown}, which is refused: {exc}"
-            ) from None
-        try:
-            with _get(current, parts, pinned, timeout) as response:
-                if response.is_redirect:
-                    current = urljoin(current, response.headers["Location"])
-                    continue
-                if not 200 <= response.status_code < 300:
-                    raise UrlProblem(
-                        "url_status",
-                        f"URL {shown} answered HTTP {response.status_code}; "
-                        "it must answer 2xx with the image",
-                    )
-                data = _read_capped(response, max_bytes, deadline, shown)
-        except requests.RequestException as exc:
-            raise _fetch_failure(exc, shown) from None
-        return inspect_image_bytes(data, max_bytes=max_bytes)
-    raise UrlProblem(
-        "redirects",
-        f"URL redirects more than {MAX_REDIRECTS} times; give the final image URL",
-    )
+    shown = redact_url(url)
+    try:
+        with (
+            call_deadline(deadline or sum(timeout)) as limit,
+            fetch_checked(url, deadline=limit, timeout=timeout, allow_private=allow_private) as (
+                response,
+                final_url,
+            ),
+        ):
+            if not 200 <= response.status_code < 300:
+                raise UrlProblem(
+                    "url_status",
+                    f"URL {redact_url(final_url)} answered HTTP {response.status_code}; "
+                    "it must answer 2xx with the image",
+                )
+            data = _read_capped(response, max_bytes, limit)
+    except requests.RequestException as exc:
+        raise _fetch_failure(exc, shown) from None
+    return inspect_image_bytes(data, max_bytes=max_bytes)

@@ -26,11 +26,11 @@ from urllib.parse import quote
 
 import requests
 import requests.auth
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from kolors_tryon.config import defaults
 from kolors_tryon.config.backoff import backoff_delay
+from kolors_tryon.config.http_deadline import DeadlineAdapter, call_deadline
 from kolors_tryon.kling.account import AccountCosts, parse_account_costs
 from kolors_tryon.kling.auth import KlingAuth, auth_from_settings
 from kolors_tryon.kling.errors import (
@@ -75,7 +75,11 @@ class KlingClient:
     Args:
         base_url: API root with any reseller prefix, e.g. "https://api.gpt.ge/kling".
         auth: Supplies the Authorization header (static key or JWT).
-        timeout: (connect, read) seconds applied to every request.
+        timeout: (connect, read) seconds applied to every request; each request also
+            ends by their sum however slowly the API answers (a whole-call deadline,
+            `kolors_tryon.config.http_deadline`), so a submit run's attempt window holds.
+            A `session` passed in should carry `DeadlineAdapter`; without it only the
+            timeouts, cut to the time left, bound a trickling answer.
         read_attempts: Attempts of a read-only call (get, list) before its error is
             raised; 1 disables the quick retries.
         session: A session to use instead of a new one (it is then not closed here).
@@ -108,6 +112,7 @@ class KlingClient:
         self._url = base + TRYON_PATH
         self._auth = auth
         self._timeout = (float(timeout[0]), float(timeout[1]))
+        self._deadline = sum(self._timeout)
         self._read_attempts = read_attempts
         self._backoff = backoff
         self._max_retry_after = max_retry_after
@@ -305,18 +310,20 @@ class KlingClient:
         headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
         method = call.method
         try:
-            response = self._session.request(
-                method,
-                self._base + call.path,
-                params=params,
-                json=json_body,
-                headers=headers,
-                # Passed as `auth` so that requests never swaps in credentials from ~/.netrc.
-                auth=_Bearer(self._auth.authorization()),
-                timeout=self._timeout,
-                # A redirect would turn POST into GET and drop the Authorization header.
-                allow_redirects=False,
-            )
+            # The body is read inside (stream=False), so the deadline covers all of it.
+            with call_deadline(self._deadline) as deadline:
+                response = self._session.request(
+                    method,
+                    self._base + call.path,
+                    params=params,
+                    json=json_body,
+                    headers=headers,
+                    # Passed as `auth` so that requests never swaps in credentials from ~/.netrc.
+                    auth=_Bearer(self._auth.authorization()),
+                    timeout=deadline.timeouts(*self._timeout),
+                    # A redirect would turn POST into GET and drop the Authorization header.
+                    allow_redirects=False,
+                )
         except requests.RequestException as exc:
             err = _network_error(exc)
             kind = "timeout" if isinstance(err, KlingTimeoutError) else "network"
@@ -405,7 +412,10 @@ class _Bearer(requests.auth.AuthBase):
 def _new_session(base_url: str) -> requests.Session:
     session = requests.Session()
     # No urllib3-level retries: whether a request may be resent is decided above, per call.
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=defaults.HTTP_POOL_SIZE, max_retries=0)
+    # Its connections are shut by a call's deadline (kolors_tryon.config.http_deadline).
+    adapter = DeadlineAdapter(
+        pool_connections=4, pool_maxsize=defaults.HTTP_POOL_SIZE, max_retries=0
+    )
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     # What requests would read from the environment on every call (proxies, no_proxy,

@@ -7,6 +7,13 @@ tried again with backoff, and the sweep re-sends one whose message was lost. A c
 never turns a succeeded job into a failed one; the record says `stored: null` until it
 lands. What can never be copied (not an image by its bytes, larger than
 `TRYON_RESULT_MAX_BYTES`, a URL answering 4xx) is given up, with the reason logged.
+
+The URLs come from a callback or a query answer, so they are fetched as the URL
+preflight fetches producers' URLs (`jobs.preflight.fetch_checked`): private, loopback
+and link-local addresses refused unless ``TRYON_RESULT_ALLOW_PRIVATE=true`` (or in
+sandbox mode: the bundled emulator serves results from this machine), each
+redirect re-checked, the connection pinned to the checked address, and the whole
+download bounded by one deadline however slowly the CDN sends.
 """
 
 from __future__ import annotations
@@ -18,6 +25,9 @@ from dataclasses import dataclass
 import requests
 
 from kolors_tryon.config.backoff import backoff_delay
+from kolors_tryon.config.http_deadline import call_deadline
+from kolors_tryon.jobs.preflight import fetch_checked
+from kolors_tryon.jobs.urls import UrlProblem
 from kolors_tryon.kling import KlingTask, redact
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
@@ -34,6 +44,8 @@ _MAGIC: tuple[tuple[bytes, str, str], ...] = (
 )
 # Statuses after which the same download may work later; every other 4xx never will.
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
+_ALLOW_HINT = "refused unless TRYON_RESULT_ALLOW_PRIVATE=true"
+_HEADERS = {"User-Agent": "kolors-tryon-copies/1", "Accept-Encoding": "identity"}
 
 
 class CopyRefused(Exception):
@@ -131,12 +143,22 @@ def _delete_unreferenced(rt: Runtime, made: list[ResultImage], kept: list[str] |
 
 
 def download_result(rt: Runtime, url: str) -> Downloaded:
-    """Fetch one result image with our timeouts and size cap, and check its bytes."""
+    """Fetch one result image safely, within its deadline and size cap, and check its bytes."""
     limit = rt.settings.result_max_bytes
     try:
-        with rt.downloads.get(url, timeout=rt.settings.http_timeout, stream=True) as response:
+        with (
+            call_deadline(rt.settings.http_deadline) as deadline,
+            fetch_checked(
+                url,
+                deadline=deadline,
+                timeout=rt.settings.http_timeout,
+                allow_private=rt.settings.copies_allow_private,
+                hint=_ALLOW_HINT,
+                headers=_HEADERS,
+            ) as (response, _),
+        ):
             status = response.status_code
-            if status >= 400:
+            if not 200 <= status < 300:
                 why = f"the URL answered HTTP {status}"
                 if status >= 500 or status in _RETRYABLE_STATUS:
                     raise CopyFailed(why)
@@ -150,7 +172,14 @@ def download_result(rt: Runtime, url: str) -> Downloaded:
                 size += len(chunk)
                 if size > limit:
                     raise CopyRefused(f"larger than {limit} bytes")
+                deadline.check()
                 chunks.append(chunk)
+    except UrlProblem as exc:
+        # A name that does not resolve may resolve later; an address or a redirect that
+        # the policy refuses never becomes acceptable.
+        if exc.rule == "dns":
+            raise CopyFailed(exc.message) from None
+        raise CopyRefused(exc.message) from None
     except requests.RequestException as exc:
         raise CopyFailed(f"download failed: {type(exc).__name__}") from None
     data = b"".join(chunks)

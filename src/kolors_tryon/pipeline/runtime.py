@@ -6,8 +6,6 @@ import random
 from dataclasses import dataclass, field
 from functools import cached_property
 
-import requests
-
 from kolors_tryon.config import Settings
 from kolors_tryon.jobs import ValidationOptions
 from kolors_tryon.kling import KlingClient
@@ -30,8 +28,6 @@ class Runtime:
     settings: Settings
     store: JobStore
     kling: KlingClient
-    # For downloading result images: a separate session that never carries our token.
-    downloads: requests.Session = field(default_factory=requests.Session)
     rng: random.Random = field(default_factory=random.Random)
     _callback_secrets: CallbackSecrets | None = field(default=None, init=False, repr=False)
 
@@ -63,5 +59,4 @@ class Runtime:
 
     def close(self) -> None:
         self.kling.close()
-        self.downloads.close()
         self.store.dispose()

@@ -36,6 +36,7 @@ import requests
 
 from kolors_tryon.config import Settings, defaults
 from kolors_tryon.config.backoff import scheduled_delay
+from kolors_tryon.config.http_deadline import DeadlineExceeded, call_deadline
 from kolors_tryon.jobs.models import MAX_CALLBACK_URL_LENGTH
 from kolors_tryon.jobs.preflight import checked_address, pinned_session
 from kolors_tryon.jobs.urls import UrlProblem, check_http_url, redact_url
@@ -103,8 +104,13 @@ def plan_webhooks(rt: Runtime, records: Iterable[JobRecord]) -> list[str]:
 
 
 def attempt_hold(settings: Settings) -> float:
-    """How long one attempt's fence lasts: its timeouts and some slack."""
-    return settings.http_connect_timeout + settings.webhook_timeout + defaults.WEBHOOK_ATTEMPT_SLACK
+    """How long one attempt's fence lasts: its whole-call deadline and some slack.
+
+    The POST ends by that deadline however slowly the receiver drips its answer, so an
+    attempt is always recorded inside its fence and no second copy of the delivery can
+    start while it runs.
+    """
+    return settings.webhook_deadline + defaults.WEBHOOK_ATTEMPT_SLACK
 
 
 def lost_after(settings: Settings) -> float:
@@ -220,12 +226,13 @@ def _post(rt: Runtime, claim: DeliveryClaim) -> _Answer:
     }
     try:
         with (
+            call_deadline(settings.webhook_deadline) as deadline,
             pinned_session(claim.url, parts, pinned) as (session, target, host),
             session.post(
                 target,
                 data=claim.body.encode("utf-8"),
                 headers={**headers, **host},
-                timeout=(settings.http_connect_timeout, settings.webhook_timeout),
+                timeout=deadline.timeouts(settings.http_connect_timeout, settings.webhook_timeout),
                 allow_redirects=False,
                 stream=True,  # the answer's body is never read: only its status counts
             ) as response,
@@ -238,6 +245,8 @@ def _post(rt: Runtime, claim: DeliveryClaim) -> _Answer:
 
 def _failure(exc: requests.RequestException) -> str:
     """What went wrong, in words; never `exc` itself (requests quotes the whole URL)."""
+    if isinstance(exc, DeadlineExceeded):
+        return "no complete answer within the attempt's deadline"
     if isinstance(exc, requests.Timeout):
         return "timed out"
     if isinstance(exc, requests.exceptions.SSLError):

@@ -12,7 +12,11 @@ Routes (README, "HTTP service"; the OpenAPI document at `/openapi.json` is the c
 - `GET /v1/counters`: this process's counters (accepted jobs, refused callbacks...).
 
 Blocking work (validation, which decodes images; publishing; store queries) runs in the
-thread pool, so a slow request never holds the event loop.
+thread pool, so a slow request never holds the event loop. With URL preflight on,
+validation fetches producers' URLs and may take its whole deadline on a slow host: it
+runs on bounded threads of its own (`web.slots`, `TRYON_WEB_PREFLIGHT_SLOTS`), answered
+503 with Retry-After when they are all busy, so that it can never take the threads the
+health checks, job reads and Kling's callbacks need.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kolors_tryon.config import Settings
+from kolors_tryon.config import Settings, defaults
 from kolors_tryon.jobs import JobRejected, Problem, validate_job
 from kolors_tryon.kling import ServerError
 from kolors_tryon.kling.models import parse_task
@@ -50,6 +54,7 @@ from kolors_tryon.web.errors import (
 from kolors_tryon.web.limits import BodyLimitMiddleware
 from kolors_tryon.web.openapi import openapi_document
 from kolors_tryon.web.services import WebServices
+from kolors_tryon.web.slots import SlotsFull
 
 __all__ = ["CALLBACK_MAX_BODY_BYTES", "create_web_app"]
 
@@ -207,7 +212,18 @@ def _batch_text(body: bytes) -> str | None:
 async def _accept_one(services: WebServices, raw: bytes | str) -> tuple[int, dict[str, Any]]:
     """(status, result) of one job message: 202 with its id, 422, or 503."""
     try:
-        valid = await run_in_threadpool(validate_job, raw, services.options)
+        if services.options.url_preflight:
+            # Every validation, as one call: a Base64-only job holds a slot for its decode.
+            valid = await services.preflight_slots.run(validate_job, raw, services.options)
+        else:
+            valid = await run_in_threadpool(validate_job, raw, services.options)
+    except SlotsFull:
+        services.count("jobs_preflight_busy")
+        return 503, error_body(
+            "preflight_busy",
+            f"every URL preflight slot is busy ({services.settings.web_preflight_slots}); "
+            f"try again in {defaults.WEB_BUSY_RETRY_AFTER} s",
+        )
     except JobRejected as rejection:
         services.count("jobs_refused")
         return 422, rejection_body(rejection)
@@ -233,6 +249,8 @@ async def post_jobs(request: Request) -> Response:
     if text is None:
         status, result = await _accept_one(services, body)
         headers = {"Location": f"/v1/jobs/{result['job_id']}"} if status == 202 else None
+        if status == 503:
+            headers = {"Retry-After": str(defaults.WEB_BUSY_RETRY_AFTER)}
         return JSONResponse(result, status_code=status, headers=headers)
 
     try:
@@ -252,7 +270,7 @@ async def post_jobs(request: Request) -> Response:
             )
         else:
             status, result = await _accept_one(services, item)
-            broker_down = status == 503
+            broker_down = status == 503 and result["error"]["code"] == "broker_unavailable"
         results.append({"index": index, "status": status, **result})
     accepted = sum(1 for r in results if r["status"] == 202)
     summary = {"accepted": accepted, "refused": len(results) - accepted, "results": results}

@@ -366,7 +366,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "422": _json(
                         _ref("InvalidJob"), "The job (or the batch as a whole) is invalid."
                     ),
-                    "503": intake_off,
+                    "503": _error(
+                        "`intake_off` (no TRYON_API_KEYS), `broker_unavailable`, or "
+                        "`preflight_busy` (every URL preflight slot is taken; Retry-After)."
+                    ),
                     "500": internal,
                 },
             }

@@ -6,7 +6,7 @@ import logging
 
 import uvicorn
 
-from kolors_tryon.config import Settings
+from kolors_tryon.config import Settings, defaults
 from kolors_tryon.ops.logs import configure_logging
 from kolors_tryon.web.app import create_web_app
 
@@ -50,4 +50,7 @@ def serve(
         server_header=False,
         access_log=False,  # ours (AccessLogMiddleware) masks callback tokens
         log_config=None,
+        # Requests still running after SIGTERM are closed after this, instead of holding
+        # the stop for as long as a slow one lasts.
+        timeout_graceful_shutdown=defaults.WEB_SHUTDOWN_GRACE,
     )

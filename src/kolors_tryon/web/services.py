@@ -26,6 +26,7 @@ from kolors_tryon.observe import metrics
 from kolors_tryon.pipeline.callback_tokens import CallbackSecrets, callback_secrets
 from kolors_tryon.producer import JobPublisher
 from kolors_tryon.store import JobRecord, JobStore, prepare_schema
+from kolors_tryon.web.slots import DaemonSlots
 
 __all__ = ["CALLBACK_TASK", "WebServices"]
 
@@ -52,6 +53,8 @@ class WebServices:
         self._celery: Any = None
         self._celery_lock = threading.Lock()
         self._callback_secrets: CallbackSecrets | None = None
+        # URL preflight's own bounded threads (web.slots), apart from anyio's pool.
+        self.preflight_slots = DaemonSlots(settings.web_preflight_slots, "tryon-preflight")
 
     # ------------------------------------------------------------------ counters ----
     def count(self, name: str, n: int = 1) -> None:
