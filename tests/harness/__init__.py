@@ -29,7 +29,14 @@ from harness.env import (
     rabbitmq_url,
 )
 from harness.faults import FaultRun, assert_one_task_per_job, figures, states
-from harness.images import PNG_IEND, PNG_SIGNATURE, png_chunk, png_claiming, png_padded
+from harness.images import (
+    PNG_IEND,
+    PNG_SIGNATURE,
+    png_chunk,
+    png_claiming,
+    png_inflating,
+    png_padded,
+)
 from harness.postgres import fresh_database
 from harness.processes import WorkerProcess, terminate
 from harness.proxy import TcpProxy
@@ -72,6 +79,7 @@ __all__ = [  # noqa: RUF022
     "PNG_SIGNATURE",
     "png_chunk",
     "png_claiming",
+    "png_inflating",
     "png_padded",
     # PostgreSQL: a fresh database per test (postgres.py)
     "fresh_database",
