@@ -254,6 +254,20 @@ async def post_jobs(request: Request) -> Response:
     return JSONResponse(summary, status_code=202 if accepted == len(results) else 207)
 
 
+class _RecordResponse(JSONResponse):
+    """A job record as JSON, readable even if it holds a lone surrogate: escaped then.
+
+    Intake refuses such text since it can hold none (`validate_job`, rule ``encoding``),
+    but a record stored before that would otherwise answer 500 on every read, for ever.
+    """
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 @_requires_key
 async def get_job(request: Request) -> Response:
     """The job record, or 404."""
@@ -266,7 +280,7 @@ async def get_job(request: Request) -> Response:
         return error_response(503, "store_unavailable", "the job store is unavailable")
     if record is None:
         return error_response(404, "not_found", "no job with this id")
-    return JSONResponse(record.to_json_dict())
+    return _RecordResponse(record.to_json_dict())
 
 
 @_requires_key
