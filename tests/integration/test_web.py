@@ -211,7 +211,8 @@ BATCHES: dict[str, tuple[Any, int, list[int]]] = {
     # name: (body built from a job id prefix `{p}`, status, per-item statuses)
     "all-valid": (["{p}-a", "{p}-b"], 202, [202, 202]),
     "mixed": (["{p}-a", {"human_image": 5}, "{p}-c"], 207, [202, 422, 202]),
-    "all-invalid": ([{"model": "x"}, 7], 207, [422, 422]),
+    "all-invalid": ([{"model": "x"}, 7], 422, [422, 422]),
+    "nulls-in-an-array": ([[None, None]], 422, [422]),  # schemathesis found it answered 207
     "same-job-twice": (["{p}-a", "{p}-a"], 202, [202, 202]),
 }
 
@@ -220,7 +221,8 @@ BATCHES: dict[str, tuple[Any, int, list[int]]] = {
 def test_a_batch_answers_one_result_per_item(
     web: Web, openapi: dict[str, Any], items: list[Any], status: int, statuses: list[int]
 ) -> None:
-    """A JSON array: 202 when every item is queued, 207 with per-item results otherwise."""
+    """A JSON array: 202 when every item is queued, 422 when every item is invalid, 207
+    otherwise, each with per-item results."""
     prefix = f"web-batch-{uuid.uuid4().hex[:6]}"
     body = [sample_job(i.format(p=prefix)) if isinstance(i, str) else i for i in items]
     response = web.post_jobs(body, timeout=60)

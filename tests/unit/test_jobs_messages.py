@@ -312,7 +312,7 @@ def test_good_job_ids_are_kept(job_id: str) -> None:
     [(-1, "range"), (10, "range"), ("5", "type"), (1.5, "type"), (True, "type"), (None, "type")],
 )
 def test_bad_priorities_are_refused(priority: Any, rule: str) -> None:
-    """priority is an integer from 0 to 9; strings, floats and booleans are not coerced."""
+    """priority is an integer from 0 to 9; strings, fractions and booleans are not coerced."""
     problem = _only_problem(_job(priority=priority))
     assert (problem.field, problem.rule) == ("priority", rule)
     assert "integer from 0 to 9" in problem.message
@@ -322,6 +322,13 @@ def test_bad_priorities_are_refused(priority: Any, rule: str) -> None:
 def test_priority_bounds_are_accepted(priority: int) -> None:
     """0 and 9 are both valid priorities."""
     assert validate_job(_job(priority=priority)).message.priority == priority
+
+
+@pytest.mark.parametrize(("priority", "taken"), [(1.0, 1), (9.0, 9), (0.0, 0)])
+def test_whole_numbers_written_as_floats_are_integers(priority: float, taken: int) -> None:
+    """`1.0` is an integer in JSON Schema (schemathesis sent it): taken as 1, not refused."""
+    job = validate_job(json.dumps(_job(priority=priority)))
+    assert job.message.priority == taken and isinstance(job.message.priority, int)
 
 
 def test_metadata_over_16_kb_is_refused() -> None:

@@ -251,7 +251,19 @@ async def post_jobs(request: Request) -> Response:
         results.append({"index": index, "status": status, **result})
     accepted = sum(1 for r in results if r["status"] == 202)
     summary = {"accepted": accepted, "refused": len(results) - accepted, "results": results}
-    return JSONResponse(summary, status_code=202 if accepted == len(results) else 207)
+    return JSONResponse(summary, status_code=_batch_status(results))
+
+
+def _batch_status(results: list[dict[str, Any]]) -> int:
+    """202 when every item was queued; 422 when every item was invalid (nothing happened,
+    and a client reading the status alone must not take it for a partial success); 207
+    otherwise, with one result per item to read."""
+    statuses = {result["status"] for result in results}
+    if statuses == {202}:
+        return 202
+    if statuses == {422}:
+        return 422
+    return 207
 
 
 class _RecordResponse(JSONResponse):
