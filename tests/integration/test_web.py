@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from harness import wait_until
 from kolors_tryon.pipeline.callback_tokens import GENERATED_SECRET_NAME
+from kolors_tryon.store import NewJob
 from kolors_tryon.web import create_web_app, make_callback_token
 from web_service import (
     KEYS,
@@ -181,6 +182,31 @@ def test_a_valid_job_is_accepted_and_runs_to_success(web: Web, openapi: dict[str
         worker.stop()
     assert record["state"] == "succeeded", record
     assert record["images"] and record["error"] is None
+
+
+def test_a_lone_surrogate_is_refused_at_the_door_and_an_old_record_holding_one_reads(
+    web: Web, openapi: dict[str, Any]
+) -> None:
+    """POST metadata holding "\\ud800" (valid JSON): 422 naming the field, nothing queued; a
+    record stored with one before intake refused them answers 200, escaped, not 500."""
+    job_id = f"web-lone-{uuid.uuid4().hex[:8]}"
+    text = json.dumps(sample_job(job_id)).removesuffix("}") + ', "metadata": {"n": "\\ud800"}}'
+    response = web.post_jobs(text, timeout=30)
+    assert response.status_code == 422, response.text
+    check_documented(openapi, "POST", "/v1/jobs", response)
+    (problem,) = response.json()["error"]["problems"]
+    assert (problem["field"], problem["rule"]) == ("metadata.n", "encoding")
+
+    store = web.deployment.store()
+    try:  # what an earlier version accepted and recorded
+        store.accept_many([NewJob(job_id, body={}, metadata={"n": "caf\udce9"})])
+    finally:
+        store.dispose()
+    answer = web.http.get(f"{web.url}/v1/jobs/{job_id}", headers=web.auth(), timeout=5)
+    assert answer.status_code == 200, answer.text
+    check_documented(openapi, "GET", f"/v1/jobs/{job_id}", answer)
+    assert '"caf\\udce9"' in answer.text
+    assert answer.json()["job_id"] == job_id
 
 
 def test_a_derived_job_id_is_the_one_the_worker_records(web: Web) -> None:
