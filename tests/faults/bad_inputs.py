@@ -30,6 +30,7 @@ from harness import (
     SAMPLES,
     png_chunk,
     png_claiming,
+    png_inflating,
     png_padded,
 )
 from kolors_tryon.jobs import job_id_of
@@ -177,6 +178,8 @@ def images() -> dict[str, Img]:
         "jpeg_garbage_after_soi": Img(b"\xff\xd8\xff\xe0" + noise + b"\xff\xd9", ".jpg"),
         "png_bad_crc": Img(bytes(bad_crc), ".png"),
         "png_bomb": Img(png_claiming(100_000, 100_000), ".png"),
+        # 630 KB that inflates to 648 MB (issue 16 point 9): refused from its header.
+        "png_inflating": Img(png_inflating(9000, 9000), ".png"),
         "png_over_10mb": Img(png_of_size(10 * 1024 * 1024 + 1), ".png"),
     }
 
@@ -339,6 +342,12 @@ def corpus(tag: str) -> list[Case]:
     case("cloth-png-bad-crc", "cloth_image", says=("PNG",), cloth_image=img["png_bad_crc"])
     case("cloth-png-bomb", "cloth_image", says=("decompression bomb",), cloth_image=img["png_bomb"])
     case("cloth-over-10mb", "cloth_image", says=("10 MB",), cloth_image=img["png_over_10mb"])
+    case(
+        "human-png-9000x9000-16bit",
+        "human_image",
+        says=("9000x9000", "40000000 pixels", "decompression bomb"),
+        human_image=img["png_inflating"],
+    )
 
     # Image URLs Kling cannot fetch.
     case(
@@ -401,6 +410,20 @@ def corpus(tag: str) -> list[Case]:
         says=("16 KB",),
         metadata={f"attribute-{i:04d}": f"value-{i:04d}" for i in range(900)},
     )
+
+    # JSON that breaks the checks themselves: nesting past 32 levels (a RecursionError in
+    # intake once), text that is no Unicode (a record unreadable by GET /v1/jobs once).
+    deep: Any = []
+    for _ in range(200):
+        deep = [deep]
+    case("metadata-nested-200", "metadata", says=("nested", "32"), metadata={"tree": deep})
+    case(
+        "metadata-lone-surrogate",
+        "metadata.note",
+        says=("surrogate",),
+        metadata={"note": "caf\udce9", "sku": "1234"},
+    )
+    case("metadata-surrogate-key", "metadata", says=("surrogate",), metadata={"\ud800": 1})
 
     # Garment combinations the models refuse.
     case("v1-top-bottom", "garments", says=(V1_5,), model_name=V1, garments=["top", "bottom"])
@@ -482,6 +505,8 @@ def not_jobs(tag: str) -> list[NotAJob]:
         ("duplicate-key", f'{{"human_image": "{url}", "human_image": "{url}?v=2"}}', "twice"),
         ("python-repr", f"{{'human_image': '{url}'}}", "JSON"),
         ("xml", f"<job><human_image>{url}</human_image></job>", "JSON"),
+        # Too deep to parse, so no id to record it under: dead-lettered with its reason.
+        ("nested-5000", f'{{"human_image": "{url}", "x": {"[" * 5000}{"]" * 5000}}}', "nested"),
     ]
     return [
         NotAJob(name, body if isinstance(body, bytes) else body.encode("utf-8"), says)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -270,6 +271,64 @@ def test_any_language_door_dead_letters_what_is_not_a_json_object(stack: Stack) 
         (reason,) = parked[item.body]  # exactly once
         assert item.says.lower() in reason.lower(), (item.name, reason)
         assert len(reason) < MAX_REASON, (item.name, reason)
+    assert_still_serving(
+        deployment,
+        server,
+        before,
+        marks,
+        lambda job_id: publish_raw(deployment.settings, json.dumps(valid_job(job_id))),
+    )
+
+
+def test_deep_and_unreadable_json_on_the_queue_is_rejected_not_crash_retried(stack: Stack) -> None:
+    """Raw publishes nested 200 and 5000 deep, and one holding a lone surrogate: recorded
+    rejected (max_depth, encoding) or dead-lettered once with its reason, never retried
+    as a crash; no RecursionError in the worker's log, zero creates."""
+    deployment, server = stack
+    dead_letters(deployment.settings)  # start from an empty dead-letter queue
+    tag = uuid.uuid4().hex[:8]
+    img = valid_job("x")
+    head = f'{{"human_image": "{img["human_image"]}", "cloth_image": "{img["cloth_image"]}"'
+    deep_id, lone_id = f"deep-{tag}", f"lone-{tag}"
+    deepest = head + f', "metadata": {{"t": "{tag}", "a": {"[" * 5000}{"]" * 5000}}}}}'
+    bodies = {
+        deep_id: head + f', "job_id": "{deep_id}", "metadata": {{"a": {"[" * 200}{"]" * 200}}}}}',
+        lone_id: head + f', "job_id": "{lone_id}", "metadata": {{"note": "caf\\udce9"}}}}',
+    }
+    before, marks = create_requests(server), log_marks(deployment)
+    for body in [*bodies.values(), deepest]:
+        publish_raw(deployment.settings, body)
+    store = deployment.store()
+    try:
+        wait_until(
+            lambda: all((r := store.get(i)) is not None and r.terminal for i in bodies),
+            60,
+            what="the deep and the surrogate jobs to be recorded",
+        )
+        records = {job_id: store.get(job_id) for job_id in bodies}
+    finally:
+        store.dispose()
+    for job_id, rule_words, field in (
+        (deep_id, "nested too deeply", "metadata"),
+        (lone_id, "lone UTF-16 surrogate", "metadata.note"),
+    ):
+        record = records[job_id]
+        assert record is not None and record.state is JobState.REJECTED, record
+        assert record.error is not None and record.error.code == "invalid_job"
+        assert record.error.message.startswith(f"{field}: ") and rule_words in record.error.message
+    parked: list[tuple[bytes, dict[str, Any]]] = []
+
+    def parked_once() -> bool:
+        parked.extend(dead_letters(deployment.settings))
+        return len(parked) >= 1
+
+    wait_until(parked_once, 60, 0.5, what="the 5000-deep message in the dead-letter queue")
+    time.sleep(2)  # a crash would be retried and parked again: give it the time to show
+    parked.extend(dead_letters(deployment.settings))
+    assert [body for body, _ in parked] == [deepest.encode()]
+    assert "nested too deeply" in str(parked[0][1].get(REASON_HEADER, ""))
+    for worker, mark in zip(deployment.workers, marks, strict=True):
+        assert "RecursionError" not in worker.log_text()[mark:], worker.log_path
     assert_still_serving(
         deployment,
         server,

@@ -31,7 +31,14 @@ from harness.env import (
     tryon_executable,
 )
 from harness.faults import FaultRun, assert_one_task_per_job, figures, states
-from harness.images import PNG_IEND, PNG_SIGNATURE, png_chunk, png_claiming, png_padded
+from harness.images import (
+    PNG_IEND,
+    PNG_SIGNATURE,
+    png_chunk,
+    png_claiming,
+    png_inflating,
+    png_padded,
+)
 from harness.interrupts import cleanup_on_signal
 from harness.postgres import fresh_database
 from harness.processes import WorkerProcess, terminate
@@ -90,6 +97,7 @@ __all__ = [  # noqa: RUF022
     "PNG_SIGNATURE",
     "png_chunk",
     "png_claiming",
+    "png_inflating",
     "png_padded",
     # PostgreSQL: a fresh database per test (postgres.py)
     "fresh_database",

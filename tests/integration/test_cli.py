@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import clean_env, free_port, sample_b64
+from harness import clean_env, free_port, png_inflating, sample_b64
 
 ENV = clean_env()
 
@@ -94,6 +95,58 @@ def test_validate_refuses_an_invalid_job_naming_the_field(
     result = tryon("validate", str(path), cwd=tmp_path)
     assert result.returncode == 2
     assert field in result.stdout
+
+
+def test_validate_refuses_an_image_over_the_pixel_limits_before_inflating_it(
+    tmp_path: Path,
+) -> None:
+    """`tryon validate` of a 630 KB PNG claiming 9000x9000 16-bit pixels: exit 2 at once,
+    naming the field, the rule and the limits, in about the time of a valid job."""
+    bomb = base64.b64encode(png_inflating(9000, 9000)).decode("ascii")
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps({"human_image": bomb, "cloth_image": sample_b64("cloth-red.png")}))
+    good = tmp_path / "good.json"
+    good.write_text(
+        json.dumps(
+            {"human_image": sample_b64("human.jpg"), "cloth_image": sample_b64("cloth-red.png")}
+        )
+    )
+    started = time.monotonic()
+    baseline = tryon("validate", str(good), "--json", cwd=tmp_path)
+    baseline_seconds = time.monotonic() - started
+    assert baseline.returncode == 0, baseline.stderr
+    started = time.monotonic()
+    result = tryon("validate", str(path), "--json", cwd=tmp_path)
+    seconds = time.monotonic() - started
+    assert result.returncode == 2, result.stderr
+    (problem,) = json.loads(result.stdout)["problems"]
+    assert (problem["field"], problem["rule"]) == ("human_image", "max_pixels")
+    assert "9000x9000" in problem["message"] and "40000000 pixels" in problem["message"]
+    # Inflating 648 MB took 1.4-2.8 s here; the refusal is a process start like the baseline.
+    assert seconds < baseline_seconds * 3 + 1.0, (seconds, baseline_seconds)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field", "rule"),
+    [
+        ('{"note": "caf\\udce9"}', "metadata.note", "encoding"),
+        ('{"a": ' + "[" * 40 + "]" * 40 + "}", "metadata", "max_depth"),
+        ('{"a": ' + "[" * 5000 + "]" * 5000 + "}", "message", "json"),
+    ],
+    ids=["lone-surrogate", "nested-40", "nested-5000"],
+)
+def test_validate_refuses_unstorable_json_naming_the_field(
+    tmp_path: Path, metadata: str, field: str, rule: str
+) -> None:
+    """`tryon validate` refuses lone surrogates and deep nesting with exit 2 and the rule."""
+    job = {"human_image": sample_b64("human.jpg"), "cloth_image": sample_b64("cloth-red.png")}
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job).removesuffix("}") + f', "metadata": {metadata}}}')
+    result = tryon("validate", str(path), "--json", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    problems = json.loads(result.stdout)["problems"]
+    assert [(p["field"], p["rule"]) for p in problems] == [(field, rule)]
 
 
 def test_validate_refuses_a_file_that_is_not_json(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from harness import sample_b64, wait_until
 from kolors_tryon.pipeline.callback_tokens import GENERATED_SECRET_NAME
+from kolors_tryon.store import NewJob
 from kolors_tryon.web import create_web_app, make_callback_token
 from web_service import (
     KEYS,
@@ -203,6 +204,31 @@ def test_a_valid_job_is_accepted_and_runs_to_success(web: Web, openapi: dict[str
     assert record["images"] and record["error"] is None
 
 
+def test_a_lone_surrogate_is_refused_at_the_door_and_an_old_record_holding_one_reads(
+    web: Web, openapi: dict[str, Any]
+) -> None:
+    """POST metadata holding "\\ud800" (valid JSON): 422 naming the field, nothing queued; a
+    record stored with one before intake refused them answers 200, escaped, not 500."""
+    job_id = f"web-lone-{uuid.uuid4().hex[:8]}"
+    text = json.dumps(sample_job(job_id)).removesuffix("}") + ', "metadata": {"n": "\\ud800"}}'
+    response = web.post_jobs(text, timeout=30)
+    assert response.status_code == 422, response.text
+    check_documented(openapi, "POST", "/v1/jobs", response)
+    (problem,) = response.json()["error"]["problems"]
+    assert (problem["field"], problem["rule"]) == ("metadata.n", "encoding")
+
+    store = web.deployment.store()
+    try:  # what an earlier version accepted and recorded
+        store.accept_many([NewJob(job_id, body={}, metadata={"n": "caf\udce9"})])
+    finally:
+        store.dispose()
+    answer = web.http.get(f"{web.url}/v1/jobs/{job_id}", headers=web.auth(), timeout=5)
+    assert answer.status_code == 200, answer.text
+    check_documented(openapi, "GET", f"/v1/jobs/{job_id}", answer)
+    assert '"caf\\udce9"' in answer.text
+    assert answer.json()["job_id"] == job_id
+
+
 def test_a_derived_job_id_is_the_one_the_worker_records(web: Web) -> None:
     """Without job_id the answer carries the derived id, and posting it twice is one id."""
     message = sample_job("unused")
@@ -231,7 +257,8 @@ BATCHES: dict[str, tuple[Any, int, list[int]]] = {
     # name: (body built from a job id prefix `{p}`, status, per-item statuses)
     "all-valid": (["{p}-a", "{p}-b"], 202, [202, 202]),
     "mixed": (["{p}-a", {"human_image": 5}, "{p}-c"], 207, [202, 422, 202]),
-    "all-invalid": ([{"model": "x"}, 7], 207, [422, 422]),
+    "all-invalid": ([{"model": "x"}, 7], 422, [422, 422]),
+    "nulls-in-an-array": ([[None, None]], 422, [422]),  # schemathesis found it answered 207
     "same-job-twice": (["{p}-a", "{p}-a"], 202, [202, 202]),
 }
 
@@ -240,7 +267,8 @@ BATCHES: dict[str, tuple[Any, int, list[int]]] = {
 def test_a_batch_answers_one_result_per_item(
     web: Web, openapi: dict[str, Any], items: list[Any], status: int, statuses: list[int]
 ) -> None:
-    """A JSON array: 202 when every item is queued, 207 with per-item results otherwise."""
+    """A JSON array: 202 when every item is queued, 422 when every item is invalid, 207
+    otherwise, each with per-item results."""
     prefix = f"web-batch-{uuid.uuid4().hex[:6]}"
     body = [sample_job(i.format(p=prefix)) if isinstance(i, str) else i for i in items]
     response = web.post_jobs(body, timeout=60)

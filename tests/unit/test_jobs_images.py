@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import textwrap
+import time
+import tracemalloc
 
 import pytest
 from jobs_images import (
@@ -16,9 +18,16 @@ from jobs_images import (
 )
 from PIL import Image
 
-from harness import png_claiming
+from harness import png_claiming, png_inflating
 from kolors_tryon.jobs import MAX_IMAGE_BYTES, ImageInfo, JobRejected, validate_job
-from kolors_tryon.jobs.images import ImageProblem, inspect_image, inspect_image_bytes
+from kolors_tryon.jobs.images import (
+    MAX_PIXELS,
+    MAX_SIDE,
+    ImageProblem,
+    _png_image_data_status,
+    inspect_image,
+    inspect_image_bytes,
+)
 
 
 def _refusal(data: bytes | str) -> ImageProblem:
@@ -192,20 +201,86 @@ def test_libjpeg_loads_a_cut_scan_so_the_end_marker_is_the_truncation_check() ->
 
 @pytest.mark.parametrize(
     ("width", "height"),
-    [(50_000, 50_000), (10_000, 10_000)],
-    ids=["over-pillow-error-limit", "in-pillow-warning-band"],
+    [(50_000, 50_000), (10_000, 10_000), (9000, 9000), (MAX_SIDE + 1, 300), (8000, 5001)],
+    ids=["over-pillow-error-limit", "in-pillow-warning-band", "81-mp", "long-side", "40-mp-1"],
 )
-def test_decompression_bombs_are_refused(width: int, height: int) -> None:
-    """A small file claiming a huge size is refused, Pillow's warning band included."""
+def test_images_over_the_pixel_limits_are_refused_naming_them(width: int, height: int) -> None:
+    """A header claiming too many pixels, or too long a side, is refused naming both limits."""
     problem = _refusal(png_claiming(width, height))
-    assert problem.rule == "decompression_bomb"
+    assert problem.rule == "max_pixels"
+    assert f"image is {width}x{height} px" in problem.message
+    assert f"at most {MAX_SIDE} px a side and {MAX_PIXELS} pixels" in problem.message
     assert "decompression bomb" in problem.message
+
+
+def test_images_at_the_pixel_limits_pass_the_pixel_check() -> None:
+    """An image of exactly the limits gets past the pixel check (and on to the next one)."""
+    assert MAX_SIDE * (MAX_PIXELS // MAX_SIDE) <= MAX_PIXELS
+    problem = _refusal(png_claiming(MAX_SIDE, MAX_PIXELS // MAX_SIDE))
+    assert problem.rule == "truncated"  # its pixel data is missing: checked after the limits
+
+
+def test_jpeg_pixel_limit_is_read_from_the_frame_header() -> None:
+    """A JPEG whose frame header claims too many pixels is refused before libjpeg decodes it."""
+    data = bytearray(jpeg())
+    sof = next(i for i in range(2, len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xC0)
+    data[sof + 5 : sof + 9] = (9000).to_bytes(2, "big") + (9000).to_bytes(2, "big")
+    problem = _refusal(bytes(data))
+    assert problem.rule == "max_pixels"
+    assert "image is 9000x9000 px" in problem.message
 
 
 def test_bomb_guard_holds_with_pillow_limit_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
     """Our own pixel limit refuses a bomb even if someone turned Pillow's guard off."""
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
-    assert _refusal(png_claiming(50_000, 50_000)).rule == "decompression_bomb"
+    assert _refusal(png_claiming(50_000, 50_000)).rule == "max_pixels"
+
+
+def _cost(data: bytes) -> tuple[float, int, str]:
+    """(seconds, peak bytes traced, outcome) of one `inspect_image_bytes`."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        outcome = inspect_image_bytes(data).format
+    except ImageProblem as exc:
+        outcome = exc.rule
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return elapsed, peak, outcome
+
+
+def test_an_inflating_png_is_refused_cheaper_than_a_normal_1_mb_image_is_checked() -> None:
+    """A 630 KB PNG claiming 9000x9000 16-bit pixels (648 MB inflated) is refused from its
+    header, faster and in less memory than a normal 1 MB image is checked, same run."""
+    bomb = png_inflating(9000, 9000)
+    assert 600_000 < len(bomb) < 700_000
+    normal = png(660, 660)  # a noisy 660x660 PNG of about 1 MB
+    photo = jpeg(1600, 1600)  # a noisy 1600x1600 JPEG of about 1 MB
+    runs = {
+        name: [_cost(data) for _ in range(3)]
+        for name, data in (("bomb", bomb), ("png-1mb", normal), ("jpeg-1mb", photo))
+    }
+    assert {outcome for _, _, outcome in runs["bomb"]} == {"max_pixels"}
+    assert {outcome for _, _, outcome in runs["png-1mb"]} == {"PNG"}
+    assert {outcome for _, _, outcome in runs["jpeg-1mb"]} == {"JPEG"}
+    best = {name: min(t for t, _, _ in costs) for name, costs in runs.items()}
+    peak = {name: max(p for _, p, _ in costs) for name, costs in runs.items()}
+    # What the refusal spares: the completeness check of the old order, inflating it all.
+    started = time.perf_counter()
+    assert _png_image_data_status(bomb) is None
+    inflating = time.perf_counter() - started
+    print(
+        f"\nbomb {len(bomb)} bytes refused in {best['bomb'] * 1000:.2f} ms, peak "
+        f"{peak['bomb'] / 1024:.0f} KiB; png 1 MB {best['png-1mb'] * 1000:.2f} ms, "
+        f"{peak['png-1mb'] / 1024:.0f} KiB; jpeg {len(photo)} bytes "
+        f"{best['jpeg-1mb'] * 1000:.2f} ms, {peak['jpeg-1mb'] / 1024:.0f} KiB; "
+        f"inflating the bomb instead: {inflating * 1000:.0f} ms"
+    )
+    for name in ("png-1mb", "jpeg-1mb"):
+        assert best["bomb"] < best[name]
+        assert peak["bomb"] < peak[name]
+    assert best["bomb"] * 10 < inflating
 
 
 @pytest.mark.parametrize(
@@ -300,7 +375,7 @@ def test_valid_job_reports_what_was_learnt_about_each_image() -> None:
         (b64(png(299, 300)), "min_size", "image is 299x300 px"),
         (b64(png_of_size(MAX_IMAGE_BYTES + 1)), "max_bytes", "10 MB"),
         (b64(jpeg()[:-100]), "truncated", "truncated"),
-        (b64(png_claiming(50_000, 50_000)), "decompression_bomb", "decompression bomb"),
+        (b64(png_claiming(50_000, 50_000)), "max_pixels", "decompression bomb"),
         ("not base64!", "base64", "not valid Base64"),
     ],
     ids=["gif", "webp", "small", "big", "truncated", "bomb", "base64"],

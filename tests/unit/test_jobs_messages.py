@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from jobs_images import b64, jpeg, png
 
-from kolors_tryon.config import Settings
+from kolors_tryon.config import Settings, defaults
 from kolors_tryon.jobs import (
     CreateTaskBody,
     JobMessage,
@@ -21,7 +21,7 @@ from kolors_tryon.jobs import (
     job_json_schema,
     validate_job,
 )
-from kolors_tryon.jobs.ids import derive_job_id
+from kolors_tryon.jobs.ids import content_digest, derive_job_id
 
 HUMAN = b64(png())
 CLOTH = b64(jpeg())
@@ -312,7 +312,7 @@ def test_good_job_ids_are_kept(job_id: str) -> None:
     [(-1, "range"), (10, "range"), ("5", "type"), (1.5, "type"), (True, "type"), (None, "type")],
 )
 def test_bad_priorities_are_refused(priority: Any, rule: str) -> None:
-    """priority is an integer from 0 to 9; strings, floats and booleans are not coerced."""
+    """priority is an integer from 0 to 9; strings, fractions and booleans are not coerced."""
     problem = _only_problem(_job(priority=priority))
     assert (problem.field, problem.rule) == ("priority", rule)
     assert "integer from 0 to 9" in problem.message
@@ -322,6 +322,13 @@ def test_bad_priorities_are_refused(priority: Any, rule: str) -> None:
 def test_priority_bounds_are_accepted(priority: int) -> None:
     """0 and 9 are both valid priorities."""
     assert validate_job(_job(priority=priority)).message.priority == priority
+
+
+@pytest.mark.parametrize(("priority", "taken"), [(1.0, 1), (9.0, 9), (0.0, 0)])
+def test_whole_numbers_written_as_floats_are_integers(priority: float, taken: int) -> None:
+    """`1.0` is an integer in JSON Schema (schemathesis sent it): taken as 1, not refused."""
+    job = validate_job(json.dumps(_job(priority=priority)))
+    assert job.message.priority == taken and isinstance(job.message.priority, int)
 
 
 def test_metadata_over_16_kb_is_refused() -> None:
@@ -513,3 +520,53 @@ def test_python_only_values_are_refused_as_types(raw: Any, field: str, fragment:
     problem = _only_problem(raw)
     assert (problem.field, problem.rule) == (field, "type")
     assert fragment in problem.message
+
+
+def _nested(depth: int) -> str:
+    """JSON text of `depth` nested arrays."""
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [31, 200, 900], ids=["just-over", "deep", "near-python-limit"])
+def test_nesting_past_the_limit_is_rejected_naming_the_field(depth: int) -> None:
+    """Metadata nested past MAX_JSON_DEPTH is one max_depth problem on `metadata`, recorded
+    under the message's id, and its content digest does not crash either."""
+    text = (
+        json.dumps(_job(job_id="deep-1")).removesuffix("}")
+        + f', "metadata": {{"a": {_nested(depth)}}}}}'
+    )
+    rejection = _rejection(text.encode())
+    assert rejection.job_id == "deep-1"
+    assert [(p.field, p.rule) for p in rejection.problems] == [("metadata", "max_depth")]
+    assert f"at most {defaults.MAX_JSON_DEPTH}" in rejection.reason
+    assert len(content_digest(text.encode())) == 64
+
+
+def test_nesting_at_the_limit_is_accepted() -> None:
+    """The message, metadata and 30 more levels: exactly MAX_JSON_DEPTH, accepted."""
+    depth = defaults.MAX_JSON_DEPTH - 2
+    text = json.dumps(_job()).removesuffix("}") + f', "metadata": {{"a": {_nested(depth)}}}}}'
+    assert validate_job(text.encode()).message.metadata["a"] == json.loads(_nested(depth))
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field"),
+    [
+        ('{"note": "a\\ud800b"}', "metadata.note"),
+        ('{"\\udc00": 1}', "metadata"),
+        ('{"list": ["ok", "\\udfff"]}', "metadata.list[1]"),
+    ],
+    ids=["value", "key", "in-a-list"],
+)
+def test_lone_surrogates_are_refused_naming_the_field(metadata: str, field: str) -> None:
+    """A lone surrogate (a valid JSON escape, no character) is refused with rule `encoding`."""
+    text = json.dumps(_job(job_id="lone-1")).removesuffix("}") + f', "metadata": {metadata}}}'
+    problem = _only_problem(text.encode())
+    assert (problem.field, problem.rule) == (field, "encoding")
+    assert "lone UTF-16 surrogate" in problem.message
+
+
+def test_surrogate_pairs_are_characters_and_accepted() -> None:
+    """An escaped surrogate pair is one character (an emoji) and is accepted as such."""
+    text = json.dumps(_job()).removesuffix("}") + ', "metadata": {"note": "\\ud83d\\ude00"}}'
+    assert validate_job(text.encode()).message.metadata == {"note": "\U0001f600"}

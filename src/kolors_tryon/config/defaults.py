@@ -174,6 +174,21 @@ INTAKE_BUSY_WAIT: Final = 0.25
 # --- input checks ----------------------------------------------------------------------
 # Two 10 MB images as Base64 (~14 MB each), line breaks, metadata and the rest fit easily.
 MAX_MESSAGE_BYTES: Final = 32 * 1024 * 1024
+# The largest image accepted, in pixels, from its header, before anything is decoded: a
+# PNG inflates to width x height x up to 8 bytes, so a 630 KB file claiming 9000x9000
+# 16-bit RGBA pixels is 648 MB to inflate. The API needs no more than a few thousand px
+# a side (its newer endpoint takes at most 2048), and a photo that fits its 10 MB is at
+# most about 40 MP as JPEG: 40 MP refuses nothing a producer can usefully send, and the
+# worst PNG under it inflates to 320 MB, counted in 1 MB steps, never held.
+MAX_IMAGE_PIXELS: Final = 40_000_000
+# The longest side accepted: a 10000 px side is already past any camera's (a 61 MP
+# sensor is 9504 px wide); a longer one is a strip, no photo of a person or a garment.
+MAX_IMAGE_SIDE: Final = 10_000
+# Levels of arrays and objects a job message may nest, the message itself the first:
+# metadata holds ids and references (a handful of levels); every level costs a frame
+# in validation, hashing and JSON encoding, and Python stops at about a thousand, so a
+# deeper message would crash intake instead of being rejected with its reason.
+MAX_JSON_DEPTH: Final = 32
 # Redirects a URL preflight follows: CDNs use one or two; more is a loop or a trick.
 PREFLIGHT_MAX_REDIRECTS: Final = 3
 # Messages of one intake run whose URLs a worker preflights side by side: each may wait

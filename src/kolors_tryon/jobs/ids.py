@@ -78,13 +78,14 @@ def content_digest(raw: bytes | str | Mapping[str, Any]) -> str:
     """SHA-256 (hex) of a message's content, the same however its JSON was laid out.
 
     It tells a repeat of a job (same content: nothing to do) from another job sent under
-    the same job id. A message that is not JSON is hashed as its bytes.
+    the same job id. A message that is not JSON, or nested too deeply to walk (it is
+    rejected, but must still be recorded, not crash intake), is hashed as its bytes.
     """
     value: Any = raw
     if isinstance(raw, bytes | str):
         try:
-            value = json.loads(raw)
-        except ValueError:
+            return _digest(json.loads(raw))
+        except (ValueError, RecursionError):
             data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
             return hashlib.sha256(data).hexdigest()
     return _digest(value)

@@ -10,9 +10,11 @@ a file name or a declared media type, and the checks stay cheap and bounded:
   outside the standard alphabet is refused, URL-safe Base64 included.
 * The decoded size is known from the Base64 length, so a huge payload is refused before
   it is decoded.
-* Width and height come from the header (`PIL.Image.open` is lazy). Pillow's
-  decompression-bomb guard stays on, its warning is treated as an error, and our own
-  pixel limit applies even if someone disabled Pillow's global one.
+* Width and height are read from the header by us (PNG's IHDR, JPEG's frame header)
+  and held to `MAX_SIDE` and `MAX_PIXELS` before any pixel is inflated or decoded: a
+  630 KB PNG can claim 9000x9000 16-bit pixels, 648 MB to inflate. Pillow then reads
+  the header again (`PIL.Image.open` is lazy) with its own decompression-bomb guard on,
+  its warning treated as an error; our limits apply even if someone disabled Pillow's.
 * Completeness: a PNG must reach its IEND chunk with every chunk's CRC correct
   (`Image.verify`) and its compressed pixels must inflate to exactly the size its header
   implies (counted, not kept); a JPEG must end with the EOI marker (trailing padding
@@ -41,6 +43,7 @@ from typing import Final
 
 from PIL import Image
 
+from kolors_tryon.config import defaults
 from kolors_tryon.jobs.errors import CheckFailed
 from kolors_tryon.jobs.urls import scheme_of
 
@@ -48,6 +51,7 @@ __all__ = [
     "ACCEPTED_FORMATS",
     "MAX_IMAGE_BYTES",
     "MAX_PIXELS",
+    "MAX_SIDE",
     "MIN_SIDE",
     "ImageInfo",
     "ImageProblem",
@@ -64,8 +68,10 @@ MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
 smaller reading would refuse files the API takes, so we use the larger)."""
 MIN_SIDE: Final = 300
 """Kling refuses images narrower or lower than this, in pixels."""
-MAX_PIXELS: Final = 89_478_485
-"""Pillow's default `Image.MAX_IMAGE_PIXELS`, applied by us whatever the global says."""
+MAX_PIXELS: Final = defaults.MAX_IMAGE_PIXELS
+"""The most pixels an image may have (config/defaults.py says why), read from its header."""
+MAX_SIDE: Final = defaults.MAX_IMAGE_SIDE
+"""The longest width or height accepted, in pixels, read from the header."""
 ACCEPTED_FORMATS: Final = ("JPEG", "PNG")
 
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
@@ -308,13 +314,75 @@ def _bomb_guard() -> Iterator[None]:
         yield
 
 
+_LIMITS: Final = (
+    f"images may have at most {MAX_SIDE} px a side and {MAX_PIXELS} pixels "
+    f"({MAX_PIXELS // 1_000_000} MP) in all; the API needs no more than a few thousand px a "
+    "side, so scale the photo down"
+)
+
+
 def _bomb_problem() -> ImageProblem:
     return ImageProblem(
-        "decompression_bomb",
-        f"image header claims more than {MAX_PIXELS} pixels; refused as a possible "
-        "decompression bomb (JPEG/PNG with sides of at least 300 px and a sane pixel count "
-        "are accepted)",
+        "max_pixels",
+        f"image header claims more pixels than Pillow decodes safely; refused before decoding "
+        f"as a possible decompression bomb; {_LIMITS}",
     )
+
+
+def _check_pixel_limits(width: int, height: int) -> None:
+    """Refuse an image too large in pixels, from its header alone, before anything inflates.
+
+    Raises:
+        ImageProblem: rule ``"max_pixels"``, naming the size found and both limits.
+    """
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise ImageProblem(
+            "max_pixels",
+            f"image is {width}x{height} px ({width * height} pixels); {_LIMITS} (refused "
+            "from its header, before decoding, as a guard against decompression bombs)",
+        )
+
+
+# JPEG start-of-frame markers (C0-CF) but DHT (C4), JPG (C8) and DAC (CC), which share the range.
+_JPEG_SOF: Final = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
+    """(width, height) as the file's header states them, read without Pillow; None when
+    the header is not where the format puts it (Pillow's read then names the problem).
+
+    A PNG's first chunk is IHDR (13 bytes and a CRC), width and height its first 8; a JPEG's frame
+    header (SOFn) follows its tables: height, then width, after the sample precision.
+    """
+    if fmt == "PNG":
+        # A damaged header is for Pillow to call corrupt, not for us to believe.
+        ihdr = data[8:33]
+        if len(ihdr) < 25 or ihdr[:8] != b"\x00\x00\x00\x0dIHDR":
+            return None
+        if zlib.crc32(ihdr[4:21]) != int.from_bytes(ihdr[21:25], "big"):
+            return None
+        width, height = struct.unpack(">II", ihdr[8:16])
+        return int(width), int(height)
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            at += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a segment
+            at += 2
+            continue
+        if marker == 0xDA:  # a scan before any frame header: not a JPEG we can read
+            return None
+        if marker in _JPEG_SOF:
+            if at + 9 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[at + 5 : at + 9])
+            return int(width), int(height)
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return None
 
 
 def _name_refused_format(data: bytes) -> str | None:
@@ -515,8 +583,8 @@ def inspect_image_bytes(data: bytes, *, max_bytes: int = MAX_IMAGE_BYTES) -> Ima
         The image's format, dimensions and size.
 
     Raises:
-        ImageProblem: rules ``"max_bytes"``, ``"format"``, ``"corrupt"``,
-            ``"decompression_bomb"``, ``"min_size"`` or ``"truncated"``, checked in that
+        ImageProblem: rules ``"max_bytes"``, ``"format"``, ``"max_pixels"``, ``"corrupt"``,
+            ``"min_size"`` or ``"truncated"``, checked in that
             order so that the cheapest conclusive check answers first.
     """
     size = len(data)
@@ -527,9 +595,11 @@ def inspect_image_bytes(data: bytes, *, max_bytes: int = MAX_IMAGE_BYTES) -> Ima
     fmt = _sniff(data)
     if fmt is None:
         raise _refuse_format(data)
+    claimed = _header_size(data, fmt)
+    if claimed is not None:
+        _check_pixel_limits(*claimed)
     width, height = _read_size(data, fmt)
-    if width * height > MAX_PIXELS:
-        raise _bomb_problem()
+    _check_pixel_limits(width, height)
     if width < MIN_SIDE or height < MIN_SIDE:
         raise ImageProblem(
             "min_size",

@@ -54,6 +54,10 @@ MAX_IMAGE_URL_LENGTH: Final = 8192
 MAX_METADATA_BYTES: Final = 16 * 1024
 MAX_PRIORITY: Final = 9
 
+# What the schema can say of an image field: something besides whitespace (the field is
+# stripped, with Python's idea of whitespace: the file separators \x1c-\x1f and NEL too).
+_IMAGE_SCHEMA: Final[dict[str, Any]] = {"minLength": 1, "pattern": "[^\\s\\x1c-\\x1f\\x85]"}
+
 _IMAGE_HELP = (
     "An http(s) URL Kling can fetch, or the image file as Base64 (a `data:image/...;base64,` "
     "prefix is accepted and stripped; line breaks are ignored). JPEG or PNG, at most 10 MB, "
@@ -158,6 +162,7 @@ class JobMessage(BaseModel):
         repr=False,
         description=f"The photo of the person. {_IMAGE_HELP}",
         examples=["https://example.com/people/anna.jpg"],
+        json_schema_extra=_IMAGE_SCHEMA,
     )
     cloth_image: str = Field(
         strict=True,
@@ -167,6 +172,7 @@ class JobMessage(BaseModel):
             f"v1-5: both merged into one image). {_IMAGE_HELP}"
         ),
         examples=["https://example.com/catalogue/sku-1234.png"],
+        json_schema_extra=_IMAGE_SCHEMA,
     )
     callback_url: str | None = Field(
         default=None,
@@ -190,7 +196,8 @@ class JobMessage(BaseModel):
             '`["submitted", "succeeded", "failed", "rejected"]`. Default: the terminal ones, '
             f"{', '.join(e.value for e in DEFAULT_WEBHOOK_EVENTS)}."
         ),
-        json_schema_extra={"minItems": 1, "uniqueItems": True},
+        # No uniqueItems: a state listed twice is taken once, not refused.
+        json_schema_extra={"minItems": 1},
     )
     metadata: dict[str, JsonValue] = Field(
         default_factory=dict,
@@ -218,6 +225,16 @@ class JobMessage(BaseModel):
         strict=True,
         description="Queue priority from 0 to 9; higher runs first. Default 0.",
     )
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _integral_number(cls, value: Any) -> Any:
+        """`1.0` is the integer 1 in JSON (and in JSON Schema): JavaScript and many JSON
+        libraries write whole numbers so, and the schema promises `integer`. `1.5` and
+        booleans stay refused (strict)."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
     @field_validator("human_image", "cloth_image")
     @classmethod

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn
@@ -59,6 +60,7 @@ _MAX_PROBLEMS: Final = 20
 _MESSAGE: Final = "message"  # the `field` of problems about the message as a whole
 _IMAGE_FIELDS: Final = ("human_image", "cloth_image")
 _FIELDS: Final = tuple(JobMessage.model_fields)
+_FIELD_ORDER: Final = {name: i for i, name in enumerate(_FIELDS)}
 
 # What each field accepts, for "required" and "type" messages.
 _ACCEPTS: Final = {
@@ -329,6 +331,79 @@ def _parse(raw: object) -> dict[str, Any]:
     )
 
 
+# --- the shape of the JSON itself ----------------------------------------------------------
+
+_MAX_DEPTH: Final = defaults.MAX_JSON_DEPTH
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    # isascii() is a flag lookup in CPython: megabytes of Base64 cost nothing here.
+    return not text.isascii() and _LONE_SURROGATE.search(text) is not None
+
+
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _structure_problems(fields: Mapping[str, Any]) -> list[Problem]:
+    """What no field rule can check, because it breaks the checks themselves: nesting
+    deeper than `defaults.MAX_JSON_DEPTH`, and text that is not Unicode.
+
+    Walked with a stack of our own, never by recursion, and never deeper than the limit,
+    so that a message nested a thousand levels is a problem here, not a RecursionError
+    in pydantic, the id's hash or the store's JSON encoder (a crash retried and parked
+    instead of a rejection). A lone surrogate (``"\\ud800"``, valid JSON) is refused
+    rather than stored escaped: it is not a character, UTF-8 cannot carry it, so the
+    record, its events and webhooks could not be encoded, and other JSON parsers refuse
+    it; storing an escaped copy would hand producers back other data than they sent.
+    """
+    problems: list[Problem] = []
+    too_deep: set[str] = set()
+    stack: list[tuple[object, int, tuple[int | str, ...]]] = [
+        (value, 2, (key,)) for key, value in fields.items()
+    ]
+    while stack and len(problems) < _MAX_PROBLEMS:
+        value, depth, loc = stack.pop()
+        if isinstance(value, str):
+            if _has_lone_surrogate(value):
+                problems.append(_surrogate_problem(loc))
+            continue
+        if not isinstance(value, Mapping | list | tuple):
+            continue
+        top = str(loc[0])
+        if depth > _MAX_DEPTH:
+            if top not in too_deep:
+                too_deep.add(top)
+                problems.append(
+                    Problem(
+                        _field_path(loc[:1]),
+                        "max_depth",
+                        f"is nested too deeply: more than {_MAX_DEPTH} levels of arrays and "
+                        f"objects (the message itself the first); at most {_MAX_DEPTH} are "
+                        "accepted",
+                    )
+                )
+            continue
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if isinstance(key, str) and _has_lone_surrogate(key):
+                    problems.append(_surrogate_problem(loc, in_key=True))
+                stack.append((item, depth + 1, (*loc, str(key))))
+        else:
+            stack.extend((item, depth + 1, (*loc, i)) for i, item in enumerate(value))
+    return sorted(problems, key=lambda p: _FIELD_ORDER.get(p.field.split(".")[0], len(_FIELDS)))
+
+
+def _surrogate_problem(loc: tuple[int | str, ...], *, in_key: bool = False) -> Problem:
+    what = "has a key holding" if in_key else "holds"
+    return Problem(
+        _field_path(loc),
+        "encoding",
+        f"{what} a lone UTF-16 surrogate (an escape from \\ud800 to \\udfff without "
+        "its pair), which is no Unicode character and cannot be stored or sent as UTF-8; "
+        "send the character itself, or both halves of its surrogate pair",
+    )
+
+
 # --- translating pydantic's errors -------------------------------------------------------
 
 
@@ -484,7 +559,10 @@ def _validate(raw: object, options: ValidationOptions) -> ValidJob:
     except (RecursionError, ValueError, TypeError):
         job_id = None  # only for pathological mappings built in Python
 
-    problems: list[Problem] = []
+    problems = _structure_problems(fields)
+    if any(problem.rule == "max_depth" for problem in problems):
+        # The field rules would walk the same depth by recursion: nothing more to learn.
+        raise JobRejected(job_id, problems, **_webhook_target(fields, problems))
     message: JobMessage | None = None
     try:
         message = JobMessage.model_validate(fields)

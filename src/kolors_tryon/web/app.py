@@ -274,7 +274,33 @@ async def post_jobs(request: Request) -> Response:
         results.append({"index": index, "status": status, **result})
     accepted = sum(1 for r in results if r["status"] == 202)
     summary = {"accepted": accepted, "refused": len(results) - accepted, "results": results}
-    return JSONResponse(summary, status_code=202 if accepted == len(results) else 207)
+    return JSONResponse(summary, status_code=_batch_status(results))
+
+
+def _batch_status(results: list[dict[str, Any]]) -> int:
+    """202 when every item was queued; 422 when every item was invalid (nothing happened,
+    and a client reading the status alone must not take it for a partial success); 207
+    otherwise, with one result per item to read."""
+    statuses = {result["status"] for result in results}
+    if statuses == {202}:
+        return 202
+    if statuses == {422}:
+        return 422
+    return 207
+
+
+class _RecordResponse(JSONResponse):
+    """A job record as JSON, readable even if it holds a lone surrogate: escaped then.
+
+    Intake refuses such text since it can hold none (`validate_job`, rule ``encoding``),
+    but a record stored before that would otherwise answer 500 on every read, for ever.
+    """
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 @_requires_key
@@ -289,7 +315,7 @@ async def get_job(request: Request) -> Response:
         return error_response(503, "store_unavailable", "the job store is unavailable")
     if record is None:
         return error_response(404, "not_found", "no job with this id")
-    return JSONResponse(record.to_json_dict())
+    return _RecordResponse(record.to_json_dict())
 
 
 @_requires_key

@@ -333,8 +333,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "published to the jobs queue (confirmed) and answered 202 with its id "
                     "and a Location header. A batch (a JSON array of at most "
                     f"{settings.web_max_batch_jobs} messages) validates each item alone: "
-                    "202 when every item was queued, 207 with one result per item when "
-                    "any was refused. The same job sent twice is one job. The body may "
+                    "202 when every item was queued, 422 when every item was invalid, 207 "
+                    "otherwise; each with one result per item. The same job sent twice is "
+                    "one job. The body may "
                     f"be at most {cap} bytes, batch or not."
                 ),
                 "tags": ["jobs"],
@@ -359,12 +360,17 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             }
                         },
                     },
-                    "207": _json(_ref("BatchResult"), "A batch with at least one refused item."),
+                    "207": _json(
+                        _ref("BatchResult"),
+                        "A batch partly queued, or refused for other reasons than invalid jobs.",
+                    ),
                     "401": unauthorized,
                     "413": too_large,
                     "415": _error("The Content-Type is not JSON."),
                     "422": _json(
-                        _ref("InvalidJob"), "The job (or the batch as a whole) is invalid."
+                        {"oneOf": [_ref("InvalidJob"), _ref("BatchResult")]},
+                        "The job, or the batch as a whole, is invalid (InvalidJob), or every "
+                        "item of a batch is (BatchResult, one result per item).",
                     ),
                     "503": _error(
                         "`intake_off` (no TRYON_API_KEYS), `broker_unavailable`, or "
