@@ -70,10 +70,13 @@ class Deployment:
         concurrency: int = 2,
         name: str | None = None,
         extra_env: Mapping[str, str] | None = None,
+        bare: bool = False,
     ) -> WorkerProcess:
+        """Start a worker (`bare`: `tryon worker` with no argument, see WorkerProcess)."""
         name = name or f"w{len(self.workers) + 1}"
         env = {**self.env, **(extra_env or {})}
-        worker = WorkerProcess.start(env, self.data_dir / f"{name}.log", name, concurrency)
+        log_path = self.data_dir / f"{name}.log"
+        worker = WorkerProcess.start(env, log_path, name, concurrency, bare=bare)
         self.workers.append(worker)
         return worker
 

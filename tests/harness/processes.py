@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,22 +34,29 @@ class WorkerProcess:
 
     @classmethod
     def start(
-        cls, env: Mapping[str, str], log_path: Path, name: str, concurrency: int
+        cls,
+        env: Mapping[str, str],
+        log_path: Path,
+        name: str,
+        concurrency: int,
+        *,
+        bare: bool = False,
     ) -> WorkerProcess:
-        """Start a worker with exactly `env` and wait until Celery says it is ready."""
+        """Start a worker with exactly `env` and wait until Celery says it is ready.
+
+        `bare`: `tryon worker` with no argument at all, as an operator types it (Celery's
+        defaults, the node name `tryon worker` gives); `name` then names the log only.
+        """
+        options = [
+            f"--concurrency={concurrency}",
+            f"--hostname={name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
         log = log_path.open("ab")
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kolors_tryon.cli",
-                "worker",
-                f"--concurrency={concurrency}",
-                f"--hostname={name}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
+            [sys.executable, "-m", "kolors_tryon.cli", "worker", *([] if bare else options)],
             env=dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -71,6 +79,13 @@ class WorkerProcess:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def node_name(self) -> str:
+        """The worker's node name, as Celery announces it (`<node> ready.`)."""
+        found = re.search(r"(\S+@\S+) ready\.", self.log_text())
+        if found is None:
+            raise AssertionError(f"worker {self.name} has not said its node name")
+        return found.group(1)
 
     def is_ready(self) -> bool:
         if self.process.poll() is not None:

@@ -37,7 +37,9 @@ def delete_topology(settings: Settings) -> None:
             topology.events_exchange.name,
             topology.task_exchange.name,
             topology.dead_letter_exchange.name,
-            f"{topology.namespace}.control",
+            # Remote control: kombu names the exchanges after Celery's control exchange.
+            f"{topology.namespace}.control.pidbox",
+            f"reply.{topology.namespace}.control.pidbox",
             f"{topology.namespace}.celeryev",
         ):
             try:
