@@ -42,7 +42,7 @@ KNOBS = {"throttle_rate": 0.3, "concurrency_limit": 2, "retry_after": 1.0}
 def side_by_side(tmp: Path) -> Iterator[list[tuple[Deployment, EmulatorServer]]]:
     """Two deployments (namespaces, databases, emulators of their own) on one vhost."""
     with ExitStack() as stack:
-        pairs = []
+        pairs: list[tuple[Deployment, EmulatorServer]] = []
         for name in ("a", "b"):
             (tmp / name).mkdir()
             emulator = stack.enter_context(running_emulator(task_duration=1.0))
