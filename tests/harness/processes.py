@@ -7,7 +7,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -40,23 +40,25 @@ class WorkerProcess:
         name: str,
         concurrency: int,
         *,
-        bare: bool = False,
+        args: Sequence[str] | None = None,
     ) -> WorkerProcess:
         """Start a worker with exactly `env` and wait until Celery says it is ready.
 
-        `bare`: `tryon worker` with no argument at all, as an operator types it (Celery's
-        defaults, the node name `tryon worker` gives); `name` then names the log only.
+        `args`: the worker's arguments as an operator or a compose file gives them (`[]`:
+        `tryon worker` alone, Celery's defaults and the node name `tryon worker` gives);
+        `name` and `concurrency` then only name the log. By default, the tests' options.
         """
-        options = [
-            f"--concurrency={concurrency}",
-            f"--hostname={name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
+        if args is None:
+            args = [
+                f"--concurrency={concurrency}",
+                f"--hostname={name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ]
         log = log_path.open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "kolors_tryon.cli", "worker", *([] if bare else options)],
+            [sys.executable, "-m", "kolors_tryon.cli", "worker", *args],
             env=dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -40,7 +40,7 @@ def test_three_workers_with_no_arguments_all_consume_and_answer_a_ping(
     rabbit_deployment: Deployment, emulator: EmulatorServer
 ) -> None:
     """Three bare `tryon worker` on one host get distinct nodes, each runs jobs, three pongs."""
-    workers = [rabbit_deployment.start_worker(bare=True) for _ in range(WORKERS)]
+    workers = [rabbit_deployment.start_worker(args=[]) for _ in range(WORKERS)]
     nodes = [worker.node_name() for worker in workers]
     namespace = rabbit_deployment.settings.namespace
     assert len(set(nodes)) == WORKERS, nodes
