@@ -16,20 +16,30 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from kombu import Connection
 
 from harness import (
     Deployment,
     TcpProxy,
+    delete_topology,
     figures,
+    own_vhost,
     publish_jobs,
+    queue_messages,
     rabbit_deployment_on,
+    rabbitmq_url,
     running_emulator,
     wait_all_terminal,
     wait_until,
 )
+from kolors_tryon.config.celery import DELAYED_DISCARD_QUEUE
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.store import JobStore
+from kolors_tryon.tasks.delays import send_later
+from kolors_tryon.worker import create_app
 
 JOBS = 12  # per deployment; half of the first one's arrive while its store is away
 OUTAGE = 6.0  # seconds: longer than the outage backoff (TRYON_OUTAGE_RETRY_MAX=5 in tests)
@@ -123,4 +133,48 @@ def test_two_namespaces_on_one_vhost_never_run_each_others_delayed_messages(
         retried_creates_b=retried_b,
         foreign_creates=foreign_creates,
         foreign_records=len(recorded_a - set(ids_a)) + len(recorded_b - set(ids_b)),
+    )
+
+
+DELAYED = 100  # delayed messages sent to a deployment that has gone, in each phase
+
+
+def delayed_held(vhost: str) -> int:
+    """Messages the vhost's delayed queues hold, waiting or kept for dead-lettering."""
+    return sum(queue_messages(vhost, "celery_delayed_").values())
+
+
+def test_delayed_messages_of_a_deployment_that_has_gone_are_dropped_not_kept(
+    tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    """A gone namespace's delayed messages are dropped; without the discard queue they stay."""
+    with own_vhost("gone") as vhost, rabbit_deployment_on(tmp_path, emulator) as deployment:
+        deployment.start_worker()  # declares the delayed queues and the discard queue
+        deployment.stop_all()
+        settings = deployment.settings
+        delete_topology(settings)  # the deployment's queues and exchanges: it has gone
+        app = create_app(settings)
+        try:
+            for n in range(DELAYED):
+                send_later(app, "tryon.track", args=[f"gone-{n}", 0], delay=1)
+            started = time.monotonic()
+            wait_until(lambda: delayed_held(vhost) == 0, 60, what="the delayed queues to empty")
+            dropped_in = time.monotonic() - started
+            # The same without the discard queue: at-least-once dead-lettering keeps them all
+            # (the vhost's delayed delivery stalls once enough are kept).
+            with Connection(rabbitmq_url()) as connection:
+                channel: Any = connection.channel()
+                channel.queue_delete(DELAYED_DISCARD_QUEUE)
+            for n in range(DELAYED):
+                send_later(app, "tryon.track", args=[f"gone-{n}", 0], delay=1)
+            time.sleep(5)  # five times their delay: any that could go has gone
+            kept = delayed_held(vhost)
+        finally:
+            app.close()
+    assert kept == DELAYED
+    figures(
+        "delayed-of-a-gone-deployment",
+        sent=DELAYED,
+        dropped_in_s=round(dropped_in, 1),
+        kept_without_discard=kept,
     )

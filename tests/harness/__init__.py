@@ -33,7 +33,14 @@ from harness.images import PNG_IEND, PNG_SIGNATURE, png_chunk, png_claiming, png
 from harness.postgres import fresh_database
 from harness.processes import WorkerProcess, terminate
 from harness.proxy import TcpProxy
-from harness.rabbit import EventRecorder, dead_letters, delete_topology, publish_raw
+from harness.rabbit import (
+    EventRecorder,
+    dead_letters,
+    delete_topology,
+    own_vhost,
+    publish_raw,
+    queue_messages,
+)
 from harness.s3 import S3Server, running_s3, sha256_hex
 from harness.samples import SAMPLES, publish_jobs, sample_b64
 from harness.scrape import Samples, scrape, total, value
@@ -80,11 +87,13 @@ __all__ = [  # noqa: RUF022
     "terminate",
     # A TCP proxy a test cuts: outages of one deployment's dependency (proxy.py)
     "TcpProxy",
-    # RabbitMQ: plain publishing, dead letters, events, clean-up (rabbit.py)
+    # RabbitMQ: plain publishing, dead letters, events, clean-up, own vhosts (rabbit.py)
     "EventRecorder",
     "dead_letters",
     "delete_topology",
+    "own_vhost",
     "publish_raw",
+    "queue_messages",
     # An S3-compatible object store over HTTP: moto's server (s3.py)
     "S3Server",
     "running_s3",
