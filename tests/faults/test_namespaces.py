@@ -46,6 +46,8 @@ OUTAGE = 6.0  # seconds: longer than the outage backoff (TRYON_OUTAGE_RETRY_MAX=
 # Both accounts answer a share of creates 1302 (throttled) and, with fewer slots than
 # the deployment believes it has, 1303 (busy): creates are retried as delayed messages.
 KNOBS = {"throttle_rate": 0.3, "concurrency_limit": 2, "retry_after": 1.0}
+# What a worker logs as it puts an intake off for a store outage (a delayed intake).
+PUT_OFF = "tryon.intake: the job store or broker does not answer"
 
 
 @contextmanager
@@ -98,6 +100,9 @@ def test_two_namespaces_on_one_vhost_never_run_each_others_delayed_messages(
                 cut_at = time.monotonic()
                 ids_a += publish_jobs(a.settings, JOBS - JOBS // 2, "ant-during")
                 time.sleep(OUTAGE)
+                # Away until a's intake has met the outage (and put its jobs off as a
+                # delayed message), however slowly a loaded machine gets there.
+                wait_until(lambda: PUT_OFF in a.workers[0].log_text(), 120, what="a put-off")
                 proxy.restore()
                 outage = time.monotonic() - cut_at
                 records_a = wait_all_terminal(direct_a, ids_a, 240)
@@ -113,7 +118,7 @@ def test_two_namespaces_on_one_vhost_never_run_each_others_delayed_messages(
     retried_a = sum(stats_a["answers_by_code"].get(code, 0) for code in ("1302", "1303"))
     retried_b = sum(stats_b["answers_by_code"].get(code, 0) for code in ("1302", "1303"))
     assert retried_a > 0 and retried_b > 0, (stats_a["answers_by_code"], stats_b["answers_by_code"])
-    assert "tryon.intake: the job store or broker does not answer" in log_a
+    assert PUT_OFF in log_a
     # Each deployment ran its own jobs, once each, on its own account...
     assert {str(r.state) for r in records_a.values()} == {"succeeded"}
     assert {str(r.state) for r in records_b.values()} == {"succeeded"}
@@ -129,6 +134,7 @@ def test_two_namespaces_on_one_vhost_never_run_each_others_delayed_messages(
         "namespaces-one-vhost",
         jobs_per_deployment=JOBS,
         store_outage_s=round(outage, 1),
+        put_off_intakes=log_a.count(PUT_OFF),
         retried_creates_a=retried_a,
         retried_creates_b=retried_b,
         foreign_creates=foreign_creates,
