@@ -27,6 +27,7 @@ from kolors_tryon.config.defaults import (
     COPY_WAIT,
     DEMO_TIMEOUT,
     LIST_LIMIT,
+    PING_TIMEOUT,
     PRESIGN_EXPIRES,
     PRESIGN_EXPIRES_MAX,
     WAIT_TIMEOUT,
@@ -159,6 +160,50 @@ def flower(flower_args: tuple[str, ...]) -> None:
     from kolors_tryon.worker.launcher import run_flower
 
     run_flower(_settings(), list(flower_args))
+
+
+@main.command()
+@click.option(
+    "--this-host",
+    is_flag=True,
+    help="Only workers of this machine (in a container: this container's worker).",
+)
+@click.option("--timeout", type=float, default=PING_TIMEOUT, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ping(this_host: bool, timeout: float, as_json: bool) -> None:
+    """Ping the namespace's workers; exit 0 when one answers, 1 when none does.
+
+    Through the namespace's control exchange, where the workers listen (`celery inspect
+    ping` with a bare broker URL asks Celery's default one). The workers' container
+    health check runs `tryon ping --this-host`.
+    """
+    from kolors_tryon.kling import redact
+    from kolors_tryon.worker.nodes import on_this_host, ping_workers
+
+    settings = _settings()
+    if not settings.uses_rabbitmq:
+        _fail(
+            "tryon ping needs RabbitMQ (TRYON_BROKER_URL): an embedded broker has no remote "
+            "control",
+            1,
+        )
+    try:
+        nodes = ping_workers(settings, timeout)
+    except Exception as exc:
+        _fail(f"cannot reach the broker: {type(exc).__name__}: {redact(str(exc))}", 1)
+    if this_host:
+        nodes = on_this_host(nodes)
+    if as_json:
+        _emit({"namespace": settings.namespace, "nodes": nodes})
+    elif nodes:
+        for node in nodes:
+            click.echo(f"{node}: pong")
+    else:
+        where = " on this host" if this_host else ""
+        click.echo(
+            f"no worker of namespace {settings.namespace!r} answered{where} in {timeout:g} s"
+        )
+    sys.exit(0 if nodes else 1)
 
 
 # ----------------------------------------------------------------------------- web

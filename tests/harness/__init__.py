@@ -48,7 +48,9 @@ from harness.rabbit import (
     dead_letters,
     delete_topology,
     jobs_waiting,
+    own_vhost,
     publish_raw,
+    queue_messages,
 )
 from harness.s3 import S3Server, running_s3, sha256_hex
 from harness.samples import SAMPLES, publish_jobs, sample_b64
@@ -116,7 +118,9 @@ __all__ = [  # noqa: RUF022
     "dead_letters",
     "delete_topology",
     "jobs_waiting",
+    "own_vhost",
     "publish_raw",
+    "queue_messages",
     # An S3-compatible object store over HTTP: moto's server (s3.py)
     "S3Server",
     "running_s3",

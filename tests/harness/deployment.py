@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +55,7 @@ class Deployment:
         fields = {
             k.removeprefix("TRYON_").lower(): v
             for k, v in self.env.items()
-            if k.startswith("TRYON_")
+            if k.startswith("TRYON_") and v != ""  # empty is unset, as Settings reads env
         }
         # model_validate reads no environment: exactly this deployment's variables count.
         return Settings.model_validate(fields)
@@ -71,10 +71,13 @@ class Deployment:
         concurrency: int = 2,
         name: str | None = None,
         extra_env: Mapping[str, str] | None = None,
+        args: Sequence[str] | None = None,
     ) -> WorkerProcess:
+        """Start a worker (`args`: its own arguments instead of the tests', see WorkerProcess)."""
         name = name or f"w{len(self.workers) + 1}"
         env = {**self.env, **(extra_env or {})}
-        worker = WorkerProcess.start(env, self.data_dir / f"{name}.log", name, concurrency)
+        log_path = self.data_dir / f"{name}.log"
+        worker = WorkerProcess.start(env, log_path, name, concurrency, args=args)
         self.workers.append(worker)
         return worker
 

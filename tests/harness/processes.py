@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -35,22 +36,31 @@ class WorkerProcess:
 
     @classmethod
     def start(
-        cls, env: Mapping[str, str], log_path: Path, name: str, concurrency: int
+        cls,
+        env: Mapping[str, str],
+        log_path: Path,
+        name: str,
+        concurrency: int,
+        *,
+        args: Sequence[str] | None = None,
     ) -> WorkerProcess:
-        """Start a worker with exactly `env` and wait until Celery says it is ready."""
-        log = log_path.open("ab")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kolors_tryon.cli",
-                "worker",
+        """Start a worker with exactly `env` and wait until Celery says it is ready.
+
+        `args`: the worker's arguments as an operator or a compose file gives them (`[]`:
+        `tryon worker` alone, Celery's defaults and the node name `tryon worker` gives);
+        `name` and `concurrency` then only name the log. By default, the tests' options.
+        """
+        if args is None:
+            args = [
                 f"--concurrency={concurrency}",
                 f"--hostname={name}@%h",
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
-            ],
+            ]
+        log = log_path.open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kolors_tryon.cli", "worker", *args],
             env=dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -75,6 +85,13 @@ class WorkerProcess:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def node_name(self) -> str:
+        """The worker's node name, as Celery announces it (`<node> ready.`)."""
+        found = re.search(r"(\S+@\S+) ready\.", self.log_text())
+        if found is None:
+            raise AssertionError(f"worker {self.name} has not said its node name")
+        return found.group(1)
 
     def is_ready(self) -> bool:
         if self.process.poll() is not None:

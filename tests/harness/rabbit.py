@@ -6,13 +6,18 @@ in any language would, never through the service's own Celery app.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from kombu import Connection, Consumer, Exchange, Queue
 
-from harness.env import rabbitmq_url
+from harness.env import RABBITMQ_URL_VARIABLE, rabbitmq_url
 from kolors_tryon.config import Settings
 from kolors_tryon.config.celery import topology_for
 
@@ -37,7 +42,9 @@ def delete_topology(settings: Settings) -> None:
             topology.events_exchange.name,
             topology.task_exchange.name,
             topology.dead_letter_exchange.name,
-            f"{topology.namespace}.control",
+            # Remote control: kombu names the exchanges after Celery's control exchange.
+            f"{topology.namespace}.control.pidbox",
+            f"reply.{topology.namespace}.control.pidbox",
             f"{topology.namespace}.celeryev",
         ):
             try:
@@ -147,3 +154,42 @@ class EventRecorder:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def rabbitmqctl(*args: str) -> str:
+    """Run `rabbitmqctl` beside the test broker (what AMQP cannot ask: vhosts, and the
+    messages a quorum queue keeps for dead-lettering, which no AMQP count includes)."""
+    done = subprocess.run(
+        ["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=120, check=True
+    )
+    return done.stdout
+
+
+@contextmanager
+def own_vhost(label: str) -> Iterator[str]:
+    """A RabbitMQ vhost of the test's own, deleted with all it holds; yields its name.
+
+    For what the shared vhost cannot show: the count of the vhost-wide delayed queues.
+    Inside the block `rabbitmq_url()` (so every deployment and helper) names this vhost.
+    """
+    vhost = f"tryon-test-{label}-{uuid.uuid4().hex[:8]}"
+    before = os.environ.get(RABBITMQ_URL_VARIABLE)
+    url = urlunsplit(urlsplit(rabbitmq_url())._replace(path=f"/{vhost}"))
+    rabbitmqctl("add_vhost", vhost)
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        os.environ[RABBITMQ_URL_VARIABLE] = url
+        yield vhost
+    finally:
+        if before is None:
+            os.environ.pop(RABBITMQ_URL_VARIABLE, None)
+        else:
+            os.environ[RABBITMQ_URL_VARIABLE] = before
+        rabbitmqctl("delete_vhost", vhost)
+
+
+def queue_messages(vhost: str, prefix: str) -> dict[str, int]:
+    """Messages held by the vhost's queues named `prefix...` (kept dead letters included)."""
+    rows = rabbitmqctl("list_queues", "-p", vhost, "name", "messages").splitlines()
+    cells = [row.split("\t") for row in rows]
+    return {c[0]: int(c[1] or 0) for c in cells if len(c) == 2 and c[0].startswith(prefix)}

@@ -21,6 +21,17 @@ task queues hang off a *topic* exchange: Celery's native delayed delivery needs 
 countdowns wait in RabbitMQ instead of in a worker's memory (STACK_NOTES.md).
 Changing these arguments on a live broker needs the old queues deleted first: RabbitMQ
 refuses to redeclare a queue with other arguments (see README, "Upgrading topology").
+
+Deployments with different namespaces may share a vhost. Celery's delayed-delivery
+exchanges are not theirs: one set per vhost (`celery_delayed_0..27`, then
+`celery_delayed_delivery`), and every task exchange is bound to the last one with
+`#.<its queues' routing keys>`. So the routing keys name the namespace
+(`q.<queue>.<namespace>`): a delayed message (a retry, a poll, a wait, an intake put off
+by a store outage, carrying the job itself) comes out only into its own deployment's
+queues. A delayed message whose deployment has gone (its queues deleted while it waited)
+then matches no binding, and the delayed queues' at-least-once dead-lettering would keep
+it for ever and, enough of them, stop releasing anyone's messages; the discard queue
+(`delayed_discard_queue`) gives every such message a route that drops it.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kombu import Exchange, Queue
+from kombu.transport.native_delayed_delivery import CELERY_DELAYED_DELIVERY_EXCHANGE
 
 from kolors_tryon.config import embedded_broker
 from kolors_tryon.config.settings import Settings
@@ -41,7 +53,10 @@ PUBLISH_RETRY_POLICY: dict[str, float] = {
     "interval_max": 3,
 }
 # Which queue each task runs on: the queue's short name. The routing key of each queue
-# is `q.<short name>`: it must not start with `task.`, the binding of an older topology.
+# is `q.<short name>.<namespace>` (`Topology.routing_key`): it must not start with
+# `task.`, the binding of an older topology, and it ends with the namespace so that no
+# other deployment's binding to Celery's shared delayed-delivery exchange matches it:
+# neither `#.q.<short>.<other namespace>` nor the older releases' `#.q.<short>`.
 TASK_QUEUES = {
     "tryon.intake": "intake",
     "tryon.submit": "tasks",
@@ -107,12 +122,20 @@ class Topology:
             queue_arguments=self._arguments(),
         )
 
+    def routing_key(self, short: str) -> str:
+        """The routing key of internal queue `short`: unique to the namespace."""
+        return f"q.{short}.{self.namespace}"
+
+    def legacy_routing_key(self, short: str) -> str:
+        """The key of the releases before namespaced keys: the same in every namespace."""
+        return f"q.{short}"
+
     def task_queue(self, short: str) -> Queue:
         """One internal queue, bound to the topic exchange (native delayed delivery)."""
         return Queue(
             self.task_queue_name(short),
             exchange=self.task_exchange,
-            routing_key=f"q.{short}",
+            routing_key=self.routing_key(short),
             durable=True,
             queue_arguments=self._arguments(),
         )
@@ -137,6 +160,25 @@ class Topology:
         )
 
 
+# Where delayed messages with no other route end: a queue that keeps nothing. Shared by
+# the vhost like the delayed-delivery exchanges it hangs off (every worker declares it
+# alike; nobody deletes it). Bound with `#`, it takes a copy of every delayed message as
+# it comes out, so that none is ever unroutable: RabbitMQ drops the copy at once
+# (`x-max-length` 0), and the messages of a live deployment reach its queues as well.
+DELAYED_DISCARD_QUEUE = "celery_delayed_discard"
+
+
+def delayed_discard_queue() -> Queue:
+    """The discard queue of the vhost's delayed-delivery exchange (see the module's doc)."""
+    return Queue(
+        DELAYED_DISCARD_QUEUE,
+        exchange=Exchange(CELERY_DELAYED_DELIVERY_EXCHANGE, type="topic", durable=True),
+        routing_key="#",
+        durable=True,
+        queue_arguments={"x-max-length": 0, "x-overflow": "drop-head"},
+    )
+
+
 def topology_for(settings: Settings) -> Topology:
     return Topology(
         namespace=settings.namespace,
@@ -149,7 +191,7 @@ def route_for(settings: Settings, task_name: str) -> dict[str, str]:
     """Where `task_name` goes: its queue and routing key."""
     topology = topology_for(settings)
     short = TASK_QUEUES[task_name]
-    return {"queue": topology.task_queue_name(short), "routing_key": f"q.{short}"}
+    return {"queue": topology.task_queue_name(short), "routing_key": topology.routing_key(short)}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -184,7 +226,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": topology.tasks_queue_name,
         "task_default_exchange": topology.namespace,
         "task_default_exchange_type": "topic",
-        "task_default_routing_key": "q.tasks",
+        "task_default_routing_key": topology.routing_key("tasks"),
         "task_default_delivery_mode": "persistent",
         "task_queues": topology.task_queues,
         "task_routes": routes,

@@ -220,6 +220,10 @@ REMOTE_EMULATOR_WAIT: Final = 60.0
 # (connect, read) timeout of the probe that asks whether an emulator answers: it is
 # local or next door, so a slow answer means none.
 EMULATOR_PROBE_TIMEOUT: Final = (1.0, 2.0)
+# `tryon ping` (the workers' container health check) collects answers this long: a
+# worker answers from its main process, not its pool, in milliseconds when well; five
+# seconds leave a loaded host its margin and fit the health check's 30 s timeout.
+PING_TIMEOUT: Final = 5.0
 
 # --- operations: health, metrics, the account's units ---------------------------------
 # `tryon worker` serves /metrics from its main process on this port (0: off); 9808 is

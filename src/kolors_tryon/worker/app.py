@@ -23,6 +23,7 @@ from kolors_tryon.ops.exposition import MetricsServer
 from kolors_tryon.ops.logs import configure_logging
 from kolors_tryon.tasks import register_tasks
 from kolors_tryon.tasks.runtime import bind_settings
+from kolors_tryon.worker.delayed import DelayedIsolation
 from kolors_tryon.worker.delivery_lane import DeliveryLaneStep
 from kolors_tryon.worker.intake_consumer import IntakeConsumer
 from kolors_tryon.worker.sweeper import SweepTimer
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     app.steps["consumer"].add(IntakeConsumer)
     # Webhook deliveries in threads of their own, so receivers cannot hold the pool.
     app.steps["worker"].add(DeliveryLaneStep)
+    app.steps["consumer"].add(DelayedIsolation)
     _start_sweeps_with_the_worker(app, settings.sweep_interval)
     _observe_the_worker(app, settings)
     return app

@@ -21,6 +21,7 @@ from kolors_tryon.observe import multiproc
 from kolors_tryon.ops.logs import capture_stdout, configure_logging
 from kolors_tryon.store import SchemaOutdated, open_store
 from kolors_tryon.worker.app import create_app
+from kolors_tryon.worker.nodes import with_node_name
 from kolors_tryon.worker.reporting import init_reporting
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,10 @@ def run_worker(settings: Settings, celery_args: list[str]) -> None:
     # JSON lines for log shippers: Celery's start-up banner (printed, not logged) would
     # be the one line that is not JSON.
     quiet = ["--quiet"] if settings.log_format == "json" else []
-    app.worker_main([*quiet, "worker", f"--loglevel={settings.log_level}", *celery_args])
+    # A node name of its own unless told (`worker.nodes`): Celery's `celery@<host>` locks
+    # every second worker of a machine out of its control queue.
+    args = with_node_name(settings, celery_args)
+    app.worker_main([*quiet, "worker", f"--loglevel={settings.log_level}", *args])
 
 
 def run_flower(settings: Settings, flower_args: list[str]) -> None:
