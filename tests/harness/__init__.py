@@ -36,6 +36,7 @@ from harness.proxy import NO_FAULT, Fault, TcpProxy
 from harness.rabbit import EventRecorder, dead_letters, delete_topology, publish_raw
 from harness.s3 import S3Server, running_s3, sha256_hex
 from harness.samples import SAMPLES, publish_jobs, sample_b64
+from harness.sampling import ApiSample, ApiSampler
 from harness.scrape import Samples, scrape, total, value
 from harness.servers import SIGNATURE, RecordingSentry, SignedResults
 from harness.waiting import concurrently, terminal_records, wait_all_terminal, wait_until
@@ -91,6 +92,9 @@ __all__ = [  # noqa: RUF022
     "S3Server",
     "running_s3",
     "sha256_hex",
+    # The paid API over time: creates and tasks in flight, sampled (sampling.py)
+    "ApiSample",
+    "ApiSampler",
     # Sample photos and valid jobs made of them (samples.py)
     "SAMPLES",
     "publish_jobs",
