@@ -9,6 +9,7 @@ not a net that would also catch it minutes later. The emulator is sampled over t
 
 from __future__ import annotations
 
+import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -98,55 +99,73 @@ def test_broker_blip_of_30_s_has_slots_busy_again_within_seconds(fault_run: Faul
 def test_warm_stops_and_kill_9_leave_no_slot_idle(fault_run: FaultRun) -> None:
     """Four SIGTERMs and two kill -9, 5 s apart, in a 40-job run: no create waits > 15 s."""
     limit, jobs = 6, 40
-    # Given: two workers, limit 6, 10 s tasks (the run outlasts the six faults).
+    # Given: three workers, an account of 6 slots and limit 6, 10 s tasks.
     run = fault_run.given(
-        workers=("s0", "s1"), max_in_flight=limit, env=SAFETY_NETS, task_duration=10.0
+        workers=("s0", "s1", "s2"),
+        max_in_flight=limit,
+        env=SAFETY_NETS,
+        concurrency_limit=limit,
+        task_duration=10.0,
     )
     deployment = run.deployment
     faults = ["stop", "stop", "kill", "stop", "kill", "stop"]  # as deploys and crashes come
     done: list[tuple[str, float]] = []  # each fault and when it came
+    restarts: list[threading.Thread] = []
     next_fault = 0.0
 
     def injector() -> None:
         nonlocal next_fault
         if len(done) == len(faults) or time.monotonic() < next_fault:
             return
-        # The oldest worker that is alive: both workers take their turn.
-        victim = next(w for w in deployment.workers if w.alive())
+        # The oldest worker that is up: every worker takes its turn, as in a rolling
+        # deploy; its replacement starts beside the run (a start takes seconds).
+        victim = next((w for w in deployment.workers if w.alive()), None)
+        if victim is None:
+            return
         how = faults[len(done)]
-        done.append((how, time.monotonic()))
+        at = time.monotonic()
+        done.append((how, at))
         if how == "stop":
             victim.stop()  # SIGTERM: warm shutdown, as every deploy does
         else:
             victim.kill()  # kill -9, pool and all
-        deployment.start_worker(name=f"s{len(deployment.workers)}")
-        next_fault = time.monotonic() + 5
+        name = f"s{len(faults) + len(done)}"
+        restart = threading.Thread(target=deployment.start_worker, kwargs={"name": name})
+        restart.start()
+        restarts.append(restart)
+        next_fault = at + 5
 
-    with ApiSampler(run.emulator) as api:
-        # When: 40 jobs, and once a first part is under way, a fault every 5 s.
-        run.publish(jobs, "deploy")
-        wait_until(lambda: run.emulator.stats()["creates"] >= limit, 120, what="first creates")
-        started = time.monotonic()
-        run.wait_terminal(timeout=400, during=injector)
+    try:
+        with ApiSampler(run.emulator) as api:
+            # When: 40 jobs, and once the slots are taken, a fault every 5 s.
+            run.publish(jobs, "deploy")
+            wait_until(lambda: run.emulator.stats()["creates"] >= limit, 120, what="first creates")
+            started = time.monotonic()
+            run.wait_terminal(timeout=240, during=injector)
+    finally:
+        for restart in restarts:  # a worker still starting would outlive the test
+            restart.join(timeout=90)
 
     # Then: every job succeeded with one create, and while jobs waited to be created no
     # create waited longer than 15 s for the one before it.
     assert run.states() == {"succeeded": jobs}
     stats = run.assert_one_task_per_job()
-    gap = api.longest_gap(jobs)
+    gap, gap_from = api.longest_gap_at(jobs)
     last_create = api.create_times()[jobs - 1]
     while_waiting = sum(1 for _, at in done if at < last_create)
-    handed_back = sum(
-        w.log_text().count("handing this worker's claims back") for w in deployment.workers
-    )
+    busy = api.in_flight_between(started, last_create)
+    handed_back = sum(w.log_text().count("claims back") for w in deployment.workers)
     figures(
         "warm-stops-and-kill-9",
         jobs=jobs,
         limit=limit,
         faults=[how for how, _ in done],
+        fault_at_s=[round(at - started, 1) for _, at in done],
         faults_while_work_waited=while_waiting,
         longest_create_gap_s=round(gap, 2),
+        longest_gap_from_s=round(gap_from - started, 1),
         creates_span_s=round(last_create - started, 1),
+        slot_occupancy_while_waiting=round(sum(busy) / (len(busy) * limit), 3),
         peak_in_flight=stats["peak_in_flight"],
         hand_backs=handed_back,
     )

@@ -73,8 +73,12 @@ class ApiSampler:
     def longest_gap(self, count: int, after: float = 0.0) -> float:
         """The longest wait between two creates among the first `count` (while work
         waited: every one of those jobs was still to be created), from `after` on."""
+        return self.longest_gap_at(count, after)[0]
+
+    def longest_gap_at(self, count: int, after: float = 0.0) -> tuple[float, float]:
+        """`longest_gap`, and when it began (0.0 when there were fewer than 2 creates)."""
         times = [t for t in self.create_times()[:count] if t > after]
-        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+        return max(((b - a, a) for a, b in itertools.pairwise(times)), default=(0.0, 0.0))
 
     def in_flight_between(self, start: float, end: float) -> list[int]:
         """The in-flight counts sampled from `start` to `end`."""
