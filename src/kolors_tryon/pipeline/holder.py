@@ -40,12 +40,6 @@ def new_owner() -> str:
     return f"{_holder}.{owner}" if _holder is not None else owner
 
 
-def holder_of(owner: str) -> str | None:
-    """The holder id an owner was made under (None for an owner made outside a worker)."""
-    head, dot, _ = owner.partition(".")
-    return head if dot else None
-
-
 def fresh_lease(settings: Settings) -> float:
     """The lease of a new claim: short under a heartbeat, else the long safety net."""
     return settings.claim_lease_seconds if _holder is not None else settings.submit_lease_seconds

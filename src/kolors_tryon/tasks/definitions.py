@@ -252,7 +252,11 @@ def _send_rescues(app: Celery, result: SweepResult, what: str) -> None:
         for job_id in result.recopy:
             send_task(app, "tryon.copy_results", args=[job_id])
     if result.resubmit or result.retrack:
-        log.warning(
+        # A recovery's tracks are mostly duplicates of live chains (it does not wait for
+        # a chain to be overdue): only the sweep's finds are worth a warning.
+        level = logging.WARNING if what == "sweep" else logging.INFO
+        log.log(
+            level,
             "%s rescued %d claim(s) and %d tracking chain(s)",
             what,
             len(result.resubmit),
