@@ -12,7 +12,10 @@ Design notes (why it looks like this):
   only the owner may send the create call, and a lease that ran out is taken over. The
   owner writes its intent to create with a conditional UPDATE that also checks the
   lease, and that write opens an attempt window during which nobody may take over:
-  so an owner that lost its claim can never send the create.
+  so an owner that lost its claim can never send the create. A claim made in a worker
+  has the worker's holder id before its owner's uuid: the worker's heartbeat renews
+  its short lease by that prefix, and a stopping worker hands it back by it
+  (`renew_claims`, `take_over_all`, pipeline/holder.py).
 - Every time that another worker compares (leases, windows, pauses, deadlines) is read
   from the database's clock (`store/clock.py`), never from the worker's own.
 """
