@@ -54,6 +54,7 @@ from harness.rabbit import (
 )
 from harness.s3 import S3Server, running_s3, sha256_hex
 from harness.samples import SAMPLES, publish_jobs, sample_b64
+from harness.sampling import ApiSample, ApiSampler
 from harness.scrape import Samples, scrape, total, value
 from harness.servers import SIGNATURE, ImageHost, RecordingSentry, SignedResults
 from harness.starvation import cpu_starved, process_tree
@@ -125,6 +126,9 @@ __all__ = [  # noqa: RUF022
     "S3Server",
     "running_s3",
     "sha256_hex",
+    # The paid API over time: creates and tasks in flight, sampled (sampling.py)
+    "ApiSample",
+    "ApiSampler",
     # Sample photos and valid jobs made of them (samples.py)
     "SAMPLES",
     "publish_jobs",

@@ -63,6 +63,7 @@ TASK_QUEUES = {
     "tryon.submit_batch": "tasks",
     "tryon.dispatch": "tasks",
     "tryon.sweep": "tasks",
+    "tryon.recover": "tasks",
     "tryon.callback": "tasks",
     "tryon.copy_results": "tasks",
     "tryon.webhook": "webhooks",

@@ -74,6 +74,20 @@ SUBMIT_BATCH_MAX: Final = 25
 # How long a submit claim holds a slot before the sweep may give it to another run:
 # longer than one create's timeouts plus a lookup by external_task_id.
 SUBMIT_LEASE_SECONDS: Final = 180.0
+# A fresh claim of a worker's, renewed by that worker's heartbeat while it lives: a
+# worker killed with its claims in memory (an intake run that claimed and was submitting,
+# a dispatch whose messages were not yet sent) blocks their slots this long, not for
+# SUBMIT_LEASE_SECONDS. Several heartbeats fit in it, so a loaded machine whose heartbeat
+# runs a few seconds late does not lose its claims (losing one only costs a lookup).
+CLAIM_LEASE_SECONDS: Final = 10.0
+# Heartbeats per claim lease: the lease is renewed every CLAIM_LEASE_SECONDS / 4 s, and
+# the same beat notices claims whose holder's heartbeat stopped (a kill -9 elsewhere).
+CLAIM_HEARTBEATS_PER_LEASE: Final = 4
+# A worker whose broker connection was lost tries again every 0.5 s, growing to this:
+# kombu's default grows to 30 s, so after a 30 s failover a worker reconnected up to 12 s
+# after the broker was back, with every slot idle. A refused connection costs nothing.
+BROKER_RECONNECT_START: Final = 0.5
+BROKER_RECONNECT_MAX: Final = 2.0
 # Deliveries before RabbitMQ dead-letters a message: a message that kills its worker
 # ten times in a row is poison, not bad luck.
 DELIVERY_LIMIT: Final = 10

@@ -163,6 +163,13 @@ class Settings(BaseSettings):
         le=86400,
         description="Seconds a submit claim holds a slot before the sweep may take it over.",
     )
+    claim_lease_seconds: float = Field(
+        default=defaults.CLAIM_LEASE_SECONDS,
+        ge=2,
+        le=3600,
+        description="Seconds a worker's fresh claim outlives that worker's last heartbeat "
+        "(a killed worker's slots are handed out again after this).",
+    )
     delivery_limit: int = Field(
         default=defaults.DELIVERY_LIMIT,
         ge=1,

@@ -5,7 +5,7 @@ a `Step` that tells the thin Celery task what to do next (publish events, run ag
 later, track, hand out freed slots). Nothing here imports Celery.
 """
 
-from kolors_tryon.pipeline.dispatch import dispatch, sweep
+from kolors_tryon.pipeline.dispatch import dispatch, recover, sweep
 from kolors_tryon.pipeline.intake import intake, intake_many
 from kolors_tryon.pipeline.results import copy_results
 from kolors_tryon.pipeline.runtime import Runtime
@@ -20,6 +20,7 @@ __all__ = [
     "dispatch",
     "intake",
     "intake_many",
+    "recover",
     "submit_batch",
     "submit_job",
     "sweep",

@@ -1,10 +1,10 @@
-"""Handing out account slots, and the sweep that rescues stranded jobs."""
+"""Handing out account slots, the sweep that rescues stranded jobs, and the recovery a
+worker runs at once when it (re)connects or stops."""
 
 from __future__ import annotations
 
-import uuid
-
 from kolors_tryon.config import defaults
+from kolors_tryon.pipeline.holder import fresh_lease, new_owner
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import SweepResult
 from kolors_tryon.pipeline.webhooks import rescue as rescue_webhooks
@@ -14,7 +14,7 @@ from kolors_tryon.store import Claim
 def dispatch(rt: Runtime) -> list[Claim]:
     """Give free slots to the oldest queued jobs; the caller sends one submit per claim."""
     return rt.store.claim_next(
-        rt.settings.max_in_flight, lease_seconds=rt.settings.submit_lease_seconds
+        rt.settings.max_in_flight, lease_seconds=fresh_lease(rt.settings), new_owner=new_owner
     )
 
 
@@ -46,8 +46,8 @@ def sweep(rt: Runtime) -> SweepResult:
         return SweepResult(claims=tuple(dispatch(rt)))
     resubmit = []
     for job_id in rt.store.expired_claims():
-        owner = str(uuid.uuid4())
-        if rt.store.take_over(job_id, owner, lease_seconds=rt.settings.submit_lease_seconds):
+        owner = new_owner()
+        if rt.store.take_over(job_id, owner, lease_seconds=fresh_lease(rt.settings)):
             resubmit.append(Claim(job_id, owner))
     retrack = rt.store.stale_tracked(older_than=stale_after(rt))
     recopy = rt.store.lost_copies(lost_after=defaults.COPY_LOST_AFTER)
@@ -58,3 +58,24 @@ def sweep(rt: Runtime) -> SweepResult:
         recopy=tuple(recopy),
         webhooks=tuple(rescue_webhooks(rt)),
     )
+
+
+def recover(rt: Runtime, released: str | None = None) -> SweepResult:
+    """What keeps the pipeline moving, rebuilt from the store at once (not at the next
+    sweep, not when a long lease runs out). A worker asks for it when its broker
+    connection comes back, when it stops, and when its heartbeat sees a lapsed claim.
+
+    - claims that ran out (their holder was killed), and every claim of the holder
+      `released` (a worker that stopped, or whose broker connection dropped: the
+      messages of its claims may never have reached the broker), get new owners, who
+      look their jobs up before sending anything if an attempt may have been made;
+    - tracked jobs not polled for longer than a live chain waits get a track message
+      with their current poll number (a lost follow-up; a duplicate is fenced);
+    - free slots go to queued jobs (a dispatch whose message was lost).
+    """
+    settings = rt.settings
+    resubmit = rt.store.take_over_all(
+        new_owner, lease_seconds=fresh_lease(settings), released=released
+    )
+    retrack = rt.store.stale_tracked(older_than=settings.effective_poll_max)
+    return SweepResult(resubmit=tuple(resubmit), retrack=tuple(retrack), claims=tuple(dispatch(rt)))

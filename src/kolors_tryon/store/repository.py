@@ -12,7 +12,10 @@ Design notes (why it looks like this):
   only the owner may send the create call, and a lease that ran out is taken over. The
   owner writes its intent to create with a conditional UPDATE that also checks the
   lease, and that write opens an attempt window during which nobody may take over:
-  so an owner that lost its claim can never send the create.
+  so an owner that lost its claim can never send the create. A claim made in a worker
+  has the worker's holder id before its owner's uuid: the worker's heartbeat renews
+  its short lease by that prefix, and a stopping worker hands it back by it
+  (`renew_claims`, `take_over_all`, pipeline/holder.py).
 - Every time that another worker compares (leases, windows, pauses, deadlines) is read
   from the database's clock (`store/clock.py`), never from the worker's own.
 """
@@ -617,6 +620,72 @@ class JobStore(WebhookDeliveries):
                 .values(lease_owner=new_owner, lease_until=now + lease_seconds, updated_at=now)
             )
             return _matched(moved)
+
+    def take_over_all(
+        self,
+        new_owner: Callable[[], str],
+        *,
+        lease_seconds: float,
+        released: str | None = None,
+        limit: int = 100,
+    ) -> list[Claim]:
+        """Give a new owner to every claim that ran out, and to every claim of the holder
+        `released` (a worker that stopped, or lost its broker connection and with it,
+        maybe, the messages of its claims), in one transaction.
+
+        Never while an attempt window is open: the old owner may be sending its create.
+        The old owner's messages then find another owner and do nothing.
+        """
+        with self._tx() as (s, now):
+            lapsed = [JobRow.lease_until < now]
+            if released is not None:
+                lapsed.append(JobRow.lease_owner.startswith(f"{released}.", autoescape=True))
+            where = (
+                JobRow.state == JobState.SUBMITTING,
+                or_(*lapsed),
+                or_(JobRow.attempt_until.is_(None), JobRow.attempt_until < now),
+            )
+            job_ids = list(
+                s.scalars(select(JobRow.job_id).where(*where).order_by(JobRow.seq).limit(limit))
+            )
+            claims = []
+            for job_id in job_ids:
+                owner = new_owner()
+                moved = s.execute(
+                    update(JobRow)
+                    .where(JobRow.job_id == job_id, *where)
+                    .values(lease_owner=owner, lease_until=now + lease_seconds, updated_at=now)
+                )
+                if _matched(moved):
+                    claims.append(Claim(job_id, owner))
+            return claims
+
+    def renew_claims(self, holder: str, *, seconds: float, fresh_for: float) -> int:
+        """The heartbeat of `holder`: its claims' leases run `seconds` from now (never
+        shortened); returns how many were renewed.
+
+        Only claims written to within `fresh_for` seconds (claimed, taken over, sent): a
+        claim whose message was lost while its holder lives (a publish that failed, a
+        parked batch) must still run out, after that long lease, as it did before. And
+        never a claim with an attempt window: an open one covers its run already, and one
+        that closed without its run leaving was a run that died (a pool process killed,
+        or cancelled by Celery when the broker connection dropped): it runs out with
+        its window, and the next owner looks its job up.
+        """
+        with self._tx() as (s, now):
+            until = now + seconds
+            moved = s.execute(
+                update(JobRow)
+                .where(
+                    JobRow.state == JobState.SUBMITTING,
+                    JobRow.lease_owner.startswith(f"{holder}.", autoescape=True),
+                    JobRow.updated_at > now - fresh_for,
+                    JobRow.attempt_until.is_(None),
+                    JobRow.lease_until < until,
+                )
+                .values(lease_until=until)
+            )
+            return int(cast(Any, moved).rowcount)
 
     def extend_claim(self, job_id: str, owner: str, seconds: float) -> bool:
         """Keep a claim `seconds` longer while its owner waits (the wait may outlast it)."""

@@ -8,6 +8,8 @@
 `tryon.callback(job_id, task)`  a Kling callback that `tryon web` authenticated
 `tryon.dispatch()`        hand free account slots to the oldest queued jobs
 `tryon.sweep()`           rescue stranded jobs, then dispatch (sent by each worker's timer)
+`tryon.recover(released)`  take over lapsed claims (and a stopped or reconnected worker's),
+                          track what went unpolled, dispatch: at once, unthrottled
 `tryon.copy_results(job_id)`  copy a succeeded job's images to our storage (retried)
 `tryon.webhook(id)`       one attempt of a webhook delivery (tasks/webhooks.py)
 
@@ -44,12 +46,14 @@ from kolors_tryon.pipeline import (
     dispatch,
     intake,
     intake_many,
+    recover,
     submit_batch,
     submit_job,
     sweep,
     track_job,
 )
 from kolors_tryon.pipeline.callbacks import receive_callback
+from kolors_tryon.pipeline.step import SweepResult
 from kolors_tryon.store import Claim, JobState
 from kolors_tryon.store.outage import is_outage
 from kolors_tryon.tasks.delays import send_later
@@ -207,20 +211,7 @@ def register_tasks(app: Celery) -> None:
                 raise
             log.warning("sweep skipped: the job store does not answer (%s)", type(exc).__name__)
             return {}
-        with gathering(app):
-            _send_submits(app, result.resubmit, announce=False)  # already `submitting`
-            _send_submits(app, result.claims)
-            send_webhooks(app, result.webhooks)
-            for job_id, poll in result.retrack:
-                send_task(app, "tryon.track", args=[job_id, poll])
-            for job_id in result.recopy:
-                send_task(app, "tryon.copy_results", args=[job_id])
-        if result.resubmit or result.retrack:
-            log.warning(
-                "sweep rescued %d claim(s) and %d tracking chain(s)",
-                len(result.resubmit),
-                len(result.retrack),
-            )
+        _send_rescues(app, result, "sweep")
         if cleanup:
             _delete_expired_results(app)
         return {
@@ -229,6 +220,48 @@ def register_tasks(app: Celery) -> None:
             "dispatched": len(result.claims),
             "recopied": len(result.recopy),
         }
+
+    @app.task(name="tryon.recover", ignore_result=True)
+    def recover_task(released: str | None = None) -> dict[str, int]:
+        # Sent by a worker whose broker connection came back, that stops, or whose
+        # heartbeat saw a lapsed claim (worker/heartbeat.py): not throttled like the
+        # sweep, because slots sit idle until it runs.
+        try:
+            result = recover(runtime_for(app), released)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("recovery skipped: the job store does not answer (%s)", type(exc).__name__)
+            return {}  # the heartbeat and the sweep ask again
+        _send_rescues(app, result, "recovery")
+        return {
+            "resubmitted": len(result.resubmit),
+            "retracked": len(result.retrack),
+            "dispatched": len(result.claims),
+        }
+
+
+def _send_rescues(app: Celery, result: SweepResult, what: str) -> None:
+    """The messages of a sweep or a recovery, in one transaction."""
+    with gathering(app):
+        _send_submits(app, result.resubmit, announce=False)  # already `submitting`
+        _send_submits(app, result.claims)
+        send_webhooks(app, result.webhooks)
+        for job_id, poll in result.retrack:
+            send_task(app, "tryon.track", args=[job_id, poll])
+        for job_id in result.recopy:
+            send_task(app, "tryon.copy_results", args=[job_id])
+    if result.resubmit or result.retrack:
+        # A recovery's tracks are mostly duplicates of live chains (it does not wait for
+        # a chain to be overdue): only the sweep's finds are worth a warning.
+        level = logging.WARNING if what == "sweep" else logging.INFO
+        log.log(
+            level,
+            "%s rescued %d claim(s) and %d tracking chain(s)",
+            what,
+            len(result.resubmit),
+            len(result.retrack),
+        )
 
 
 def _after_intake(app: Celery, message: str, step: Step) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 
 from celery import Celery
 from kombu import Connection, Producer
+from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from kolors_tryon.config.celery import PUBLISH_RETRY_POLICY
 from kolors_tryon.tasks.runtime import settings_of
@@ -145,7 +146,10 @@ class TxOutbox:
         return self._producer
 
     def _is_connection_error(self, exc: Exception) -> bool:
-        if isinstance(exc, OSError):
+        if isinstance(exc, OSError | BrokerOperationalError):
+            # `app.send_task` wraps a connection error in kombu's OperationalError: the
+            # first flush after a broker blip met this process's dead connection, was not
+            # sent again on a new one, and the run's claims and follow-ups were lost.
             return True
         probe = self._connection or Connection(self._url)
         return isinstance(exc, probe.connection_errors + probe.channel_errors)

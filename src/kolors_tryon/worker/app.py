@@ -9,6 +9,7 @@ from celery.signals import (
     setup_logging,
     task_postrun,
     task_prerun,
+    worker_init,
     worker_process_shutdown,
     worker_ready,
     worker_shutdown,
@@ -21,10 +22,12 @@ from kolors_tryon.observe.context import job_context
 from kolors_tryon.ops.account import AccountWatcher
 from kolors_tryon.ops.exposition import MetricsServer
 from kolors_tryon.ops.logs import configure_logging
+from kolors_tryon.pipeline.holder import become_holder
 from kolors_tryon.tasks import register_tasks
 from kolors_tryon.tasks.runtime import bind_settings
 from kolors_tryon.worker.delayed import DelayedIsolation
 from kolors_tryon.worker.delivery_lane import DeliveryLaneStep
+from kolors_tryon.worker.heartbeat import ClaimHeartbeat, ReconnectingConsumer, Recovery
 from kolors_tryon.worker.intake_consumer import IntakeConsumer
 from kolors_tryon.worker.sweeper import SweepTimer
 
@@ -41,7 +44,10 @@ def create_app(settings: Settings | None = None) -> Celery:
     # Webhook deliveries in threads of their own, so receivers cannot hold the pool.
     app.steps["worker"].add(DeliveryLaneStep)
     app.steps["consumer"].add(DelayedIsolation)
+    app.steps["consumer"].add(Recovery)
+    app.conf.worker_consumer = f"{ReconnectingConsumer.__module__}:{ReconnectingConsumer.__name__}"
     _start_sweeps_with_the_worker(app, settings.sweep_interval)
+    _hold_claims_with_the_worker(app, settings)
     _observe_the_worker(app, settings)
     return app
 
@@ -57,6 +63,29 @@ def _start_sweeps_with_the_worker(app: Celery, interval: float) -> None:
         timer.stop()
 
     # Celery's signals are process-wide: keep strong references and filter by app.
+    worker_ready.connect(on_ready, weak=False)
+    worker_shutdown.connect(on_shutdown, weak=False)
+
+
+def _hold_claims_with_the_worker(app: Celery, settings: Settings) -> None:
+    """A holder id before the pool forks, a heartbeat while the worker runs, and the
+    hand-back of its claims once its pool has finished (worker/heartbeat.py)."""
+    heartbeat = ClaimHeartbeat(app, settings)
+
+    def on_init(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is app:
+            become_holder()
+
+    def on_ready(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is app:
+            heartbeat.start()
+
+    def on_shutdown(sender: Any = None, **_: Any) -> None:
+        # Sent after a warm shutdown has let the pool finish what it ran.
+        if getattr(sender, "app", None) is app:
+            heartbeat.stop()
+
+    worker_init.connect(on_init, weak=False)
     worker_ready.connect(on_ready, weak=False)
     worker_shutdown.connect(on_shutdown, weak=False)
 
