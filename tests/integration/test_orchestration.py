@@ -106,6 +106,8 @@ def test_expired_lease_is_taken_over_and_the_new_owner_adopts_the_task(
     rt: Runtime, emulator: EmulatorServer, clock: SettableClock
 ) -> None:
     """A create whose answer was lost, then its worker died: the sweep's new owner adopts."""
+    # A task long enough to be still `submitted` when it is adopted on a loaded machine.
+    emulator.configure(task_duration=60)
     emulator.configure(drop_rate=1.0)
     owner = claim(rt, "job-1")
     step = submit_job(rt, "job-1", owner)
@@ -206,6 +208,8 @@ def test_refused_create_after_a_lost_answer_is_not_a_rejection(
     rt: Runtime, emulator: EmulatorServer, clock: SettableClock
 ) -> None:
     """A create refused as a duplicate, while the lookup fails: the job waits, not rejected."""
+    # A task long enough to be still `submitted` when it is adopted on a loaded machine.
+    emulator.configure(task_duration=60)
     emulator.configure(drop_rate=1.0)
     owner = claim(rt, "job-1")
     submit_job(rt, "job-1", owner)
