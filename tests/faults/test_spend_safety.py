@@ -112,6 +112,8 @@ def rabbitmqctl(*args: str) -> None:
 
 
 @pytest.mark.slow
+# Stops the machine's RabbitMQ: every other test running beside it would fail.
+@pytest.mark.serial
 def test_rabbitmq_restart_mid_run_loses_nothing(fault_run: FaultRun) -> None:
     """RabbitMQ is stopped and started in the middle of a run: every job still ends."""
     run = fault_run.given(task_duration=0.5)

@@ -112,13 +112,20 @@ def test_flower_lists_the_worker_and_a_finished_task(compose: ComposeRun) -> Non
     wait_until(lambda: state() in ("succeeded", "failed"), 120, 1, f"job {job_id} to end")
     assert state() == "succeeded"
 
-    node = f"celery@{compose.services['worker'].hostname}"
+    # A worker with no -n names itself `<namespace>-<pid>-<hex>@<host>` (worker/nodes.py).
+    host = compose.services["worker"].hostname
 
     def workers() -> dict[str, Any]:
         found: dict[str, Any] = requests.get(f"{flower}/api/workers?refresh=1", timeout=30).json()
         return found
 
-    wait_until(lambda: node in workers(), 60, 1, f"Flower to list {node}")
+    wait_until(
+        lambda: any(name.endswith(f"@{host}") for name in workers()),
+        60,
+        1,
+        f"Flower to list the worker of {host}",
+    )
+    (node,) = [name for name in workers() if name.endswith(f"@{host}")]
 
     def succeeded() -> list[dict[str, Any]]:
         tasks = requests.get(f"{flower}/api/tasks", timeout=30).json()

@@ -69,7 +69,7 @@ def test_a_message_that_is_not_a_delivery_is_parked_and_the_lane_goes_on(
         conn.Producer().publish(
             body,
             exchange=topology.task_exchange,
-            routing_key=f"q.{LANE_QUEUE}",
+            routing_key=topology.routing_key(LANE_QUEUE),
             content_type="application/json",
             content_encoding="utf-8",
             headers={"task": "tryon.not_a_webhook", "id": "stray-1"},

@@ -16,6 +16,7 @@ from harness import (
     WebhookReceiver,
     concurrently,
     fresh_database,
+    publish_raw,
     rabbit_stack,
     sample_b64,
     wait_until,
@@ -104,7 +105,9 @@ def test_job_rejected_at_intake_gets_its_webhook(stack: Stack) -> None:
     """A job rejected for its photo still hears of it at its callback_url, with the reason."""
     deployment, receiver = stack
     bad = job(callback_url=receiver.url("/rejected"), cloth_image="not-an-image")
-    job_id = enqueue(bad, deployment.settings)
+    # Published as any language would: enqueue() itself refuses it before publishing.
+    publish_raw(deployment.settings, json.dumps(bad))
+    job_id = str(bad["job_id"])
     (delivery,) = settled(deployment, job_id)
     assert delivery["state"] == "rejected" and delivery["status"] == "delivered"
     (post,) = receiver.posts("/rejected")
