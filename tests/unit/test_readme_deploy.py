@@ -33,3 +33,15 @@ def test_readme_says_how_long_make_test_takes_and_how_it_stops() -> None:
     text = section("Development")
     assert re.search(r"`make test` takes about \d+ minutes", text)
     assert "SIGTERM" in text and "SIGINT" in text
+
+
+def test_the_words_on_the_callback_secret_match_the_code() -> None:
+    """Without TRYON_CALLBACK_SECRET callbacks work on a generated secret: no page says
+    they are refused, and the reference says where the secret comes from."""
+    root = README.parent
+    pages = [README, *sorted((root / "docs").glob("*.md"))]
+    for page in pages:
+        assert "callbacks refused" not in page.read_text(encoding="utf-8"), page
+    reference = (root / "docs" / "configuration.md").read_text(encoding="utf-8")
+    (row,) = [line for line in reference.splitlines() if "`TRYON_CALLBACK_SECRET`" in line]
+    assert "generated once and kept in the store" in row

@@ -342,7 +342,11 @@ class Settings(BaseSettings):
         description="Where Kling reaches `tryon web` (https behind TLS); turns callbacks on.",
     )
     callback_secret: SecretStr | None = Field(
-        default=None, description="Signs the token in our Kling callback URLs."
+        default=None,
+        description=(
+            "Signs the token in our Kling callback URLs; unset: a secret generated once "
+            "and kept in the store."
+        ),
     )
     callback_secret_previous: SecretStr | None = Field(
         default=None, description="The secret before the last rotation, still accepted."

@@ -39,7 +39,10 @@ def serve(
     if not settings.api_keys:
         log.warning("TRYON_API_KEYS is not set: HTTP intake is off (/v1/* answer 503)")
     if settings.callback_secret is None:
-        log.warning("TRYON_CALLBACK_SECRET is not set: every Kling callback is refused (404)")
+        log.info(
+            "TRYON_CALLBACK_SECRET is not set: callback tokens use the secret generated once "
+            "and kept in the store (set it to rotate it: see docs/operations.md)"
+        )
     uvicorn.run(
         create_web_app(settings),
         host=host,
