@@ -141,12 +141,12 @@ def submit_batch(
             with job_context(claim.job_id):
                 steps[claim.job_id] = _run_entry(rt, entry, claim.owner, waits=0)
     handed_over: set[str] = set()
-    unsent = dict(steps)  # the single-job steps go with the first hand-over
+    not_handed = dict(steps)  # the single-job steps go with the first hand-over
 
     def hand_over(ready: dict[str, Step]) -> None:
         assert early is not None
-        batch = {**unsent, **ready}
-        unsent.clear()
+        batch = {**not_handed, **ready}
+        not_handed.clear()
         handed_over.update(batch)
         early([(claim, batch[claim.job_id]) for claim in claims if claim.job_id in batch])
 
