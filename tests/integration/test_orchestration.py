@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import TEST_API_KEY, SettableClock, runtime_with_clock, sample_b64
+from harness import TEST_API_KEY, SettableClock, runtime_with_clock, sample_b64, wait_until
 from kolors_tryon.config import Settings, defaults
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.jobs import validate_job
@@ -31,6 +31,7 @@ from kolors_tryon.pipeline import (
 )
 from kolors_tryon.pipeline.callback_tokens import callback_secrets, verify_callback_token
 from kolors_tryon.pipeline.callbacks import receive_callback
+from kolors_tryon.pipeline.dispatch import stale_after
 from kolors_tryon.pipeline.submit import attempt_window
 from kolors_tryon.store import Claim, CreatePlan, JobState
 
@@ -250,25 +251,105 @@ def test_deadline_passed_while_kling_finished_gives_the_result(
     assert record.images and step.dispatch
 
 
-def test_deadline_while_running_fails_but_keeps_the_slot_until_kling_ends(
+def overdue_job(rt: Runtime, clock: SettableClock, job_id: str = "job-1") -> Step:
+    """Submit a job and move our clock past its deadline; its first poll, overdue."""
+    submitted(rt, job_id)
+    clock.advance(DEADLINE + 1)
+    step = track_job(rt, job_id, 0)
+    assert step.note == "overdue", step.note
+    return step
+
+
+def test_deadline_while_running_reports_overdue_and_keeps_following_to_the_result(
     rt: Runtime, emulator: EmulatorServer, clock: SettableClock
 ) -> None:
-    """A task still running at our deadline fails the job; its slot stays taken meanwhile."""
+    """A task still running at our deadline: the job is reported overdue once (a flag,
+    not a state), keeps its slot, is polled at the slower pace, and ends succeeded."""
+    emulator.configure(task_duration=2.0)  # real seconds: it ends while we look
+    step = overdue_job(rt, clock)
+    queue(rt, "job-2")
+    (flagged,) = step.overdue
+    assert flagged.state in (JobState.SUBMITTED, JobState.PROCESSING)
+    assert flagged.overdue_at is not None and flagged.error is None
+    assert not step.dispatch and step.track_in == rt.settings.overdue_poll_interval
+    # Kling still counts the task: our count keeps it, so no slot is handed out for it.
+    assert rt.store.in_flight() == 1
+    assert rt.store.claim_next(1, lease_seconds=LEASE) == []
+    again = track_job(rt, "job-1", step.track_poll)
+    if again.note == "overdue":  # still running: reported once only
+        assert again.overdue == () and again.track_in == rt.settings.overdue_poll_interval
+        wait_until(lambda: rt.kling.get("job-1").is_terminal, 10, what="the task to end at Kling")
+        clock.advance(rt.settings.overdue_poll_interval)
+        again = track_job(rt, "job-1", again.track_poll)
+    assert again.note == "succeeded" and again.dispatch
+    record = rt.store.get("job-1")
+    assert record is not None and record.state is JobState.SUCCEEDED and record.images
+    assert record.overdue_at == flagged.overdue_at  # the report stays on the record
+    assert [c.job_id for c in rt.store.claim_next(1, lease_seconds=LEASE)] == ["job-2"]
+    assert emulator.stats()["creates"] == 1
+
+
+def test_overdue_job_ends_failed_when_kling_says_failed(
+    rt: Runtime, emulator: EmulatorServer, clock: SettableClock
+) -> None:
+    """An overdue task that Kling then fails: the job ends failed with Kling's reason."""
+    emulator.configure(task_duration=1.0, fail_rate=1.0)
+    step = overdue_job(rt, clock)
+    wait_until(lambda: rt.kling.get("job-1").is_terminal, 10, what="the task to end at Kling")
+    clock.advance(rt.settings.overdue_poll_interval)
+    ended = track_job(rt, "job-1", step.track_poll)
+    record = rt.store.get("job-1")
+    assert record is not None and record.state is JobState.FAILED and ended.dispatch
+    assert record.error is not None and record.error.code == "kling_task_failed"
+    assert record.overdue_at is not None
+
+
+def test_overdue_job_fails_when_klings_thirty_days_have_passed(
+    rt: Runtime, emulator: EmulatorServer, clock: SettableClock
+) -> None:
+    """A task that never ends: followed until Kling's 30 days are over, then failed
+    (`expired`) and its slot freed; the state never moved backwards meanwhile."""
+    emulator.configure(task_duration=3600)
+    step = overdue_job(rt, clock)
+    clock.advance(defaults.KLING_TASK_LIFETIME - DEADLINE - 10)
+    step = track_job(rt, "job-1", step.track_poll)
+    assert step.note == "overdue" and step.overdue == ()
+    clock.advance(20)
+    ended = track_job(rt, "job-1", step.track_poll)
+    record = rt.store.get("job-1")
+    assert record is not None and record.state is JobState.FAILED and ended.dispatch
+    assert record.error is not None and record.error.code == "expired"
+    assert rt.store.in_flight() == 0
+
+
+def test_an_overdue_chain_is_restarted_only_after_its_slower_pace(
+    rt: Runtime, emulator: EmulatorServer, clock: SettableClock
+) -> None:
+    """The sweep leaves a live overdue chain alone (it polls every overdue_poll_interval)
+    and restarts one that missed three of its polls."""
+    emulator.configure(task_duration=3600)
+    step = overdue_job(rt, clock)
+    clock.advance(stale_after(rt) + 1)  # a normal chain would be stale by now
+    assert sweep(rt).retrack == ()
+    clock.advance(stale_after(rt, overdue=True))
+    assert sweep(rt).retrack == (("job-1", step.track_poll),)
+
+
+def test_a_job_failed_at_the_deadline_by_an_earlier_version_frees_its_slot_at_the_end(
+    rt: Runtime, emulator: EmulatorServer, clock: SettableClock
+) -> None:
+    """A row an earlier version failed at the deadline (lingering) keeps its slot until
+    Kling ends its task, or a second deadline passes."""
     emulator.configure(task_duration=3600)
     submitted(rt, "job-1")
     queue(rt, "job-2")
     clock.advance(DEADLINE + 1)
-    failed = track_job(rt, "job-1", 0)
-    record = rt.store.get("job-1")
-    assert record is not None and record.state is JobState.FAILED
-    assert record.error is not None and record.error.code == "deadline"
-    assert f"within {DEADLINE:g} s of submission" in record.error.message
-    assert not failed.dispatch and failed.track_in is not None
-    # Kling still counts the task: our count keeps it, so no slot is handed out for it.
-    assert rt.store.in_flight() == 1
-    assert rt.store.claim_next(1, lease_seconds=LEASE) == []
-    still = track_job(rt, "job-1", failed.track_poll)
-    assert still.note == "lingering"
+    record = rt.store.finish(
+        "job-1", JobState.FAILED, error_code="deadline", error_message="old", lingering=True
+    )
+    assert record is not None and rt.store.in_flight() == 1
+    still = track_job(rt, "job-1", 0)
+    assert still.note == "lingering" and not still.dispatch
     clock.advance(DEADLINE + 1)  # a second deadline: give the slot back regardless
     released = track_job(rt, "job-1", still.track_poll)
     assert released.dispatch and rt.store.in_flight() == 0
@@ -586,17 +667,55 @@ def test_after_a_server_error_only_the_job_that_got_it_waits_for_the_grace(
 def test_a_batch_sends_a_create_only_while_it_can_end_inside_the_attempt_window(
     rt: Runtime, emulator: EmulatorServer
 ) -> None:
-    """Slow answers (4 s each): the window (2 x 7 s + 5 s slack) leaves room to start
-    creates for 7 s, so two go and the rest waits, none of them in doubt."""
-    claims = claims_of(rt, 4)
+    """Slow answers (4 s each): the batch moves on after each second of patience, and the
+    window (2 x 7 s + 5 s slack) leaves room to start creates for 7 s: at most seven go,
+    the rest waits, none of them in doubt."""
+    claims = claims_of(rt, 10)
     emulator.configure(slow_rate=1.0, slow_seconds=4.0)
     notes = [step.note for _, step in submit_batch(rt, claims)]
-    assert notes[:2] == ["submitted", "submitted"]
-    assert notes[2:] == ["not sent: the batch was stopped"] * 2
-    assert emulator.stats()["create_requests"] == 2
-    for claim in claims[2:]:
+    sent = notes.count("submitted")
+    # Each straggler costs the batch CREATE_PATIENCE (1 s), so the 8th would start at 7 s.
+    assert 4 <= sent <= 7, notes
+    assert notes == ["submitted"] * sent + ["not sent: the batch was stopped"] * (10 - sent)
+    assert emulator.stats()["create_requests"] == sent
+    for claim in claims[sent:]:
         plan = rt.store.enter_submit(claim.job_id, claim.owner, window=30, grace=GRACE)
         assert isinstance(plan, CreatePlan) and not plan.maybe_created
+
+
+def test_a_stalled_create_holds_its_own_job_only(
+    rt: Runtime, emulator: EmulatorServer, clock: SettableClock
+) -> None:
+    """The first create's answer comes after the read timeout: the other creates go at
+    once and are handed over before it ends; the stalled job is then looked up and
+    adopted, never created twice."""
+    claims = claims_of(rt, 4)
+    emulator.configure(slow_rate=1.0, slow_seconds=7.0)  # the read timeout is 5 s
+    # Only the first create meets the slow answer: the knob is read as a request arrives.
+    threading.Timer(0.5, lambda: emulator.configure(slow_rate=0.0)).start()
+    early: list[tuple[str, str, int]] = []
+
+    def hand_over(steps: list[tuple[Claim, Step]]) -> None:
+        creates = emulator.stats()["create_requests"]
+        early.extend((claim.job_id, step.note, creates) for claim, step in steps)
+
+    # The run returns once every create was sent, handing over the three quick ones;
+    # a thread finishes the stalled one by its read timeout and hands it over alone.
+    assert submit_batch(rt, claims, early=hand_over) == []
+    assert early == [(f"job-{i}", "submitted", 4) for i in (1, 2, 3)]
+    wait_until(lambda: len(early) == 4, 15, what="the stalled create to be handed over")
+    assert early[3][0] == "job-0" and early[3][1].startswith("retryable: ")
+    assert rt.store.count_by_state() == {"submitted": 3, "submitting": 1}
+    (stalled,) = [c for c in claims if c.job_id == "job-0"]
+    plan = rt.store.enter_submit(stalled.job_id, stalled.owner, window=30, grace=GRACE)
+    assert isinstance(plan, CreatePlan) and plan.maybe_created  # looked up, never resent
+    rt.store.leave_submit(stalled.job_id, stalled.owner)
+    wait_until(lambda: emulator.stats()["creates"] == 4, 10, what="the slow create to be made")
+    clock.advance(GRACE + 1)
+    assert submit_job(rt, stalled.job_id, stalled.owner, waits=1).note == "submitted"
+    stats = emulator.stats()
+    assert stats["create_requests"] == 4 and stats["creates"] == 4
+    assert stats["tasks_by_external_id"] == {c.job_id: 1 for c in claims}
 
 
 def test_a_job_that_may_have_a_task_is_looked_up_not_created_again_in_a_batch(

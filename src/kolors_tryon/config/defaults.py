@@ -69,8 +69,15 @@ BUSY_BACKOFF_CAP: Final = 60.0
 ACCOUNT_PROBE_INTERVAL: Final = 300.0
 # Fresh claims submitted together (by the intake run that claimed them, or one
 # `tryon.submit_batch` run): their writes share transactions, and their creates go one
-# after another within one attempt window (25 creates take about 0.1 s).
+# after another within one attempt window (25 creates take about 0.1 s), a straggler
+# aside (CREATE_PATIENCE).
 SUBMIT_BATCH_MAX: Final = 25
+# A batched create not answered within this many seconds is a straggler: it keeps its
+# own thread (and its job) until its answer or its read timeout, and the batch sends the
+# next create meanwhile. Creates answer in milliseconds (the task is only queued), so one
+# second is far beyond a healthy answer, and a stalled connection costs the rest of its
+# batch one second instead of a read timeout each.
+CREATE_PATIENCE: Final = 1.0
 # How long a submit claim holds a slot before the sweep may give it to another run:
 # longer than one create's timeouts plus a lookup by external_task_id.
 SUBMIT_LEASE_SECONDS: Final = 180.0
@@ -114,8 +121,16 @@ ATTEMPT_SLACK_SECONDS: Final = 5.0
 TRACK_FIRST_DELAY: Final = 10.0
 # The longest gap between status queries: a finished job is noticed within a minute.
 TRACK_INTERVAL_MAX: Final = 60.0
-# Seconds from submission to giving up on a task: far beyond Kling's usual minutes.
+# Seconds from submission to reporting a task overdue: far beyond Kling's usual minutes.
+# Not a verdict: the task is already paid for, so it is still followed, at the pace below.
 TRACK_DEADLINE: Final = 3600.0
+# Gap between status queries of an overdue task: such a task is rare and its result is
+# no longer awaited by the minute, so ten minutes costs at most 144 queries a day (free
+# calls, no slot), and a callback still ends the job at once.
+OVERDUE_POLL_INTERVAL: Final = 600.0
+# Kling deletes a task's images 30 days after it was made: an overdue task that has not
+# ended by then can never give a result, so its job fails (`expired`).
+KLING_TASK_LIFETIME: Final = 30 * 86400.0
 # With Kling's callbacks on (TRYON_PUBLIC_URL), polling is only the safety net: the
 # first query comes when a callback is overdue (tasks take 15-60 s, so two minutes
 # means it was lost), then at growing intervals up to ten minutes. A lost callback costs

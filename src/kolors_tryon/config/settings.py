@@ -213,7 +213,14 @@ class Settings(BaseSettings):
         default=defaults.TRACK_DEADLINE,
         gt=0,
         le=30 * 86400,
-        description="Seconds from submission to give up.",
+        description="Seconds from submission to report a task overdue (job.overdue); "
+        "it is still followed, and ends when Kling ends it.",
+    )
+    overdue_poll_interval: float = Field(
+        default=defaults.OVERDUE_POLL_INTERVAL,
+        gt=0,
+        le=86400,
+        description="Gap between status queries of an overdue task.",
     )
     sweep_interval: float = Field(
         default=defaults.SWEEP_INTERVAL,

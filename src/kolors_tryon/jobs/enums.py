@@ -27,7 +27,8 @@ class Garment(StrEnum):
 
 
 class WebhookEvent(StrEnum):
-    """A job state a producer may ask a webhook for (`webhook_events`): the job states."""
+    """What a producer may ask a webhook for (`webhook_events`): the job states, and
+    `overdue` (the job's task outlived the tracking deadline; it is still followed)."""
 
     QUEUED = "queued"
     SUBMITTING = "submitting"
@@ -36,11 +37,14 @@ class WebhookEvent(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     REJECTED = "rejected"
+    OVERDUE = "overdue"
 
 
-# Without `webhook_events`, a producer hears of a job's end only: what most of them need.
+# Without `webhook_events`, a producer hears of a job's end only, and of a job that is
+# late (`overdue`, where a deadline used to fail it): what most of them need.
 DEFAULT_WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = (
     WebhookEvent.SUCCEEDED,
     WebhookEvent.FAILED,
     WebhookEvent.REJECTED,
+    WebhookEvent.OVERDUE,
 )

@@ -193,8 +193,9 @@ class JobMessage(BaseModel):
         default=None,
         description=(
             "The job states that send a webhook to `callback_url`, e.g. "
-            '`["submitted", "succeeded", "failed", "rejected"]`. Default: the terminal ones, '
-            f"{', '.join(e.value for e in DEFAULT_WEBHOOK_EVENTS)}."
+            '`["submitted", "succeeded", "failed", "rejected"]`, and `overdue` (the task '
+            "outlived the tracking deadline; the job is still followed). Default: the "
+            f"terminal ones and overdue, {', '.join(e.value for e in DEFAULT_WEBHOOK_EVENTS)}."
         ),
         # No uniqueItems: a state listed twice is taken once, not refused.
         json_schema_extra={"minItems": 1},

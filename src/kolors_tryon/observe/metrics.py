@@ -31,6 +31,7 @@ __all__ = [
     "api_call",
     "callback_received",
     "job_moved",
+    "job_overdue",
     "queue_wait",
     "result_latency",
     "units_spent",
@@ -75,6 +76,11 @@ class _Metrics:
             "Seconds from a job's submission to its end, by the state it ended in.",
             ["state"],
             buckets=defaults.JOB_LATENCY_BUCKETS,
+        )
+        self.overdue = Counter(
+            f"{PREFIX}_jobs_overdue",
+            "Jobs whose Kling task outlived TRYON_TRACK_DEADLINE (reported overdue, still "
+            "followed).",
         )
         self.webhooks = Counter(
             f"{PREFIX}_webhook_deliveries",
@@ -124,6 +130,11 @@ def _metrics() -> _Metrics:
 def job_moved(state: str) -> None:
     """A job entered `state` (count once per change, where the change is announced)."""
     _metrics().transitions.labels(state=state).inc()
+
+
+def job_overdue(count: int = 1) -> None:
+    """Jobs were reported overdue (once per job, where `job.overdue` is published)."""
+    _metrics().overdue.inc(count)
 
 
 def api_call(endpoint: str, code: str, seconds: float) -> None:

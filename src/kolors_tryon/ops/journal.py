@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 #: Error codes of ended jobs that deserve an event of their own in Sentry.
 NOTABLE_ENDS: Final = frozenset(
-    {"retries_exhausted", "deadline", "task_missing", "kling_1103", "kling_1203"}
+    {"retries_exhausted", "deadline", "expired", "task_missing", "kling_1103", "kling_1203"}
 )
 
 

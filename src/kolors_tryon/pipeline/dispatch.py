@@ -18,15 +18,18 @@ def dispatch(rt: Runtime) -> list[Claim]:
     )
 
 
-def stale_after(rt: Runtime) -> float:
+def stale_after(rt: Runtime, *, overdue: bool = False) -> float:
     """How long a tracked job may go unpolled before its tracking is restarted.
 
     Longer than any wait a live chain schedules (three of its longest intervals, and a
     read timeout), so a live chain is not doubled; short enough that a lost one is
-    noticed within minutes.
+    noticed within minutes. An overdue job's chain waits `overdue_poll_interval`.
     """
     settings = rt.settings
-    return max(3 * settings.effective_poll_max, 10.0) + settings.http_read_timeout
+    longest = settings.effective_poll_max
+    if overdue:
+        longest = max(longest, settings.overdue_poll_interval)
+    return max(3 * longest, 10.0) + settings.http_read_timeout
 
 
 def sweep(rt: Runtime) -> SweepResult:
@@ -49,7 +52,9 @@ def sweep(rt: Runtime) -> SweepResult:
         owner = new_owner()
         if rt.store.take_over(job_id, owner, lease_seconds=fresh_lease(rt.settings)):
             resubmit.append(Claim(job_id, owner))
-    retrack = rt.store.stale_tracked(older_than=stale_after(rt))
+    retrack = rt.store.stale_tracked(
+        older_than=stale_after(rt), overdue_older_than=stale_after(rt, overdue=True)
+    )
     recopy = rt.store.lost_copies(lost_after=defaults.COPY_LOST_AFTER)
     return SweepResult(
         resubmit=tuple(resubmit),

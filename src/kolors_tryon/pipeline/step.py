@@ -19,6 +19,8 @@ class Step:
         dispatch: account slots may have been freed: hand them to queued jobs.
         dead_letter: the message cannot be recorded anywhere; park it with this reason.
         copy_results: the job just succeeded with images: send `tryon.copy_results`.
+        overdue: records just flagged overdue (one `job.overdue` event, webhook and
+            metric each; their state did not change).
         conflicts: records that a message with other content tried to take over (one
             `job.conflict` event each; their state did not change).
         note: a short human-readable summary for the log (never image data or tokens).
@@ -32,6 +34,7 @@ class Step:
     dispatch: bool = False
     dead_letter: str | None = None
     copy_results: bool = False
+    overdue: tuple[JobRecord, ...] = ()
     note: str = ""
 
 

@@ -8,18 +8,24 @@ ends the job the moment Kling reports it (pipeline/callbacks.py), and these quer
 only the safety net: the first when a callback is overdue (`callback_overdue_after`),
 then rarely.
 
-The deadline (`track_deadline` after submission) bounds how long we follow a task, but
-it is not a verdict: Kling may have finished long ago (after an outage or a backlog
-kept our messages waiting), so the task is asked once more, and a finished task gets
-its result. A task still running then fails the job, yet keeps its account slot (the
-job *lingers*): Kling counts it until it ends, so we keep following it, slowly, and free
-the slot only when Kling reports the end (or after another deadline).
+The deadline (`track_deadline` after submission) bounds how long we wait before we say
+so, but it is not a verdict: the task is paid for, so its result is never thrown away.
+At the deadline the task is asked once more (Kling may have finished long ago, after an
+outage or a backlog kept our messages waiting): a finished task gets its result; one
+still running makes the job *overdue*: a flag on the record (`overdue_at`), not a state,
+reported once (event `job.overdue`, a webhook, a metric). The job keeps its state and
+its slot (Kling counts the task until it ends) and is still followed, every
+`overdue_poll_interval`, until Kling ends the task: succeeded with its images, or failed
+as Kling says, or failed when Kling's 30 days have passed (its images would be gone).
+Jobs failed at the deadline by an earlier version (*lingering*) are followed until
+their task ends, only to free their slot.
 """
 
 from __future__ import annotations
 
 import logging
 
+from kolors_tryon.config.defaults import KLING_TASK_LIFETIME
 from kolors_tryon.kling import KlingError, KlingTask, NotFoundError, PermanentKlingError
 from kolors_tryon.pipeline.results import keep_results
 from kolors_tryon.pipeline.runtime import Runtime
@@ -68,7 +74,7 @@ def track_job(rt: Runtime, job_id: str, poll: int) -> Step:
         return _finish(rt, job_id, JobState.FAILED, "task_missing", message)
     except KlingError as err:
         if past_deadline:
-            return _deadline(rt, record, polls_done, f"the last query failed: {err}")
+            return _overdue(rt, record, age, polls_done, f"the last query failed: {err}")
         delay = max(next_interval(rt, polls_done), err.retry_after or 0.0)
         if isinstance(err, PermanentKlingError):
             log.error("job %s: status query refused: %s", job_id, err)
@@ -78,12 +84,12 @@ def track_job(rt: Runtime, job_id: str, poll: int) -> Step:
     ended = record_task_end(rt, job_id, task)
     if ended is not None:
         return ended
-    if past_deadline:
-        return _deadline(rt, record, polls_done, f"it is still {task.status}")
     changed: tuple[JobRecord, ...] = ()
     if task.status == "processing" and record.state is JobState.SUBMITTED:
         moved = rt.store.mark_processing(job_id)
         changed = (moved,) if moved else ()
+    if past_deadline:
+        return _overdue(rt, record, age, polls_done, f"it is still {task.status}", changed)
     return Step(
         changed=changed,
         track_in=next_interval(rt, polls_done),
@@ -114,25 +120,43 @@ def record_task_end(rt: Runtime, job_id: str, task: KlingTask) -> Step | None:
     return None
 
 
-def _deadline(rt: Runtime, record: JobRecord, polls_done: int, why: str) -> Step:
-    """Fail the job at our deadline; its task keeps its slot until Kling ends it."""
-    message = (
-        f"no result from Kling within {rt.settings.track_deadline:g} s of submission "
-        f"(task {record.kling_task_id}; {why})"
-    )
-    finished = rt.store.finish(
-        record.job_id,
-        JobState.FAILED,
-        error_code="deadline",
-        error_message=message,
-        lingering=True,
-    )
-    log.warning("job %s failed: %s", record.job_id, message)
+def _overdue(
+    rt: Runtime,
+    record: JobRecord,
+    age: float,
+    polls_done: int,
+    why: str,
+    changed: tuple[JobRecord, ...] = (),
+) -> Step:
+    """Past our deadline and not ended: report the job overdue once, follow it slowly.
+
+    Its result, once Kling has it, is still the job's; only Kling's own end of the task
+    (30 days, after which its images are deleted) ends the waiting.
+    """
+    settings = rt.settings
+    if age > KLING_TASK_LIFETIME:
+        message = (
+            f"Kling's task {record.kling_task_id} has not ended {age / 86400:.0f} days after "
+            f"submission ({why}); Kling keeps a task's images 30 days"
+        )
+        return _finish(rt, record.job_id, JobState.FAILED, "expired", message)
+    flagged = rt.store.mark_overdue(record.job_id) if record.overdue_at is None else None
+    if flagged is not None:
+        log.warning(
+            "job %s overdue: no result from Kling within %g s of submission (task %s; %s); "
+            "still followed every %g s",
+            record.job_id,
+            settings.track_deadline,
+            record.kling_task_id,
+            why,
+            settings.overdue_poll_interval,
+        )
     return Step(
-        changed=(finished,) if finished else (),
-        track_in=rt.settings.track_interval_max,
+        changed=changed,
+        overdue=(flagged,) if flagged is not None else (),
+        track_in=settings.overdue_poll_interval,
         track_poll=polls_done,
-        note="deadline",
+        note="overdue",
     )
 
 

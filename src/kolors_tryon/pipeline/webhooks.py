@@ -98,9 +98,10 @@ def sign(secrets: Sequence[str], msg_id: str, timestamp: int, body: str) -> str:
 
 
 # ---------------------------------------------------------------- planning ------------
-def plan_webhooks(rt: Runtime, records: Iterable[JobRecord]) -> list[str]:
-    """Durable deliveries for these state changes; returns the ids to attempt now."""
-    return rt.store.plan_deliveries(records)
+def plan_webhooks(rt: Runtime, records: Iterable[JobRecord], event: str | None = None) -> list[str]:
+    """Durable deliveries for these state changes (or for `event`, e.g. `overdue`);
+    returns the ids to attempt now."""
+    return rt.store.plan_deliveries(records, event)
 
 
 def attempt_hold(settings: Settings) -> float:

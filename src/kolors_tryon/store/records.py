@@ -64,6 +64,12 @@ class JobRecord(BaseModel):
     updated_at: str
     submitted_at: str | None = None
     finished_at: str | None = None
+    overdue_at: str | None = Field(
+        default=None,
+        description="When the job was reported overdue (`job.overdue`): its Kling task "
+        "outlived TRYON_TRACK_DEADLINE. A flag, not a state: the job is still followed and "
+        "ends when Kling ends the task.",
+    )
     # Whether the job had a webhook target (a `callback_url`) when this record was read
     # from its row; None when unknown (a record parsed from an event). Not part of the
     # record users see: it lets the webhook planner skip a transaction for the jobs, most
@@ -119,6 +125,7 @@ def record_from_row(row: JobRow) -> JobRecord:
         updated_at=iso(row.updated_at) or "",
         submitted_at=iso(row.submitted_at),
         finished_at=iso(row.finished_at),
+        overdue_at=iso(row.overdue_at),
     )
     record._webhook_target = bool(row.callback_url)
     return record

@@ -894,14 +894,47 @@ class JobStore(WebhookDeliveries):
             )
             return _matched(moved)
 
-    def stale_tracked(self, *, older_than: float, limit: int = 100) -> list[tuple[str, int]]:
-        """Tracked jobs nobody has polled for a while, with the poll number to send next."""
+    def mark_overdue(self, job_id: str) -> JobRecord | None:
+        """Flag a tracked job overdue (its task outlived our deadline), once.
+
+        A flag, not a state: the job stays `submitted` or `processing`, keeps its slot
+        (Kling counts the task until it ends) and is still followed. Returns the record
+        when this call set the flag; None when it was set already or the job ended.
+        """
         with self._tx() as (s, now):
+            moved = s.execute(
+                update(JobRow)
+                .where(
+                    JobRow.job_id == job_id,
+                    JobRow.state.in_(TRACKED_STATES),
+                    JobRow.overdue_at.is_(None),
+                )
+                .values(overdue_at=now, updated_at=now)
+            )
+            if not _matched(moved):
+                return None
+            row = s.scalar(select(JobRow).where(JobRow.job_id == job_id))
+            return record_from_row(row) if row is not None else None
+
+    def stale_tracked(
+        self, *, older_than: float, overdue_older_than: float | None = None, limit: int = 100
+    ) -> list[tuple[str, int]]:
+        """Tracked jobs nobody has polled for a while, with the poll number to send next.
+
+        Overdue jobs are polled at a slower pace: theirs is `overdue_older_than` (by
+        default the same), so that a live slow chain is not doubled by the sweep.
+        """
+        slow = older_than if overdue_older_than is None else overdue_older_than
+        with self._tx() as (s, now):
+            last = func.coalesce(JobRow.polled_at, JobRow.submitted_at)
             rows = s.execute(
                 select(JobRow.job_id, JobRow.polls)
                 .where(
                     _polled(),
-                    func.coalesce(JobRow.polled_at, JobRow.submitted_at) < now - older_than,
+                    or_(
+                        and_(JobRow.overdue_at.is_(None), last < now - older_than),
+                        and_(JobRow.overdue_at.is_not(None), last < now - slow),
+                    ),
                 )
                 .order_by(JobRow.seq)
                 .limit(limit)
@@ -1312,6 +1345,7 @@ def _queued_values(job: NewJob, now: float) -> tuple[dict[str, Any], dict[str, s
         "updated_at": now,
         "submitted_at": None,
         "finished_at": None,
+        "overdue_at": None,
     }
     return row, {"job_id": job.job_id, "body": json.dumps(dict(job.body))}
 

@@ -88,6 +88,10 @@ class JobRow(Base):
     submitted_at: Mapped[float | None] = mapped_column(Float)
     polled_at: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
+    # When the job was reported overdue: its task outlived `track_deadline` and is still
+    # followed (a flag, not a state: the job is still `submitted` or `processing`, and a
+    # state never moves backwards from whatever Kling says next).
+    overdue_at: Mapped[float | None] = mapped_column(Float)
 
 
 # The claim query reads `state = queued ORDER BY priority DESC, seq`: the index has the

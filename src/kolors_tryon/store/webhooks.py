@@ -37,9 +37,12 @@ from kolors_tryon.store.tables import (
     WebhookDeliveryRow,
 )
 
-# Without `webhook_events` a job's webhooks are its terminal states (jobs.enums says the
-# same for producers; the store keeps its own copy, as it imports nothing of jobs/).
-DEFAULT_EVENTS: frozenset[str] = frozenset(str(s) for s in TERMINAL_STATES)
+# Not a state: a job whose task outlived the tracking deadline (`JobRecord.overdue_at`).
+OVERDUE_EVENT = "overdue"
+# Without `webhook_events` a job's webhooks are its terminal states and `overdue` (the
+# notice that replaced the `failed` a deadline used to send; jobs.enums says the same for
+# producers; the store keeps its own copy, as it imports nothing of jobs/).
+DEFAULT_EVENTS: frozenset[str] = frozenset({*(str(s) for s in TERMINAL_STATES), OVERDUE_EVENT})
 
 
 class DeliveryStatus(StrEnum):
@@ -144,11 +147,12 @@ class WebhookDeliveries:
         def _tx(self) -> AbstractContextManager[tuple[Session, float]]: ...
 
     # ------------------------------------------------------------ planning ------------
-    def plan_deliveries(self, records: Iterable[JobRecord]) -> list[str]:
+    def plan_deliveries(self, records: Iterable[JobRecord], event: str | None = None) -> list[str]:
         """Create the deliveries these state changes call for; returns the new ones' ids.
 
         A record gets one when its job has a `callback_url` and asked for its state (by
-        default the terminal ones). Planning the same change again creates nothing.
+        default the terminal ones), or for `event` when one is given (`overdue`: not a
+        state change). Planning the same change again creates nothing.
         """
         created: list[str] = []
         for record in records:
@@ -158,16 +162,17 @@ class WebhookDeliveries:
                 job = s.scalar(select(JobRow).where(JobRow.job_id == record.job_id))
                 if job is None or not job.callback_url:
                     continue
-                if str(record.state) not in wanted_events(job.webhook_events):
+                name = event or str(record.state)
+                if name not in wanted_events(job.webhook_events):
                     continue
-                new_id = delivery_id(record.job_id, str(record.state), record.resubmissions)
+                new_id = delivery_id(record.job_id, name, record.resubmissions)
                 if s.get(WebhookDeliveryRow, new_id) is not None:
                     continue
                 s.add(
                     WebhookDeliveryRow(
                         id=new_id,
                         job_id=record.job_id,
-                        state=str(record.state),
+                        state=name,
                         round=record.resubmissions,
                         url=job.callback_url,
                         url_hash=url_hash(job.callback_url),

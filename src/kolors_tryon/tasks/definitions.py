@@ -54,12 +54,18 @@ from kolors_tryon.pipeline import (
 )
 from kolors_tryon.pipeline.callbacks import receive_callback
 from kolors_tryon.pipeline.step import SweepResult
+from kolors_tryon.pipeline.submit import EarlySteps
 from kolors_tryon.store import Claim, JobState
 from kolors_tryon.store.outage import is_outage
 from kolors_tryon.tasks.delays import send_later
 from kolors_tryon.tasks.messaging import announce as announce_changes
-from kolors_tryon.tasks.messaging import dead_letter, publish_events, send_webhooks
-from kolors_tryon.tasks.outbox import gathering, send_task
+from kolors_tryon.tasks.messaging import (
+    announce_overdue,
+    dead_letter,
+    publish_events,
+    send_webhooks,
+)
+from kolors_tryon.tasks.outbox import flush, gathering, send_task
 from kolors_tryon.tasks.runtime import runtime_for, settings_of
 from kolors_tryon.tasks.webhooks import register_webhook_task
 
@@ -120,6 +126,13 @@ def register_tasks(app: Celery) -> None:
 
         def body() -> str:
             owner = str(self.request.id)
+            if run.waits == 0:
+                # A first run goes the way of a batch of one: a create that stalls is
+                # finished by a thread, and this process takes its next message.
+                claim = [Claim(job_id, owner)]
+                steps = submit_batch(runtime_for(app), claim, early=_followed_at_once(app))
+                _follow_batch(app, steps)
+                return steps[0][1].note if steps else "create under way"
             step = submit_job(runtime_for(app), job_id, owner=owner, waits=run.waits)
             _follow(app, run, step, job_id=job_id)
             return step.note
@@ -132,7 +145,7 @@ def register_tasks(app: Celery) -> None:
 
         def body() -> str:
             batch = [Claim(job_id, owner) for job_id, owner in claims]
-            steps = submit_batch(runtime_for(app), batch)
+            steps = submit_batch(runtime_for(app), batch, early=_followed_at_once(app))
             _follow_batch(app, steps)
             return ", ".join(sorted({step.note for _, step in steps}))
 
@@ -315,7 +328,7 @@ def _submit_here(app: Celery, claims: list[Claim]) -> None:
     for start in range(0, len(claims), size):
         chunk = claims[start : start + size]
         try:
-            steps = submit_batch(rt, chunk)
+            steps = submit_batch(rt, chunk, early=_followed_at_once(app))
         except Exception as exc:
             log.warning(
                 "submitting %d claim(s) raised %s: they go in submit_batch messages",
@@ -325,6 +338,18 @@ def _submit_here(app: Celery, claims: list[Claim]) -> None:
             _send_batches(app, claims[start:])
             return
         _follow_batch(app, steps)
+
+
+def _followed_at_once(app: Celery) -> EarlySteps:
+    """What a batch run does with the steps that are done while a straggling create
+    still waits for its answer: follow them and publish their messages now, so that
+    their events, first polls and freed slots do not wait for it."""
+
+    def follow(steps: list[tuple[Claim, Step]]) -> None:
+        _follow_batch(app, steps)
+        flush(app)
+
+    return follow
 
 
 def _track_all(app: Celery, tracks: list[tuple[str, int]]) -> str:
@@ -444,6 +469,7 @@ def _follow(app: Celery, run: _Run, step: Step, job_id: str | None) -> None:
 def _send_follow_ups(app: Celery, step: Step, job_id: str | None) -> None:
     """A step's events, and its job's next poll and result copy if it asks for them."""
     announce_changes(app, step.changed)
+    announce_overdue(app, step.overdue)
     if job_id is None:
         return
     if step.track_in is not None:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from celery import Celery
 
 from kolors_tryon.config.celery import topology_for
+from kolors_tryon.observe import metrics
 from kolors_tryon.ops.journal import record_changes
 from kolors_tryon.pipeline.webhooks import plan_webhooks
 from kolors_tryon.store import JobRecord
@@ -40,6 +41,22 @@ def announce(app: Celery, records: Iterable[JobRecord]) -> None:
         planned = plan_webhooks(runtime_for(app), records)
     except Exception:
         log.exception("could not plan the webhooks of %d job(s); the sweep will", len(records))
+        return
+    send_webhooks(app, planned)
+
+
+def announce_overdue(app: Celery, records: Iterable[JobRecord]) -> None:
+    """Report jobs just flagged overdue: a `job.overdue` event, a metric and the webhook
+    (`overdue`) each. Their state did not change, so no state event is published."""
+    records = list(records)
+    if not records:
+        return
+    metrics.job_overdue(len(records))
+    publish_events(app, records, kind="overdue")
+    try:
+        planned = plan_webhooks(runtime_for(app), records, event="overdue")
+    except Exception:
+        log.exception("could not plan the overdue webhooks of %d job(s)", len(records))
         return
     send_webhooks(app, planned)
 

@@ -97,6 +97,20 @@ def gathering(app: Celery) -> Iterator[None]:
     _outbox_for(app).send(pending)
 
 
+def flush(app: Celery) -> None:
+    """Publish what the run gathered so far, in one transaction, and go on gathering.
+
+    For a run whose later part may wait (a batch's straggling create): what is done must
+    not wait with it. Outside a gathering run messages went at once: nothing to do.
+    """
+    pending = _gathered.get()
+    if not pending:
+        return
+    ready = pending[:]
+    del pending[:]  # the list stays the run's: later messages join it
+    _outbox_for(app).send(ready)
+
+
 class TxOutbox:
     """One process's connection for transactional publishing, opened on first use."""
 
