@@ -1,4 +1,4 @@
-"""The README's retry budget quotes the numbers the code really uses."""
+"""The manual's retry budget (docs/operations.md) quotes the numbers the code really uses."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from kolors_tryon.config import ENV_PREFIX, Settings, defaults
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 HEADING = "Timeouts and the retry budget"
 
 # "`TRYON_A` (2 s)", "`(TRYON_A, TRYON_B)` = (5 s, 30 s)", "`TRYON_A`, 1 s,": the names in
