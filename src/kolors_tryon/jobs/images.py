@@ -363,17 +363,7 @@ def _header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
             return None
         width, height = struct.unpack(">II", ihdr[8:16])
         return int(width), int(height)
-    at = 2
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            return None
-        marker = data[at + 1]
-        if marker == 0xFF:  # a fill byte before the marker
-            at += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a segment
-            at += 2
-            continue
+    for marker, at, _end in _jpeg_segments(data):
         if marker == 0xDA:  # a scan before any frame header: not a JPEG we can read
             return None
         if marker in _JPEG_SOF:
@@ -381,8 +371,26 @@ def _header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
                 return None
             height, width = struct.unpack(">HH", data[at + 5 : at + 9])
             return int(width), int(height)
-        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
     return None
+
+
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, start, end) of each marker segment from SOI on; stops where the bytes
+    stop being a marker (the caller then finds what it looked for missing)."""
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return
+        marker = data[at + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            at += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a segment
+            at += 2
+            continue
+        end = at + 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+        yield marker, at, end
+        at = end
 
 
 def _name_refused_format(data: bytes) -> str | None:
@@ -554,21 +562,9 @@ def _check_jpeg_complete(data: bytes) -> None:
 def _first_scan_at(data: bytes) -> int | None:
     """Where the first scan's entropy-coded data starts (after its SOS segment), found by
     walking the marker segments from SOI; None if they do not lead to one."""
-    at = 2
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            return None
-        marker = data[at + 1]
-        if marker == 0xFF:  # a fill byte before the marker
-            at += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a segment
-            at += 2
-            continue
-        end = at + 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    for marker, _at, end in _jpeg_segments(data):
         if marker == 0xDA:  # start of scan
             return end if end <= len(data) else None
-        at = end
     return None
 
 
