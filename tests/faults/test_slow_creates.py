@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from harness import FaultRun, figures
 from kolors_tryon.store.records import unix_seconds
 
@@ -27,6 +29,8 @@ def _run_seconds(run: FaultRun, prefix: str) -> tuple[float, list[str]]:
     return max(ends) - started, job_ids
 
 
+# Two runs compared by their wall time: alone on the machine, or the other tests decide.
+@pytest.mark.serial
 def test_creates_answered_after_the_read_timeout_stall_only_their_own_jobs(
     fault_run: FaultRun,
 ) -> None:
