@@ -151,6 +151,11 @@ def log_marks(deployment: Deployment) -> list[int]:
     return [len(worker.log_text()) for worker in deployment.workers]
 
 
+def publish_valid_raw(deployment: Deployment) -> Callable[[str], None]:
+    """A door for `assert_still_serving`: a valid job by its id, published as plain JSON."""
+    return lambda job_id: publish_raw(deployment.settings, json.dumps(valid_job(job_id)))
+
+
 def assert_still_serving(
     deployment: Deployment,
     server: EmulatorServer,
@@ -244,7 +249,7 @@ def test_amqp_door_rejects_every_bad_job_at_no_cost(stack: Stack) -> None:
         server,
         before,
         marks,
-        lambda job_id: publish_raw(deployment.settings, json.dumps(valid_job(job_id))),
+        publish_valid_raw(deployment),
     )
 
 
@@ -276,7 +281,7 @@ def test_any_language_door_dead_letters_what_is_not_a_json_object(stack: Stack) 
         server,
         before,
         marks,
-        lambda job_id: publish_raw(deployment.settings, json.dumps(valid_job(job_id))),
+        publish_valid_raw(deployment),
     )
 
 
@@ -334,7 +339,7 @@ def test_deep_and_unreadable_json_on_the_queue_is_rejected_not_crash_retried(sta
         server,
         before,
         marks,
-        lambda job_id: publish_raw(deployment.settings, json.dumps(valid_job(job_id))),
+        publish_valid_raw(deployment),
     )
 
 
