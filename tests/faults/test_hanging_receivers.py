@@ -88,6 +88,25 @@ def all_delivered(run: FaultRun, job_ids: list[str]) -> bool:
     return bool(views) and all(view.status == "delivered" for view in views)
 
 
+def publish_hooked(
+    publisher: JobPublisher,
+    job_ids: list[str],
+    proxies: list[TcpProxy],
+    human: str,
+    cloth: str,
+) -> None:
+    """One job per proxy, each job's webhook going to its own (hanging) receiver."""
+    for job_id, proxy in zip(job_ids, proxies, strict=True):
+        publisher.publish(
+            {
+                "job_id": job_id,
+                "human_image": human,
+                "cloth_image": cloth,
+                "callback_url": f"http://127.0.0.1:{proxy.port}/hook",
+            }
+        )
+
+
 def test_hanging_receivers_do_not_delay_an_unrelated_job(
     fault_run: FaultRun, hanging: tuple[WebhookReceiver, list[TcpProxy]]
 ) -> None:
@@ -120,15 +139,7 @@ def test_hanging_receivers_do_not_delay_an_unrelated_job(
         calm = [time_to_submitted(run, publisher, f"calm-{i}") for i in range(PROBES)]
         # When: 20 jobs whose webhooks go to the 20 hanging receivers, all ended.
         hooked = [f"hooked-{i:02d}" for i in range(HANGING)]
-        for job_id, proxy in zip(hooked, proxies, strict=True):
-            publisher.publish(
-                {
-                    "job_id": job_id,
-                    "human_image": human,
-                    "cloth_image": cloth,
-                    "callback_url": f"http://127.0.0.1:{proxy.port}/hook",
-                }
-            )
+        publish_hooked(publisher, hooked, proxies, human, cloth)
         run.track(*hooked)
         run.wait_terminal(timeout=120)
         # The pool idle again (result copies made), as it was for the calm probes; the
@@ -209,15 +220,7 @@ def test_a_warm_stop_lets_hanging_attempts_go_and_they_are_delivered_later(
     human, cloth = sample_b64("human.jpg"), sample_b64("cloth-red.png")
     hooked = ["stop-0", "stop-1"]
     with JobPublisher(run.deployment.settings) as publisher:
-        for job_id, proxy in zip(hooked, proxies, strict=True):
-            publisher.publish(
-                {
-                    "job_id": job_id,
-                    "human_image": human,
-                    "cloth_image": cloth,
-                    "callback_url": f"http://127.0.0.1:{proxy.port}/hook",
-                }
-            )
+        publish_hooked(publisher, hooked, proxies, human, cloth)
     run.track(*hooked)
     run.wait_terminal(timeout=120)
     wait_until(lambda: all(p.connections == 1 for p in proxies), 60, what="2 attempts hanging")
