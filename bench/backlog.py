@@ -41,6 +41,7 @@ from bench.common import (
     write_result,
 )
 from harness import TEST_API_KEY, fresh_database, sample_b64
+from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.store import JobStore
 
 NAME = "backlog"
@@ -264,7 +265,7 @@ def tracking_memory(sizes: Sizes, tmp: Path) -> dict[str, Any]:
             def send_all() -> None:
                 for job_id in job_ids:
                     delay = rng.uniform(1, sizes.track_interval)
-                    send_later(app, "tryon.track", args=[job_id, 0], delay=delay)
+                    send_later(app, TaskName.TRACK, args=[job_id, 0], delay=delay)
 
             sender = threading.Thread(target=send_all)
             sender.start()

@@ -36,6 +36,7 @@ from harness import (
     wait_until,
 )
 from kolors_tryon.config.celery import DELAYED_DISCARD_QUEUE
+from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.store import JobStore
 from kolors_tryon.tasks.delays import send_later
@@ -162,7 +163,7 @@ def test_delayed_messages_of_a_deployment_that_has_gone_are_dropped_not_kept(
         app = create_app(settings)
         try:
             for n in range(DELAYED):
-                send_later(app, "tryon.track", args=[f"gone-{n}", 0], delay=1)
+                send_later(app, TaskName.TRACK, args=[f"gone-{n}", 0], delay=1)
             started = time.monotonic()
             wait_until(lambda: delayed_held(vhost) == 0, 60, what="the delayed queues to empty")
             dropped_in = time.monotonic() - started
@@ -172,7 +173,7 @@ def test_delayed_messages_of_a_deployment_that_has_gone_are_dropped_not_kept(
                 channel: Any = connection.channel()
                 channel.queue_delete(DELAYED_DISCARD_QUEUE)
             for n in range(DELAYED):
-                send_later(app, "tryon.track", args=[f"gone-{n}", 0], delay=1)
+                send_later(app, TaskName.TRACK, args=[f"gone-{n}", 0], delay=1)
             time.sleep(5)  # five times their delay: any that could go has gone
             kept = delayed_held(vhost)
         finally:

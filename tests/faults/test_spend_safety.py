@@ -246,12 +246,13 @@ def test_exhausted_account_pauses_submissions_until_it_clears(fault_run: FaultRu
 def test_poison_message_is_parked_with_reason_and_others_go_on(fault_run: FaultRun) -> None:
     """A task message that raises every time is dead-lettered with why; jobs still run."""
     from kolors_tryon import create_app
+    from kolors_tryon.config.task_names import TaskName
 
     run = fault_run.given(env={"TRYON_TASK_FAILURE_RETRIES": "2"}, task_duration=0.3)
     settings = run.deployment.settings
 
     # A producer bug: a job id that is a number makes the store query fail every time.
-    create_app(settings).send_task("tryon.submit", args=[12345])
+    create_app(settings).send_task(TaskName.SUBMIT, args=[12345])
     run.publish(10, "poison")
     run.wait_terminal(timeout=120)
 
@@ -264,6 +265,7 @@ def test_poison_message_is_parked_with_reason_and_others_go_on(fault_run: FaultR
 
     wait_until(poison_parked, 60, what="the poison message in the dead-letter queue")
     body, headers = parked[0]
+    # What operators see in the dead-letter queue: the name on the wire, as a literal.
     assert json.loads(body) == {"task": "tryon.submit", "args": [12345]}
     reason = str(headers["x-tryon-reason"])
     assert "tryon.submit raised" in reason

@@ -33,6 +33,7 @@ from harness import (
     wait_until,
 )
 from kolors_tryon import JobPublisher
+from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.kling import KlingClient, StaticKeyAuth
 from web_service import web_process
@@ -370,7 +371,7 @@ def test_sentry_gets_one_event_per_job_worth_a_look(
 
         app = Celery("test", set_as_current=False)
         app.conf.update(celery_config(rabbit_deployment.settings))
-        app.send_task("tryon.intake", args=[12345])
+        app.send_task(TaskName.INTAKE, args=[12345])
         app.close()
         store.dispose()
 

@@ -15,6 +15,7 @@ from kombu import Connection, Exchange, Queue
 
 from harness import Deployment, TcpProxy, rabbitmq_url
 from kolors_tryon.config.celery import topology_for
+from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.tasks.outbox import Publish, TxOutbox, gathering, send_task
 from kolors_tryon.worker import create_app
 
@@ -105,10 +106,10 @@ def test_a_task_run_publishes_at_its_end_even_when_it_raises(
         track(connection.default_channel).declare()
     with gathering(app):
         for n in range(3):
-            send_task(app, "tryon.track", args=[f"job-{n}", 0])
+            send_task(app, TaskName.TRACK, args=[f"job-{n}", 0])
         assert depth(track.name) == 0
     assert depth(track.name) == 3
     with pytest.raises(RuntimeError, match="a later line"), gathering(app):
-        send_task(app, "tryon.track", args=["job-3", 0])
+        send_task(app, TaskName.TRACK, args=["job-3", 0])
         raise RuntimeError("a later line failed")
     assert depth(track.name) == 4

@@ -23,6 +23,7 @@ from harness import (
 from harness.webhooks import at_its_end
 from kolors_tryon import JobPublisher, enqueue, get_job
 from kolors_tryon.config import defaults
+from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.store import JobRecord, JobState
 
@@ -266,7 +267,7 @@ def test_celery_result_backend_is_readable(stack: Stack) -> None:
 
     deployment, _, _ = stack
     app = create_app(deployment.settings)
-    result = app.send_task("tryon.dispatch")
+    result = app.send_task(TaskName.DISPATCH)
     assert isinstance(result.get(timeout=30), int)
     assert app.AsyncResult(result.id).state == "SUCCESS"
 

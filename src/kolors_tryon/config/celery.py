@@ -44,6 +44,7 @@ from kombu.transport.native_delayed_delivery import CELERY_DELAYED_DELIVERY_EXCH
 
 from kolors_tryon.config import embedded_broker
 from kolors_tryon.config.settings import Settings
+from kolors_tryon.config.task_names import TaskName
 
 # How long a publish keeps trying while the broker is away: about 25 s, then it raises.
 PUBLISH_RETRY_POLICY: dict[str, float] = {
@@ -57,20 +58,19 @@ PUBLISH_RETRY_POLICY: dict[str, float] = {
 # `task.`, the binding of an older topology, and it ends with the namespace so that no
 # other deployment's binding to Celery's shared delayed-delivery exchange matches it:
 # neither `#.q.<short>.<other namespace>` nor the older releases' `#.q.<short>`.
-TASK_QUEUES = {
-    "tryon.intake": "intake",
-    "tryon.submit": "tasks",
-    "tryon.submit_batch": "tasks",
-    "tryon.dispatch": "tasks",
-    "tryon.sweep": "tasks",
-    "tryon.recover": "tasks",
-    "tryon.callback": "tasks",
-    "tryon.copy_results": "tasks",
-    "tryon.webhook": "webhooks",
-    "tryon.track": "track",
-    "tryon.track_batch": "track",
+TASK_QUEUES: dict[TaskName, str] = {
+    TaskName.INTAKE: "intake",
+    TaskName.SUBMIT: "tasks",
+    TaskName.SUBMIT_BATCH: "tasks",
+    TaskName.DISPATCH: "tasks",
+    TaskName.SWEEP: "tasks",
+    TaskName.RECOVER: "tasks",
+    TaskName.CALLBACK: "tasks",
+    TaskName.COPY_RESULTS: "tasks",
+    TaskName.WEBHOOK: "webhooks",
+    TaskName.TRACK: "track",
+    TaskName.TRACK_BATCH: "track",
 }
-TASK_NAMES = tuple(TASK_QUEUES)
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def topology_for(settings: Settings) -> Topology:
     )
 
 
-def route_for(settings: Settings, task_name: str) -> dict[str, str]:
+def route_for(settings: Settings, task_name: TaskName) -> dict[str, str]:
     """Where `task_name` goes: its queue and routing key."""
     topology = topology_for(settings)
     short = TASK_QUEUES[task_name]
@@ -208,7 +208,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "polling_interval": settings.broker_polling_interval,
             "visibility_timeout": settings.embedded_visibility_timeout,
         }
-    routes = {name: route_for(settings, name) for name in TASK_NAMES}
+    routes = {name: route_for(settings, name) for name in TaskName}
     return {
         "broker_url": settings.effective_broker_url,
         "result_backend": settings.effective_result_backend,

@@ -21,6 +21,7 @@ from celery import Celery
 from kombu.transport.native_delayed_delivery import calculate_routing_key
 
 from kolors_tryon.config.celery import route_for
+from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.tasks.outbox import send_task
 from kolors_tryon.tasks.runtime import settings_of
 
@@ -36,7 +37,7 @@ def whole_seconds(delay: float) -> int:
 
 def send_later(
     app: Celery,
-    name: str,
+    name: TaskName,
     *,
     args: Sequence[Any],
     delay: float,

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from celery import Celery
 
 from kolors_tryon.config.celery import topology_for
+from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.observe import metrics
 from kolors_tryon.ops.journal import record_changes
 from kolors_tryon.pipeline.webhooks import plan_webhooks
@@ -22,7 +23,6 @@ from kolors_tryon.tasks.runtime import runtime_for, settings_of
 log = logging.getLogger(__name__)
 
 REASON_HEADER = "x-tryon-reason"
-WEBHOOK_TASK = "tryon.webhook"
 
 
 def announce(app: Celery, records: Iterable[JobRecord]) -> None:
@@ -65,7 +65,7 @@ def send_webhooks(app: Celery, delivery_ids: Iterable[str]) -> None:
     """One `tryon.webhook(delivery_id)` message per delivery due now."""
     for delivery_id in delivery_ids:
         try:
-            send_task(app, WEBHOOK_TASK, args=[delivery_id])
+            send_task(app, TaskName.WEBHOOK, args=[delivery_id])
         except Exception:
             log.exception("could not send webhook %s; the sweep will", delivery_id)
 

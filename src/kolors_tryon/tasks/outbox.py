@@ -39,6 +39,7 @@ from kombu import Connection, Producer
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from kolors_tryon.config.celery import PUBLISH_RETRY_POLICY
+from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.tasks.runtime import settings_of
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ Publish = Callable[[Producer], object]
 _gathered: ContextVar[list[Publish] | None] = ContextVar("tryon_outbox", default=None)
 
 
-def send_task(app: Celery, name: str, **options: Any) -> None:
+def send_task(app: Celery, name: TaskName, **options: Any) -> None:
     """`app.send_task(name, **options)`, in the outbox when a task run gathers one."""
     pending = _gathered.get()
     if pending is None:

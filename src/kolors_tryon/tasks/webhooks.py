@@ -19,11 +19,11 @@ from celery import Celery
 
 from kolors_tryon.config import defaults
 from kolors_tryon.config.backoff import backoff_delay
+from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.pipeline import Runtime
 from kolors_tryon.pipeline.webhooks import deliver
 from kolors_tryon.store.outage import is_outage
 from kolors_tryon.tasks.delays import send_later
-from kolors_tryon.tasks.messaging import WEBHOOK_TASK
 from kolors_tryon.tasks.runtime import runtime_for, settings_of
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 def register_webhook_task(app: Celery) -> None:
     """Define `tryon.webhook` on `app`."""
 
-    @app.task(name=WEBHOOK_TASK)
+    @app.task(name=TaskName.WEBHOOK, shared=False)  # see tasks/definitions.py
     def webhook_task(delivery_id: str, outages: int = 0) -> str:
         return run_webhook(app, runtime_for(app), delivery_id, outages)
 
@@ -54,9 +54,9 @@ def run_webhook(app: Celery, rt: Runtime, delivery_id: str, outages: int = 0) ->
         )
         log.warning("webhook %s: the store does not answer; again in %.0f s", delivery_id, wait)
         send_later(
-            app, WEBHOOK_TASK, args=[delivery_id], kwargs={"outages": outages + 1}, delay=wait
+            app, TaskName.WEBHOOK, args=[delivery_id], kwargs={"outages": outages + 1}, delay=wait
         )
         return "waiting for the store"
     if step.again_in is not None:
-        send_later(app, WEBHOOK_TASK, args=[delivery_id], delay=step.again_in)
+        send_later(app, TaskName.WEBHOOK, args=[delivery_id], delay=step.again_in)
     return step.note

@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from kolors_tryon.config import Settings
 from kolors_tryon.config.celery import celery_config
+from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.jobs import JobMessage, ValidationOptions, ValidJob
 from kolors_tryon.observe import metrics
 from kolors_tryon.pipeline.callback_tokens import CallbackSecrets, callback_secrets
@@ -32,8 +33,9 @@ __all__ = ["CALLBACK_TASK", "WebServices"]
 
 log = logging.getLogger(__name__)
 
-# The task name a Kling callback travels under: args [job_id, task object].
-CALLBACK_TASK: Final = "tryon.callback"
+# The task name a Kling callback travels under: args [job_id, task object] (kept as a
+# name of the public surface; the enumeration is `config.task_names.TaskName`).
+CALLBACK_TASK: Final = TaskName.CALLBACK
 
 
 class WebServices:

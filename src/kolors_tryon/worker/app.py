@@ -17,6 +17,7 @@ from celery.signals import (
 
 from kolors_tryon.config import Settings, load_settings
 from kolors_tryon.config.celery import celery_config
+from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.observe import multiproc
 from kolors_tryon.observe.context import job_context
 from kolors_tryon.ops.account import AccountWatcher
@@ -91,7 +92,7 @@ def _hold_claims_with_the_worker(app: Celery, settings: Settings) -> None:
 
 
 # Tasks whose first argument is a job id: their log lines and Sentry events name it.
-_JOB_TASKS = frozenset({"tryon.submit", "tryon.track", "tryon.callback", "tryon.webhook"})
+_JOB_TASKS = frozenset({TaskName.SUBMIT, TaskName.TRACK, TaskName.CALLBACK, TaskName.WEBHOOK})
 
 
 def _observe_the_worker(app: Celery, settings: Settings) -> None:

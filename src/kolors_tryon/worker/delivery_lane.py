@@ -55,9 +55,9 @@ from kombu import Connection, Consumer, Message, Queue
 from kolors_tryon.config import Settings, defaults
 from kolors_tryon.config.backoff import backoff_delay
 from kolors_tryon.config.celery import topology_for
+from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.observe.context import job_context
 from kolors_tryon.pipeline import Runtime
-from kolors_tryon.tasks.messaging import WEBHOOK_TASK
 from kolors_tryon.tasks.runtime import settings_of
 from kolors_tryon.tasks.webhooks import run_webhook
 
@@ -85,8 +85,8 @@ def parse_delivery(message: Message) -> tuple[str, int, datetime | None]:
         NotADelivery: anything else (it is parked, not retried: it never will be one).
     """
     headers = message.headers or {}
-    if headers.get("task") != WEBHOOK_TASK:
-        raise NotADelivery(f"task {str(headers.get('task'))[:60]!r} is not {WEBHOOK_TASK}")
+    if headers.get("task") != TaskName.WEBHOOK:
+        raise NotADelivery(f"task {str(headers.get('task'))[:60]!r} is not {TaskName.WEBHOOK}")
     try:
         body = message.decode()
     except Exception as exc:

@@ -40,6 +40,7 @@ from kolors_tryon.config.defaults import (
     BROKER_RECONNECT_START,
     CLAIM_HEARTBEATS_PER_LEASE,
 )
+from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.pipeline.holder import current_holder
 from kolors_tryon.store import JobStore
 from kolors_tryon.tasks.runtime import settings_of
@@ -53,7 +54,7 @@ def kick_recovery(app: Celery, released: str | None = None) -> threading.Thread:
 
     def send() -> None:
         try:
-            app.send_task("tryon.recover", kwargs={"released": released})
+            app.send_task(TaskName.RECOVER, kwargs={"released": released})
         except Exception:
             log.exception("could not send the recovery task")
 

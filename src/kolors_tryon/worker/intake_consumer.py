@@ -30,6 +30,7 @@ from kolors_tryon.config.defaults import (
     INTAKE_BUSY_WAIT,
     INTAKE_PREFETCH,
 )
+from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.tasks.messaging import dead_letter
 from kolors_tryon.tasks.runtime import settings_of
 
@@ -78,7 +79,7 @@ class IntakeConsumer(bootsteps.ConsumerStep):
             message.ack()
             return
         if self.hub is None:
-            self.app.send_task("tryon.intake", args=[text])
+            self.app.send_task(TaskName.INTAKE, args=[text])
             message.ack()
             return
         self.pending.append((text, message))
@@ -116,7 +117,7 @@ class IntakeConsumer(bootsteps.ConsumerStep):
         """Hand the gathered messages to one `tryon.intake` task, then ack them."""
         batch, self.pending = self.pending, []
         try:
-            self.app.send_task("tryon.intake", args=[[text for text, _ in batch]])
+            self.app.send_task(TaskName.INTAKE, args=[[text for text, _ in batch]])
         except Exception:
             log.exception("could not hand %d job message(s) to intake; returned", len(batch))
             for _, message in batch:

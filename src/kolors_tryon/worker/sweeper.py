@@ -14,6 +14,7 @@ import threading
 from celery import Celery
 
 from kolors_tryon.config.defaults import SWEEP_FIRST_DELAY, SWEEP_JITTER
+from kolors_tryon.config.task_names import TaskName
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class SweepTimer:
             try:
                 # No `expires`: it would compare this machine's clock with the receiver's.
                 # Sweeps that pile up (after an outage) are cheap: one does the work.
-                self._app.send_task("tryon.sweep")
+                self._app.send_task(TaskName.SWEEP)
             except Exception:
                 log.exception("could not send the sweep task")
             wait = self._interval * rng.uniform(1 - SWEEP_JITTER, 1 + SWEEP_JITTER)
