@@ -15,10 +15,12 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kolors_tryon.errors import TryonError
+
 __all__ = ["BodyLimitMiddleware", "BodyTooLarge"]
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(TryonError):
     """The request body passed the cap while the app was reading it."""
 
 

@@ -23,12 +23,14 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import TypeVar
 
+from kolors_tryon.errors import TryonError
+
 __all__ = ["DaemonSlots", "SlotsFull"]
 
 _T = TypeVar("_T")
 
 
-class SlotsFull(Exception):
+class SlotsFull(TryonError):
     """Every slot is taken: answer at once that the work cannot start now."""
 
 
