@@ -33,6 +33,10 @@ _T = TypeVar("_T")
 class SlotsFull(TryonError):
     """Every slot is taken: answer at once that the work cannot start now."""
 
+    def __init__(self, name: str, size: int) -> None:
+        super().__init__(name)
+        self.size = size
+
 
 class DaemonSlots:
     """Runs a blocking call on a daemon thread, at most `size` at once (event loop side)."""
@@ -51,7 +55,7 @@ class DaemonSlots:
             SlotsFull: `size` calls are running already.
         """
         if self.busy >= self.size:
-            raise SlotsFull(self.name)
+            raise SlotsFull(self.name, self.size)
         self.busy += 1
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
