@@ -17,6 +17,9 @@ validation fetches producers' URLs and may take its whole deadline on a slow hos
 runs on bounded threads of its own (`web.slots`, `TRYON_WEB_PREFLIGHT_SLOTS`), answered
 503 with Retry-After when they are all busy, so that it can never take the threads the
 health checks, job reads and Kling's callbacks need.
+
+Routes build their bodies from the models of `web.bodies` (the schemas of /openapi.json)
+and refuse by raising: one table in `web.errors` answers every error class.
 """
 
 from __future__ import annotations
@@ -230,7 +233,8 @@ async def _accept_one(services: WebServices, raw: bytes | str) -> JobAccepted:
     """Validate and queue one job message.
 
     Raises:
-        JobRejected: the job is invalid. SlotsFull: no URL preflight slot is free.
+        JobRejected: the job is invalid.
+        SlotsFull: every URL preflight slot is busy.
         BrokerUnavailable: the broker did not take the job.
     """
     try:
