@@ -19,6 +19,7 @@ never sideways between packages of one layer (tests/unit/test_layers.py checks i
     1  observe/               metrics helpers and the job context of log lines
     0  config/                Settings, every default number, the backoff, Celery config
        emulator/              the local Kling emulator: imports nothing of the service
+   -1  errors.py              TryonError, the root of the service's errors; JobNotFound
 
 Names here are imported on first use (PEP 562), so that importing one subpackage (the
 emulator, the Kling client) does not pull in Celery and every layer above it.
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kolors_tryon.config import Settings, SettingsError, load_settings
+    from kolors_tryon.errors import JobNotFound, TryonError
     from kolors_tryon.jobs import JobMessage, JobRejected, validate_job
     from kolors_tryon.kling import KlingClient, KlingError
     from kolors_tryon.pipeline.storage import result_urls
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 # Where each public name lives (the imports above, for type checkers, say the same).
 _SOURCES: dict[str, str] = {
     **dict.fromkeys(("Settings", "SettingsError", "load_settings"), "kolors_tryon.config"),
+    **dict.fromkeys(("JobNotFound", "TryonError"), "kolors_tryon.errors"),
     **dict.fromkeys(("JobMessage", "JobRejected", "validate_job"), "kolors_tryon.jobs"),
     **dict.fromkeys(("KlingClient", "KlingError"), "kolors_tryon.kling"),
     **dict.fromkeys(
@@ -52,6 +55,9 @@ _SOURCES: dict[str, str] = {
 }
 
 __all__ = [  # noqa: RUF022 - grouped by use, as dramatiq does
+    # errors: one root, one branch per kind
+    "TryonError",
+    "JobNotFound",
     # configuration
     "Settings",
     "SettingsError",

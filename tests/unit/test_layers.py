@@ -16,7 +16,7 @@ SOURCE = Path(__file__).resolve().parents[2] / "src" / PACKAGE
 # The layer of each top-level part of the package: a module may import its own part and
 # the parts of lower layers only (kolors_tryon/__init__.py draws the same map).
 LAYERS: dict[str, int] = {
-    "errors": 0,  # TryonError, the root of the service's own errors
+    "errors": -1,  # TryonError, the root of the service's own errors, beneath config
     "config": 0,
     "emulator": 0,  # standalone: it imports nothing of the service (checked below)
     "observe": 1,  # metrics helpers and the job context of logs, for every layer above

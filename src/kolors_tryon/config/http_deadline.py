@@ -41,6 +41,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from kolors_tryon.errors import TryonError
+
 __all__ = [
     "CallDeadline",
     "DeadlineAdapter",
@@ -55,7 +57,7 @@ __all__ = [
 _MIN_TIMEOUT: Final = 0.001
 
 
-class DeadlineExceeded(requests.Timeout):
+class DeadlineExceeded(TryonError, requests.Timeout):
     """The call did not finish within its whole-call deadline (its sockets were shut)."""
 
 

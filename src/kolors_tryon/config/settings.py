@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kolors_tryon.config import defaults
+from kolors_tryon.errors import TryonError
 
 ENV_PREFIX = "TRYON_"
 OFFICIAL_BASE_URL = "https://api-singapore.klingai.com"
@@ -37,7 +38,7 @@ _POSTGRES_WITH_DRIVER = "postgresql+psycopg://"
 _URL_PASSWORD = re.compile(r"(://[^/\s:@]*):[^/\s@]*@")
 
 
-class SettingsError(ValueError):
+class SettingsError(TryonError, ValueError):
     """The configuration is invalid; the message names each variable and what is wrong."""
 
 

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
+from kolors_tryon.errors import TryonError
+
 __all__ = ["ImageSourceError", "image_argument", "read_batch", "with_image_files_read"]
 
 # A value this long is inline Base64, never a path (and asking the OS would fail anyway).
@@ -29,7 +31,7 @@ _SCHEME: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 _OTHER_SEPARATORS: Final = (";", "\t", "|")
 
 
-class ImageSourceError(ValueError):
+class ImageSourceError(TryonError, ValueError):
     """An image argument that is neither an http(s) URL nor a readable file."""
 
 

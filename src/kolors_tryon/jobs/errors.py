@@ -8,10 +8,12 @@ logs, events and the job record (DESIGN.md invariant 6).
 
 from __future__ import annotations
 
+from kolors_tryon.errors import TryonError
+
 __all__ = ["CheckFailed"]
 
 
-class CheckFailed(Exception):
+class CheckFailed(TryonError):
     """A value broke one rule.
 
     Attributes:

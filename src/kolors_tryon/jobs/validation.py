@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from kolors_tryon.config import defaults
+from kolors_tryon.errors import TryonError
 from kolors_tryon.jobs.enums import Garment, ModelName, WebhookEvent
 from kolors_tryon.jobs.errors import CheckFailed
 from kolors_tryon.jobs.ids import job_id_of
@@ -123,7 +124,7 @@ class Problem:
         return f"{self.field}: {self.message}"
 
 
-class JobRejected(Exception):
+class JobRejected(TryonError):
     """A job is invalid and must not reach the API; the worker records it as `rejected`.
 
     Attributes:
@@ -225,13 +226,13 @@ DEFAULT_OPTIONS: Final = ValidationOptions()
 # --- parsing -----------------------------------------------------------------------------
 
 
-class _DuplicateKey(Exception):
+class _DuplicateKey(TryonError):
     def __init__(self, key: str) -> None:
         super().__init__(key)
         self.key = key
 
 
-class _NotJson(Exception):
+class _NotJson(TryonError):
     pass
 
 

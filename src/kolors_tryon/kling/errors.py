@@ -14,6 +14,7 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import ClassVar
 
+from kolors_tryon.errors import TryonError
 from kolors_tryon.kling.redact import redact
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 _MAX_MESSAGE = 300
 
 
-class KlingError(Exception):
+class KlingError(TryonError):
     """Root of every error the Kling client raises.
 
     Attributes:

@@ -26,6 +26,7 @@ import requests
 
 from kolors_tryon.config.backoff import backoff_delay
 from kolors_tryon.config.http_deadline import call_deadline
+from kolors_tryon.errors import TryonError
 from kolors_tryon.jobs.preflight import fetch_checked
 from kolors_tryon.jobs.urls import UrlProblem
 from kolors_tryon.kling import KlingTask, redact
@@ -48,11 +49,11 @@ _ALLOW_HINT = "refused unless TRYON_RESULT_ALLOW_PRIVATE=true"
 _HEADERS = {"User-Agent": "kolors-tryon-copies/1", "Accept-Encoding": "identity"}
 
 
-class CopyRefused(Exception):
+class CopyRefused(TryonError):
     """This result can never be copied: retrying is pointless."""
 
 
-class CopyFailed(Exception):
+class CopyFailed(TryonError):
     """The copy failed for now (network, a 5xx, the storage): try again later."""
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kolors_tryon.config import Settings, defaults, load_settings
+from kolors_tryon.errors import TryonError
 from kolors_tryon.kling import redact
 from kolors_tryon.store import open_store
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 S3_SCHEME = "s3://"
 
 
-class StorageError(Exception):
+class StorageError(TryonError):
     """The storage did not take, give or delete an object; trying again later may work."""
 
 

@@ -36,6 +36,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
 
+from kolors_tryon.errors import TryonError
 from kolors_tryon.store.tables import Base
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -59,7 +60,7 @@ ADOPTION_MARKERS: tuple[tuple[str, str, str | None], ...] = (
 UPGRADE_HINT = "run `tryon db upgrade` (the compose file's `migrate` service does)"
 
 
-class SchemaOutdated(RuntimeError):
+class SchemaOutdated(TryonError, RuntimeError):
     """The store's schema is not the one this code needs; the message says what to run."""
 
 

@@ -17,6 +17,9 @@ validation fetches producers' URLs and may take its whole deadline on a slow hos
 runs on bounded threads of its own (`web.slots`, `TRYON_WEB_PREFLIGHT_SLOTS`), answered
 503 with Retry-After when they are all busy, so that it can never take the threads the
 health checks, job reads and Kling's callbacks need.
+
+Routes build their bodies from the models of `web.bodies` (the schemas of /openapi.json)
+and refuse by raising: one table in `web.errors` answers every error class.
 """
 
 from __future__ import annotations
@@ -30,13 +33,13 @@ from typing import Any, Final
 import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kolors_tryon.config import Settings, defaults
+from kolors_tryon.config import Settings
+from kolors_tryon.errors import JobNotFound, TryonError
 from kolors_tryon.jobs import JobRejected, Problem, validate_job
 from kolors_tryon.kling import ServerError
 from kolors_tryon.kling.models import parse_task
@@ -44,12 +47,31 @@ from kolors_tryon.ops.exposition import CONTENT_TYPE, metrics_registry, render
 from kolors_tryon.pipeline.callback_tokens import CALLBACK_PATH_PREFIX, verify_callback_token
 from kolors_tryon.web.access_log import AccessLogMiddleware
 from kolors_tryon.web.auth import bearer_key_matches
+from kolors_tryon.web.bodies import (
+    BatchItemAccepted,
+    BatchItemRefused,
+    BatchResult,
+    Body,
+    CallbackReceived,
+    Check,
+    Checks,
+    Counters,
+    Health,
+    JobAccepted,
+    Readiness,
+)
 from kolors_tryon.web.errors import (
-    error_body,
-    error_response,
-    handle_http_exception,
-    handle_unexpected,
-    rejection_body,
+    ERRORS,
+    BodyTooLarge,
+    BrokerUnavailable,
+    CallbackRefused,
+    IntakeOff,
+    KeyRefused,
+    NotJson,
+    StoreUnavailable,
+    UnknownCallbackUrl,
+    error_answer,
+    handle_error,
 )
 from kolors_tryon.web.limits import BodyLimitMiddleware
 from kolors_tryon.web.openapi import openapi_document
@@ -69,6 +91,11 @@ _WS: Final = " \t\r\n"
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+def _answer(body: Body, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A body of `web.bodies` as the JSON answer (the schema `/openapi.json` gives it)."""
+    return JSONResponse(body.json_body(), status_code=status, headers=headers)
+
+
 def _services(request: Request) -> WebServices:
     services = request.app.state.services
     assert isinstance(services, WebServices)
@@ -77,21 +104,16 @@ def _services(request: Request) -> WebServices:
 
 # --------------------------------------------------------------------------- auth -------
 def _requires_key(endpoint: Endpoint) -> Endpoint:
-    """Answer 503 when no key is configured, 401 without a matching bearer key."""
+    """Refuse with IntakeOff when no key is configured, KeyRefused without a matching one."""
 
     async def guarded(request: Request) -> Response:
         services = _services(request)
         keys = services.settings.api_keys
         if not keys:
-            return error_response(503, "intake_off", "HTTP intake is off: set TRYON_API_KEYS")
+            raise IntakeOff
         if not bearer_key_matches(request.headers.get("authorization"), keys):
             services.count("auth_refused")
-            return error_response(
-                401,
-                "unauthorized",
-                "a valid API key is required in the Authorization header (Bearer scheme)",
-                headers={"WWW-Authenticate": 'Bearer realm="tryon"'},
-            )
+            raise KeyRefused
         return await endpoint(request)
 
     guarded.__name__ = endpoint.__name__
@@ -102,7 +124,7 @@ def _requires_key(endpoint: Endpoint) -> Endpoint:
 # --------------------------------------------------------------------------- health -----
 async def healthz(request: Request) -> Response:
     """Live: the process answers. No dependency is checked (that is /readyz)."""
-    return JSONResponse({"status": "ok"})
+    return _answer(Health(status="ok"))
 
 
 async def readyz(request: Request) -> Response:
@@ -114,21 +136,19 @@ async def readyz(request: Request) -> Response:
     """
     services = _services(request)
     timeout = services.settings.http_connect_timeout + 1.0
-    checks: dict[str, dict[str, Any]] = {}
+    checks: dict[str, Check] = {}
     for name, check in (("broker", services.check_broker), ("store", services.check_store)):
         try:
             with anyio.fail_after(timeout):
                 await run_in_threadpool(check)
-            checks[name] = {"ok": True}
+            checks[name] = Check(ok=True)
         except Exception as exc:
             # The type only: a driver's message can hold the URL and its password.
             error = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
-            checks[name] = {"ok": False, "error": error}
-    ready = all(check["ok"] for check in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+            checks[name] = Check(ok=False, error=error)
+    ready = all(check.ok for check in checks.values())
+    readiness = Readiness(status="ready" if ready else "unavailable", checks=Checks(**checks))
+    return _answer(readiness, 200 if ready else 503)
 
 
 async def openapi_json(request: Request) -> Response:
@@ -209,8 +229,14 @@ def _batch_text(body: bytes) -> str | None:
         return None  # validate_job names the encoding problem
 
 
-async def _accept_one(services: WebServices, raw: bytes | str) -> tuple[int, dict[str, Any]]:
-    """(status, result) of one job message: 202 with its id, 422, or 503."""
+async def _accept_one(services: WebServices, raw: bytes | str) -> JobAccepted:
+    """Validate and queue one job message.
+
+    Raises:
+        JobRejected: the job is invalid.
+        SlotsFull: every URL preflight slot is busy.
+        BrokerUnavailable: the broker did not take the job.
+    """
     try:
         if services.options.url_preflight:
             # Every validation, as one call: a Base64-only job holds a slot for its decode.
@@ -219,23 +245,17 @@ async def _accept_one(services: WebServices, raw: bytes | str) -> tuple[int, dic
             valid = await run_in_threadpool(validate_job, raw, services.options)
     except SlotsFull:
         services.count("jobs_preflight_busy")
-        return 503, error_body(
-            "preflight_busy",
-            f"every URL preflight slot is busy ({services.settings.web_preflight_slots}); "
-            f"try again in {defaults.WEB_BUSY_RETRY_AFTER} s",
-        )
-    except JobRejected as rejection:
+        raise
+    except JobRejected:
         services.count("jobs_refused")
-        return 422, rejection_body(rejection)
+        raise
     try:
         job_id = await run_in_threadpool(services.publish_job, valid)
     except Exception as exc:
         log.error("publishing job %s failed: %s", valid.job_id, type(exc).__name__)
-        return 503, error_body(
-            "broker_unavailable", "the job could not be queued: the broker is unavailable"
-        )
+        raise BrokerUnavailable from exc
     services.count("jobs_accepted")
-    return 202, {"job_id": job_id}
+    return JobAccepted(job_id=job_id)
 
 
 @_requires_key
@@ -243,45 +263,43 @@ async def post_jobs(request: Request) -> Response:
     """Validate one job (a JSON object) or a batch (a JSON array) and queue the valid ones."""
     services = _services(request)
     if not _is_json(request):
-        return error_response(415, "unsupported_media_type", "send the job as application/json")
+        raise NotJson
     body = await request.body()
     text = _batch_text(body)
     if text is None:
-        status, result = await _accept_one(services, body)
-        headers = {"Location": f"/v1/jobs/{result['job_id']}"} if status == 202 else None
-        if status == 503:
-            headers = {"Retry-After": str(defaults.WEB_BUSY_RETRY_AFTER)}
-        return JSONResponse(result, status_code=status, headers=headers)
+        job = await _accept_one(services, body)
+        return _answer(job, 202, {"Location": f"/v1/jobs/{job.job_id}"})
 
     try:
         items = _split_array(text, services.settings.web_max_batch_jobs)
-    except JobRejected as rejection:
+    except JobRejected:
         services.count("jobs_refused")
-        return JSONResponse(rejection_body(rejection), status_code=422)
-    results: list[dict[str, Any]] = []
-    broker_down = False
+        raise
+    results: list[BatchItemAccepted | BatchItemRefused] = []
+    broker_down: BrokerUnavailable | None = None
     for index, item in enumerate(items):
-        if broker_down:  # do not wait out the publish retries once per item
-            status, result = (
-                503,
-                error_body(
-                    "broker_unavailable", "the job could not be queued: the broker is unavailable"
-                ),
+        try:
+            if broker_down is not None:  # do not wait out the publish retries once per item
+                raise broker_down
+            job = await _accept_one(services, item)
+            results.append(BatchItemAccepted(index=index, status=202, job_id=job.job_id))
+        except TryonError as exc:
+            if isinstance(exc, BrokerUnavailable):
+                broker_down = exc
+            refused = error_answer(exc)
+            results.append(
+                BatchItemRefused(index=index, status=refused.status, error=refused.detail)
             )
-        else:
-            status, result = await _accept_one(services, item)
-            broker_down = status == 503 and result["error"]["code"] == "broker_unavailable"
-        results.append({"index": index, "status": status, **result})
-    accepted = sum(1 for r in results if r["status"] == 202)
-    summary = {"accepted": accepted, "refused": len(results) - accepted, "results": results}
-    return JSONResponse(summary, status_code=_batch_status(results))
+    accepted = sum(1 for r in results if r.status == 202)
+    summary = BatchResult(accepted=accepted, refused=len(results) - accepted, results=results)
+    return _answer(summary, _batch_status(results))
 
 
-def _batch_status(results: list[dict[str, Any]]) -> int:
+def _batch_status(results: list[BatchItemAccepted | BatchItemRefused]) -> int:
     """202 when every item was queued; 422 when every item was invalid (nothing happened,
     and a client reading the status alone must not take it for a partial success); 207
     otherwise, with one result per item to read."""
-    statuses = {result["status"] for result in results}
+    statuses = {result.status for result in results}
     if statuses == {202}:
         return 202
     if statuses == {422}:
@@ -305,16 +323,16 @@ class _RecordResponse(JSONResponse):
 
 @_requires_key
 async def get_job(request: Request) -> Response:
-    """The job record, or 404."""
+    """The job record, or JobNotFound (404)."""
     services = _services(request)
     job_id = request.path_params["job_id"]
     try:
         record = await run_in_threadpool(services.get_job, job_id)
+    except JobNotFound:
+        raise
     except Exception as exc:
         log.error("reading job failed: %s", type(exc).__name__)
-        return error_response(503, "store_unavailable", "the job store is unavailable")
-    if record is None:
-        return error_response(404, "not_found", "no job with this id")
+        raise StoreUnavailable from exc
     return _RecordResponse(record.to_json_dict())
 
 
@@ -333,7 +351,7 @@ async def get_metrics(request: Request) -> Response:
 @_requires_key
 async def get_counters(request: Request) -> Response:
     """This process's counters since it started (each copy of the service counts its own)."""
-    return JSONResponse({"counters": _services(request).counters_snapshot()})
+    return _answer(Counters(counters=_services(request).counters_snapshot()))
 
 
 # --------------------------------------------------------------------------- callback ---
@@ -351,11 +369,11 @@ async def kling_callback(request: Request) -> Response:
         secrets = (await run_in_threadpool(services.callback_secrets)).accepted
     except Exception as exc:  # the store is down: Kling may repeat it, polling catches it
         log.error("callback of job %r: secrets unavailable: %s", job_id[:64], type(exc).__name__)
-        return error_response(503, "store_unavailable", "try again later")
+        raise StoreUnavailable("try again later") from exc
     if not verify_callback_token(job_id, token, secrets):
         services.count("callbacks_bad_token")
         log.warning("callback refused: bad token for job %r", job_id[:64])
-        return error_response(404, "not_found", "Not Found")
+        raise UnknownCallbackUrl
 
     body = await request.body()
     try:
@@ -365,20 +383,18 @@ async def kling_callback(request: Request) -> Response:
         services.count("callbacks_bad_body")
         reason = str(exc) if isinstance(exc, ServerError) else "the body is not valid JSON"
         log.warning("callback refused for job %r: %s", job_id[:64], reason)
-        return error_response(400, "invalid_callback", reason)
+        raise CallbackRefused(reason) from None
     if task.external_task_id is not None and task.external_task_id != job_id:
         services.count("callbacks_bad_body")
-        return error_response(
-            400, "invalid_callback", "the task's external_task_id is not this URL's job"
-        )
+        raise CallbackRefused("the task's external_task_id is not this URL's job")
     bare = obj if "task_id" in obj else obj["data"]  # unwrap a reseller's envelope
     try:
         await run_in_threadpool(services.forward_callback, job_id, dict(bare))
     except Exception as exc:
         log.error("forwarding callback of job %r failed: %s", job_id[:64], type(exc).__name__)
-        return error_response(503, "broker_unavailable", "try again later")
+        raise BrokerUnavailable("try again later") from exc
     services.count("callbacks_forwarded")
-    return JSONResponse({"received": True})
+    return _answer(CallbackReceived(received=True))
 
 
 # --------------------------------------------------------------------------- the app ----
@@ -418,7 +434,9 @@ def create_web_app(settings: Settings) -> Starlette:
             Middleware(AccessLogMiddleware),
             Middleware(BodyLimitMiddleware, limit_for=limit_for),
         ],
-        exception_handlers={HTTPException: handle_http_exception, Exception: handle_unexpected},
+        # Every error class of the table answers through it, but BodyTooLarge: the body
+        # limit middleware answers that one itself, to close the connection as well.
+        exception_handlers={cls: handle_error for cls in ERRORS if cls is not BodyTooLarge},
         lifespan=lifespan,
     )
     app.state.services = services

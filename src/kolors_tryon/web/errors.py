@@ -1,7 +1,10 @@
-"""JSON error bodies, the one shape every error of `tryon web` has.
+"""Every error of `tryon web`, answered from one table: error class -> status, code, message.
 
-`{"error": {"code": "...", "message": "..."}}`, plus `problems` (each `{field, rule,
-message}`) and `job_id` for an invalid job. Every message passes through
+A route raises (the door's own errors below, `JobNotFound`, `JobRejected`, `SlotsFull`...)
+and `handle_error`, the app's one exception handler, answers from `ERRORS`; a batch reads
+the same table for each refused item (`error_answer`). The body is always
+`{"error": {"code": "...", "message": "..."}}` (`bodies.Error`), an invalid job's adds
+`job_id` and `problems` (`bodies.InvalidJob`). Every message passes through
 `kolors_tryon.kling.redact`, so no token, key or Base64 run is ever echoed back.
 """
 
@@ -9,28 +12,124 @@ from __future__ import annotations
 
 import http
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from kolors_tryon.config import defaults
+from kolors_tryon.errors import JobNotFound, TryonError
 from kolors_tryon.jobs import JobRejected
 from kolors_tryon.kling import redact
+from kolors_tryon.web.bodies import Error, ErrorDetail, InvalidJob, InvalidJobDetail, Problem
+from kolors_tryon.web.slots import SlotsFull
 
 __all__ = [
-    "error_body",
-    "error_response",
-    "handle_http_exception",
-    "handle_unexpected",
-    "rejection_body",
+    "ERRORS",
+    "BodyTooLarge",
+    "BrokerUnavailable",
+    "CallbackRefused",
+    "ErrorAnswer",
+    "ErrorKind",
+    "IntakeOff",
+    "KeyRefused",
+    "NotJson",
+    "StoreUnavailable",
+    "UnknownCallbackUrl",
+    "error_answer",
+    "handle_error",
 ]
 
 log = logging.getLogger(__name__)
 
-# The `code` of an error answered by status alone (no route of ours chose another).
-_CODES: Final = {
+_MAX_MESSAGE: Final = 2000
+
+
+# ------------------------------------------------------------------- the door's errors --
+class IntakeOff(TryonError):
+    """No API key is configured: the routes that need one are off."""
+
+
+class KeyRefused(TryonError):
+    """No bearer key, or not one of ours."""
+
+
+class NotJson(TryonError):
+    """The request's Content-Type is not JSON."""
+
+
+class BodyTooLarge(TryonError):
+    """The request body is larger than its cap (`limit` bytes)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+class StoreUnavailable(TryonError):
+    """The job store did not answer; raised with a message of its own where it differs."""
+
+
+class BrokerUnavailable(TryonError):
+    """The broker did not take the message; raised with a message of its own where it differs."""
+
+
+class CallbackRefused(TryonError):
+    """A callback whose body is not a task object of this URL's job; says why."""
+
+
+class UnknownCallbackUrl(TryonError):
+    """A callback with a wrong token: answered like any URL we do not serve."""
+
+
+# ------------------------------------------------------------------- the table ----------
+Of = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    """How one error class is answered. Each value is fixed, or read from the exception."""
+
+    status: int | Of
+    code: str | Of
+    message: str | Of
+    headers: Mapping[str, str] | Of | None = None
+    # The `error` object; most errors have code and message only.
+    detail: Callable[[Any, str, str], ErrorDetail | InvalidJobDetail] = field(
+        default=lambda exc, code, message: ErrorDetail(code=code, message=message)
+    )
+
+
+def _of(value: Any, exc: BaseException) -> Any:
+    return value(exc) if callable(value) else value
+
+
+def _own_words_or(default: str) -> Of:
+    """The exception's message if it was raised with one, else `default`."""
+    return lambda exc: str(exc) or default
+
+
+def _clean(text: str) -> str:
+    text = redact(text)
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"
+
+
+def _rejection_detail(rejection: JobRejected, code: str, message: str) -> InvalidJobDetail:
+    """Every problem of an invalid job, each naming its field and rule."""
+    problems = [
+        Problem(field=_clean(p.field), rule=p.rule, message=_clean(p.message))
+        for p in rejection.problems
+    ]
+    return InvalidJobDetail(
+        code=JobRejected.code, message=message, job_id=rejection.job_id, problems=problems
+    )
+
+
+# The `code` of an error answered by status alone (Starlette's own: routing, mostly).
+_ROUTING_CODES: Final = {
     400: "bad_request",
     401: "unauthorized",
     404: "not_found",
@@ -41,54 +140,98 @@ _CODES: Final = {
     500: "internal",
     503: "unavailable",
 }
-_MAX_MESSAGE: Final = 2000
 
 
-def _clean(text: str) -> str:
-    text = redact(text)
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"
-
-
-def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    """`{"error": {"code": code, "message": message, **extra}}`, the message redacted."""
-    return {"error": {"code": code, "message": _clean(message), **extra}}
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-    **extra: Any,
-) -> JSONResponse:
-    return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
-
-
-def rejection_body(rejection: JobRejected) -> dict[str, Any]:
-    """The 422 body of an invalid job: every problem, each naming its field and rule."""
-    problems = [
-        {"field": _clean(p.field), "rule": p.rule, "message": _clean(p.message)}
-        for p in rejection.problems
-    ]
-    return error_body(
-        JobRejected.code, rejection.reason, job_id=rejection.job_id, problems=problems
-    )
-
-
-def handle_http_exception(request: Request, exc: Exception) -> Response:
-    """404, 405 and the rest raised by routing: JSON, with the exception's headers (Allow)."""
-    assert isinstance(exc, HTTPException)
-    code = _CODES.get(exc.status_code, "error")
+def _routing_message(exc: HTTPException) -> str:
+    if isinstance(exc.detail, str) and exc.detail:
+        return exc.detail
     try:
-        phrase = http.HTTPStatus(exc.status_code).phrase
+        return http.HTTPStatus(exc.status_code).phrase
     except ValueError:
-        phrase = "error"
-    message = exc.detail if isinstance(exc.detail, str) and exc.detail else phrase
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+        return "error"
 
 
-def handle_unexpected(request: Request, exc: Exception) -> Response:
-    """Any other exception: 500 with no detail (the log has the type, never the input)."""
-    log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
-    return error_response(500, "internal", "internal error; it has been logged")
+_RETRY_LATER: Final = {"Retry-After": str(defaults.WEB_BUSY_RETRY_AFTER)}
+
+# The one table. An exception is answered by the first of its classes (its MRO) listed.
+ERRORS: Final[Mapping[type[BaseException], ErrorKind]] = {
+    JobRejected: ErrorKind(422, JobRejected.code, lambda e: e.reason, detail=_rejection_detail),
+    JobNotFound: ErrorKind(404, "not_found", "no job with this id"),
+    KeyRefused: ErrorKind(
+        401,
+        "unauthorized",
+        "a valid API key is required in the Authorization header (Bearer scheme)",
+        headers={"WWW-Authenticate": 'Bearer realm="tryon"'},
+    ),
+    NotJson: ErrorKind(415, "unsupported_media_type", "send the job as application/json"),
+    BodyTooLarge: ErrorKind(
+        413,
+        "body_too_large",
+        lambda e: f"the request body is larger than {e.limit} bytes",
+        detail=lambda e, code, message: ErrorDetail(
+            code=code, message=message, limit_bytes=e.limit
+        ),
+    ),
+    IntakeOff: ErrorKind(503, "intake_off", "HTTP intake is off: set TRYON_API_KEYS"),
+    SlotsFull: ErrorKind(
+        503,
+        "preflight_busy",
+        lambda e: (
+            f"every URL preflight slot is busy ({e.size}); "
+            f"try again in {defaults.WEB_BUSY_RETRY_AFTER} s"
+        ),
+        headers=_RETRY_LATER,
+    ),
+    BrokerUnavailable: ErrorKind(
+        503,
+        "broker_unavailable",
+        _own_words_or("the job could not be queued: the broker is unavailable"),
+        headers=_RETRY_LATER,
+    ),
+    StoreUnavailable: ErrorKind(
+        503, "store_unavailable", _own_words_or("the job store is unavailable")
+    ),
+    CallbackRefused: ErrorKind(400, "invalid_callback", str),
+    UnknownCallbackUrl: ErrorKind(404, "not_found", "Not Found"),
+    HTTPException: ErrorKind(
+        lambda e: e.status_code,
+        lambda e: _ROUTING_CODES.get(e.status_code, "error"),
+        _routing_message,
+        headers=lambda e: e.headers,
+    ),
+    # Anything else is a bug: no detail (the log has the type, never the input).
+    Exception: ErrorKind(500, "internal", "internal error; it has been logged"),
+}
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """An error's status, body and headers, as the table gives them."""
+
+    status: int
+    body: Error | InvalidJob
+    headers: Mapping[str, str] | None
+
+    @property
+    def detail(self) -> ErrorDetail | InvalidJobDetail:
+        return self.body.error
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body.json_body(), status_code=self.status, headers=self.headers)
+
+
+def error_answer(exc: BaseException) -> ErrorAnswer:
+    """The answer the table gives `exc`."""
+    kind = next(ERRORS[cls] for cls in type(exc).__mro__ if cls in ERRORS)
+    code: str = _of(kind.code, exc)
+    detail = kind.detail(exc, code, _clean(_of(kind.message, exc)))
+    body = InvalidJob(error=detail) if isinstance(detail, InvalidJobDetail) else Error(error=detail)
+    return ErrorAnswer(_of(kind.status, exc), body, _of(kind.headers, exc))
+
+
+def handle_error(request: Request, exc: Exception) -> Response:
+    """The app's exception handler, for every error: the table's answer."""
+    answer = error_answer(exc)
+    if not isinstance(exc, TryonError | HTTPException):
+        log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    return answer.response()

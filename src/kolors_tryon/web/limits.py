@@ -10,27 +10,13 @@ reading it for keep-alive.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kolors_tryon.web.errors import BodyTooLarge, error_answer
+
 __all__ = ["BodyLimitMiddleware", "BodyTooLarge"]
-
-
-class BodyTooLarge(Exception):
-    """The request body passed the cap while the app was reading it."""
-
-
-def _too_large_body(limit: int) -> bytes:
-    body = {
-        "error": {
-            "code": "body_too_large",
-            "message": f"the request body is larger than {limit} bytes",
-            "limit_bytes": limit,
-        }
-    }
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class BodyLimitMiddleware:
@@ -59,7 +45,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -87,11 +73,13 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _refuse(send: Send, limit: int) -> None:
-    body = _too_large_body(limit)
+    """The error table's answer, sent here (not by the app's handler) to close the connection."""
+    answer = error_answer(BodyTooLarge(limit))
+    body = answer.response().body
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": answer.status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),

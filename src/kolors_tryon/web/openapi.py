@@ -1,10 +1,11 @@
 """The OpenAPI 3.1 document of `tryon web`, served at `/openapi.json`.
 
-Written out by hand, because the job intake does not parse its body with a model: it
-hands the raw bytes to `validate_job`, exactly as the worker does. The schemas that
-matter come from the code, so they cannot drift: the job message from
-`job_json_schema()` and the record from `JobRecord`. Their `$defs` are hoisted into
-`components/schemas` so that every `$ref` resolves from the document's root.
+The paths and operations are written out here; every schema comes from the models the
+code uses, so it cannot drift: the job message from `job_json_schema()` (the intake
+hands the raw bytes to `validate_job`, exactly as the worker does), the record from
+`JobRecord`, and every other body from `web.bodies`, the models the routes build their
+answers with. Their `$defs` are hoisted into `components/schemas` so that every `$ref`
+resolves from the document's root.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import copy
 from importlib import metadata
 from typing import Any, Final
 
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode
+
 from kolors_tryon.config import Settings
 from kolors_tryon.jobs import job_json_schema
 from kolors_tryon.pipeline.callback_tokens import CALLBACK_PATH_PREFIX
 from kolors_tryon.store import JobRecord
+from kolors_tryon.web.bodies import BODIES, REQUEST_BODIES
 
 __all__ = ["SECURITY_SCHEME", "openapi_document"]
 
@@ -76,202 +81,26 @@ def _error(description: str) -> dict[str, Any]:
 
 
 def _schemas(settings: Settings) -> dict[str, Any]:
+    """Every schema, from the models the code sends and reads, `$defs` hoisted."""
     schemas: dict[str, Any] = {}
     _hoist("JobMessage", job_json_schema(), schemas)
-    _hoist(
-        "JobRecord",
-        JobRecord.model_json_schema(mode="serialization", ref_template=_REF + "{model}"),
-        schemas,
-    )
-    string = {"type": "string"}
-    schemas.update(
-        {
-            "JobBatch": {
-                "description": "Several job messages in one request, each validated alone.",
-                "type": "array",
-                "items": _ref("JobMessage"),
-                "minItems": 1,
-                "maxItems": settings.web_max_batch_jobs,
-            },
-            "ErrorDetail": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {
-                        "type": "string",
-                        "description": "Stable code to branch on (not_found, unauthorized, "
-                        "body_too_large, intake_off, broker_unavailable, ...).",
-                    },
-                    "message": {"type": "string", "description": "Redacted, human words."},
-                    "limit_bytes": {"type": "integer", "description": "With body_too_large."},
-                },
-            },
-            "Error": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {"error": _ref("ErrorDetail")},
-                "additionalProperties": False,
-            },
-            "Problem": {
-                "type": "object",
-                "required": ["field", "rule", "message"],
-                "properties": {
-                    "field": {
-                        "type": "string",
-                        "description": "The field's path (`human_image`, `garments[1]`), or "
-                        "`message` for the message as a whole.",
-                    },
-                    "rule": {"type": "string", "description": "Short, stable rule name."},
-                    "message": {"type": "string", "description": "What is wrong, what works."},
-                },
-                "additionalProperties": False,
-            },
-            "InvalidJobDetail": {
-                "type": "object",
-                "required": ["code", "message", "job_id", "problems"],
-                "properties": {
-                    "code": {"const": "invalid_job"},
-                    "message": {"type": "string", "description": "All problems on one line."},
-                    "job_id": {
-                        "type": ["string", "null"],
-                        "description": "The job's id (its own or derived); null when the "
-                        "body is not a JSON object.",
-                    },
-                    "problems": {"type": "array", "items": _ref("Problem"), "minItems": 1},
-                },
-                "additionalProperties": False,
-            },
-            "InvalidJob": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {"error": _ref("InvalidJobDetail")},
-                "additionalProperties": False,
-            },
-            "JobAccepted": {
-                "type": "object",
-                "required": ["job_id"],
-                "properties": {"job_id": string},
-                "additionalProperties": False,
-            },
-            "BatchItemAccepted": {
-                "type": "object",
-                "required": ["index", "status", "job_id"],
-                "properties": {
-                    "index": {"type": "integer", "minimum": 0},
-                    "status": {"const": 202},
-                    "job_id": string,
-                },
-                "additionalProperties": False,
-            },
-            "BatchItemRefused": {
-                "type": "object",
-                "required": ["index", "status", "error"],
-                "properties": {
-                    "index": {"type": "integer", "minimum": 0},
-                    "status": {"enum": [422, 503]},
-                    "error": {
-                        "description": "InvalidJobDetail for 422, ErrorDetail for 503.",
-                        "anyOf": [_ref("InvalidJobDetail"), _ref("ErrorDetail")],
-                    },
-                },
-                "additionalProperties": False,
-            },
-            "BatchResult": {
-                "type": "object",
-                "required": ["accepted", "refused", "results"],
-                "properties": {
-                    "accepted": {"type": "integer", "minimum": 0},
-                    "refused": {"type": "integer", "minimum": 0},
-                    "results": {
-                        "type": "array",
-                        "description": "One result per item, in the order sent.",
-                        "items": {"oneOf": [_ref("BatchItemAccepted"), _ref("BatchItemRefused")]},
-                    },
-                },
-                "additionalProperties": False,
-            },
-            "Health": {
-                "type": "object",
-                "required": ["status"],
-                "properties": {"status": {"const": "ok"}},
-                "additionalProperties": False,
-            },
-            "Check": {
-                "type": "object",
-                "required": ["ok"],
-                "properties": {
-                    "ok": {"type": "boolean"},
-                    "error": {"type": "string", "description": "Exception type or timeout."},
-                },
-                "additionalProperties": False,
-            },
-            "Readiness": {
-                "type": "object",
-                "required": ["status", "checks"],
-                "properties": {
-                    "status": {"enum": ["ready", "unavailable"]},
-                    "checks": {
-                        "type": "object",
-                        "required": ["broker", "store"],
-                        "properties": {"broker": _ref("Check"), "store": _ref("Check")},
-                        "additionalProperties": False,
-                    },
-                },
-                "additionalProperties": False,
-            },
-            "KlingTask": {
-                "description": "The bare task object Kling POSTs on each status change "
-                "(KLING_API.md, Callbacks); a reseller's {code, data} envelope is accepted.",
-                "type": "object",
-                "properties": {
-                    "task_id": {"type": ["string", "integer"]},
-                    "task_status": {"enum": ["submitted", "processing", "succeed", "failed"]},
-                    "task_status_msg": string,
-                    "task_info": {
-                        "type": "object",
-                        "properties": {"external_task_id": string},
-                    },
-                    "task_result": {
-                        "type": ["object", "null"],
-                        "properties": {
-                            "images": {
-                                "type": ["array", "null"],
-                                "items": {
-                                    "type": "object",
-                                    "properties": {
-                                        "index": {"type": "integer"},
-                                        "url": string,
-                                    },
-                                },
-                            }
-                        },
-                    },
-                    "final_unit_deduction": {"type": ["string", "number"]},
-                    "created_at": {"type": "integer"},
-                    "updated_at": {"type": "integer"},
-                },
-            },
-            "CallbackReceived": {
-                "type": "object",
-                "required": ["received"],
-                "properties": {"received": {"const": True}},
-                "additionalProperties": False,
-            },
-            "Counters": {
-                "type": "object",
-                "required": ["counters"],
-                "properties": {
-                    "counters": {
-                        "type": "object",
-                        "description": "jobs_accepted, jobs_refused, auth_refused, "
-                        "callbacks_forwarded, callbacks_bad_token, callbacks_bad_body.",
-                        "additionalProperties": {"type": "integer"},
-                    }
-                },
-                "additionalProperties": False,
-            },
-        }
-    )
+    sent: list[type[BaseModel]] = [JobRecord, *BODIES]
+    modes: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        *((model, "serialization") for model in sent),
+        *((model, "validation") for model in REQUEST_BODIES),
+    ]
+    for model, mode in modes:
+        schema = model.model_json_schema(mode=mode, ref_template=_REF + "{model}")
+        _hoist(model.__name__, schema, schemas)
+    # The batch is a list of job messages, read item by item as raw text (never as a
+    # model, so each item is validated exactly as sent); its cap is this deployment's.
+    schemas["JobBatch"] = {
+        "description": "Several job messages in one request, each validated alone.",
+        "type": "array",
+        "items": _ref("JobMessage"),
+        "minItems": 1,
+        "maxItems": settings.web_max_batch_jobs,
+    }
     return schemas
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import text
 from kolors_tryon.config import Settings
 from kolors_tryon.config.celery import celery_config
 from kolors_tryon.config.task_names import TaskName
+from kolors_tryon.errors import JobNotFound
 from kolors_tryon.jobs import JobMessage, ValidationOptions, ValidJob
 from kolors_tryon.observe import metrics
 from kolors_tryon.pipeline.callback_tokens import CallbackSecrets, callback_secrets
@@ -80,9 +81,17 @@ class WebServices:
                 prepare_schema(self.store, self.settings)
                 self._schema_ready = True
 
-    def get_job(self, job_id: str) -> JobRecord | None:
+    def get_job(self, job_id: str) -> JobRecord:
+        """The job's record.
+
+        Raises:
+            JobNotFound: no job of that id.
+        """
         self.ensure_schema()
-        return self.store.get(job_id)
+        record = self.store.get(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        return record
 
     def callback_secrets(self) -> CallbackSecrets:
         """The secrets that verify callback tokens (read once: they change only with a

@@ -23,13 +23,19 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import TypeVar
 
+from kolors_tryon.errors import TryonError
+
 __all__ = ["DaemonSlots", "SlotsFull"]
 
 _T = TypeVar("_T")
 
 
-class SlotsFull(Exception):
+class SlotsFull(TryonError):
     """Every slot is taken: answer at once that the work cannot start now."""
+
+    def __init__(self, name: str, size: int) -> None:
+        super().__init__(name)
+        self.size = size
 
 
 class DaemonSlots:
@@ -49,7 +55,7 @@ class DaemonSlots:
             SlotsFull: `size` calls are running already.
         """
         if self.busy >= self.size:
-            raise SlotsFull(self.name)
+            raise SlotsFull(self.name, self.size)
         self.busy += 1
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()

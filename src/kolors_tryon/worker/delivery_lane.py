@@ -56,6 +56,7 @@ from kolors_tryon.config import Settings, defaults
 from kolors_tryon.config.backoff import backoff_delay
 from kolors_tryon.config.celery import topology_for
 from kolors_tryon.config.task_names import TaskName
+from kolors_tryon.errors import TryonError
 from kolors_tryon.observe.context import job_context
 from kolors_tryon.pipeline import Runtime
 from kolors_tryon.tasks.runtime import settings_of
@@ -71,7 +72,7 @@ LANE_QUEUE = "webhooks"
 _IDLE_TICK = 1.0
 
 
-class NotADelivery(ValueError):
+class NotADelivery(TryonError, ValueError):
     """A message on the webhooks queue that is not a `tryon.webhook(delivery_id)` task."""
 
 
