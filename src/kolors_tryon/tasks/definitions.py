@@ -218,7 +218,7 @@ def register_tasks(app: Celery) -> None:
         try:
             rt = runtime_for(app)
             result = sweep(rt)
-            cleanup = rt.store.take_results_cleanup(every=defaults.RESULTS_CLEANUP_EVERY)
+            cleanup = rt.store.account.take_results_cleanup(every=defaults.RESULTS_CLEANUP_EVERY)
         except Exception as exc:
             if not is_outage(exc):
                 raise
@@ -446,7 +446,7 @@ def _again_or_requeue(run: _Run, delay: float, **counters: int) -> None:
 def _fail_job(app: Celery, job_id: str, reason: str) -> None:
     """End a job whose task keeps crashing, so that its slot is freed."""
     try:
-        record = runtime_for(app).store.finish(
+        record = runtime_for(app).store.tracking.finish(
             job_id, JobState.FAILED, error_code=INTERNAL_ERROR, error_message=reason
         )
     except Exception:
