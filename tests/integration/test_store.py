@@ -73,8 +73,8 @@ def test_accept_many_keeps_the_id_rules_of_accept(store: JobStore) -> None:
 
 
 def test_batched_intents_and_task_ids_are_fenced_row_by_row(store: JobStore) -> None:
-    """`submits.record_intents` and `submits.mark_submitted_many` write only the rows whose owner still
-    holds a live claim, and say which; the others are left as they were."""
+    """`submits.record_intents` and `submits.mark_submitted_many` write only the rows whose
+    owner still holds a live claim, and say which; the others are left as they were."""
     queue_jobs(store, "a", "b", "c")
     claims = {c.job_id: c.owner for c in store.claims.next(3, lease_seconds=60)}
     assert store.claims.take_over("b", "thief", lease_seconds=60) is False  # lease still live

@@ -87,7 +87,8 @@ def purge(
 
 @dataclass(frozen=True)
 class ForgetReport:
-    """What `store.retention.forget` did: `in_flight` means nothing was done (run it after the job ends)."""
+    """What `store.retention.forget` did: `in_flight` means nothing was done (run it after
+    the job ends)."""
 
     job_id: str
     state: JobState
