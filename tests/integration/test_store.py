@@ -12,6 +12,7 @@ from sqlalchemy import event, text
 
 from harness import concurrently, fresh_database
 from kolors_tryon.config import defaults
+from kolors_tryon.errors import JobNotFound, StoreRowMissing, TryonError
 from kolors_tryon.store import Admission, Busy, Created, CreatePlan, JobState, JobStore, NewJob
 
 BODY = {"human_image": "aGk=", "cloth_image": "aGk=", "external_task_id": "x"}
@@ -284,3 +285,19 @@ def test_generated_secret_is_the_same_for_every_caller(store: JobStore) -> None:
     """The first caller's generated secret is kept; later generators are not used."""
     first = store.secrets.get("demo", lambda: "one")
     assert store.secrets.get("demo", lambda: "two") == first == "one"
+
+
+def test_missing_rows_raise_the_service_errors_that_are_lookup_errors(store: JobStore) -> None:
+    """An unknown job raises `JobNotFound` and a store without its account row raises
+    `StoreRowMissing`: both are `TryonError`s, and callers catching `LookupError` still
+    catch them."""
+    assert store.get("nobody") is None
+    with pytest.raises(JobNotFound) as missing:
+        store.jobs.require("nobody")
+    assert isinstance(missing.value, LookupError) and isinstance(missing.value, TryonError)
+    assert missing.value.job_id == "nobody"
+    with store.db.transaction() as (s, _):
+        s.execute(text("DELETE FROM tryon_account"))
+    with pytest.raises(LookupError) as no_account:
+        store.account.pause("kling_1102", "out of units", retry_in=1)
+    assert isinstance(no_account.value, StoreRowMissing)

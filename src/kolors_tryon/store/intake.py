@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from kolors_tryon.errors import JobNotFound
 from kolors_tryon.store.database import Database
+from kolors_tryon.store.jobs import Jobs
 from kolors_tryon.store.queries import JOBS, PAYLOADS, column_keys
 from kolors_tryon.store.records import JobRecord, record_from_row
 from kolors_tryon.store.states import JobState
@@ -65,6 +66,7 @@ class Intake:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._jobs = Jobs(db)
 
     def accept(self, jobs: Sequence[NewJob]) -> list[Admitted]:
         """Record valid jobs as `queued` with their create bodies, in their order.
@@ -202,7 +204,8 @@ class Intake:
                     f"{existing.state}; it was not taken (use a new job id)"
                 )
                 existing.updated_at = now
-        return Admitted(self._require(job_id), outcome)
+        # Read after the transaction: a concurrent delete is the only way to miss it.
+        return Admitted(self._jobs.require(job_id), outcome)
 
     @staticmethod
     def _new_row(
@@ -220,13 +223,6 @@ class Intake:
             created_at=now,
             updated_at=now,
         )
-
-    def _require(self, job_id: str) -> JobRecord:
-        with self._db.session() as s:
-            row = s.scalar(select(JobRow).where(JobRow.job_id == job_id))
-            if row is None:  # pragma: no cover - only after a concurrent delete
-                raise JobNotFound(job_id)
-            return record_from_row(row)
 
 
 def _set_webhook_target(
