@@ -98,7 +98,7 @@ class Submits:
     def enter_many(
         self, claims: Sequence[tuple[str, str]], *, window: float, grace: float
     ) -> list[CreatePlan | Busy | None]:
-        """`enter_submit` for several (job id, owner) claims, in one transaction.
+        """`enter` for several (job id, owner) claims, in one transaction.
 
         A fixed number of statements whatever the batch's size: one read of the rows,
         one conditional UPDATE that opens the windows, one read of the bodies and one of
@@ -108,7 +108,7 @@ class Submits:
             return _enter_all(s, now, claims, window=window, grace=grace)
 
     def leave(self, job_id: str, owner: str) -> None:
-        """End the run started by `enter_submit` (whatever its outcome)."""
+        """End the run started by `enter` (whatever its outcome)."""
         with self._db.transaction() as (s, _):
             s.execute(
                 update(JobRow)
