@@ -1,6 +1,6 @@
 """Scale of the backlog: the slot claim at 100 to 100,000 queued jobs, and worker memory.
 
-1. Dispatch cost on PostgreSQL: the store's `claim_next` (what every dispatch runs)
+1. Dispatch cost on PostgreSQL: the store's `claims.next` (what every dispatch runs)
    with a backlog of queued jobs inserted in bulk with SQL. Each claim takes five slots;
    the claimed jobs are then ended with plain SQL (not counted), so every claim sees the
    same free slots. Queries are counted with a `before_cursor_execute` listener on the
@@ -156,7 +156,7 @@ def claim_curve(sizes: Sizes) -> dict[str, Any]:
                 next_id += sizes.claims * SLOTS
             log = QueryLog()
             with log.listening(store.engine):
-                store.claim_next(SLOTS, lease_seconds=LEASE)
+                store.claims.next(SLOTS, lease_seconds=LEASE)
             plans = explain(store.engine, log.statements)
         finally:
             store.dispose()
@@ -178,7 +178,7 @@ def measure_claims(store: JobStore, backlog: int, claims: int, next_id: int) -> 
         for _ in range(claims):
             before = len(log.statements)
             started = time.perf_counter()
-            taken = store.claim_next(SLOTS, lease_seconds=LEASE)
+            taken = store.claims.next(SLOTS, lease_seconds=LEASE)
             times.append(time.perf_counter() - started)
             counts.append(len(log.statements) - before)
             assert len(taken) == SLOTS, taken
@@ -195,7 +195,7 @@ def measure_claims(store: JobStore, backlog: int, claims: int, next_id: int) -> 
 
 def queued_count(store: JobStore) -> int:
     """Jobs waiting now (what the next insert tops up to the wanted backlog)."""
-    return store.count_by_state().get("queued", 0)
+    return store.jobs.count_by_state().get("queued", 0)
 
 
 # ----------------------------------------------------------------- memory --------------

@@ -87,7 +87,7 @@ def wait_submitted(store: JobStore, count: int, timeout: float = 900) -> None:
     """Until `count` jobs have left `queued`/`submitting` (all of them, or it fails)."""
 
     def done() -> bool:
-        states = store.count_by_state()
+        states = store.jobs.count_by_state()
         return states.get("submitted", 0) + states.get("processing", 0) >= count
 
     wait_until(done, timeout, 0.25, f"{count} jobs to be submitted")
@@ -107,7 +107,7 @@ def service_run(
             publish(deployment, batch)
             published = store.now() - started
             wait_submitted(store, jobs)
-            records = store.list_jobs(limit=jobs + 10)
+            records = store.jobs.oldest_first(limit=jobs + 10)
         finally:
             store.dispose()
     submitted = sorted(unix_seconds(r.submitted_at) or 0.0 for r in records)

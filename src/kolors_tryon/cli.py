@@ -613,10 +613,10 @@ def jobs(
     try:
         if after is not None and store.get(after) is None:
             _fail(f"--after: no job {after!r}", code=1)
-        records = store.page_jobs(
+        records = store.jobs.page(
             JobState(state) if state else None, limit=limit, after=after, metadata=metadata
         )
-        counts = store.count_by_state()
+        counts = store.jobs.count_by_state()
     finally:
         store.dispose()
     if as_json:
@@ -781,7 +781,7 @@ def webhooks_list(job_id: str, as_json: bool) -> None:
     from kolors_tryon.jobs.urls import redact_url
 
     store = _open_store(_settings())
-    deliveries = store.deliveries(job_id)
+    deliveries = store.webhooks.of_job(job_id)
     store.dispose()
     shown = [{**asdict(d), "url": redact_url(d.url)} for d in deliveries]
     if as_json:
@@ -816,8 +816,8 @@ def webhooks_replay(delivery_id: str | None, job_id: str | None) -> None:
     settings = _settings()
     store = _open_store(settings)
     try:
-        ids = [delivery_id] if delivery_id else store.replayable_deliveries(job_id or "")
-        replayed = [d for d in ids if d is not None and store.replay_delivery(d)]
+        ids = [delivery_id] if delivery_id else store.webhooks.replayable(job_id or "")
+        replayed = [d for d in ids if d is not None and store.webhooks.replay(d)]
     finally:
         store.dispose()
     if not replayed:
@@ -958,7 +958,7 @@ def db_upgrade(revision: str, as_json: bool) -> None:
     try:
         with _reaching_store():
             before, after = upgrade_schema(store.engine, revision)
-            store.ensure_account_row()
+            store.account.ensure_row()
     except SchemaOutdated as exc:
         _fail(str(exc), code=1)
     finally:

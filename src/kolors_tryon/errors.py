@@ -20,3 +20,8 @@ class JobNotFound(TryonError, LookupError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job {job_id!r}")
         self.job_id = job_id
+
+
+class StoreRowMissing(TryonError, LookupError):
+    """A row the store keeps for itself is missing: the account row before
+    `create_schema()`, or a row deleted under a running transaction."""

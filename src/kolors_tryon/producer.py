@@ -123,6 +123,6 @@ def list_jobs(
 ) -> list[JobRecord]:
     store = open_store(settings)
     try:
-        return store.list_jobs(state, limit=limit)
+        return store.jobs.oldest_first(state, limit=limit)
     finally:
         store.dispose()

@@ -84,7 +84,7 @@ def copies_made(run: FaultRun, job_ids: list[str]) -> bool:
 def all_delivered(run: FaultRun, job_ids: list[str]) -> bool:
     """The store records every delivery of these jobs delivered (the receiver keeps a POST
     before it answers, the worker records the attempt after the answer)."""
-    views = [view for job_id in job_ids for view in run.store.deliveries(job_id)]
+    views = [view for job_id in job_ids for view in run.store.webhooks.of_job(job_id)]
     return bool(views) and all(view.status == "delivered" for view in views)
 
 
@@ -174,7 +174,7 @@ def test_hanging_receivers_do_not_delay_an_unrelated_job(
     )
     assert set(receiver.delivered("/hook")) == {(job_id, "succeeded") for job_id in hooked}
     wait_until(lambda: all_delivered(run, hooked), 30, what="every delivery recorded")
-    views = [view for job_id in hooked for view in run.store.deliveries(job_id)]
+    views = [view for job_id in hooked for view in run.store.webhooks.of_job(job_id)]
     assert len(views) == HANGING
     attempts = sum(len(view.history) for view in views)
     # One recorded attempt per connection a receiver saw: each attempt counted once.
@@ -241,7 +241,7 @@ def test_a_warm_stop_lets_hanging_attempts_go_and_they_are_delivered_later(
     assert set(receiver.delivered("/hook")) == {(job_id, "succeeded") for job_id in hooked}
     assert len(receiver.posts("/hook")) == 2
     wait_until(lambda: all_delivered(run, hooked), 30, what="both deliveries recorded")
-    views = [view for job_id in hooked for view in run.store.deliveries(job_id)]
+    views = [view for job_id in hooked for view in run.store.webhooks.of_job(job_id)]
     assert [(v.status, len(v.history)) for v in views] == [("delivered", 1)] * 2
     figures(
         "hanging-receivers-warm-stop",

@@ -73,7 +73,9 @@ def test_job_store_down_for_a_minute_loses_nothing(fault_run: FaultRun) -> None:
         run = fault_run.given(max_in_flight=5, task_duration=3.0)
         first = run.publish(5, "inflight")
         wait_until(
-            lambda: direct.in_flight() == 5 and direct.count_by_state().get("queued", 0) == 0,
+            lambda: (
+                direct.jobs.in_flight() == 5 and direct.jobs.count_by_state().get("queued", 0) == 0
+            ),
             60,
             what="five jobs in flight",
         )
@@ -239,7 +241,7 @@ def test_many_1303_waits_then_a_dropped_connection_fail_no_job(fault_run: FaultR
         run.emulator.configure(create_error=None)
         run.wait_terminal(timeout=300)
         busy = run.emulator.stats()["answers_by_code"].get("1303", 0)
-        assert direct.count_by_state() == {"succeeded": 20}
+        assert direct.jobs.count_by_state() == {"succeeded": 20}
     assert run.states() == {"succeeded": 20}
     run.assert_one_task_per_job()
     assert dead_letters(run.deployment.settings) == []
@@ -277,15 +279,15 @@ def _backlog_run(run: FaultRun) -> dict[str, Any]:
 
     def watch() -> None:
         while not stop.is_set():
-            if not first_recorded and sum(run.store.count_by_state().values()) > 0:
+            if not first_recorded and sum(run.store.jobs.count_by_state().values()) > 0:
                 first_recorded.append(time.monotonic())
             stats = run.emulator.stats()
             if stats["creates"] and not first_create:
                 first_create.append(time.monotonic() - (first_recorded or [started])[0])
             if first_create:
                 theirs.append(stats["in_flight"])
-                ours.append(run.store.in_flight())
-                recorded.append(sum(run.store.count_by_state().values()))
+                ours.append(run.store.jobs.in_flight())
+                recorded.append(sum(run.store.jobs.count_by_state().values()))
                 if recorded[-1] >= 5000:
                     return  # intake is done: the backlog is in the store
             time.sleep(0.2)
@@ -320,7 +322,7 @@ def _backlog_run(run: FaultRun) -> dict[str, Any]:
     watcher.join(timeout=120)  # until intake has taken in the whole backlog
     stop.set()
     intake_s = time.monotonic() - started
-    counts = run.store.count_by_state()
+    counts = run.store.jobs.count_by_state()
     assert first_create and first_create[0] < 10, first_create
     assert counts.get("queued", 0) > 0  # measured while work was waiting
     assert recorded[0] < 2500  # the first create came long before intake was done
@@ -356,11 +358,11 @@ def test_token_refused_pauses_submissions_until_fixed(fault_run: FaultRun) -> No
     """1004 on every create: submissions pause and say why; no job fails; then all go."""
     run = fault_run.given(max_in_flight=3, task_duration=0.3, create_error=1004)
     run.publish(8, "token")
-    wait_until(lambda: run.store.current_pause() is not None, 30, what="the account pause")
+    wait_until(lambda: run.store.account.current_pause() is not None, 30, what="the account pause")
     time.sleep(5)
-    pause = run.store.current_pause()
+    pause = run.store.account.current_pause()
     assert pause is not None and "clock" in pause.message
-    counts = run.store.count_by_state()
+    counts = run.store.jobs.count_by_state()
     assert set(counts) <= {"queued", "submitting"}, counts
     run.emulator.configure(create_error=None)  # the operator fixed the clock
     run.wait_terminal(timeout=120)
@@ -383,10 +385,10 @@ def test_worker_clock_ahead_pauses_with_jwt_until_fixed(
     # Beyond the few seconds of skew the API tolerates (the emulator: 5 s).
     skewed = deployment.start_worker(name="fast", extra_env=_faketime("+30s"))
     run.publish(6, "skew")
-    wait_until(lambda: run.store.current_pause() is not None, 60, what="the account pause")
-    pause = run.store.current_pause()
+    wait_until(lambda: run.store.account.current_pause() is not None, 60, what="the account pause")
+    pause = run.store.account.current_pause()
     assert pause is not None and "clock" in pause.message, pause
-    assert set(run.store.count_by_state()) <= {"queued", "submitting"}
+    assert set(run.store.jobs.count_by_state()) <= {"queued", "submitting"}
     skewed.stop()
     deployment.start_worker(name="fixed")  # the machine's clock is right again
     run.wait_terminal(timeout=120)
@@ -407,11 +409,11 @@ def test_wrong_base_url_pauses_submissions_until_fixed(fault_run: FaultRun) -> N
     )
     wrong = deployment.start_worker(name="wrong")
     run.publish(6, "prefix")
-    wait_until(lambda: run.store.current_pause() is not None, 30, what="the account pause")
-    pause = run.store.current_pause()
+    wait_until(lambda: run.store.account.current_pause() is not None, 30, what="the account pause")
+    pause = run.store.account.current_pause()
     assert pause is not None and "TRYON_KLING_BASE_URL" in pause.message
     time.sleep(3)
-    assert set(run.store.count_by_state()) <= {"queued", "submitting"}
+    assert set(run.store.jobs.count_by_state()) <= {"queued", "submitting"}
     wrong.stop()
     deployment.env["TRYON_KLING_BASE_URL"] = right
     deployment.start_worker(name="right")

@@ -81,7 +81,7 @@ def store_behind_proxy(deployment: Deployment) -> Iterator[TcpProxy]:
 
 def all_job_ids(store: JobStore) -> set[str]:
     """Every job the store has recorded, whoever published it."""
-    return {record.job_id for record in store.list_jobs(limit=10_000)}
+    return {record.job_id for record in store.jobs.oldest_first(limit=10_000)}
 
 
 def test_two_namespaces_on_one_vhost_never_run_each_others_delayed_messages(

@@ -34,7 +34,7 @@ def test_waiting_jobs_keep_their_order_and_block_no_worker(fault_run: FaultRun) 
         return record is not None and record.state is JobState.REJECTED
 
     wait_until(rejected, 20, what="the invalid job to be rejected while others wait")
-    assert store.count_by_state().get("queued", 0) >= 3
+    assert store.jobs.count_by_state().get("queued", 0) >= 3
 
     records = run.wait_terminal(timeout=180)
     assert run.states() == {"succeeded": 7}

@@ -99,12 +99,12 @@ def test_dripping_receiver_attempts_end_by_the_deadline_and_count(fault_run: Fau
         assert Counter(str(r.state) for r in records.values()) == {"succeeded": HOOK_JOBS}
 
         def ended() -> bool:
-            views = [view for job_id in job_ids for view in run.store.deliveries(job_id)]
+            views = [view for job_id in job_ids for view in run.store.webhooks.of_job(job_id)]
             return len(views) == HOOK_JOBS and all(v.status == "failed" for v in views)
 
         wait_until(ended, 180, 0.5, "every delivery to fail after its schedule")
         elapsed = time.monotonic() - started
-        views = [view for job_id in job_ids for view in run.store.deliveries(job_id)]
+        views = [view for job_id in job_ids for view in run.store.webhooks.of_job(job_id)]
     finally:
         proxy.close()
         receiver.stop()
@@ -319,11 +319,11 @@ def test_result_copies_apply_the_private_address_policy(fault_run: FaultRun, all
         return
 
     def given_up() -> bool:
-        status = store.copy_status(job_id)
+        status = store.copies.status(job_id)
         return status is not None and status[1] is None
 
     wait_until(given_up, 60, 0.2, "the copy to be given up")
-    status = store.copy_status(job_id)
+    status = store.copies.status(job_id)
     assert status is not None and status[2] is not None
     assert "loopback address" in status[2]
     assert "TRYON_RESULT_ALLOW_PRIVATE=true" in status[2]

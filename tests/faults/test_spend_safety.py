@@ -213,13 +213,13 @@ def test_exhausted_account_pauses_submissions_until_it_clears(fault_run: FaultRu
     # When the account is out of units, for 8 s of the run:
     run.publish(12, "units")
     store = run.store
-    wait_until(lambda: store.current_pause() is not None, 30, what="the account pause")
+    wait_until(lambda: store.account.current_pause() is not None, 30, what="the account pause")
     paused_at = time.monotonic()
     time.sleep(8)
     seconds_paused = time.monotonic() - paused_at
 
     # Then nothing moved past submitting and nothing was created,
-    counts = store.count_by_state()
+    counts = store.jobs.count_by_state()
     assert set(counts) <= {"queued", "submitting"}, counts
     assert counts.get("submitting", 0) <= 3
     during = run.emulator.stats()
@@ -231,7 +231,7 @@ def test_exhausted_account_pauses_submissions_until_it_clears(fault_run: FaultRu
     run.emulator.configure(account_error=None)
     run.wait_terminal(timeout=120)
     assert run.states() == {"succeeded": 12}
-    assert store.current_pause() is None
+    assert store.account.current_pause() is None
     run.assert_one_task_per_job()
     figures(
         "account-out-of-units",

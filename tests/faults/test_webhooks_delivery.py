@@ -97,7 +97,7 @@ def test_flaky_receiver_and_kill_9_lose_no_webhook(fault_run: FaultRun) -> None:
     assert len({next(iter(ids)) for ids in ids_by_pair.values()}) == len(expected)
     # The store agrees: every delivery delivered, each attempt recorded.
     store = run.store
-    views = [v for job_id in records for v in store.deliveries(job_id)]
+    views = [v for job_id in records for v in store.webhooks.of_job(job_id)]
     assert {v.status for v in views} == {"delivered"}
     attempts = sum(len(v.history) for v in views)
     assert attempts >= len(posts) - 4  # a POST cut short by the kill may go unrecorded

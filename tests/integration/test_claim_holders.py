@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness import SettableClock, fresh_database
-from kolors_tryon.store import CreatePlan, JobStore
+from kolors_tryon.store import CreatePlan, JobStore, NewJob
 
 BODY = {"human_image": "aGk=", "cloth_image": "aGk=", "external_task_id": "x"}
 LEASE = 10.0
@@ -37,9 +37,9 @@ def clocked(
 def claim_as(store: JobStore, *owners: str) -> None:
     """Queue one job per owner (job ids j0, j1...) and claim them under those owners."""
     for i in range(len(owners)):
-        store.accept(f"j{i}", body=BODY)
+        store.intake.accept([NewJob(f"j{i}", body=BODY)])
     given = iter(owners)
-    claims = store.claim_next(len(owners), lease_seconds=LEASE, new_owner=lambda: next(given))
+    claims = store.claims.next(len(owners), lease_seconds=LEASE, new_owner=lambda: next(given))
     assert [c.owner for c in claims] == list(owners)
 
 
@@ -51,9 +51,9 @@ def test_heartbeat_keeps_its_holders_claims_and_no_one_elses(
     claim_as(store, "hA.1", "hB.2", "hAx.3")
     for _ in range(5):  # 20 s of heartbeats every 4 s, by hA only
         clock.advance(4)
-        store.renew_claims("hA", seconds=LEASE, fresh_for=LONG_LEASE)
+        store.claims.renew("hA", seconds=LEASE, fresh_for=LONG_LEASE)
     # hB stopped beating and hAx only looks like hA: both ran out; hA's claim did not.
-    assert store.expired_claims() == ["j1", "j2"]
+    assert store.claims.expired() == ["j1", "j2"]
 
 
 def test_a_claim_whose_message_was_lost_still_runs_out_while_its_holder_lives(
@@ -64,8 +64,8 @@ def test_a_claim_whose_message_was_lost_still_runs_out_while_its_holder_lives(
     claim_as(store, "hA.1")
     for _ in range(int(LONG_LEASE / 4) + 4):
         clock.advance(4)
-        store.renew_claims("hA", seconds=LEASE, fresh_for=LONG_LEASE)
-    assert store.expired_claims() == ["j0"]
+        store.claims.renew("hA", seconds=LEASE, fresh_for=LONG_LEASE)
+    assert store.claims.expired() == ["j0"]
 
 
 def test_hand_back_takes_released_and_lapsed_claims_never_one_mid_attempt(
@@ -75,19 +75,19 @@ def test_hand_back_takes_released_and_lapsed_claims_never_one_mid_attempt(
     and a live claim of another holder are left alone; old owners are shut out."""
     store, clock = clocked
     claim_as(store, "hA.1", "hA.2", "hB.3", "hC.4")
-    assert store.record_intent("j1", "hA.2", window=60)  # hA.2 may be sending its create
+    assert store.submits.record_intent("j1", "hA.2", window=60)  # hA.2 may be sending its create
     clock.advance(LEASE / 2)
-    store.renew_claims("hC", seconds=LEASE, fresh_for=LONG_LEASE)
+    store.claims.renew("hC", seconds=LEASE, fresh_for=LONG_LEASE)
     clock.advance(LEASE / 2 + 1)  # hB's lease ran out; hC's was renewed
-    store.renew_claims("hC", seconds=LEASE, fresh_for=LONG_LEASE)
+    store.claims.renew("hC", seconds=LEASE, fresh_for=LONG_LEASE)
     owners = iter(["hD.a", "hD.b", "hD.c"])
-    taken = store.take_over_all(lambda: next(owners), lease_seconds=LEASE, released="hA")
+    taken = store.claims.take_over_all(lambda: next(owners), lease_seconds=LEASE, released="hA")
     assert [(c.job_id, c.owner) for c in taken] == [("j0", "hD.a"), ("j2", "hD.b")]
-    assert store.enter_submit("j0", "hA.1", window=30, grace=5) is None
-    assert store.enter_submit("j2", "hB.3", window=30, grace=5) is None
-    assert store.enter_submit("j0", "hD.a", window=30, grace=5) is not None
+    assert store.submits.enter("j0", "hA.1", window=30, grace=5) is None
+    assert store.submits.enter("j2", "hB.3", window=30, grace=5) is None
+    assert store.submits.enter("j0", "hD.a", window=30, grace=5) is not None
     assert store.get("j1") is not None and store.get("j3") is not None
-    assert store.take_over_all(lambda: "hE.z", lease_seconds=LEASE) == []
+    assert store.claims.take_over_all(lambda: "hE.z", lease_seconds=LEASE) == []
 
 
 def test_a_claim_whose_run_died_mid_attempt_runs_out_with_its_window(
@@ -97,11 +97,13 @@ def test_a_claim_whose_run_died_mid_attempt_runs_out_with_its_window(
     closed, so it is taken over then (and its job looked up), not after the long lease."""
     store, clock = clocked
     claim_as(store, "hA.1")
-    assert store.record_intent("j0", "hA.1", window=30)
+    assert store.submits.record_intent("j0", "hA.1", window=30)
     for _ in range(8):  # 32 s of heartbeats: the window closed at 30 s
         clock.advance(4)
-        store.renew_claims("hA", seconds=LEASE, fresh_for=LONG_LEASE)
-    assert store.expired_claims() == ["j0"]
-    assert [c.owner for c in store.take_over_all(lambda: "hB.1", lease_seconds=LEASE)] == ["hB.1"]
-    plan = store.enter_submit("j0", "hB.1", window=30, grace=5)
+        store.claims.renew("hA", seconds=LEASE, fresh_for=LONG_LEASE)
+    assert store.claims.expired() == ["j0"]
+    assert [c.owner for c in store.claims.take_over_all(lambda: "hB.1", lease_seconds=LEASE)] == [
+        "hB.1"
+    ]
+    plan = store.submits.enter("j0", "hB.1", window=30, grace=5)
     assert isinstance(plan, CreatePlan) and plan.maybe_created  # looked up before a create

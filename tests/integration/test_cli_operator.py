@@ -38,7 +38,7 @@ from harness import (
 )
 from kolors_tryon import InvalidJob, JobPublisher, JobRejected, enqueue
 from kolors_tryon.emulator import EmulatorServer
-from kolors_tryon.store import JobStore, make_engine
+from kolors_tryon.store import JobStore, NewJob, make_engine
 from kolors_tryon.store.migrate import upgrade_schema
 
 HUMAN, CLOTH = str(SAMPLES / "human.jpg"), str(SAMPLES / "cloth-red.png")
@@ -405,7 +405,7 @@ def test_an_account_pause_is_one_sentry_event_and_one_metric(
     assert value(metrics, "tryon_account_pauses_total", code="kling_1000") == 1
     store = deployment.store()
     try:
-        pause = store.current_pause()
+        pause = store.account.current_pause()
         assert pause is not None and pause.code == "kling_1000"
         assert all(store.get(f"paused-{n}") is not None for n in range(6))
     finally:
@@ -442,10 +442,14 @@ def test_jobs_lists_newest_first_by_pages_state_and_metadata(tmp_path: Path) -> 
         try:
             store.create_schema()
             for number in range(5):
-                store.accept(
-                    f"page-{number}",
-                    body={"human_image": "https://a.example/p.jpg"},
-                    metadata={"sku": "1234" if number % 2 else "9"},
+                store.intake.accept(
+                    [
+                        NewJob(
+                            f"page-{number}",
+                            body={"human_image": "https://a.example/p.jpg"},
+                            metadata={"sku": "1234" if number % 2 else "9"},
+                        )
+                    ]
                 )
         finally:
             store.dispose()

@@ -115,7 +115,7 @@ def test_embedded_broker_retries_a_webhook_at_its_countdown(
     assert posts[0].webhook_id == posts[1].webhook_id
     store = deployment.store()
     try:
-        (view,) = store.deliveries(job_id)
+        (view,) = store.webhooks.of_job(job_id)
         assert view.status == "delivered" and len(view.history) == 2
     finally:
         store.dispose()

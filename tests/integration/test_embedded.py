@@ -122,7 +122,7 @@ def test_embedded_worker_killed_loses_nothing_and_keeps_no_photos(
     for kills, finished_before in enumerate((8, 20), start=1):
 
         def progressed(enough: int = finished_before) -> bool:
-            return store.count_by_state().get("succeeded", 0) >= enough
+            return store.jobs.count_by_state().get("succeeded", 0) >= enough
 
         wait_until(progressed, 90, what=f"{finished_before} jobs to succeed")
         worker.kill()  # mid-run: jobs are queued, being submitted and being tracked

@@ -23,7 +23,7 @@ from kolors_tryon.config import Settings
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.jobs import validate_job
 from kolors_tryon.pipeline import Runtime, submit_job
-from kolors_tryon.store import JobState
+from kolors_tryon.store import JobState, NewJob
 
 PAUSE = "pause"  # submissions stop for the account; the job waits, not failed
 RETRY = "retry"  # run again later; the job waits
@@ -88,8 +88,8 @@ def claim_job(rt: Runtime, job_id: str) -> str:
             "cloth_image": sample_b64("cloth-red.png"),
         }
     )
-    rt.store.accept(valid.job_id, body=valid.body.to_request())
-    (claim,) = rt.store.claim_next(5, lease_seconds=60)
+    rt.store.intake.accept([NewJob(valid.job_id, body=valid.body.to_request())])
+    (claim,) = rt.store.claims.next(5, lease_seconds=60)
     return claim.owner
 
 
@@ -103,7 +103,7 @@ def test_each_business_code_gets_its_policy(
     step = submit_job(runtime, "job-1", owner)
     record = runtime.store.get("job-1")
     assert record is not None
-    pause = runtime.store.current_pause()
+    pause = runtime.store.account.current_pause()
     if expected == PAUSE:
         assert record.state is JobState.SUBMITTING and record.error is None
         assert pause is not None and pause.code == f"kling_{code}"
@@ -172,12 +172,12 @@ def test_paused_account_sends_one_probe_and_resumes(
     waiting = submit_job(runtime, "job-1", owner, waits=1)
     assert waiting.again_in is not None and waiting.again_in > 20
     assert emulator.stats()["create_requests"] == 1  # nothing sent while paused
-    pause = runtime.store.current_pause()
+    pause = runtime.store.account.current_pause()
     assert pause is not None
-    runtime.store.pause(pause.code, pause.message, retry_in=-1)  # the probe is due now
+    runtime.store.account.pause(pause.code, pause.message, retry_in=-1)  # the probe is due now
     resumed = submit_job(runtime, "job-1", owner, waits=2)
     assert resumed.dispatch
-    assert runtime.store.current_pause() is None
+    assert runtime.store.account.current_pause() is None
     record = runtime.store.get("job-1")
     assert record is not None and record.state is JobState.SUBMITTED
 
@@ -196,7 +196,7 @@ def test_static_key_token_error_pauses_without_a_second_try(
     submit_job(rt, "job-1", owner)
     record = rt.store.get("job-1")
     assert record is not None and record.state is JobState.SUBMITTING and record.error is None
-    pause = rt.store.current_pause()
+    pause = rt.store.account.current_pause()
     assert pause is not None and "clock" in pause.message
     assert emulator.stats()["create_requests"] == 1
     rt.close()

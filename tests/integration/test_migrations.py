@@ -162,8 +162,8 @@ def test_upgrade_from_434ca07_keeps_every_row_and_defaults_the_new_columns(
     assert {tuple(r) for r in new} == {(0, 0, False, None, None, None, None)}
     assert tuple(account) == (41, "1102", None)
     # Today's queries run on it: the slot count (lingering included) and the waiting line.
-    assert store.in_flight() == 2
-    assert [r.job_id for r in store.list_jobs(JobState.QUEUED, limit=10)] == ["old-queued"]
+    assert store.jobs.in_flight() == 2
+    assert [r.job_id for r in store.jobs.oldest_first(JobState.QUEUED, limit=10)] == ["old-queued"]
 
 
 def test_a_worker_refuses_a_store_older_than_the_code(

@@ -33,7 +33,7 @@ from kolors_tryon.pipeline.callback_tokens import callback_secrets, verify_callb
 from kolors_tryon.pipeline.callbacks import receive_callback
 from kolors_tryon.pipeline.dispatch import stale_after
 from kolors_tryon.pipeline.submit import attempt_window
-from kolors_tryon.store import Claim, CreatePlan, JobState
+from kolors_tryon.store import Claim, CreatePlan, JobState, NewJob
 
 GRACE = 10.0
 LEASE = 30.0
@@ -77,12 +77,12 @@ def queue(rt: Runtime, job_id: str) -> None:
             "cloth_image": sample_b64("cloth-red.png"),
         }
     )
-    rt.store.accept(valid.job_id, body=valid.body.to_request())
+    rt.store.intake.accept([NewJob(valid.job_id, body=valid.body.to_request())])
 
 
 def claim(rt: Runtime, job_id: str) -> str:
     queue(rt, job_id)
-    (got,) = rt.store.claim_next(5, lease_seconds=LEASE)
+    (got,) = rt.store.claims.next(5, lease_seconds=LEASE)
     assert got.job_id == job_id
     return got.owner
 
@@ -153,11 +153,11 @@ def test_claim_taken_over_between_lookup_and_create_sends_one_create(
 def test_no_takeover_while_an_attempt_window_is_open(rt: Runtime, clock: SettableClock) -> None:
     """A lease that ran out does not free a claim whose owner may be mid-POST."""
     owner = claim(rt, "job-1")
-    assert rt.store.record_intent("job-1", owner, window=100)
+    assert rt.store.submits.record_intent("job-1", owner, window=100)
     clock.advance(LEASE + 1)  # the lease alone has run out...
-    assert rt.store.expired_claims() == []  # ...but the attempt window has not
+    assert rt.store.claims.expired() == []  # ...but the attempt window has not
     clock.advance(100)
-    assert rt.store.expired_claims() == ["job-1"]
+    assert rt.store.claims.expired() == ["job-1"]
 
 
 def test_an_owner_whose_lease_ran_out_may_not_write_its_intent(
@@ -166,7 +166,7 @@ def test_an_owner_whose_lease_ran_out_may_not_write_its_intent(
     """record_intent is fenced by the lease: a late owner sends nothing."""
     owner = claim(rt, "job-1")
     clock.advance(LEASE + 1)
-    assert not rt.store.record_intent("job-1", owner, window=10)
+    assert not rt.store.submits.record_intent("job-1", owner, window=10)
 
 
 # --------------------------------------------------------------------- ambiguity -----
@@ -195,12 +195,16 @@ def test_clean_failure_after_an_ambiguous_attempt_keeps_the_ambiguity(
 ) -> None:
     """A 1303 proves only that its own POST made nothing: an earlier doubt remains."""
     owner = claim(rt, "job-1")
-    assert rt.store.record_intent("job-1", owner, window=10)
-    rt.store.note_failed_create("job-1", owner, ambiguous=True, spend_retry=True, grace=GRACE)
-    assert rt.store.record_intent("job-1", owner, window=10)
-    rt.store.note_failed_create("job-1", owner, ambiguous=False, spend_retry=False, grace=GRACE)
-    rt.store.leave_submit("job-1", owner)
-    plan = rt.store.enter_submit("job-1", owner, window=10, grace=GRACE)
+    assert rt.store.submits.record_intent("job-1", owner, window=10)
+    rt.store.submits.note_failed_create(
+        "job-1", owner, ambiguous=True, spend_retry=True, grace=GRACE
+    )
+    assert rt.store.submits.record_intent("job-1", owner, window=10)
+    rt.store.submits.note_failed_create(
+        "job-1", owner, ambiguous=False, spend_retry=False, grace=GRACE
+    )
+    rt.store.submits.leave("job-1", owner)
+    plan = rt.store.submits.enter("job-1", owner, window=10, grace=GRACE)
     assert isinstance(plan, CreatePlan)
     assert plan.maybe_created and plan.trust_not_found_in > 0
 
@@ -273,8 +277,8 @@ def test_deadline_while_running_reports_overdue_and_keeps_following_to_the_resul
     assert flagged.overdue_at is not None and flagged.error is None
     assert not step.dispatch and step.track_in == rt.settings.overdue_poll_interval
     # Kling still counts the task: our count keeps it, so no slot is handed out for it.
-    assert rt.store.in_flight() == 1
-    assert rt.store.claim_next(1, lease_seconds=LEASE) == []
+    assert rt.store.jobs.in_flight() == 1
+    assert rt.store.claims.next(1, lease_seconds=LEASE) == []
     again = track_job(rt, "job-1", step.track_poll)
     if again.note == "overdue":  # still running: reported once only
         assert again.overdue == () and again.track_in == rt.settings.overdue_poll_interval
@@ -285,7 +289,7 @@ def test_deadline_while_running_reports_overdue_and_keeps_following_to_the_resul
     record = rt.store.get("job-1")
     assert record is not None and record.state is JobState.SUCCEEDED and record.images
     assert record.overdue_at == flagged.overdue_at  # the report stays on the record
-    assert [c.job_id for c in rt.store.claim_next(1, lease_seconds=LEASE)] == ["job-2"]
+    assert [c.job_id for c in rt.store.claims.next(1, lease_seconds=LEASE)] == ["job-2"]
     assert emulator.stats()["creates"] == 1
 
 
@@ -319,7 +323,7 @@ def test_overdue_job_fails_when_klings_thirty_days_have_passed(
     record = rt.store.get("job-1")
     assert record is not None and record.state is JobState.FAILED and ended.dispatch
     assert record.error is not None and record.error.code == "expired"
-    assert rt.store.in_flight() == 0
+    assert rt.store.jobs.in_flight() == 0
 
 
 def test_an_overdue_chain_is_restarted_only_after_its_slower_pace(
@@ -344,16 +348,16 @@ def test_a_job_failed_at_the_deadline_by_an_earlier_version_frees_its_slot_at_th
     submitted(rt, "job-1")
     queue(rt, "job-2")
     clock.advance(DEADLINE + 1)
-    record = rt.store.finish(
+    record = rt.store.tracking.finish(
         "job-1", JobState.FAILED, error_code="deadline", error_message="old", lingering=True
     )
-    assert record is not None and rt.store.in_flight() == 1
+    assert record is not None and rt.store.jobs.in_flight() == 1
     still = track_job(rt, "job-1", 0)
     assert still.note == "lingering" and not still.dispatch
     clock.advance(DEADLINE + 1)  # a second deadline: give the slot back regardless
     released = track_job(rt, "job-1", still.track_poll)
-    assert released.dispatch and rt.store.in_flight() == 0
-    assert [c.job_id for c in rt.store.claim_next(1, lease_seconds=LEASE)] == ["job-2"]
+    assert released.dispatch and rt.store.jobs.in_flight() == 0
+    assert [c.job_id for c in rt.store.claims.next(1, lease_seconds=LEASE)] == ["job-2"]
 
 
 def test_stale_tracking_chain_is_restarted_by_the_sweep(
@@ -511,7 +515,7 @@ def test_a_rejected_job_sent_again_corrected_starts_over(rt: Runtime) -> None:
     record = rt.store.get("job-1")
     assert record is not None and record.state is JobState.QUEUED
     assert record.resubmissions == 1 and record.error is None
-    assert [c.job_id for c in rt.store.claim_next(5, lease_seconds=LEASE)] == ["job-1"]
+    assert [c.job_id for c in rt.store.claims.next(5, lease_seconds=LEASE)] == ["job-1"]
 
 
 def test_a_rejected_job_sent_again_still_invalid_says_the_new_reason(rt: Runtime) -> None:
@@ -549,7 +553,7 @@ def test_success_is_recorded_before_the_copy_which_fills_in_stored_and_sha256(
     assert image.stored is not None and image.sha256 is not None
     data = Path(image.stored).read_bytes()
     assert hashlib.sha256(data).hexdigest() == image.sha256
-    assert rt.store.copy_status("job-1") is None
+    assert rt.store.copies.status("job-1") is None
     assert copy_results(rt, "job-1").note == "nothing to copy"
 
 
@@ -558,12 +562,12 @@ def test_a_copy_made_twice_keeps_the_first_and_deletes_nothing(
 ) -> None:
     """A duplicate copy run (redelivery, sweep) overwrites the same key and keeps the file."""
     succeeded(rt, emulator, "job-1")
-    rt.store.expect_copies("job-1")
+    rt.store.copies.expect("job-1")
     copy_results(rt, "job-1")
     record = rt.store.get("job-1")
     assert record is not None and record.images[0].stored is not None
     late = record.images[0].model_copy(update={"sha256": "0" * 64})
-    assert rt.store.record_copies("job-1", [late]) == [record.images[0].stored]
+    assert rt.store.copies.record("job-1", [late]) == [record.images[0].stored]
     assert rt.store.get("job-1") == record  # not overwritten by the late copy
     assert Path(record.images[0].stored).is_file()
 
@@ -603,8 +607,8 @@ def claims_of(rt: Runtime, count: int, *, unfetchable: int | None = None) -> lis
         body = valid.body.to_request()
         if i == unfetchable:
             body["cloth_image"] = "http://127.0.0.1:9/gone.png"
-        rt.store.accept(valid.job_id, body=body)
-    claims = rt.store.claim_next(100, lease_seconds=LEASE)
+        rt.store.intake.accept([NewJob(valid.job_id, body=body)])
+    claims = rt.store.claims.next(100, lease_seconds=LEASE)
     assert len(claims) == count
     return claims
 
@@ -618,7 +622,7 @@ def test_a_batch_makes_one_create_per_job_and_records_every_task(
     assert [step.note for _, step in steps] == ["submitted"] * 5
     assert all(step.track_in is not None for _, step in steps)
     assert all(len(step.changed) == 1 for _, step in steps)  # each job's `submitted` record
-    assert rt.store.count_by_state() == {"submitted": 5}
+    assert rt.store.jobs.count_by_state() == {"submitted": 5}
     stats = emulator.stats()
     assert stats["create_requests"] == 5 and stats["creates"] == 5
     assert stats["tasks_by_external_id"] == {c.job_id: 1 for c in claims}
@@ -638,7 +642,7 @@ def test_a_1303_stops_the_rest_of_the_batch_which_then_goes_one_by_one(
     steps = submit_batch(rt, claims)
     assert emulator.stats()["create_requests"] == 1  # only the first one asked
     assert all(step.again_in is not None for _, step in steps)
-    assert rt.store.count_by_state() == {"submitting": 5}
+    assert rt.store.jobs.count_by_state() == {"submitting": 5}
     emulator.configure(create_error=None)
     clock.advance(max(step.again_in or 0.0 for _, step in steps))
     for claim in claims:  # what `tryon.submit` under each claim's owner does
@@ -660,7 +664,7 @@ def test_after_a_server_error_only_the_job_that_got_it_waits_for_the_grace(
     assert first.again_in is not None and first.again_in >= GRACE
     assert all(step.again_in is not None and step.again_in < GRACE for _, step in rest)
     for claim in claims[1:]:  # their attempts made nothing: no lookup needed first
-        plan = rt.store.enter_submit(claim.job_id, claim.owner, window=30, grace=GRACE)
+        plan = rt.store.submits.enter(claim.job_id, claim.owner, window=30, grace=GRACE)
         assert isinstance(plan, CreatePlan) and not plan.maybe_created
 
 
@@ -679,7 +683,7 @@ def test_a_batch_sends_a_create_only_while_it_can_end_inside_the_attempt_window(
     assert notes == ["submitted"] * sent + ["not sent: the batch was stopped"] * (10 - sent)
     assert emulator.stats()["create_requests"] == sent
     for claim in claims[sent:]:
-        plan = rt.store.enter_submit(claim.job_id, claim.owner, window=30, grace=GRACE)
+        plan = rt.store.submits.enter(claim.job_id, claim.owner, window=30, grace=GRACE)
         assert isinstance(plan, CreatePlan) and not plan.maybe_created
 
 
@@ -705,11 +709,11 @@ def test_a_stalled_create_holds_its_own_job_only(
     assert early == [(f"job-{i}", "submitted", 4) for i in (1, 2, 3)]
     wait_until(lambda: len(early) == 4, 15, what="the stalled create to be handed over")
     assert early[3][0] == "job-0" and early[3][1].startswith("retryable: ")
-    assert rt.store.count_by_state() == {"submitted": 3, "submitting": 1}
+    assert rt.store.jobs.count_by_state() == {"submitted": 3, "submitting": 1}
     (stalled,) = [c for c in claims if c.job_id == "job-0"]
-    plan = rt.store.enter_submit(stalled.job_id, stalled.owner, window=30, grace=GRACE)
+    plan = rt.store.submits.enter(stalled.job_id, stalled.owner, window=30, grace=GRACE)
     assert isinstance(plan, CreatePlan) and plan.maybe_created  # looked up, never resent
-    rt.store.leave_submit(stalled.job_id, stalled.owner)
+    rt.store.submits.leave(stalled.job_id, stalled.owner)
     wait_until(lambda: emulator.stats()["creates"] == 4, 10, what="the slow create to be made")
     clock.advance(GRACE + 1)
     assert submit_job(rt, stalled.job_id, stalled.owner, waits=1).note == "submitted"
@@ -730,7 +734,7 @@ def test_a_job_that_may_have_a_task_is_looked_up_not_created_again_in_a_batch(
     clock.advance(GRACE + 1)
     steps = {claim.job_id: step.note for claim, step in submit_batch(rt, [first, *others])}
     assert set(steps.values()) == {"submitted"}
-    assert rt.store.count_by_state() == {"submitted": 4}
+    assert rt.store.jobs.count_by_state() == {"submitted": 4}
     stats = emulator.stats()
     assert stats["create_requests"] == 4  # the lost one, then one for each other job
     assert stats["tasks_by_external_id"] == {f"job-{i}": 1 for i in range(4)}
@@ -744,11 +748,11 @@ def test_a_batch_whose_claims_were_taken_over_sends_nothing(
     claims = claims_of(rt, 3)
     clock.advance(LEASE + 1)
     for claim in claims:
-        assert rt.store.take_over(claim.job_id, f"new-{claim.job_id}", lease_seconds=LEASE)
+        assert rt.store.claims.take_over(claim.job_id, f"new-{claim.job_id}", lease_seconds=LEASE)
     steps = submit_batch(rt, claims)
     assert {step.note for _, step in steps} == {"not the claim owner: nothing to do"}
     assert emulator.stats()["create_requests"] == 0
-    assert rt.store.count_by_state() == {"submitting": 3}
+    assert rt.store.jobs.count_by_state() == {"submitting": 3}
 
 
 def test_a_refused_job_does_not_stop_the_others(rt: Runtime, emulator: EmulatorServer) -> None:
@@ -757,7 +761,7 @@ def test_a_refused_job_does_not_stop_the_others(rt: Runtime, emulator: EmulatorS
     claims = claims_of(rt, 4, unfetchable=1)
     notes = [step.note for _, step in submit_batch(rt, claims)]
     assert notes == ["submitted", "rejected", "submitted", "submitted"]
-    assert rt.store.count_by_state() == {"rejected": 1, "submitted": 3}
+    assert rt.store.jobs.count_by_state() == {"rejected": 1, "submitted": 3}
     rejected = rt.store.get("job-1")
     assert rejected is not None and rejected.error is not None
     assert "cloth_image" in rejected.error.message

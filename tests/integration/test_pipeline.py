@@ -164,7 +164,7 @@ def test_same_job_twice_is_one_job_and_one_create(stack: Stack) -> None:
     assert record.state is JobState.SUCCEEDED
     assert creates_for(server, first) == 1
     store = deployment.store()
-    assert [r.job_id for r in store.list_jobs(limit=10_000)].count(first) == 1
+    assert [r.job_id for r in store.jobs.oldest_first(limit=10_000)].count(first) == 1
 
 
 def test_unparseable_message_is_dead_lettered_and_worker_keeps_serving(stack: Stack) -> None:
@@ -327,9 +327,9 @@ def test_a_burst_is_taken_in_in_runs_of_fifty(tmp_path: Path) -> None:
             with JobPublisher(deployment.settings) as publisher:  # one connection: a burst
                 for i in range(150):
                     publisher.publish({**body, "job_id": f"burst-{i:03d}"})
-            wait_until(lambda: sum(store.count_by_state().values()) >= 150, 120, what="intake")
+            wait_until(lambda: sum(store.jobs.count_by_state().values()) >= 150, 120, what="intake")
             runs: dict[str, int] = {}
-            for record in store.list_jobs(limit=200):
+            for record in store.jobs.oldest_first(limit=200):
                 runs[record.created_at] = runs.get(record.created_at, 0) + 1
         finally:
             store.dispose()

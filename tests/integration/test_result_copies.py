@@ -123,16 +123,16 @@ def test_store_down_at_first_job_succeeds_then_copy_lands(
         try:
 
             def tried_twice() -> bool:
-                status = store.copy_status(job_id)
+                status = store.copies.status(job_id)
                 return status is not None and status[0] >= 2
 
             wait_until(tried_twice, 60, what="two failed copy tries")
-            status = store.copy_status(job_id)
+            status = store.copies.status(job_id)
             assert status is not None and status[2] and "S3 store failed" in status[2]
             assert store.get(job_id) == record  # still succeeded, nothing else moved
             s3.start()
             landed = wait_copied(rabbit_deployment, job_id, timeout=60)
-            assert store.copy_status(job_id) is None
+            assert store.copies.status(job_id) is None
         finally:
             store.dispose()
         assert landed.state is JobState.SUCCEEDED
@@ -186,11 +186,11 @@ def test_a_result_that_is_not_an_image_or_too_large_is_not_stored(
             try:
 
                 def given_up() -> bool:
-                    status = store.copy_status(job_id)
+                    status = store.copies.status(job_id)
                     return status is not None and status[1] is None
 
                 wait_until(given_up, 30, what=f"the copy of the {case} given up")
-                status = store.copy_status(job_id)
+                status = store.copies.status(job_id)
                 assert status is not None and status[2] and reason in status[2]
                 assert status[0] == 0  # refused at once: no retry spent
                 final = store.get(job_id)

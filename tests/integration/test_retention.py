@@ -14,7 +14,7 @@ from kolors_tryon.config import Settings
 from kolors_tryon.emulator import EmulatorServer
 from kolors_tryon.pipeline.retention import FORGOTTEN_NOTE, forget
 from kolors_tryon.pipeline.storage import ResultCopies
-from kolors_tryon.store import JobState, JobStore
+from kolors_tryon.store import JobState, JobStore, NewJob
 from kolors_tryon.store.tables import PayloadRow
 
 Setup = tuple[Deployment, S3Server | None]
@@ -63,7 +63,7 @@ def test_purge_deletes_old_records_and_their_copies(copies_on: Setup) -> None:
     job_ids = run_copied_jobs(deployment, 3, "purge")
     deployment.stop_all()  # so that the queued job below stays queued
     store = deployment.store()
-    store.accept("still-queued", body={"human_image": "x", "cloth_image": "y"})
+    store.intake.accept([NewJob("still-queued", body={"human_image": "x", "cloth_image": "y"})])
     store.dispose()
     assert len(stored_objects(deployment, s3)) == 3
 
@@ -145,7 +145,7 @@ def test_forget_ends_a_queued_job_and_deletes_its_photos(
 ) -> None:
     """A queued job's create body (the Base64 photos) is deleted; it ends failed `forgotten`."""
     store, copies = store_only
-    store.accept("q-1", body={"human_image": "photo"}, metadata={"person": "Ann"})
+    store.intake.accept([NewJob("q-1", body={"human_image": "photo"}, metadata={"person": "Ann"})])
     report = forget(store, copies, "q-1")
     assert report is not None and report.payload_deleted and not report.in_flight
     record = store.get("q-1")
@@ -154,14 +154,14 @@ def test_forget_ends_a_queued_job_and_deletes_its_photos(
     assert record.metadata == {}
     with store.engine.connect() as conn:
         assert conn.execute(PayloadRow.__table__.select()).all() == []
-    assert store.claim_next(5, lease_seconds=10) == []
+    assert store.claims.next(5, lease_seconds=10) == []
 
 
 def test_forget_leaves_a_job_in_flight_alone(store_only: tuple[JobStore, ResultCopies]) -> None:
     """A job being submitted keeps its photos (the create may be on its way): retry later."""
     store, copies = store_only
-    store.accept("f-1", body={"human_image": "photo"}, metadata={"person": "Bo"})
-    (claim,) = store.claim_next(5, lease_seconds=10)
+    store.intake.accept([NewJob("f-1", body={"human_image": "photo"}, metadata={"person": "Bo"})])
+    (claim,) = store.claims.next(5, lease_seconds=10)
     report = forget(store, copies, claim.job_id)
     assert report is not None and report.in_flight
     record = store.get("f-1")
@@ -182,14 +182,14 @@ def test_forget_while_the_bucket_is_down_clears_the_record_and_a_rerun_finishes(
         store = deployment.store()
         try:
             wait_until(
-                lambda: (status := store.copy_status(job_id)) is not None and status[0] >= 1,
+                lambda: (status := store.copies.status(job_id)) is not None and status[0] >= 1,
                 60,
                 what="a failed copy",
             )
             done = deployment.tryon("forget", job_id, "--json")
             cleared = store.get(job_id)
             assert cleared is not None and cleared.images == [] and cleared.metadata == {}
-            assert store.copy_status(job_id) is None
+            assert store.copies.status(job_id) is None
             s3.start()
         finally:
             store.dispose()

@@ -219,7 +219,7 @@ def test_a_lone_surrogate_is_refused_at_the_door_and_an_old_record_holding_one_r
 
     store = web.deployment.store()
     try:  # what an earlier version accepted and recorded
-        store.accept_many([NewJob(job_id, body={}, metadata={"n": "caf\udce9"})])
+        store.intake.accept([NewJob(job_id, body={}, metadata={"n": "caf\udce9"})])
     finally:
         store.dispose()
     answer = web.http.get(f"{web.url}/v1/jobs/{job_id}", headers=web.auth(), timeout=5)
@@ -465,7 +465,7 @@ def test_without_a_configured_secret_the_generated_one_verifies(web: Web, tmp_pa
     with web_process(env, tmp_path / "web-nosecret.log") as base:
         old_token = requests.post(f"{base}{_callback_path(job_id)}", json=_task(job_id), timeout=10)
         # The web process generated it for the first callback and kept it in the store.
-        generated = web.deployment.store().secret(
+        generated = web.deployment.store().secrets.get(
             GENERATED_SECRET_NAME, lambda: pytest.fail("the web process kept no secret")
         )
         fresh = requests.post(

@@ -23,7 +23,7 @@ from harness import (
 )
 from harness.webhooks import at_its_end
 from kolors_tryon import enqueue, get_job
-from kolors_tryon.store import JobState, JobStore
+from kolors_tryon.store import JobState, JobStore, NewJob
 from kolors_tryon.store.records import unix_seconds
 from kolors_tryon.store.webhooks import DeliveryBusy, DeliveryClaim, DeliveryStatus
 
@@ -172,7 +172,7 @@ def test_secret_is_generated_once_even_when_workers_race(tmp_path: Path) -> None
         counter = iter(range(1000))
 
         def ask() -> None:
-            got.append(store.secret("race", lambda: f"value-{next(counter)}"))
+            got.append(store.secrets.get("race", lambda: f"value-{next(counter)}"))
 
         concurrently(ask, 8)
         store.dispose()
@@ -203,33 +203,40 @@ def test_attempts_are_fenced_and_the_sweep_finds_lost_and_unplanned_ones() -> No
         store.create_schema()
         try:
             body = {"model_name": "m", "human_image": "h", "cloth_image": "c"}
-            store.accept("j1", body=body, callback_url="https://hooks.invalid/a")
-            record = store.finish("j1", JobState.FAILED, error_code="x", error_message="y")
+            store.intake.accept([NewJob("j1", body=body, callback_url="https://hooks.invalid/a")])
+            record = store.tracking.finish("j1", JobState.FAILED, error_code="x", error_message="y")
             assert record is not None
             # A job that asked for `submitted` only wants no webhook of its end.
-            store.accept(
-                "j2", body=body, callback_url="https://h.invalid/", webhook_events=["submitted"]
+            store.intake.accept(
+                [
+                    NewJob(
+                        "j2",
+                        body=body,
+                        callback_url="https://h.invalid/",
+                        webhook_events=["submitted"],
+                    )
+                ]
             )
-            store.finish("j2", JobState.FAILED, error_code="x", error_message="y")
+            store.tracking.finish("j2", JobState.FAILED, error_code="x", error_message="y")
             # The worker died before planning: the sweep finds the ended job.
-            assert [r.job_id for r in store.missing_deliveries(window=60)] == ["j1"]
-            (planned,) = store.plan_deliveries([record])
-            assert store.plan_deliveries([record]) == []  # the same change: one delivery
-            assert store.missing_deliveries(window=60) == []
-            claim = store.claim_delivery(planned, hold=30)
+            assert [r.job_id for r in store.webhooks.missing(window=60)] == ["j1"]
+            (planned,) = store.webhooks.plan([record])
+            assert store.webhooks.plan([record]) == []  # the same change: one delivery
+            assert store.webhooks.missing(window=60) == []
+            claim = store.webhooks.claim(planned, hold=30)
             assert isinstance(claim, DeliveryClaim)
-            busy = store.claim_delivery(planned, hold=30)
+            busy = store.webhooks.claim(planned, hold=30)
             assert isinstance(busy, DeliveryBusy) and busy.wait == pytest.approx(30)
-            assert store.record_attempt(
+            assert store.webhooks.record_attempt(
                 claim, status=DeliveryStatus.PENDING, status_code=500, duration_ms=5,
                 error=None, retry_in=10,
             )  # fmt: skip
-            assert store.claim_delivery(planned, hold=30) is None  # not due: a stale message
-            assert not store.record_attempt(  # the claim is spent: no second outcome
+            assert store.webhooks.claim(planned, hold=30) is None  # not due: a stale message
+            assert not store.webhooks.record_attempt(  # the claim is spent: no second outcome
                 claim, status=DeliveryStatus.DELIVERED, status_code=200, duration_ms=1, error=None
             )
-            assert store.lost_deliveries(older_than=20) == []
+            assert store.webhooks.lost(older_than=20) == []
             clock.advance(31)  # 21 s overdue: its message is lost
-            assert store.lost_deliveries(older_than=20) == [planned]
+            assert store.webhooks.lost(older_than=20) == [planned]
         finally:
             store.dispose()

@@ -42,11 +42,7 @@ def test_every_exception_class_of_the_package_is_a_tryon_error() -> None:
     """Walking every module outside emulator/, each exception class derives from TryonError."""
     classes = _exception_classes()
     assert len(classes) > 20  # the walk found the package (the Kling tree alone has 18)
-    strays = sorted(
-        name
-        for name, cls in classes.items()
-        if not issubclass(cls, TryonError)
-    )
+    strays = sorted(name for name, cls in classes.items() if not issubclass(cls, TryonError))
     assert strays == []
 
 

@@ -46,9 +46,9 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("tryon_store_up", "1 when the job store answered this scrape.")
         try:
-            counts = self._store.count_by_state()
-            in_use = self._store.in_flight()
-            pause = self._store.current_pause()
+            counts = self._store.jobs.count_by_state()
+            in_use = self._store.jobs.in_flight()
+            pause = self._store.account.current_pause()
         except Exception as exc:
             log.warning("metrics: the job store does not answer (%s)", type(exc).__name__)
             up.add_metric([], 0)

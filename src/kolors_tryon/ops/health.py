@@ -150,9 +150,9 @@ def check_consumers(settings: Settings) -> Check:
 def check_store(settings: Settings) -> Check:
     store = JobStore.from_url(settings.effective_database_url)
     try:
-        counts = store.count_by_state()
-        in_use = store.in_flight()
-        pause = store.current_pause()
+        counts = store.jobs.count_by_state()
+        in_use = store.jobs.in_flight()
+        pause = store.account.current_pause()
     finally:
         store.dispose()
     where = store.engine.url.render_as_string(hide_password=True)

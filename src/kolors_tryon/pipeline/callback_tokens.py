@@ -121,5 +121,5 @@ def callback_secrets(settings: Settings, store: JobStore) -> CallbackSecrets:
     if settings.callback_secret is not None:
         current = settings.callback_secret.get_secret_value()
     else:
-        current = store.secret(GENERATED_SECRET_NAME, lambda: random_secrets.token_urlsafe(32))
+        current = store.secrets.get(GENERATED_SECRET_NAME, lambda: random_secrets.token_urlsafe(32))
     return CallbackSecrets(current, previous.get_secret_value() if previous else None)

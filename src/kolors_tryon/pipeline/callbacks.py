@@ -73,13 +73,13 @@ def receive_callback(rt: Runtime, job_id: str, body: Mapping[str, Any], tries: i
         log.info("job %s: Kling's callback says %s", job_id, task.status)
         return ended
     if task.status == "processing" and record.state is JobState.SUBMITTED:
-        moved = rt.store.mark_processing(job_id)
+        moved = rt.store.tracking.mark_processing(job_id)
         return Step(changed=(moved,) if moved else (), note="processing")
     return Step(note=f"callback: still {task.status}")
 
 
 def _lingering(rt: Runtime, record: JobRecord, *, ended: bool) -> Step:
     """A job failed by our deadline whose task Kling now reports: free its slot."""
-    if ended and rt.store.release_lingering(record.job_id):
+    if ended and rt.store.tracking.release_lingering(record.job_id):
         return Step(dispatch=True, note="lingering task ended")
     return Step(note="callback ignored: the job has ended")

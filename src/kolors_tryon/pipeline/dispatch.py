@@ -13,7 +13,7 @@ from kolors_tryon.store import Claim
 
 def dispatch(rt: Runtime) -> list[Claim]:
     """Give free slots to the oldest queued jobs; the caller sends one submit per claim."""
-    return rt.store.claim_next(
+    return rt.store.claims.next(
         rt.settings.max_in_flight, lease_seconds=fresh_lease(rt.settings), new_owner=new_owner
     )
 
@@ -44,18 +44,18 @@ def sweep(rt: Runtime) -> SweepResult:
     - a webhook delivery whose message was lost, or a terminal job whose delivery was
       never planned, gets a `tryon.webhook` message (each attempt is fenced).
     """
-    if not rt.store.take_sweep(every=rt.settings.sweep_interval / 2):
+    if not rt.store.account.take_sweep(every=rt.settings.sweep_interval / 2):
         # Another worker's sweep has just run: only hand out free slots.
         return SweepResult(claims=tuple(dispatch(rt)))
     resubmit = []
-    for job_id in rt.store.expired_claims():
+    for job_id in rt.store.claims.expired():
         owner = new_owner()
-        if rt.store.take_over(job_id, owner, lease_seconds=fresh_lease(rt.settings)):
+        if rt.store.claims.take_over(job_id, owner, lease_seconds=fresh_lease(rt.settings)):
             resubmit.append(Claim(job_id, owner))
-    retrack = rt.store.stale_tracked(
+    retrack = rt.store.tracking.stale(
         older_than=stale_after(rt), overdue_older_than=stale_after(rt, overdue=True)
     )
-    recopy = rt.store.lost_copies(lost_after=defaults.COPY_LOST_AFTER)
+    recopy = rt.store.copies.lost(lost_after=defaults.COPY_LOST_AFTER)
     return SweepResult(
         resubmit=tuple(resubmit),
         retrack=tuple(retrack),
@@ -79,8 +79,8 @@ def recover(rt: Runtime, released: str | None = None) -> SweepResult:
     - free slots go to queued jobs (a dispatch whose message was lost).
     """
     settings = rt.settings
-    resubmit = rt.store.take_over_all(
+    resubmit = rt.store.claims.take_over_all(
         new_owner, lease_seconds=fresh_lease(settings), released=released
     )
-    retrack = rt.store.stale_tracked(older_than=settings.effective_poll_max)
+    retrack = rt.store.tracking.stale(older_than=settings.effective_poll_max)
     return SweepResult(resubmit=tuple(resubmit), retrack=tuple(retrack), claims=tuple(dispatch(rt)))

@@ -36,7 +36,7 @@ def intake(rt: Runtime, message: str | bytes) -> Step:
 
 def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
     """`intake` for several messages, a step each in their order: validated one by one,
-    the valid ones recorded in one transaction (`JobStore.accept_many`)."""
+    the valid ones recorded in one transaction (`store.intake.accept`)."""
     steps: dict[int, Step] = {}
     valid: list[tuple[int, NewJob]] = []
     for i, (message, checked) in enumerate(zip(messages, _validate_all(rt, messages), strict=True)):
@@ -59,7 +59,7 @@ def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
                 ),
             )
         )
-    admitted = rt.store.accept_many([job for _, job in valid])
+    admitted = rt.store.intake.accept([job for _, job in valid])
     for (i, _), one in zip(valid, admitted, strict=True):
         steps[i] = _step(one, dispatch=True)
     return [steps[i] for i in range(len(messages))]
@@ -91,7 +91,7 @@ def _rejected(rt: Runtime, rejection: JobRejected, digest: str) -> Step:
     """Record a job that failed validation (or dead-letter a message with no job id)."""
     if rejection.job_id is None:
         return Step(dead_letter=rejection.reason, note="unrecordable message")
-    admitted = rt.store.reject(
+    admitted = rt.store.intake.reject(
         rejection.job_id,
         code=REJECTED_CODE,
         message=rejection.reason,

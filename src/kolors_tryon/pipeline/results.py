@@ -77,7 +77,7 @@ def keep_results(rt: Runtime, job_id: str, task: KlingTask) -> list[ResultImage]
     """
     images = [ResultImage(index=image.index, url=image.url) for image in task.images]
     if rt.settings.store_result_copies and images:
-        rt.store.expect_copies(job_id)
+        rt.store.copies.expect(job_id)
     return images
 
 
@@ -91,9 +91,9 @@ def copy_results(rt: Runtime, job_id: str) -> Step:
         or not missing
         or not rt.settings.store_result_copies
     ):
-        rt.store.drop_copy(job_id)
+        rt.store.copies.drop(job_id)
         return Step(note="nothing to copy")
-    tries = rt.store.take_copy(job_id)
+    tries = rt.store.copies.take(job_id)
     if tries is None:
         return Step(note="no copy due")
     made: list[ResultImage] = []
@@ -112,19 +112,19 @@ def copy_results(rt: Runtime, job_id: str) -> Step:
             failed.append(f"image {image.index}: {exc}")
             continue
         made.append(image.model_copy(update={"stored": location, "sha256": got.sha256}))
-    kept = rt.store.record_copies(job_id, made) if made else []
+    kept = rt.store.copies.record(job_id, made) if made else []
     _delete_unreferenced(rt, made, kept)
     if refused:
         reason = redact("; ".join(refused))
         log.warning("job %s: result copy given up: %s", job_id, reason)
         if not failed:
-            rt.store.give_up_copy(job_id, error=reason)
+            rt.store.copies.give_up(job_id, error=reason)
     if failed:
         reason = redact("; ".join(failed))
         delay = backoff_delay(
             tries, base=rt.settings.copy_retry_base, cap=rt.settings.copy_retry_max, rng=rt.rng
         )
-        rt.store.copy_failed(job_id, retry_in=delay, error=reason)
+        rt.store.copies.failed(job_id, retry_in=delay, error=reason)
         log.warning(
             "job %s: result copy failed (%s); trying again in %.0f s", job_id, reason, delay
         )

@@ -64,7 +64,7 @@ def purge(
     older_than = older_than_days * DAY
     after = 0
     while True:
-        page = store.purgeable(older_than=older_than, after_seq=after, limit=batch)
+        page = store.retention.purgeable(older_than=older_than, after_seq=after, limit=batch)
         if not page:
             return report
         after = page[-1][0]
@@ -80,14 +80,15 @@ def purge(
                 log.warning("purge kept job %s: %s", record.job_id, exc)
                 report.kept += 1
                 continue
-            if store.delete_ended(record.job_id, older_than=older_than):
+            if store.retention.delete_ended(record.job_id, older_than=older_than):
                 report.jobs[record.state] += 1
                 report.copies += deleted
 
 
 @dataclass(frozen=True)
 class ForgetReport:
-    """What `forget` did: `in_flight` means nothing was done (run it after the job ends)."""
+    """What `store.retention.forget` did: `in_flight` means nothing was done (run it after
+    the job ends)."""
 
     job_id: str
     state: JobState
@@ -116,7 +117,7 @@ def forget(store: JobStore, copies: ResultCopies, job_id: str) -> ForgetReport |
     then the copies are deleted. If the storage does not answer, StorageError is
     raised after the record was cleared: run it again (the job's prefix is swept).
     """
-    done = store.forget(job_id, note=FORGOTTEN_NOTE)
+    done = store.retention.forget(job_id, note=FORGOTTEN_NOTE)
     if done is None:
         return None
     deleted = 0

@@ -224,7 +224,7 @@ def result_urls(
     `file://` URI for a local one, None for an image whose copy is not made (yet).
 
     Raises:
-        LookupError: the job is unknown.
+        JobNotFound: the job is unknown (a `LookupError`).
         ValueError: `expires` is not between 1 s and seven days (S3's longest).
     """
     if not 1 <= expires <= defaults.PRESIGN_EXPIRES_MAX:
@@ -232,11 +232,9 @@ def result_urls(
     settings = settings or load_settings()
     store = open_store(settings)
     try:
-        record = store.get(job_id)
+        record = store.jobs.require(job_id)
     finally:
         store.dispose()
-    if record is None:
-        raise LookupError(f"no job {job_id!r}")
     copies = ResultCopies(settings)
     return [
         copies.url(image.stored, expires=expires) if image.stored else None

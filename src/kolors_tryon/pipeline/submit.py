@@ -1,8 +1,8 @@
 """Submit: spend one credit per job, exactly once, within the account's limits.
 
 The order of writes is what makes a credit buy one result:
-1. the job got a slot (`claim_next`): it is `submitting` and has an owner;
-2. before the POST, the owner records its intent (`record_intent`: attempts + 1). That
+1. the job got a slot (`store.claims.next`): it is `submitting` and has an owner;
+2. before the POST, the owner records its intent (`store.submits.record_intent`: attempts + 1). That
    write is conditional on the owner still holding a live claim, and it opens an attempt
    window during which nobody may take the claim over: an owner that lost its claim
    never sends a create;
@@ -75,14 +75,14 @@ def submit_job(rt: Runtime, job_id: str, owner: str, waits: int = 0) -> Step:
         waits: how many times this submission has already waited (drives the 1303
             backoff); waiting is not failing, so it spends no retry budget.
     """
-    entry = rt.store.enter_submit(
+    entry = rt.store.submits.enter(
         job_id, owner, window=attempt_window(rt), grace=rt.settings.create_visibility_grace
     )
     return _run_entry(rt, entry, owner, waits)
 
 
 def _run_entry(rt: Runtime, entry: CreatePlan | Busy | None, owner: str, waits: int) -> Step:
-    """One submit run, once `enter_submit` has said where the claim stands."""
+    """One submit run, once `store.submits.enter` has said where the claim stands."""
     if entry is None:
         return Step(note="not the claim owner: nothing to do")
     if isinstance(entry, Busy):
@@ -128,7 +128,7 @@ def submit_batch(
     """
     if not claims:
         return []
-    entries = rt.store.enter_submits(
+    entries = rt.store.submits.enter_many(
         [(c.job_id, c.owner) for c in claims],
         window=attempt_window(rt),
         grace=rt.settings.create_visibility_grace,
@@ -197,7 +197,9 @@ def _create_all(
     # clock). Creates answer in milliseconds; a batch that meets slow answers sends the
     # rest later.
     last_start = time.monotonic() + window - _one_create(rt) - ATTEMPT_SLACK_SECONDS
-    granted = rt.store.record_intents([(c.job_id, c.owner) for c, _ in plain], window=window)
+    granted = rt.store.submits.record_intents(
+        [(c.job_id, c.owner) for c, _ in plain], window=window
+    )
     steps: dict[str, Step] = {}
     made: list[tuple[_Attempt, KlingTask]] = []
     stragglers: dict[Future[KlingTask], _Attempt] = {}
@@ -301,7 +303,7 @@ def _not_sent(attempt: _Attempt, delay: float) -> Step:
     """Never sent: this job's intent made nothing; it waits, then goes on its own
     (`tryon.submit` under its owner)."""
     rt = attempt.rt
-    rt.store.note_failed_create(
+    rt.store.submits.note_failed_create(
         attempt.job_id,
         attempt.owner,
         ambiguous=False,
@@ -317,7 +319,7 @@ def _record_made(rt: Runtime, made: list[tuple[_Attempt, KlingTask]]) -> dict[st
     """The task ids of answered creates, in one transaction, and each job's step."""
     if not made:
         return {}
-    records = rt.store.mark_submitted_many(
+    records = rt.store.submits.mark_submitted_many(
         [Created(a.job_id, a.owner, task.task_id, task.status == "processing") for a, task in made]
     )
     steps: dict[str, Step] = {}
@@ -380,7 +382,7 @@ class _Attempt:
         rt, settings = self.rt, self.rt.settings
         pause = self.plan.pause  # read in the transaction that started this run
         if pause is not None:
-            if not rt.store.take_probe(next_in=settings.account_probe_interval):
+            if not rt.store.account.take_probe(next_in=settings.account_probe_interval):
                 wait = pause.remaining + rt.rng.uniform(1.0, 5.0)
                 return self.wait(wait, f"account paused ({pause.code}: {pause.message})")
             self.probing = True
@@ -393,7 +395,7 @@ class _Attempt:
 
         if self.plan.retries > settings.submit_max_retries:
             return self.give_up()
-        if not rt.store.record_intent(self.job_id, self.owner, window=attempt_window(rt)):
+        if not rt.store.submits.record_intent(self.job_id, self.owner, window=attempt_window(rt)):
             # The claim was taken over (our lease ran out while we looked): the new
             # owner looks the job up before it sends anything. We send nothing.
             return Step(note="claim lost before create")
@@ -430,7 +432,7 @@ class _Attempt:
         if self.plan.trust_not_found_in > 0:
             wait = self.plan.trust_not_found_in + self.rt.rng.uniform(0.5, 2.0)
             return self.wait(wait, "a create may still become visible: looking again later")
-        self.rt.store.resolve_not_found(self.job_id, self.owner)
+        self.rt.store.submits.resolve_not_found(self.job_id, self.owner)
         self.proved_absent = True
         return None
 
@@ -454,10 +456,10 @@ class _Attempt:
         """End the run. The write that ended the claim (submitted, finished) closed its
         attempt window too; one more transaction to close it again would match nothing."""
         if not self.released:
-            self.rt.store.leave_submit(self.job_id, self.owner)
+            self.rt.store.submits.leave(self.job_id, self.owner)
 
     def accepted(self, task: KlingTask) -> Step:
-        record = self.rt.store.mark_submitted(
+        record = self.rt.store.submits.mark_submitted(
             self.job_id, self.owner, task_id=task.task_id, processing=task.status == "processing"
         )
         return self.after_submitted(task, record)
@@ -466,7 +468,7 @@ class _Attempt:
         """Kling made the task and `record` is the job once its id was written (None: the
         claim had been taken over meanwhile)."""
         rt = self.rt
-        resumed = self.probing and rt.store.clear_pause()
+        resumed = self.probing and rt.store.account.clear_pause()
         if resumed:
             log.warning("account probe succeeded: submissions resume")
         if record is None:
@@ -487,12 +489,12 @@ class _Attempt:
         grace = settings.create_visibility_grace
         if isinstance(err, AccountUnavailableError | ConfigurationError):
             # Answered before anything was made: this POST created nothing.
-            store.note_failed_create(
+            store.submits.note_failed_create(
                 self.job_id, self.owner, ambiguous=False, spend_retry=False, grace=grace
             )
             return self.pause_account(err)
         if isinstance(err, ConcurrencyLimitError):
-            store.note_failed_create(
+            store.submits.note_failed_create(
                 self.job_id, self.owner, ambiguous=False, spend_retry=False, grace=grace
             )
             wait = backoff_delay(
@@ -513,7 +515,7 @@ class _Attempt:
         proven = isinstance(err, RateLimitedError) or (
             isinstance(err, KlingConnectionError) and not err.request_sent
         )
-        retries = store.note_failed_create(
+        retries = store.submits.note_failed_create(
             self.job_id, self.owner, ambiguous=not proven, spend_retry=True, grace=grace
         )
         wait = backoff_delay(
@@ -544,7 +546,7 @@ class _Attempt:
             return self.accepted(existing)
         # Unknown yet: keep the job unresolved, so that the next run looks it up again
         # (and rejects it when a lookup after the grace still finds nothing).
-        store.note_failed_create(
+        store.submits.note_failed_create(
             self.job_id, self.owner, ambiguous=True, spend_retry=False, grace=grace
         )
         return self.wait(grace, f"create refused after an earlier attempt: {err}")
@@ -558,7 +560,9 @@ class _Attempt:
     def pause_account(self, err: KlingError) -> Step:
         settings = self.rt.settings
         hint = configuration_hint(err)
-        started = self.rt.store.pause(_code(err), hint, retry_in=settings.account_probe_interval)
+        started = self.rt.store.account.pause(
+            _code(err), hint, retry_in=settings.account_probe_interval
+        )
         if started:
             # ERROR once per pause: Sentry's logging integration makes it the one event
             # an operator is woken by; the other jobs' refusals and failed probes are
@@ -575,7 +579,7 @@ class _Attempt:
         return self.wait(settings.account_probe_interval, f"account paused: {hint}")
 
     def finish(self, state: JobState, code: str, message: str) -> Step:
-        record = self.rt.store.finish(
+        record = self.rt.store.tracking.finish(
             self.job_id, state, error_code=code, error_message=message, owner=self.owner
         )
         self.released = record is not None
@@ -584,7 +588,7 @@ class _Attempt:
 
     def wait(self, delay: float, why: str) -> Step:
         """Keep the claim through the wait, and ask to run again after it."""
-        self.rt.store.extend_claim(
+        self.rt.store.claims.extend(
             self.job_id, self.owner, delay + self.rt.settings.submit_lease_seconds
         )
         return Step(again_in=delay, note=why)

@@ -58,7 +58,7 @@ def track_job(rt: Runtime, job_id: str, poll: int) -> Step:
     lingering = record.state is JobState.FAILED
     if record.state not in TRACKED_STATES and not lingering:
         return Step(note="not tracked")
-    if not rt.store.enter_poll(job_id, poll):
+    if not rt.store.tracking.enter_poll(job_id, poll):
         return Step(note="stale track message")
     if lingering:
         return _follow_lingering(rt, record, poll + 1)
@@ -86,7 +86,7 @@ def track_job(rt: Runtime, job_id: str, poll: int) -> Step:
         return ended
     changed: tuple[JobRecord, ...] = ()
     if task.status == "processing" and record.state is JobState.SUBMITTED:
-        moved = rt.store.mark_processing(job_id)
+        moved = rt.store.tracking.mark_processing(job_id)
         changed = (moved,) if moved else ()
     if past_deadline:
         return _overdue(rt, record, age, polls_done, f"it is still {task.status}", changed)
@@ -102,7 +102,7 @@ def record_task_end(rt: Runtime, job_id: str, task: KlingTask) -> Step | None:
     """If the task has ended, end the job with its result; None while it runs."""
     if task.status == "succeed":
         images = keep_results(rt, job_id, task)
-        finished = rt.store.finish(
+        finished = rt.store.tracking.finish(
             job_id,
             JobState.SUCCEEDED,
             images=images,
@@ -140,7 +140,7 @@ def _overdue(
             f"submission ({why}); Kling keeps a task's images 30 days"
         )
         return _finish(rt, record.job_id, JobState.FAILED, "expired", message)
-    flagged = rt.store.mark_overdue(record.job_id) if record.overdue_at is None else None
+    flagged = rt.store.tracking.mark_overdue(record.job_id) if record.overdue_at is None else None
     if flagged is not None:
         log.warning(
             "job %s overdue: no result from Kling within %g s of submission (task %s; %s); "
@@ -175,13 +175,13 @@ def _follow_lingering(rt: Runtime, record: JobRecord, polls_done: int) -> Step:
     except KlingError:
         ended = False
     if ended or overdue:
-        rt.store.release_lingering(record.job_id)
+        rt.store.tracking.release_lingering(record.job_id)
         log.info("job %s: its lingering Kling task ended; slot freed", record.job_id)
         return Step(dispatch=True, note="lingering task ended")
     return Step(track_in=rt.settings.track_interval_max, track_poll=polls_done, note="lingering")
 
 
 def _finish(rt: Runtime, job_id: str, state: JobState, code: str, message: str) -> Step:
-    record = rt.store.finish(job_id, state, error_code=code, error_message=message)
+    record = rt.store.tracking.finish(job_id, state, error_code=code, error_message=message)
     log.info("job %s %s: %s", job_id, state, message)
     return Step(changed=(record,) if record else (), dispatch=True, note=str(state))

@@ -83,7 +83,7 @@ def generate_secret() -> str:
 def webhook_secrets(settings: Settings, store: JobStore) -> list[str]:
     """The signing secrets: the configured ones, or the one generated and kept in the store."""
     configured = [secret.get_secret_value() for secret in settings.webhook_secret]
-    return configured or [store.secret(SECRET_NAME, generate_secret)]
+    return configured or [store.secrets.get(SECRET_NAME, generate_secret)]
 
 
 def sign(secrets: Sequence[str], msg_id: str, timestamp: int, body: str) -> str:
@@ -101,7 +101,7 @@ def sign(secrets: Sequence[str], msg_id: str, timestamp: int, body: str) -> str:
 def plan_webhooks(rt: Runtime, records: Iterable[JobRecord], event: str | None = None) -> list[str]:
     """Durable deliveries for these state changes (or for `event`, e.g. `overdue`);
     returns the ids to attempt now."""
-    return rt.store.plan_deliveries(records, event)
+    return rt.store.webhooks.plan(records, event)
 
 
 def attempt_hold(settings: Settings) -> float:
@@ -128,25 +128,25 @@ def rescue(rt: Runtime) -> list[str]:
 
     Returns the ids to send a `tryon.webhook` message for.
     """
-    missing = rt.store.missing_deliveries(window=defaults.WEBHOOK_RESCUE_WINDOW)
+    missing = rt.store.webhooks.missing(window=defaults.WEBHOOK_RESCUE_WINDOW)
     planned = plan_webhooks(rt, missing)
     if planned:
         log.warning("planned %d webhook delivery(ies) a stopped worker had left", len(planned))
-    lost = rt.store.lost_deliveries(older_than=lost_after(rt.settings))
+    lost = rt.store.webhooks.lost(older_than=lost_after(rt.settings))
     return list(dict.fromkeys([*planned, *lost]))
 
 
 # ---------------------------------------------------------------- delivering ----------
 def deliver(rt: Runtime, delivery_id: str) -> WebhookStep:
     """Make the due attempt of one delivery, record it, and say when to look again."""
-    claim = rt.store.claim_delivery(delivery_id, hold=attempt_hold(rt.settings))
+    claim = rt.store.webhooks.claim(delivery_id, hold=attempt_hold(rt.settings))
     if claim is None:
         return WebhookStep(note="nothing due")
     if isinstance(claim, DeliveryBusy):
         return WebhookStep(again_in=claim.wait, note="another attempt is under way")
     shown = redact_url(claim.url)
-    if rt.store.url_is_gone(claim.url):
-        rt.store.record_attempt(
+    if rt.store.webhooks.url_is_gone(claim.url):
+        rt.store.webhooks.record_attempt(
             claim,
             status=DeliveryStatus.SKIPPED,
             status_code=None,
@@ -174,7 +174,7 @@ def deliver(rt: Runtime, delivery_id: str) -> WebhookStep:
             rng=rt.rng,
         )
         status = DeliveryStatus.PENDING if retry_in is not None else DeliveryStatus.FAILED
-    recorded = rt.store.record_attempt(
+    recorded = rt.store.webhooks.record_attempt(
         claim,
         status=status,
         status_code=code,

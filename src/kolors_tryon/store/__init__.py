@@ -1,21 +1,14 @@
 """The job store: SQLAlchemy tables, the state machine, and the queries the pipeline needs."""
 
+from kolors_tryon.store.account import AccountPause
+from kolors_tryon.store.claims import Claim
+from kolors_tryon.store.database import Database, make_engine
+from kolors_tryon.store.intake import Admission, Admitted, NewJob
 from kolors_tryon.store.migrate import SchemaOutdated, SchemaStatus
 from kolors_tryon.store.opening import open_store, prepare_schema
 from kolors_tryon.store.records import JobError, JobRecord, ResultImage
-from kolors_tryon.store.repository import (
-    AccountPause,
-    Admission,
-    Admitted,
-    Busy,
-    Claim,
-    Created,
-    CreatePlan,
-    Forgotten,
-    JobStore,
-    NewJob,
-    make_engine,
-)
+from kolors_tryon.store.repository import JobStore
+from kolors_tryon.store.retention import Forgotten
 from kolors_tryon.store.states import (
     IN_FLIGHT_STATES,
     TERMINAL_STATES,
@@ -23,6 +16,7 @@ from kolors_tryon.store.states import (
     can_move,
     is_terminal,
 )
+from kolors_tryon.store.submits import Busy, Created, CreatePlan
 
 __all__ = [
     "IN_FLIGHT_STATES",
@@ -34,6 +28,7 @@ __all__ = [
     "Claim",
     "CreatePlan",
     "Created",
+    "Database",
     "Forgotten",
     "JobError",
     "JobRecord",

@@ -1,15 +1,15 @@
 """The store's part of webhooks to producers: durable deliveries and their attempts.
 
-(The signing secret, when generated, is kept by `JobStore.secret`.)
+(The signing secret, when generated, is kept by `Secrets.get`.)
 
 Why it looks like this:
 - A delivery is a row before it is a message, so it survives any restart; the message
   (`tryon.webhook(delivery_id)`) only says "look at it now". A lost message is noticed
-  by the sweep (`lost_deliveries`), a worker killed between a job's state change and the
-  delivery's row by `missing_deliveries`.
+  by the sweep (`lost`), a worker killed between a job's state change and the
+  delivery's row by `missing`.
 - Its id is derived from (job, state, round): it is the stable `webhook-id` receivers
   de-duplicate on, and planning the same delivery twice inserts one row.
-- Every attempt is fenced by a conditional UPDATE (`claim_delivery`): two messages for
+- Every attempt is fenced by a conditional UPDATE (`claim`): two messages for
   one delivery never POST at the same time, and only the claim's holder records the
   outcome. Times come from the database's clock, like every other fence here.
 """
@@ -20,14 +20,15 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, literal, or_, select, update
+from sqlalchemy import delete, exists, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from kolors_tryon.store.database import Database
+from kolors_tryon.store.queries import not_attempted
 from kolors_tryon.store.records import JobRecord, iso, record_from_row
 from kolors_tryon.store.states import TERMINAL_STATES
 from kolors_tryon.store.tables import (
@@ -85,14 +86,6 @@ def body_of(record: JobRecord) -> str:
     return json.dumps(record.to_json_dict(), separators=(",", ":"), sort_keys=True)
 
 
-def _not_attempted(now: float) -> ColumnElement[bool]:
-    """WHERE clause: no live attempt holds the delivery (none, or its fence has passed)."""
-    return or_(
-        WebhookDeliveryRow.attempting_until.is_(None),
-        WebhookDeliveryRow.attempting_until < now,
-    )
-
-
 @dataclass(frozen=True)
 class DeliveryClaim:
     """One attempt of a delivery, taken: only `token`'s holder may POST and record it."""
@@ -139,15 +132,14 @@ class DeliveryView:
     history: tuple[AttemptView, ...]
 
 
-class WebhookDeliveries:
-    """Webhook deliveries; mixed into `JobStore`, whose transactions it uses."""
+class Deliveries:
+    """Webhook deliveries: planned from state changes, attempted under a fence, replayed."""
 
-    if TYPE_CHECKING:
-
-        def _tx(self) -> AbstractContextManager[tuple[Session, float]]: ...
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     # ------------------------------------------------------------ planning ------------
-    def plan_deliveries(self, records: Iterable[JobRecord], event: str | None = None) -> list[str]:
+    def plan(self, records: Iterable[JobRecord], event: str | None = None) -> list[str]:
         """Create the deliveries these state changes call for; returns the new ones' ids.
 
         A record gets one when its job has a `callback_url` and asked for its state (by
@@ -158,7 +150,7 @@ class WebhookDeliveries:
         for record in records:
             if not record.may_have_webhooks:
                 continue  # its row had no callback_url: no transaction needed to know
-            with self._tx() as (s, now):
+            with self._db.transaction() as (s, now):
                 job = s.scalar(select(JobRow).where(JobRow.job_id == record.job_id))
                 if job is None or not job.callback_url:
                     continue
@@ -187,14 +179,14 @@ class WebhookDeliveries:
             created.append(new_id)
         return created
 
-    def missing_deliveries(self, *, window: float, limit: int = 200) -> list[JobRecord]:
+    def missing(self, *, window: float, limit: int = 200) -> list[JobRecord]:
         """Jobs that ended within `window` s with a webhook target and no delivery row.
 
         A worker killed between a job's last state change and planning its webhook
         leaves such a job; the sweep plans it (deliveries are per state, so only the
         final state can be found afterwards: its record is still the job's record).
         """
-        with self._tx() as (s, now):
+        with self._db.transaction() as (s, now):
             has_delivery = exists().where(
                 WebhookDeliveryRow.job_id == JobRow.job_id,
                 WebhookDeliveryRow.state == JobRow.state,
@@ -219,7 +211,7 @@ class WebhookDeliveries:
             return [record_from_row(row) for row in rows]
 
     # ------------------------------------------------------------ attempts ------------
-    def claim_delivery(
+    def claim(
         self, delivery: str, *, hold: float, early: float = 1.0
     ) -> DeliveryClaim | DeliveryBusy | None:
         """Take the due attempt of a delivery for `hold` seconds.
@@ -236,14 +228,14 @@ class WebhookDeliveries:
             stale message; the message that is due, or the sweep, comes later).
         """
         token = uuid.uuid4().hex
-        with self._tx() as (s, now):
+        with self._db.transaction() as (s, now):
             moved: Any = s.execute(
                 update(WebhookDeliveryRow)
                 .where(
                     WebhookDeliveryRow.id == delivery,
                     WebhookDeliveryRow.status == DeliveryStatus.PENDING,
                     WebhookDeliveryRow.next_at <= now + early,
-                    _not_attempted(now),
+                    not_attempted(now),
                 )
                 .values(attempting_until=now + hold, claim_token=token, updated_at=now)
             )
@@ -267,7 +259,7 @@ class WebhookDeliveries:
 
     def url_is_gone(self, url: str) -> bool:
         """The URL answered 410 Gone to an earlier delivery (and was not replayed since)."""
-        with self._tx() as (s, _):
+        with self._db.transaction() as (s, _):
             return s.get(GoneUrlRow, url_hash(url)) is not None
 
     def record_attempt(
@@ -287,7 +279,7 @@ class WebhookDeliveries:
             status: the delivery's status from now on (PENDING with `retry_in`).
             attempted: a POST was made (a skipped delivery records none).
         """
-        with self._tx() as (s, now):
+        with self._db.transaction() as (s, now):
             values: dict[str, Any] = {
                 "status": status,
                 "attempting_until": None,
@@ -326,20 +318,20 @@ class WebhookDeliveries:
                 s.merge(GoneUrlRow(url_hash=url_hash(claim.url), delivery_id=claim.id, at=now))
             return True
 
-    def lost_deliveries(self, *, older_than: float, limit: int = 200) -> list[str]:
+    def lost(self, *, older_than: float, limit: int = 200) -> list[str]:
         """Pending deliveries due more than `older_than` s ago that nobody is attempting.
 
         Their message was lost (a worker died after recording an attempt and before
         sending the next message, or the broker dropped it): the sweep sends a new one.
         """
-        with self._tx() as (s, now):
+        with self._db.transaction() as (s, now):
             return list(
                 s.scalars(
                     select(WebhookDeliveryRow.id)
                     .where(
                         WebhookDeliveryRow.status == DeliveryStatus.PENDING,
                         WebhookDeliveryRow.next_at < now - older_than,
-                        _not_attempted(now),
+                        not_attempted(now),
                     )
                     .order_by(WebhookDeliveryRow.next_at)
                     .limit(limit)
@@ -347,13 +339,13 @@ class WebhookDeliveries:
             )
 
     # ------------------------------------------------------------ operators -----------
-    def replay_delivery(self, delivery: str) -> bool:
+    def replay(self, delivery: str) -> bool:
         """Start a failed, gone or skipped delivery again (a new round of the schedule).
 
         Replaying a delivery whose URL answered 410 says the URL lives again: the mark
         is dropped, so later deliveries to it are attempted too.
         """
-        with self._tx() as (s, now):
+        with self._db.transaction() as (s, now):
             row = s.get(WebhookDeliveryRow, delivery)
             if row is None:
                 return False
@@ -378,9 +370,9 @@ class WebhookDeliveries:
             s.execute(delete(GoneUrlRow).where(GoneUrlRow.url_hash == row.url_hash))
             return True
 
-    def replayable_deliveries(self, job_id: str) -> list[str]:
+    def replayable(self, job_id: str) -> list[str]:
         """The ids of a job's deliveries that a replay would start again."""
-        with self._tx() as (s, _):
+        with self._db.transaction() as (s, _):
             return list(
                 s.scalars(
                     select(WebhookDeliveryRow.id).where(
@@ -390,9 +382,9 @@ class WebhookDeliveries:
                 )
             )
 
-    def deliveries(self, job_id: str) -> list[DeliveryView]:
+    def of_job(self, job_id: str) -> list[DeliveryView]:
         """A job's deliveries, oldest first, each with its attempts."""
-        with self._tx() as (s, _):
+        with self._db.transaction() as (s, _):
             rows = s.scalars(
                 select(WebhookDeliveryRow)
                 .where(WebhookDeliveryRow.job_id == job_id)
@@ -400,8 +392,8 @@ class WebhookDeliveries:
             ).all()
             return [self._view(s, row) for row in rows]
 
-    def delivery(self, delivery: str) -> DeliveryView | None:
-        with self._tx() as (s, _):
+    def get(self, delivery: str) -> DeliveryView | None:
+        with self._db.transaction() as (s, _):
             row = s.get(WebhookDeliveryRow, delivery)
             return self._view(s, row) if row is not None else None
 

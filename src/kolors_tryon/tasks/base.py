@@ -177,7 +177,7 @@ class GuardedTask(Task[Any, Any]):
     def _fail_job(self, job_id: str, reason: str) -> None:
         """End a job whose task keeps crashing, so that its slot is freed."""
         try:
-            record = runtime_for(self.app).store.finish(
+            record = runtime_for(self.app).store.tracking.finish(
                 job_id, JobState.FAILED, error_code=INTERNAL_ERROR, error_message=reason
             )
         except Exception:

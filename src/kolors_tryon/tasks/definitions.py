@@ -140,7 +140,7 @@ def register_tasks(app: Celery) -> None:
     def sweep_task() -> dict[str, int]:
         rt = runtime_for(app)
         result = sweep(rt)
-        cleanup = rt.store.take_results_cleanup(every=defaults.RESULTS_CLEANUP_EVERY)
+        cleanup = rt.store.account.take_results_cleanup(every=defaults.RESULTS_CLEANUP_EVERY)
         followups.send_rescues(app, result, "sweep")
         if cleanup:
             _delete_expired_results(app)

@@ -17,7 +17,7 @@ Design (issue 16, points 1 and 2): a short lease renewed by a heartbeat, plus a 
 
 Why not a lease per message, renewed by whoever runs it: a claim waits in RabbitMQ
 between runs (a 1303 backoff, a queued submit) where no process holds it; those waits
-keep their own long leases (`extend_claim`), and the heartbeat only has to cover what
+keep their own long leases (`store.claims.extend`), and the heartbeat only has to cover what
 would die with its worker. Fencing is unchanged: every create is still conditional on the
 owner and a live lease, and a takeover never happens while an attempt window is open, so
 only the current holder sends a create, and an ambiguous one is looked up by
@@ -109,13 +109,13 @@ class ClaimHeartbeat:
             return
         if self._store is None:
             self._store = JobStore.from_url(self._settings.effective_database_url)
-        self._store.renew_claims(
+        self._store.claims.renew(
             holder,
             seconds=self._settings.claim_lease_seconds,
             fresh_for=self._settings.submit_lease_seconds,
         )
         kicking = self._kick is not None and self._kick.is_alive()
-        if not kicking and self._store.expired_claims(limit=1):
+        if not kicking and self._store.claims.expired(limit=1):
             self._kick = kick_recovery(self._app)
 
 
