@@ -683,14 +683,39 @@ def test_a_batch_sends_a_create_only_while_it_can_end_inside_the_attempt_window(
         assert isinstance(plan, CreatePlan) and not plan.maybe_created
 
 
+def test_a_create_answered_after_the_read_timeout_is_recorded_without_a_lookup(
+    rt: Runtime, emulator: EmulatorServer
+) -> None:
+    """The first create's answer comes after the read timeout but inside its attempt
+    window: the other creates go at once and are handed over before it ends; its thread
+    waits for the answer and records the task, with no lookup and no second create."""
+    claims = claims_of(rt, 4)
+    emulator.configure(slow_rate=1.0, slow_seconds=7.0)  # the read timeout is 5 s
+    # Only the first create meets the slow answer: the knob is read as a request arrives.
+    threading.Timer(0.5, lambda: emulator.configure(slow_rate=0.0)).start()
+    early: list[tuple[str, str]] = []
+
+    def hand_over(steps: list[tuple[Claim, Step]]) -> None:
+        early.extend((claim.job_id, step.note) for claim, step in steps)
+
+    assert submit_batch(rt, claims, early=hand_over) == []
+    assert early == [(f"job-{i}", "submitted") for i in (1, 2, 3)]
+    wait_until(lambda: len(early) == 4, 15, what="the late answer to be handed over")
+    assert early[3] == ("job-0", "submitted")
+    assert rt.store.count_by_state() == {"submitted": 4}
+    stats = emulator.stats()
+    assert (stats["create_requests"], stats["creates"], stats["queries"]) == (4, 4, 0)
+
+
 def test_a_stalled_create_holds_its_own_job_only(
     rt: Runtime, emulator: EmulatorServer, clock: SettableClock
 ) -> None:
-    """The first create's answer comes after the read timeout: the other creates go at
-    once and are handed over before it ends; the stalled job is then looked up and
-    adopted, never created twice."""
+    """The first create's answer comes after its attempt window (the read timeout is 5
+    s; the answer is awaited until the window's end, 14 s): the other creates go at once
+    and are handed over before it ends; the stalled job is then looked up and adopted,
+    never created twice."""
     claims = claims_of(rt, 4)
-    emulator.configure(slow_rate=1.0, slow_seconds=7.0)  # the read timeout is 5 s
+    emulator.configure(slow_rate=1.0, slow_seconds=15.0)
     # Only the first create meets the slow answer: the knob is read as a request arrives.
     threading.Timer(0.5, lambda: emulator.configure(slow_rate=0.0)).start()
     early: list[tuple[str, str, int]] = []
@@ -700,10 +725,10 @@ def test_a_stalled_create_holds_its_own_job_only(
         early.extend((claim.job_id, step.note, creates) for claim, step in steps)
 
     # The run returns once every create was sent, handing over the three quick ones;
-    # a thread finishes the stalled one by its read timeout and hands it over alone.
+    # a thread finishes the stalled one by its window's end and hands it over alone.
     assert submit_batch(rt, claims, early=hand_over) == []
     assert early == [(f"job-{i}", "submitted", 4) for i in (1, 2, 3)]
-    wait_until(lambda: len(early) == 4, 15, what="the stalled create to be handed over")
+    wait_until(lambda: len(early) == 4, 25, what="the stalled create to be handed over")
     assert early[3][0] == "job-0" and early[3][1].startswith("retryable: ")
     assert rt.store.count_by_state() == {"submitted": 3, "submitting": 1}
     (stalled,) = [c for c in claims if c.job_id == "job-0"]

@@ -120,11 +120,11 @@ def submit_batch(
     answer coming after the read timeout) is a straggler: it holds its own job only. The
     batch sends the next create meanwhile and records what was answered. With `early`,
     the run then hands every step it has to `early` and returns without the stragglers:
-    a thread records each straggler as it ends (by its read timeout) and hands its step
-    to `early` too, so that a stalled connection holds neither the batch's other jobs nor
-    the worker process that the run occupies. A process that dies meanwhile leaves the
-    straggler's job with its intent recorded: the sweep's next owner looks it up before
-    sending anything. Without `early` the run waits for its stragglers.
+    a thread records each straggler as it ends (its answer, or the end of its attempt
+    window) and hands its step to `early` too, so that a stalled connection holds neither
+    the batch's other jobs nor the worker process that the run occupies. A process that
+    dies meanwhile leaves the straggler's job with its intent recorded: the sweep's next
+    owner looks it up before sending anything. Without `early` the run waits for its stragglers.
     """
     if not claims:
         return []
@@ -183,20 +183,30 @@ def _create_all(
 
     Each POST runs on a thread of its own and is waited for `CREATE_PATIENCE`; one that
     has not answered by then goes on in its thread while the next is sent, so that one
-    stalled connection delays neither the batch's other creates nor their tracking (a
-    straggler still ends inside its window: it started before `last_start`). Every
-    answer is classified as a sequential batch would. With `hand_over`, the steps known
-    when the last create was sent are handed over and the stragglers are finished by a
-    thread (and left out of the returned steps); without it, here.
+    stalled connection delays neither the batch's other creates nor their tracking.
+    Every answer is classified as a sequential batch would. With `hand_over`, the steps
+    known when the last create was sent are handed over and the stragglers are finished
+    by a thread (and left out of the returned steps); without it, here.
+
+    A create's thread waits for its answer until the attempt window closes (`answer_by`),
+    not just the read timeout: an answer that comes late (the API backlogged) is then a
+    task id, recorded and tracked at once, where a timeout would leave the job ambiguous,
+    holding its slot through the visibility grace until a lookup may trust a "not
+    found". It costs nothing that is not the job's own: the window is what the store
+    already grants a create (nobody takes the claim over meanwhile, and a run that died
+    in it is looked up as if its POST arrived at its end), and the thread is not the
+    worker process's.
     """
     if not plain:
         return {}
     window = attempt_window(rt)
-    # Every job's window opens with the intents; a create may start only while it can
-    # still end inside it (the window's length, measured on this process's steady
-    # clock). Creates answer in milliseconds; a batch that meets slow answers sends the
-    # rest later.
-    last_start = time.monotonic() + window - _one_create(rt) - ATTEMPT_SLACK_SECONDS
+    # Every job's window opens with the intents (read before them: this process's steady
+    # clock ends it no later than the store does). The answers are awaited until then,
+    # the slack aside for the writes that follow; a create may start only while it has
+    # at least its (connect, read) timeouts left. Creates answer in milliseconds; a batch
+    # that meets slow answers sends the rest later.
+    answer_by = time.monotonic() + window - ATTEMPT_SLACK_SECONDS
+    last_start = answer_by - _one_create(rt)
     granted = rt.store.record_intents([(c.job_id, c.owner) for c, _ in plain], window=window)
     steps: dict[str, Step] = {}
     made: list[tuple[_Attempt, KlingTask]] = []
@@ -216,7 +226,7 @@ def _create_all(
             if stopped is not None:
                 steps[claim.job_id] = _not_sent(attempt, stopped)
                 continue
-            future = pool.submit(_create, attempt)
+            future = pool.submit(_create, attempt, answer_by)
             try:
                 task = future.result(timeout=CREATE_PATIENCE)
             except FutureTimeout:
@@ -257,7 +267,7 @@ def _finish_stragglers(
     pool: ThreadPoolExecutor,
     hand_over: Callable[[dict[str, Step]], None] | None,
 ) -> dict[str, Step]:
-    """Record each straggling create as it ends (each by its read timeout); hand its
+    """Record each straggling create as it ends (each by its attempt window); hand its
     step over at once when `hand_over` is given, else return them all."""
     steps: dict[str, Step] = {}
     try:
@@ -283,10 +293,12 @@ def _finish_stragglers(
     return steps
 
 
-def _create(attempt: _Attempt) -> KlingTask:
-    """One POST, on a thread of the batch (its log lines and Sentry events name the job)."""
+def _create(attempt: _Attempt, answer_by: float) -> KlingTask:
+    """One POST, on a thread of the batch (its log lines and Sentry events name the job),
+    whose answer is awaited until `answer_by` (`time.monotonic()`)."""
     with job_context(attempt.job_id):
-        return attempt.rt.kling.create(attempt.create_body())
+        within = answer_by - time.monotonic()
+        return attempt.rt.kling.create(attempt.create_body(), answer_within=within)
 
 
 def _refused(attempt: _Attempt, err: KlingError) -> Step:
