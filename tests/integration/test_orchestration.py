@@ -707,6 +707,27 @@ def test_a_create_answered_after_the_read_timeout_is_recorded_without_a_lookup(
     assert (stats["create_requests"], stats["creates"], stats["queries"]) == (4, 4, 0)
 
 
+def test_creates_answered_before_a_straggler_are_handed_over_when_it_is_met(
+    rt: Runtime, emulator: EmulatorServer
+) -> None:
+    """The second and third creates are slow: the first one's step is handed over when
+    the second is found straggling, not after the third's patience too."""
+    claims = claims_of(rt, 4)
+    # The dice of seed 22 at a rate of one half: fast, slow, slow, fast.
+    emulator.configure(seed=22, slow_rate=0.5, slow_seconds=3.0)
+    early: list[tuple[str, str, int]] = []
+
+    def hand_over(steps: list[tuple[Claim, Step]]) -> None:
+        creates = emulator.stats()["create_requests"]
+        early.extend((claim.job_id, step.note, creates) for claim, step in steps)
+
+    assert submit_batch(rt, claims, early=hand_over) == []
+    assert early == [("job-0", "submitted", 2), ("job-3", "submitted", 4)]
+    wait_until(lambda: len(early) == 4, 15, what="the slow creates to be handed over")
+    assert sorted(early[2:]) == [("job-1", "submitted", 4), ("job-2", "submitted", 4)]
+    assert emulator.stats()["creates"] == 4
+
+
 def test_a_stalled_create_holds_its_own_job_only(
     rt: Runtime, emulator: EmulatorServer, clock: SettableClock
 ) -> None:

@@ -185,8 +185,9 @@ def _create_all(
     has not answered by then goes on in its thread while the next is sent, so that one
     stalled connection delays neither the batch's other creates nor their tracking.
     Every answer is classified as a sequential batch would. With `hand_over`, the steps
-    known when the last create was sent are handed over and the stragglers are finished
-    by a thread (and left out of the returned steps); without it, here.
+    known when a straggler is met and when the last create was sent are handed over and
+    the stragglers are finished by a thread (and left out of the returned steps);
+    without it, here.
 
     A create's thread waits for its answer until the attempt window closes (`answer_by`),
     not just the read timeout: an answer that comes late (the API backlogged) is then a
@@ -231,6 +232,13 @@ def _create_all(
                 task = future.result(timeout=CREATE_PATIENCE)
             except FutureTimeout:
                 stragglers[future] = attempt  # its thread waits; the batch goes on
+                if hand_over is not None and (made or steps):
+                    # What was answered before it goes on now: its events, first polls
+                    # and freed slots need not wait out the patience of later stragglers.
+                    steps.update(_record_made(rt, made))
+                    made.clear()
+                    hand_over(dict(steps))
+                    steps.clear()
                 continue
             except KlingError as err:
                 steps[claim.job_id] = _refused(attempt, err)
