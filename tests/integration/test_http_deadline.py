@@ -215,6 +215,38 @@ def test_kling_calls_end_by_the_sum_of_their_timeouts() -> None:
     assert 1.45 <= elapsed < 1.5 + LATE, elapsed
 
 
+def test_a_create_given_longer_still_ends_by_then_while_bytes_trickle() -> None:
+    """A create awaited past its read timeout (`answer_within`) has that whole-call
+    deadline however its answer trickles: ambiguous, at that time."""
+    with running_emulator(task_duration=1.0) as emulator:
+        parts = urlsplit(emulator.base_url)
+        front = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 80)
+        try:
+            front.set_faults(down=DRIP_HEADERS)
+            client = KlingClient(
+                f"http://127.0.0.1:{front.port}{parts.path}",
+                StaticKeyAuth(TEST_API_KEY),
+                timeout=(0.5, 0.2),  # below the drip's interval: the waiting is the deadline's
+                read_attempts=1,
+            )
+            started = time.monotonic()
+            with client, pytest.raises(KlingTimeoutError) as caught:
+                client.create(
+                    {
+                        "model_name": "kolors-virtual-try-on-v1-5",
+                        "human_image": "https://example.com/h.jpg",
+                        "cloth_image": "https://example.com/c.jpg",
+                        "external_task_id": "deadline-2",
+                    },
+                    answer_within=DEADLINE,
+                )
+            elapsed = time.monotonic() - started
+        finally:
+            front.close()
+    assert caught.value.request_sent
+    assert DEADLINE - 0.05 <= elapsed < DEADLINE + LATE, elapsed
+
+
 def _cut_in_child(url: str, answer: Any) -> None:
     """In a forked child: a dripping call, its outcome put on `answer`."""
     started = time.monotonic()

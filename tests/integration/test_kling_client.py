@@ -344,6 +344,24 @@ def test_slow_answer_is_a_quick_timeout(emulator: EmulatorServer) -> None:
     assert info.value.retryable
 
 
+def test_a_create_given_longer_waits_for_an_answer_past_the_read_timeout(
+    emulator: EmulatorServer,
+) -> None:
+    """With `answer_within`, a create answered after the read timeout is a task, and one
+    not answered by then is an ambiguous timeout at that time, not at the read timeout."""
+    emulator.configure(slow_rate=1.0, slow_seconds=1.0)
+    with make_client(emulator, timeout=(1.0, 0.3), read_attempts=1) as client:
+        task = client.create(body(emulator, "job-late"), answer_within=3.0)
+        started = time.monotonic()
+        with pytest.raises(KlingTimeoutError) as info:
+            client.create(body(emulator, "job-later"), answer_within=0.6)
+        elapsed = time.monotonic() - started
+    assert task.external_task_id == "job-late"
+    assert 0.6 <= elapsed < 0.95, elapsed  # neither the read timeout (0.3) nor the hold (1.0)
+    assert info.value.request_sent
+    assert emulator.stats()["create_requests"] == 2
+
+
 @pytest.mark.parametrize("call", ["create", "get"])
 def test_closed_port_is_connection_error_not_sent(call: str) -> None:
     """Nothing listening: KlingConnectionError with request_sent False (safe to resend)."""

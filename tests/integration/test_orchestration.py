@@ -687,14 +687,60 @@ def test_a_batch_sends_a_create_only_while_it_can_end_inside_the_attempt_window(
         assert isinstance(plan, CreatePlan) and not plan.maybe_created
 
 
+def test_a_create_answered_after_the_read_timeout_is_recorded_without_a_lookup(
+    rt: Runtime, emulator: EmulatorServer
+) -> None:
+    """The first create's answer comes after the read timeout but inside its attempt
+    window: the other creates go at once and are handed over before it ends; its thread
+    waits for the answer and records the task, with no lookup and no second create."""
+    claims = claims_of(rt, 4)
+    emulator.configure(slow_rate=1.0, slow_seconds=7.0)  # the read timeout is 5 s
+    # Only the first create meets the slow answer: the knob is read as a request arrives.
+    threading.Timer(0.5, lambda: emulator.configure(slow_rate=0.0)).start()
+    early: list[tuple[str, str]] = []
+
+    def hand_over(steps: list[tuple[Claim, Step]]) -> None:
+        early.extend((claim.job_id, step.note) for claim, step in steps)
+
+    assert submit_batch(rt, claims, early=hand_over) == []
+    assert early == [(f"job-{i}", "submitted") for i in (1, 2, 3)]
+    wait_until(lambda: len(early) == 4, 15, what="the late answer to be handed over")
+    assert early[3] == ("job-0", "submitted")
+    assert rt.store.jobs.count_by_state() == {"submitted": 4}
+    stats = emulator.stats()
+    assert (stats["create_requests"], stats["creates"], stats["queries"]) == (4, 4, 0)
+
+
+def test_creates_answered_before_a_straggler_are_handed_over_when_it_is_met(
+    rt: Runtime, emulator: EmulatorServer
+) -> None:
+    """The second and third creates are slow: the first one's step is handed over when
+    the second is found straggling, not after the third's patience too."""
+    claims = claims_of(rt, 4)
+    # The dice of seed 22 at a rate of one half: fast, slow, slow, fast.
+    emulator.configure(seed=22, slow_rate=0.5, slow_seconds=3.0)
+    early: list[tuple[str, str, int]] = []
+
+    def hand_over(steps: list[tuple[Claim, Step]]) -> None:
+        creates = emulator.stats()["create_requests"]
+        early.extend((claim.job_id, step.note, creates) for claim, step in steps)
+
+    assert submit_batch(rt, claims, early=hand_over) == []
+    assert early == [("job-0", "submitted", 2), ("job-3", "submitted", 4)]
+    wait_until(lambda: len(early) == 4, 15, what="the slow creates to be handed over")
+    assert sorted(early[2:]) == [("job-1", "submitted", 4), ("job-2", "submitted", 4)]
+    assert emulator.stats()["creates"] == 4
+
+
 def test_a_stalled_create_holds_its_own_job_only(
     rt: Runtime, emulator: EmulatorServer, clock: SettableClock
 ) -> None:
-    """The first create's answer comes after the read timeout: the other creates go at
-    once and are handed over before it ends; the stalled job is then looked up and
-    adopted, never created twice."""
+    """The first create's answer comes after its attempt window (the read timeout is 5
+    s; the answer is awaited until the window's end, 14 s): the other creates go at once
+    and are handed over before it ends; the stalled job is then looked up and adopted,
+    never created twice."""
     claims = claims_of(rt, 4)
-    emulator.configure(slow_rate=1.0, slow_seconds=7.0)  # the read timeout is 5 s
+    emulator.configure(slow_rate=1.0, slow_seconds=15.0)
     # Only the first create meets the slow answer: the knob is read as a request arrives.
     threading.Timer(0.5, lambda: emulator.configure(slow_rate=0.0)).start()
     early: list[tuple[str, str, int]] = []
@@ -704,10 +750,10 @@ def test_a_stalled_create_holds_its_own_job_only(
         early.extend((claim.job_id, step.note, creates) for claim, step in steps)
 
     # The run returns once every create was sent, handing over the three quick ones;
-    # a thread finishes the stalled one by its read timeout and hands it over alone.
+    # a thread finishes the stalled one by its window's end and hands it over alone.
     assert submit_batch(rt, claims, early=hand_over) == []
     assert early == [(f"job-{i}", "submitted", 4) for i in (1, 2, 3)]
-    wait_until(lambda: len(early) == 4, 15, what="the stalled create to be handed over")
+    wait_until(lambda: len(early) == 4, 25, what="the stalled create to be handed over")
     assert early[3][0] == "job-0" and early[3][1].startswith("retryable: ")
     assert rt.store.jobs.count_by_state() == {"submitted": 3, "submitting": 1}
     (stalled,) = [c for c in claims if c.job_id == "job-0"]

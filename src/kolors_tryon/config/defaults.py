@@ -73,8 +73,9 @@ ACCOUNT_PROBE_INTERVAL: Final = 300.0
 # aside (CREATE_PATIENCE).
 SUBMIT_BATCH_MAX: Final = 25
 # A batched create not answered within this many seconds is a straggler: it keeps its
-# own thread (and its job) until its answer or its read timeout, and the batch sends the
-# next create meanwhile. Creates answer in milliseconds (the task is only queued), so one
+# own thread (and its job) until its answer or the end of its attempt window (a late
+# answer is a task id; a timeout, a lookup after the visibility grace), and the batch
+# sends the next create meanwhile. Creates answer in milliseconds (the task is only queued), so one
 # second is far beyond a healthy answer, and a stalled connection costs the rest of its
 # batch one second instead of a read timeout each.
 CREATE_PATIENCE: Final = 1.0

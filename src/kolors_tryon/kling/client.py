@@ -131,7 +131,9 @@ class KlingClient:
 
     # --- public calls -----------------------------------------------------------------
 
-    def create(self, body: Mapping[str, object]) -> KlingTask:
+    def create(
+        self, body: Mapping[str, object], *, answer_within: float | None = None
+    ) -> KlingTask:
         """Submit a try-on task (the paid call).
 
         Never retried here except once with a fresh token after 1003/1004, because a
@@ -140,6 +142,11 @@ class KlingClient:
         Args:
             body: The create body (model_name, human_image, cloth_image, callback_url,
                 external_task_id); keys whose value is None are dropped.
+            answer_within: Wait this many seconds for the answer (the whole call, the
+                token resend included) instead of the (connect, read) timeouts: for a
+                caller on a thread of its own whose attempt window lasts longer. A late
+                answer is a task id, where giving up at the read timeout leaves the job
+                ambiguous (a lookup, after the visibility grace, before anything goes).
 
         Returns:
             The new task, usually `submitted`.
@@ -148,7 +155,8 @@ class KlingClient:
             KlingError: A typed error; check `.ambiguous` before sending again.
         """
         payload = {key: value for key, value in body.items() if value is not None}
-        data = self._request("POST", TRYON_PATH, "create", json_body=payload)
+        until = None if answer_within is None else time.monotonic() + answer_within
+        data = self._request("POST", TRYON_PATH, "create", json_body=payload, until=until)
         return parse_task(data)
 
     def get(self, task_id: str) -> KlingTask:
@@ -280,16 +288,19 @@ class KlingClient:
         params: Mapping[str, int] | None = None,
         json_body: Mapping[str, object] | None = None,
         attempt: int = 1,
+        until: float | None = None,
     ) -> object:
         """One logical call: one HTTP exchange, plus one more after re-minting a token.
 
         Args:
             path: From the base URL (reseller prefix excluded), e.g. TRYON_PATH + "/id".
             endpoint: The name metrics and logs give the call (create, query...).
+            until: The call's end on the steady clock (`time.monotonic()`), instead of
+                each exchange's (connect, read) timeouts.
         """
         call = _Call(method, path, endpoint, attempt)
         try:
-            return self._exchange(call, params=params, json_body=json_body)
+            return self._exchange(call, params=params, json_body=json_body, until=until)
         except TokenError:
             # 1003/1004 are answered before anything is created, so one resend with a
             # fresh token is safe even for create. A static key cannot be renewed.
@@ -297,7 +308,7 @@ class KlingClient:
                 raise
             logger.info("Kling token rejected; re-minted it and sending once more")
             call = _Call(method, path, endpoint, attempt + 1)
-            return self._exchange(call, params=params, json_body=json_body)
+            return self._exchange(call, params=params, json_body=json_body, until=until)
 
     def _exchange(
         self,
@@ -305,13 +316,20 @@ class KlingClient:
         *,
         params: Mapping[str, int] | None,
         json_body: Mapping[str, object] | None,
+        until: float | None = None,
     ) -> object:
         """Send one HTTP request and return the envelope's `data`, or raise a typed error."""
         headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
         method = call.method
+        seconds, timeouts = self._deadline, self._timeout
+        if until is not None:  # one deadline for the whole wait: no read timeout within it
+            seconds = until - time.monotonic()
+            if seconds <= 0:  # a resend after a token refusal, with no time left
+                raise KlingTimeoutError("no time left to send the call", request_sent=False)
+            timeouts = (self._timeout[0], seconds)
         try:
             # The body is read inside (stream=False), so the deadline covers all of it.
-            with call_deadline(self._deadline) as deadline:
+            with call_deadline(seconds) as deadline:
                 response = self._session.request(
                     method,
                     self._base + call.path,
@@ -320,7 +338,7 @@ class KlingClient:
                     headers=headers,
                     # Passed as `auth` so that requests never swaps in credentials from ~/.netrc.
                     auth=_Bearer(self._auth.authorization()),
-                    timeout=deadline.timeouts(*self._timeout),
+                    timeout=deadline.timeouts(*timeouts),
                     # A redirect would turn POST into GET and drop the Authorization header.
                     allow_redirects=False,
                 )

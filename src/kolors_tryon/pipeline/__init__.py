@@ -5,12 +5,13 @@ a `Step` that tells the thin Celery task what to do next (publish events, run ag
 later, track, hand out freed slots). Nothing here imports Celery.
 """
 
+from kolors_tryon.pipeline.batch_creates import submit_batch
 from kolors_tryon.pipeline.dispatch import dispatch, recover, sweep
 from kolors_tryon.pipeline.intake import intake, intake_many
 from kolors_tryon.pipeline.results import copy_results
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
-from kolors_tryon.pipeline.submit import submit_batch, submit_job
+from kolors_tryon.pipeline.submit import submit_job
 from kolors_tryon.pipeline.track import track_job
 
 __all__ = [
