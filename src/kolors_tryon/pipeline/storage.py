@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kolors_tryon.config import Settings, defaults, load_settings
+from kolors_tryon.errors import JobNotFound
 from kolors_tryon.kling import redact
 from kolors_tryon.store import open_store
 
@@ -223,7 +224,7 @@ def result_urls(
     `file://` URI for a local one, None for an image whose copy is not made (yet).
 
     Raises:
-        LookupError: the job is unknown.
+        JobNotFound: the job is unknown (a LookupError, as before it was typed).
         ValueError: `expires` is not between 1 s and seven days (S3's longest).
     """
     if not 1 <= expires <= defaults.PRESIGN_EXPIRES_MAX:
@@ -235,7 +236,7 @@ def result_urls(
     finally:
         store.dispose()
     if record is None:
-        raise LookupError(f"no job {job_id!r}")
+        raise JobNotFound(job_id)
     copies = ResultCopies(settings)
     return [
         copies.url(image.stored, expires=expires) if image.stored else None
