@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from kolors_tryon.cli.door import command_settings, emit, json_option, store_errors
+from kolors_tryon.cli import door
 from kolors_tryon.config import Settings
 from kolors_tryon.store import JobStore, SchemaStatus
 from kolors_tryon.store.migrate import new_revision, schema_status, upgrade_schema
@@ -32,7 +32,7 @@ def _unchecked_store(settings: Settings) -> Iterator[JobStore]:
     """The configured store without any schema step, disposed on exit."""
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with store_errors():
+    with door.store_errors():
         store = JobStore.from_url(settings.effective_database_url)
         try:
             yield store
@@ -46,14 +46,14 @@ def _status_json(status: SchemaStatus) -> dict[str, Any]:
 
 @db.command("upgrade")
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
-@json_option
+@door.json_option
 def db_upgrade(revision: str, as_json: bool) -> None:
     """Create or migrate the job store (run once per deployment, before the workers)."""
-    with _unchecked_store(command_settings()) as store:
+    with _unchecked_store(door.command_settings()) as store:
         before, after = upgrade_schema(store.engine, revision)
         store.ensure_account_row()
     if as_json:
-        emit({"before": before.current, **_status_json(after)})
+        door.emit({"before": before.current, **_status_json(after)})
     elif before.current == after.current:
         click.echo(f"{after.describe()}: nothing to do")
     else:
@@ -64,10 +64,10 @@ def db_upgrade(revision: str, as_json: bool) -> None:
 
 def _show_status(as_json: bool) -> SchemaStatus:
     """Read the configured store's schema status and print it (one line, or JSON)."""
-    with _unchecked_store(command_settings()) as store:
+    with _unchecked_store(door.command_settings()) as store:
         status = schema_status(store.engine)
     if as_json:
-        emit(_status_json(status))
+        door.emit(_status_json(status))
     elif status.up_to_date:
         click.echo(status.describe())
     else:
@@ -76,14 +76,14 @@ def _show_status(as_json: bool) -> SchemaStatus:
 
 
 @db.command("current")
-@json_option
+@door.json_option
 def db_current(as_json: bool) -> None:
     """Show the store's schema revision and the code's."""
     _show_status(as_json)
 
 
 @db.command("check")
-@json_option
+@door.json_option
 def db_check(as_json: bool) -> None:
     """Exit 0 when the store's schema is this code's, 1 when it is behind (or unknown)."""
     sys.exit(0 if _show_status(as_json).up_to_date else 1)

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import click
 
-from kolors_tryon.cli.door import EXIT_FAILED, command_settings, fail, reaching_broker
+from kolors_tryon.cli import door
 from kolors_tryon.cli.following import report, wait_for
 from kolors_tryon.config import Settings
 from kolors_tryon.config.defaults import DEMO_TIMEOUT
@@ -44,9 +44,9 @@ def demo(jobs_file: Path | None, timeout: float, emulator_port: int | None) -> N
     if emulator_port is not None:
         # The worker started below inherits this process's environment: same emulator.
         os.environ["TRYON_SANDBOX_EMULATOR_URL"] = f"http://127.0.0.1:{emulator_port}"
-    settings = command_settings()
+    settings = door.command_settings()
     if not settings.sandbox:
-        fail(
+        door.fail(
             "demo runs in sandbox mode only: unset the TRYON_KLING_* credentials "
             "(it would spend real credits otherwise)"
         )
@@ -57,7 +57,7 @@ def demo(jobs_file: Path | None, timeout: float, emulator_port: int | None) -> N
     try:
         path = jobs_file or SAMPLES
         entries = [(n, e) for n, e in read_batch(path) if isinstance(e, dict)]
-        with reaching_broker(settings), JobPublisher(settings) as publisher:
+        with door.reaching_broker(settings), JobPublisher(settings) as publisher:
             job_ids = []
             for number, entry in entries:
                 try:
@@ -90,9 +90,9 @@ def _start_demo_emulator(settings: Settings) -> Any:
         return ensure_sandbox_emulator(settings)
     except OSError as exc:
         port = urlsplit(settings.effective_kling_base_url).port
-        fail(
+        door.fail(
             f"the sandbox emulator cannot listen on port {port} ({exc.strerror or exc}): "
             f"another program holds it; run `tryon demo --emulator-port {(port or 8765) + 1}` "
             f"or set TRYON_SANDBOX_EMULATOR_URL=http://127.0.0.1:{(port or 8765) + 1}",
-            code=EXIT_FAILED,
+            code=door.EXIT_FAILED,
         )

@@ -10,14 +10,7 @@ from typing import Any
 
 import click
 
-from kolors_tryon.cli.door import (
-    command_settings,
-    emit,
-    fail,
-    json_option,
-    reaching_broker,
-    say_fallbacks,
-)
+from kolors_tryon.cli import door
 from kolors_tryon.cli.following import follow_to_end
 from kolors_tryon.config import Settings
 from kolors_tryon.config.defaults import WAIT_TIMEOUT
@@ -62,7 +55,7 @@ def _print_problems(where: str, problems: Iterable[Problem]) -> None:
 @click.option("--metadata", default=None, help="A JSON object kept with the job.")
 @click.option("--wait", is_flag=True, help="Follow the job to its end.")
 @wait_timeout_option
-@json_option
+@door.json_option
 def submit(
     human: str,
     cloth: str,
@@ -77,7 +70,7 @@ def submit(
     as_json: bool,
 ) -> None:
     """Enqueue one job and print its job id."""
-    settings = command_settings()
+    settings = door.command_settings()
     message: dict[str, Any] = {}
     unreadable = []
     arguments = (("human_image", "--human", human), ("cloth_image", "--cloth", cloth))
@@ -88,7 +81,7 @@ def submit(
             unreadable.append(Problem(f"{field} ({option})", "file_not_found", str(exc)))
     if unreadable:
         _print_problems("error", unreadable)
-        fail("nothing published")
+        door.fail("nothing published")
     optional = {
         "model_name": model_name,
         "job_id": job_id,
@@ -101,17 +94,17 @@ def submit(
         try:
             message["metadata"] = json.loads(metadata)
         except json.JSONDecodeError as exc:
-            fail(f"--metadata: not valid JSON ({exc.msg})")
+            door.fail(f"--metadata: not valid JSON ({exc.msg})")
     try:
         check_job(message, ValidationOptions.from_settings(settings))
     except JobRejected as rejection:
         _print_problems("error", rejection.problems)
-        fail("invalid job, nothing published (`tryon validate` shows the same checks)")
-    say_fallbacks(settings)
-    with reaching_broker(settings), JobPublisher(settings) as publisher:
+        door.fail("invalid job, nothing published (`tryon validate` shows the same checks)")
+    door.say_fallbacks(settings)
+    with door.reaching_broker(settings), JobPublisher(settings) as publisher:
         new_id = publisher.publish(message)
     if not wait:
-        emit({"job_id": new_id}) if as_json else click.echo(new_id)
+        door.emit({"job_id": new_id}) if as_json else click.echo(new_id)
         return
     if not as_json:
         click.echo(f"job {new_id} enqueued; waiting for it to end...")
@@ -127,14 +120,14 @@ def submit(
 )
 @click.option("--wait", is_flag=True, help="Follow every job to its end.")
 @wait_timeout_option
-@json_option
+@door.json_option
 def batch(file: Path, skip_invalid: bool, wait: bool, timeout: float, as_json: bool) -> None:
     """Enqueue every job of a JSON Lines or CSV file (image paths relative to the file).
 
     Every line is checked first, as `tryon validate` checks it: with an invalid line,
     nothing is published (exit 2) unless --skip-invalid.
     """
-    settings = command_settings()
+    settings = door.command_settings()
     lines = checked_lines(file, settings, show=not as_json)
     invalid = [line for line in lines if not line.valid]
     problems = [f"{file.name}:{line.number}: {p}" for line in invalid for p in line.problems]
@@ -143,18 +136,18 @@ def batch(file: Path, skip_invalid: bool, wait: bool, timeout: float, as_json: b
         for problem in problems:
             click.secho(problem, fg="red", err=True)
         if as_json:
-            emit({"job_ids": [], "skipped": [], "invalid": problems})
-        fail(
+            door.emit({"job_ids": [], "skipped": [], "invalid": problems})
+        door.fail(
             f"{len(invalid)} invalid line(s) of {len(lines)}: nothing published"
             + ("" if skip_invalid else " (--skip-invalid publishes the valid ones)")
         )
-    say_fallbacks(settings)
+    door.say_fallbacks(settings)
     job_ids = _publish_lines(file, valid_lines, settings, show=not as_json)
     for problem in problems:
         click.secho(f"skipped {problem}", fg="yellow", err=True)
     if not wait:
         if as_json:
-            emit({"job_ids": job_ids, "skipped": problems})
+            door.emit({"job_ids": job_ids, "skipped": problems})
         else:
             click.echo("\n".join(job_ids))
         return
@@ -175,7 +168,7 @@ def _publish_lines(file: Path, numbers: set[int], settings: Settings, *, show: b
     job_ids: list[str] = []
     entries = [(n, e) for n, e in read_batch(file) if n in numbers and isinstance(e, dict)]
     with (
-        reaching_broker(settings),
+        door.reaching_broker(settings),
         JobPublisher(settings) as publisher,
         click.progressbar(entries, label="enqueueing", file=sys.stderr, hidden=not show) as bar,
     ):
@@ -183,6 +176,6 @@ def _publish_lines(file: Path, numbers: set[int], settings: Settings, *, show: b
             try:
                 message = with_image_files_read(entry, file.parent)
             except ImageSourceError as exc:  # removed since it was checked
-                fail(f"{file.name}:{number}: {exc}; published {len(job_ids)} job(s) before it")
+                door.fail(f"{file.name}:{number}: {exc}; published {len(job_ids)} job(s) before it")
             job_ids.append(publisher.publish(message))
     return job_ids

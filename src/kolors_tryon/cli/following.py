@@ -10,7 +10,7 @@ from typing import NoReturn
 
 import click
 
-from kolors_tryon.cli.door import emit, opened_store
+from kolors_tryon.cli import door
 from kolors_tryon.config import Settings
 from kolors_tryon.config.defaults import COPY_WAIT
 from kolors_tryon.store import JobRecord, JobState
@@ -27,7 +27,7 @@ def wait_for(
     seen: dict[str, str] = {}
     copies_by: float | None = None
     with (
-        opened_store(settings) as store,
+        door.opened_store(settings) as store,
         click.progressbar(
             length=len(unique), label="finished", file=sys.stderr, hidden=not show
         ) as bar,
@@ -72,7 +72,7 @@ def report(records: Iterable[JobRecord], as_json: bool) -> None:
     """The records the wait ended on: a JSON list, or a few lines each."""
     records = list(records)
     if as_json:
-        emit([r.to_json_dict() for r in records])
+        door.emit([r.to_json_dict() for r in records])
         return
     for record in records:
         click.echo(describe(record))

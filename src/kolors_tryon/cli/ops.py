@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from kolors_tryon.cli.door import EXIT_FAILED, command_settings, emit, fail, json_option
+from kolors_tryon.cli import door
 from kolors_tryon.config.defaults import PING_TIMEOUT
 from kolors_tryon.kling import redact
 
@@ -14,7 +14,7 @@ __all__ = ["health", "ping"]
 
 
 @click.command()
-@json_option
+@door.json_option
 def health(as_json: bool) -> None:
     """Check the broker, the job store and the Kling credentials; exit 0 healthy, 1 not.
 
@@ -23,9 +23,9 @@ def health(as_json: bool) -> None:
     """
     from kolors_tryon.ops.health import Status, check_health
 
-    report = check_health(command_settings())
+    report = check_health(door.command_settings())
     if as_json:
-        emit(report.to_json_dict())
+        door.emit(report.to_json_dict())
     else:
         colours = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "red"}
         for check in report.checks:
@@ -42,7 +42,7 @@ def health(as_json: bool) -> None:
     help="Only workers of this machine (in a container: this container's worker).",
 )
 @click.option("--timeout", type=float, default=PING_TIMEOUT, show_default=True)
-@json_option
+@door.json_option
 def ping(this_host: bool, timeout: float, as_json: bool) -> None:
     """Ping the namespace's workers; exit 0 when one answers, 1 when none does.
 
@@ -52,21 +52,23 @@ def ping(this_host: bool, timeout: float, as_json: bool) -> None:
     """
     from kolors_tryon.worker.nodes import on_this_host, ping_workers
 
-    settings = command_settings()
+    settings = door.command_settings()
     if not settings.uses_rabbitmq:
-        fail(
+        door.fail(
             "tryon ping needs RabbitMQ (TRYON_BROKER_URL): an embedded broker has no remote "
             "control",
-            EXIT_FAILED,
+            door.EXIT_FAILED,
         )
     try:
         nodes = ping_workers(settings, timeout)
     except Exception as exc:
-        fail(f"cannot reach the broker: {type(exc).__name__}: {redact(str(exc))}", EXIT_FAILED)
+        door.fail(
+            f"cannot reach the broker: {type(exc).__name__}: {redact(str(exc))}", door.EXIT_FAILED
+        )
     if this_host:
         nodes = on_this_host(nodes)
     if as_json:
-        emit({"namespace": settings.namespace, "nodes": nodes})
+        door.emit({"namespace": settings.namespace, "nodes": nodes})
     elif nodes:
         for node in nodes:
             click.echo(f"{node}: pong")

@@ -7,16 +7,7 @@ from collections.abc import Iterable
 
 import click
 
-from kolors_tryon.cli.door import (
-    EXIT_FAILED,
-    command_settings,
-    emit,
-    fail,
-    json_option,
-    opened_store,
-    say_fallbacks,
-    store_errors,
-)
+from kolors_tryon.cli import door
 from kolors_tryon.cli.following import describe
 from kolors_tryon.config.defaults import LIST_LIMIT, PRESIGN_EXPIRES, PRESIGN_EXPIRES_MAX
 from kolors_tryon.errors import JobNotFound
@@ -27,17 +18,17 @@ __all__ = ["jobs", "results", "status"]
 
 @click.command()
 @click.argument("job_id")
-@json_option
+@door.json_option
 def status(job_id: str, as_json: bool) -> None:
     """Show one job's record."""
-    settings = command_settings()
-    say_fallbacks(settings, broker=False)
-    with opened_store(settings) as store:
+    settings = door.command_settings()
+    door.say_fallbacks(settings, broker=False)
+    with door.opened_store(settings) as store:
         record = store.get(job_id)
         if record is None:
             raise JobNotFound(job_id)
     if as_json:
-        emit(record.to_json_dict())
+        door.emit(record.to_json_dict())
     else:
         click.echo(describe(record))
         click.echo(
@@ -64,23 +55,23 @@ def status(job_id: str, as_json: bool) -> None:
     help="Start after this job (the cursor the previous page printed).",
 )
 @click.option("--limit", type=click.IntRange(1, 10_000), default=LIST_LIMIT, show_default=True)
-@json_option
+@door.json_option
 def jobs(
     state: str | None, meta: tuple[str, ...], after: str | None, limit: int, as_json: bool
 ) -> None:
     """List jobs, newest first, a page at a time (the next page: --after the cursor shown)."""
     metadata = _meta_filters(meta)
-    settings = command_settings()
-    say_fallbacks(settings, broker=False)
-    with opened_store(settings) as store:
+    settings = door.command_settings()
+    door.say_fallbacks(settings, broker=False)
+    with door.opened_store(settings) as store:
         if after is not None and store.get(after) is None:
-            fail(f"--after: no job {after!r}", code=EXIT_FAILED)
+            door.fail(f"--after: no job {after!r}", code=door.EXIT_FAILED)
         records = store.page_jobs(
             JobState(state) if state else None, limit=limit, after=after, metadata=metadata
         )
         counts = store.count_by_state()
     if as_json:
-        emit([r.to_json_dict() for r in records])
+        door.emit([r.to_json_dict() for r in records])
     else:
         for record in records:
             click.echo(describe(record))
@@ -98,7 +89,7 @@ def _meta_filters(pairs: Iterable[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            fail(f"--meta {pair!r}: give KEY=VALUE, e.g. --meta sku=1234")
+            door.fail(f"--meta {pair!r}: give KEY=VALUE, e.g. --meta sku=1234")
         filters[key] = value
     return filters
 
@@ -118,21 +109,23 @@ def results() -> None:
     show_default=True,
     help="Seconds a presigned S3 URL stays valid.",
 )
-@json_option
+@door.json_option
 def results_url(job_id: str, index: int | None, expires: int, as_json: bool) -> None:
     """Print download URLs of a job's stored copies (presigned for S3, file:// for local)."""
     from kolors_tryon.pipeline.storage import StorageError, result_urls
 
-    settings = command_settings()
-    # result_urls opens the store itself, through the same schema check as opened_store.
-    with store_errors():
+    settings = door.command_settings()
+    # result_urls opens the store itself, through the same schema check as door.opened_store.
+    with door.store_errors():
         try:
             urls = result_urls(job_id, settings, expires=expires)
         except StorageError as exc:
-            fail(str(exc), code=EXIT_FAILED)
+            door.fail(str(exc), code=door.EXIT_FAILED)
     chosen = dict(enumerate(urls)) if index is None else {index: _at(urls, index)}
     if as_json:
-        emit({"job_id": job_id, "expires": expires, "urls": [chosen[i] for i in sorted(chosen)]})
+        door.emit(
+            {"job_id": job_id, "expires": expires, "urls": [chosen[i] for i in sorted(chosen)]}
+        )
     else:
         for number in sorted(chosen):
             click.echo(chosen[number] or f"image {number}: no stored copy (yet)")
@@ -141,5 +134,5 @@ def results_url(job_id: str, index: int | None, expires: int, as_json: bool) -> 
 
 def _at(urls: list[str | None], index: int) -> str | None:
     if not 0 <= index < len(urls):
-        fail(f"the job has {len(urls)} image(s); no index {index}", code=EXIT_FAILED)
+        door.fail(f"the job has {len(urls)} image(s); no index {index}", code=door.EXIT_FAILED)
     return urls[index]

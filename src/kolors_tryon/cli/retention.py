@@ -6,14 +6,7 @@ import sys
 
 import click
 
-from kolors_tryon.cli.door import (
-    EXIT_FAILED,
-    command_settings,
-    emit,
-    fail,
-    json_option,
-    opened_store,
-)
+from kolors_tryon.cli import door
 from kolors_tryon.errors import JobNotFound
 
 __all__ = ["forget", "purge"]
@@ -28,17 +21,17 @@ __all__ = ["forget", "purge"]
     help="Days since the job ended.",
 )
 @click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
-@json_option
+@door.json_option
 def purge(days: float, dry_run: bool, as_json: bool) -> None:
     """Delete ended jobs (succeeded, failed, rejected) older than DAYS, copies included."""
     from kolors_tryon.pipeline.retention import purge as purge_jobs
     from kolors_tryon.pipeline.storage import ResultCopies
 
-    settings = command_settings()
-    with opened_store(settings) as store:
+    settings = door.command_settings()
+    with door.opened_store(settings) as store:
         report = purge_jobs(store, ResultCopies(settings), older_than_days=days, dry_run=dry_run)
     if as_json:
-        emit(report.to_json_dict())
+        door.emit(report.to_json_dict())
     else:
         verb = "would delete" if dry_run else "deleted"
         states = ", ".join(f"{n} {s}" for s, n in sorted(report.jobs.items())) or "none"
@@ -52,7 +45,7 @@ def purge(days: float, dry_run: bool, as_json: bool) -> None:
 
 @click.command()
 @click.argument("job_id")
-@json_option
+@door.json_option
 def forget(job_id: str, as_json: bool) -> None:
     """Remove a person's photos from JOB_ID: copies, photos, URLs, metadata, messages.
 
@@ -63,19 +56,19 @@ def forget(job_id: str, as_json: bool) -> None:
     from kolors_tryon.pipeline.retention import forget as forget_job
     from kolors_tryon.pipeline.storage import ResultCopies, StorageError
 
-    settings = command_settings()
-    with opened_store(settings) as store:
+    settings = door.command_settings()
+    with door.opened_store(settings) as store:
         try:
             report = forget_job(store, ResultCopies(settings), job_id)
         except StorageError as exc:
-            fail(
+            door.fail(
                 f"the record is cleared, but copies could not be deleted: {exc}; run again",
-                EXIT_FAILED,
+                door.EXIT_FAILED,
             )
         if report is None:
             raise JobNotFound(job_id)
     if as_json:
-        emit(report.to_json_dict())
+        door.emit(report.to_json_dict())
     elif report.in_flight:
         click.secho(
             f"{job_id} is {report.state} at Kling: run forget again once it ended", fg="yellow"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import click
 
+from kolors_tryon.cli import door
 from kolors_tryon.cli.checks import broker_problem
-from kolors_tryon.cli.door import EXIT_FAILED, command_settings, fail, say_fallbacks
 
 __all__ = ["flower", "web", "worker"]
 
@@ -23,11 +23,11 @@ def worker(celery_args: tuple[str, ...]) -> None:
     """Run a worker; extra arguments go to Celery's worker (e.g. --concurrency 4)."""
     from kolors_tryon.worker.launcher import run_worker
 
-    settings = command_settings()
-    say_fallbacks(settings)
+    settings = door.command_settings()
+    door.say_fallbacks(settings)
     refused = broker_problem(settings)
     if refused is not None:
-        fail(refused, code=EXIT_FAILED)
+        door.fail(refused, code=door.EXIT_FAILED)
     run_worker(settings, list(celery_args))
 
 
@@ -38,7 +38,7 @@ def flower(flower_args: tuple[str, ...]) -> None:
     arguments go to Flower (e.g. --port=5555)."""
     from kolors_tryon.worker.launcher import run_flower
 
-    run_flower(command_settings(), list(flower_args))
+    run_flower(door.command_settings(), list(flower_args))
 
 
 @click.command()
@@ -60,7 +60,7 @@ def web(host: str, port: int, proxy_headers: bool, forwarded_allow_ips: str | No
     from kolors_tryon.web import serve
 
     serve(
-        command_settings(),
+        door.command_settings(),
         host=host,
         port=port,
         proxy_headers=proxy_headers,

@@ -8,7 +8,7 @@ from typing import Any, Final, NoReturn
 
 import click
 
-from kolors_tryon.cli.door import EXIT_INVALID, command_settings, emit, json_option
+from kolors_tryon.cli import door
 from kolors_tryon.cli.enqueue import checked_lines
 from kolors_tryon.config import Settings
 from kolors_tryon.jobs import JobRejected, Problem, ValidationOptions, job_json_schema, validate_job
@@ -25,14 +25,14 @@ def _problem_json(problem: Problem) -> dict[str, Any]:
 
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@json_option
+@door.json_option
 def validate(file: Path, as_json: bool) -> None:
     """Check a job (JSON) offline exactly as the worker does: exit 0 valid, 2 invalid.
 
     A .jsonl, .ndjson or .csv file is a batch: each line is checked as `tryon batch`
     checks it (image paths read relative to the file), and every problem is listed.
     """
-    settings = command_settings()
+    settings = door.command_settings()
     if file.suffix.lower() in BATCH_SUFFIXES:
         _validate_batch(file, settings, as_json)
     try:
@@ -40,12 +40,12 @@ def validate(file: Path, as_json: bool) -> None:
     except JobRejected as rejection:
         problems = [_problem_json(p) for p in rejection.problems]
         if as_json:
-            emit({"valid": False, "job_id": rejection.job_id, "problems": problems})
+            door.emit({"valid": False, "job_id": rejection.job_id, "problems": problems})
         else:
             click.secho(f"invalid: {file}", fg="red")
             for problem in rejection.problems:
                 click.echo(f"  {problem}")
-        sys.exit(EXIT_INVALID)
+        sys.exit(door.EXIT_INVALID)
     images = {
         name: info
         and {
@@ -57,7 +57,7 @@ def validate(file: Path, as_json: bool) -> None:
         for name, info in (("human_image", valid.human), ("cloth_image", valid.cloth))
     }
     if as_json:
-        emit({"valid": True, "job_id": valid.job_id, "images": images})
+        door.emit({"valid": True, "job_id": valid.job_id, "images": images})
     else:
         click.secho(f"valid: job {valid.job_id}", fg="green")
         for name, info in images.items():
@@ -69,7 +69,7 @@ def _validate_batch(file: Path, settings: Settings, as_json: bool) -> NoReturn:
     lines = checked_lines(file, settings, show=not as_json)
     invalid = [line for line in lines if not line.valid]
     if as_json:
-        emit(
+        door.emit(
             {
                 "valid": not invalid,
                 "lines": [
@@ -91,10 +91,10 @@ def _validate_batch(file: Path, settings: Settings, as_json: bool) -> NoReturn:
                 click.secho(f"{file.name}:{line.number}: {problem}", fg="red")
         verdict = f"{len(lines) - len(invalid)} valid, {len(invalid)} invalid line(s)"
         click.secho(verdict, fg="red" if invalid else "green")
-    sys.exit(EXIT_INVALID if invalid else 0)
+    sys.exit(door.EXIT_INVALID if invalid else 0)
 
 
 @click.command()
 def schema() -> None:
     """Print the JSON Schema of the job message."""
-    emit(job_json_schema())
+    door.emit(job_json_schema())

@@ -6,14 +6,7 @@ from dataclasses import asdict
 
 import click
 
-from kolors_tryon.cli.door import (
-    EXIT_FAILED,
-    command_settings,
-    emit,
-    fail,
-    json_option,
-    opened_store,
-)
+from kolors_tryon.cli import door
 from kolors_tryon.jobs.urls import redact_url
 
 __all__ = ["webhooks"]
@@ -35,14 +28,14 @@ def webhooks() -> None:
 
 @webhooks.command("list")
 @click.argument("job_id")
-@json_option
+@door.json_option
 def webhooks_list(job_id: str, as_json: bool) -> None:
     """Show a job's webhook deliveries and every attempt of each."""
-    with opened_store(command_settings()) as store:
+    with door.opened_store(door.command_settings()) as store:
         deliveries = store.deliveries(job_id)
     shown = [{**asdict(d), "url": redact_url(d.url)} for d in deliveries]
     if as_json:
-        emit(shown)
+        door.emit(shown)
         return
     if not shown:
         click.echo(f"no webhook deliveries for job {job_id!r}")
@@ -66,16 +59,18 @@ def webhooks_list(job_id: str, as_json: bool) -> None:
 def webhooks_replay(delivery_id: str | None, job_id: str | None) -> None:
     """Send a failed (or gone, or skipped) delivery again, from the start of the schedule."""
     if (delivery_id is None) == (job_id is None):
-        fail("give a DELIVERY_ID or --job JOB_ID")
+        door.fail("give a DELIVERY_ID or --job JOB_ID")
     from kolors_tryon.tasks.messaging import send_webhooks
     from kolors_tryon.worker import create_app
 
-    settings = command_settings()
-    with opened_store(settings) as store:
+    settings = door.command_settings()
+    with door.opened_store(settings) as store:
         ids = [delivery_id] if delivery_id else store.replayable_deliveries(job_id or "")
         replayed = [d for d in ids if d is not None and store.replay_delivery(d)]
     if not replayed:
-        fail("nothing to replay: no such delivery, or it is pending or delivered", EXIT_FAILED)
+        door.fail(
+            "nothing to replay: no such delivery, or it is pending or delivered", door.EXIT_FAILED
+        )
     send_webhooks(create_app(settings), replayed)
     for d in replayed:
         click.echo(f"replaying {d}")
@@ -86,7 +81,7 @@ def webhooks_secret() -> None:
     """Print the whsec_ secret(s) webhooks are signed with (generated once if unset)."""
     from kolors_tryon.pipeline.webhooks import webhook_secrets
 
-    settings = command_settings()
-    with opened_store(settings) as store:
+    settings = door.command_settings()
+    with door.opened_store(settings) as store:
         for secret in webhook_secrets(settings, store):
             click.echo(secret)
