@@ -6,10 +6,10 @@ The public surface: put jobs on the queue (`enqueue`, `JobPublisher`), read them
 The layers. Imports run one way, from a higher layer to a lower one, never back and
 never sideways between packages of one layer (tests/unit/test_layers.py checks it):
 
-    6  cli.py, this module    the `tryon` command; the public surface re-exported here
+    6  cli/, this module      the `tryon` command (a module per group of commands, one
+                              shared door); the public surface re-exported here
     5  worker/ web/           Celery's app (factory, intake consumer, sweep timer,
                               reporting, launcher); the HTTP service beside it
-       cli_checks.py          the command's checks before it acts (variables, broker login)
     4  tasks/                 thin Celery tasks, the per-process Runtime bound to an
                               app, publishing events and dead letters
     3  pipeline/              the Celery-free core: intake, dispatch, submit, track

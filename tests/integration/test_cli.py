@@ -7,12 +7,15 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from harness import clean_env, free_port, png_inflating, sample_b64
+from harness import SAMPLES, clean_env, free_port, fresh_database, png_inflating, sample_b64
+from kolors_tryon.store import make_engine
+from kolors_tryon.store.migrate import upgrade_schema
 
 ENV = clean_env()
 
@@ -222,3 +225,64 @@ def test_emulator_command_serves_the_api(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# Every command that opens the job store, with arguments that reach the store.
+STORE_COMMANDS = [
+    ("status", "job-1"),
+    ("jobs",),
+    ("purge", "--older-than", "30"),
+    ("forget", "job-1"),
+    ("webhooks", "job-1"),
+    ("webhooks", "replay", "delivery-1"),
+    ("webhooks", "secret"),
+    ("results", "url", "job-1"),
+    ("submit", "--human", str(SAMPLES / "human.jpg"), "--cloth", str(SAMPLES / "cloth-red.png"),
+     "--wait", "--timeout", "5"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def old_schema_url() -> Iterator[str]:
+    """A PostgreSQL store left at revision 0001: behind this code, never self-upgraded."""
+    with fresh_database() as url:
+        engine = make_engine(url)
+        upgrade_schema(engine, "0001")
+        engine.dispose()
+        yield url
+
+
+@pytest.mark.parametrize("command", STORE_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_a_store_behind_the_code_is_one_line_saying_what_to_run(
+    command: tuple[str, ...], old_schema_url: str, tmp_path: Path
+) -> None:
+    """Each command that opens the store, on an old schema: exit 1, `tryon db upgrade`."""
+    env = {**ENV, "TRYON_DATABASE_URL": old_schema_url, "TRYON_DATA_DIR": str(tmp_path)}
+    result = tryon(*command, cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    assert "schema at 0001" in result.stderr and "run `tryon db upgrade`" in result.stderr
+
+
+def test_health_fails_the_store_check_of_a_store_behind_the_code(
+    old_schema_url: str, tmp_path: Path
+) -> None:
+    """`tryon health` on an old schema: the store check fails saying what to run."""
+    env = {**ENV, "TRYON_DATABASE_URL": old_schema_url, "TRYON_DATA_DIR": str(tmp_path)}
+    result = tryon("health", "--json", cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stderr
+    store = json.loads(result.stdout)["checks"]["store"]
+    assert store["status"] == "fail" and "run `tryon db upgrade`" in store["detail"]
+
+
+@pytest.mark.parametrize("command", STORE_COMMANDS[:4], ids=lambda c: c[0])
+def test_a_store_that_does_not_answer_is_one_line_without_its_password(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    """Each command on a store nobody listens at: exit 1, "does not answer", no password."""
+    url = f"postgresql://tryon:s3cret-pw@127.0.0.1:{free_port()}/tryon"
+    env = {**ENV, "TRYON_DATABASE_URL": url, "TRYON_DATA_DIR": str(tmp_path)}
+    result = tryon(*command, cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "does not answer" in result.stderr
+    assert "s3cret-pw" not in result.stderr + result.stdout

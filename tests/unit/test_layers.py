@@ -29,8 +29,7 @@ LAYERS: dict[str, int] = {
     "tasks": 4,
     "worker": 5,
     "web": 5,  # the HTTP service, beside worker/
-    "cli_checks": 5,  # what the command checks and says before it acts, beneath cli.py
-    "cli": 6,
+    "cli": 6,  # the `tryon` command: a package, one module per group of commands
     "__init__": 6,  # the public surface, re-exported from every layer
 }
 

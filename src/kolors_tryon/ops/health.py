@@ -29,7 +29,7 @@ from kolors_tryon.config import Settings
 from kolors_tryon.config.celery import topology_for
 from kolors_tryon.kling import KlingClient, KlingError, redact
 from kolors_tryon.ops.account import read_account
-from kolors_tryon.store import JobStore
+from kolors_tryon.store import open_store
 
 __all__ = ["Check", "HealthReport", "Status", "check_health"]
 
@@ -148,7 +148,9 @@ def check_consumers(settings: Settings) -> Check:
 
 
 def check_store(settings: Settings) -> Check:
-    store = JobStore.from_url(settings.effective_database_url)
+    # Opened as every command opens it, schema checked: a store behind the code fails
+    # this check saying what to run, not with the first query's missing column.
+    store = open_store(settings)
     try:
         counts = store.jobs.count_by_state()
         in_use = store.jobs.in_flight()

@@ -11,7 +11,8 @@
   worker exits instead of retrying for ever). A broker that does not answer is another
   matter: a worker waits for it (DESIGN.md invariant 6).
 
-Pure helpers returning the lines to show; `cli.py` decides where they go and the exit.
+Pure helpers returning the lines to show; `cli/door.py` and the commands decide where
+they go and the exit.
 """
 
 from __future__ import annotations
