@@ -63,7 +63,14 @@ from kolors_tryon.store.states import (
     JobState,
     allowed_sources,
 )
-from kolors_tryon.store.tables import AccountRow, JobRow, PayloadRow, ResultCopyRow, SecretRow
+from kolors_tryon.store.tables import (
+    AccountRow,
+    JobRow,
+    PayloadRow,
+    ResultCopyRow,
+    SecretRow,
+    ThumbnailRow,
+)
 from kolors_tryon.store.webhooks import WebhookDeliveries, events_column
 
 ACCOUNT_ROW_ID = 1
@@ -1267,8 +1274,15 @@ class JobStore(WebhookDeliveries):
                 row.finished_at = now
             payloads: Any = s.execute(delete(PayloadRow).where(PayloadRow.job_id == job_id))
             s.execute(delete(ResultCopyRow).where(ResultCopyRow.job_id == job_id))
+            # The console's 256 px copies of the input photos go with the photos.
+            thumbnails: Any = s.execute(delete(ThumbnailRow).where(ThumbnailRow.job_id == job_id))
             payload_deleted = bool(int(payloads.rowcount))
-            changed = payload_deleted or row.note != note or bool(row.images or row.job_metadata)
+            changed = (
+                payload_deleted
+                or bool(int(thumbnails.rowcount))
+                or row.note != note
+                or bool(row.images or row.job_metadata)
+            )
             if changed:
                 row.images = []
                 row.job_metadata = {}

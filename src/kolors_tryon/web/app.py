@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from kolors_tryon.config import Settings, defaults
 from kolors_tryon.jobs import JobRejected, Problem, validate_job
@@ -44,6 +44,7 @@ from kolors_tryon.ops.exposition import CONTENT_TYPE, metrics_registry, render
 from kolors_tryon.pipeline.callback_tokens import CALLBACK_PATH_PREFIX, verify_callback_token
 from kolors_tryon.web.access_log import AccessLogMiddleware
 from kolors_tryon.web.auth import bearer_key_matches
+from kolors_tryon.web.console import console_mount, console_status
 from kolors_tryon.web.errors import (
     error_body,
     error_response,
@@ -402,7 +403,7 @@ def create_web_app(settings: Settings) -> Starlette:
             return min(CALLBACK_MAX_BODY_BYTES, settings.web_max_body_bytes)
         return settings.web_max_body_bytes
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
@@ -412,6 +413,10 @@ def create_web_app(settings: Settings) -> Starlette:
         Route("/metrics", get_metrics, methods=["GET"]),
         Route(CALLBACK_PATH_PREFIX + "/{job_id}/{token}", kling_callback, methods=["POST"]),
     ]
+    # The review console (web/console/): mounted only when users are configured.
+    console = console_mount(settings, services)
+    routes.extend([console] if console is not None else [])
+    log.info("%s", console_status(settings))
     app = Starlette(
         routes=routes,
         middleware=[
