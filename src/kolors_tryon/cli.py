@@ -22,6 +22,7 @@ from kolors_tryon.cli_checks import (
     embedded_fallbacks,
     unknown_variables,
 )
+from kolors_tryon.cli_console import console_group
 from kolors_tryon.config import Settings, SettingsError, load_settings
 from kolors_tryon.config.defaults import (
     COPY_WAIT,
@@ -130,6 +131,7 @@ def main() -> None:
 
 
 main.add_command(emulator_command, name="emulator")
+main.add_command(console_group)
 
 
 # ----------------------------------------------------------------------------- worker
@@ -547,15 +549,18 @@ def health(as_json: bool) -> None:
     lacks GET /account/costs). The container health check of the workers runs this.
     """
     from kolors_tryon.ops.health import Status, check_health
+    from kolors_tryon.web.console import console_status
 
-    report = check_health(_settings())
+    settings = _settings()
+    report = check_health(settings)
     if as_json:
-        _emit(report.to_json_dict())
+        _emit({**report.to_json_dict(), "console": console_status(settings)})
     else:
         colours = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "red"}
         for check in report.checks:
             mark = click.style(f"{check.status:<4}", fg=colours[check.status], bold=True)
             click.echo(f"{mark} {check.name}: {check.detail}")
+        click.echo(console_status(settings))
         click.echo("healthy" if report.healthy else "UNHEALTHY")
     sys.exit(0 if report.healthy else 1)
 

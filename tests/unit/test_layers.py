@@ -30,8 +30,9 @@ LAYERS: dict[str, int] = {
     "worker": 5,
     "web": 5,  # the HTTP service, beside worker/
     "cli_checks": 5,  # what the command checks and says before it acts, beneath cli.py
-    "cli": 6,
-    "__init__": 6,  # the public surface, re-exported from every layer
+    "cli_console": 6,  # `tryon console ...`, a click group cli.py registers
+    "cli": 7,
+    "__init__": 7,  # the public surface, re-exported from every layer
 }
 
 
