@@ -95,12 +95,14 @@ def _not_found(viewer: Viewer) -> Response:
 
 
 # --------------------------------------------------------------------------- login ------
-async def login_form(console: Console, request: Request, error: str = "") -> Response:
+async def login_form(
+    console: Console, request: Request, error: str = "", status_code: int = 200
+) -> Response:
     """The login page, with a pre-session CSRF token of its own."""
     session = console.signer.issue("")
     response = page(
         "login.html",
-        401 if error else 200,
+        status_code,
         error=error,
         viewer=None,
         csrf=session.csrf,
@@ -122,13 +124,13 @@ async def login(console: Console, request: Request) -> Response:
     if wait > 0:
         log.warning("console: login of %r from %s throttled (%.0f s)", name, address, wait)
         return await login_form(
-            console, request, f"Too many failed logins: try again in {wait:.0f} s."
+            console, request, f"Too many failed logins: try again in {wait:.0f} s.", 429
         )
     user = console.users.get(name)
     if not await run_in_threadpool(password_matches, user, form.get("password", "")):
         console.throttle.failed(name, address)
         log.warning("console: login of %r from %s failed", name, address)
-        return await login_form(console, request, "Wrong name or password.")
+        return await login_form(console, request, "Wrong name or password.", 401)
     console.throttle.succeeded(name, address)
     log.info("console: %s logged in from %s", name, address)
     target = form.get("next", "")

@@ -1,7 +1,9 @@
 """Login throttling: failed logins per user name and per client address, with backoff.
 
 A few failures are free (typos happen); after them each further attempt of that name,
-or from that address, must wait twice as long as the one before, up to a cap. While it
+or from that address, must wait twice as long as the one before, up to a cap. An address
+gets ADDRESS_FACTOR times a name's free failures: many people may share one (an office
+behind NAT), while one name is one person. While it
 waits, an attempt is refused without checking the password, so guessing costs the
 guesser time and the server no argon2 work. A success clears the user's count.
 
@@ -19,7 +21,9 @@ from dataclasses import dataclass
 
 from kolors_tryon.config import defaults
 
-__all__ = ["LoginThrottle"]
+__all__ = ["ADDRESS_FACTOR", "LoginThrottle"]
+
+ADDRESS_FACTOR = 4
 
 
 @dataclass
@@ -63,10 +67,12 @@ class LoginThrottle:
     def failed(self, name: str, address: str) -> None:
         now = self._clock()
         with self._lock:
-            for key in self._keys(name, address):
+            for key, free in zip(
+                self._keys(name, address), (self._free, self._free * ADDRESS_FACTOR), strict=True
+            ):
                 entry = self._failures.setdefault(key, _Failures())
                 entry.count += 1
-                beyond = entry.count - self._free
+                beyond = entry.count - free + 1  # the attempt after the last free one waits
                 if beyond > 0:
                     entry.blocked_until = now + min(self._cap, self._base * 2 ** (beyond - 1))
             if len(self._failures) > 100_000:  # a flood of names: forget the oldest half
