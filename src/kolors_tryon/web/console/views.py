@@ -94,6 +94,6 @@ def state_chart(hourly: Sequence[Mapping[str, int]], now: float) -> str:
     start = datetime.fromtimestamp(now - 24 * 3600, UTC).strftime("%H:%M")
     parts.append(f'<text x="0" y="{height + 14}" font-size="11">{start}</text>')
     parts.append(f'<text x="{width}" y="{height + 14}" font-size="11" text-anchor="end">now</text>')
-    parts.append(f'<text x="{width}" y="11" font-size="11" text-anchor="end">{peak}/h</text>')
+    parts.append(f'<text x="2" y="11" font-size="11">{peak}/h</text>')
     parts.append("</svg>")
     return "".join(parts)
