@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from harness import publish_raw, wait_until
+from harness import WebhookReceiver, publish_raw, wait_until
 from kolors_tryon.web.console.users import hash_password
 from web_service import Web, sample_job, web_stack
 
@@ -95,30 +95,49 @@ def login(url: str, name: str) -> Session:
     return session
 
 
+@dataclass
+class ConsoleStack:
+    web: Web
+    ids: list[str]
+    hooks: WebhookReceiver
+
+
+#: The stack's job whose producer asked for the `reviewed` webhook.
+REVIEW_HOOKED = "console-1"
+
+
 @contextmanager
-def console_stack(tmp: Path, jobs: int = 3) -> Iterator[tuple[Web, list[str]]]:
-    """`tryon web` with the console, a worker, `jobs` sample jobs (through the HTTP door)
-    and one invalid job `console-bad`; yields once every job has ended."""
-    with web_stack(tmp, extra_env=console_env()) as web:
-        web.deployment.start_worker(concurrency=2)
-        ids = [f"console-{i}" for i in range(jobs)]
-        for job_id in ids:
-            job = {**sample_job(job_id), "metadata": {"sku": f"SKU-{job_id[-1]}"}}
-            assert web.post_jobs(job).status_code == 202
-        # Past the door, straight onto the queue: the worker records it `rejected`.
-        bad = {**sample_job("console-bad"), "model_name": "no-such-model"}
-        publish_raw(web.deployment.settings, json.dumps(bad))
-        store = web.deployment.store()
-        try:
-            wait_until(
-                lambda: all(
-                    (r := store.get(job_id)) is not None and r.terminal
-                    for job_id in [*ids, "console-bad"]
-                ),
-                120,
-                0.5,
-                "the console's jobs to end",
-            )
-        finally:
-            store.dispose()
-        yield web, ids
+def console_stack(tmp: Path, jobs: int = 3) -> Iterator[ConsoleStack]:
+    """`tryon web` with the console, a worker, `jobs` sample jobs (through the HTTP door;
+    `console-1` wants the `reviewed` webhook) and one invalid job `console-bad`; yields
+    once every job has ended."""
+    hooks = WebhookReceiver().start()
+    env = {**console_env(), "TRYON_WEBHOOK_ALLOW_PRIVATE": "true"}
+    try:
+        with web_stack(tmp, extra_env=env) as web:
+            web.deployment.start_worker(concurrency=2)
+            ids = [f"console-{i}" for i in range(jobs)]
+            for job_id in ids:
+                job = {**sample_job(job_id), "metadata": {"sku": f"SKU-{job_id[-1]}"}}
+                if job_id == REVIEW_HOOKED:
+                    job.update(callback_url=hooks.url(), webhook_events=["reviewed"])
+                assert web.post_jobs(job).status_code == 202
+            # Past the door, straight onto the queue: the worker records it `rejected`.
+            bad = {**sample_job("console-bad"), "model_name": "no-such-model"}
+            publish_raw(web.deployment.settings, json.dumps(bad))
+            store = web.deployment.store()
+            try:
+                wait_until(
+                    lambda: all(
+                        (r := store.get(job_id)) is not None and r.terminal
+                        for job_id in [*ids, "console-bad"]
+                    ),
+                    120,
+                    0.5,
+                    "the console's jobs to end",
+                )
+            finally:
+                store.dispose()
+            yield ConsoleStack(web, ids, hooks)
+    finally:
+        hooks.stop()

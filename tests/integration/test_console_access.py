@@ -13,7 +13,17 @@ import pytest
 import requests
 from starlette.routing import Mount, Route
 
-from console_service import PASSWORDS, Session, console_stack, login, login_form, try_login
+from console_service import (
+    PASSWORDS,
+    REVIEW_HOOKED,
+    ConsoleStack,
+    Session,
+    console_stack,
+    login,
+    login_form,
+    try_login,
+)
+from harness import EventRecorder, wait_until
 from kolors_tryon.config import Settings
 from kolors_tryon.web import create_web_app
 from kolors_tryon.web.console import CONSOLE_PREFIX, OPEN_PATHS, ConsoleMisconfigured
@@ -23,7 +33,7 @@ JOB = "console-0"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Web, list[str]]]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleStack]:
     """The service with the console open and three succeeded jobs, shared by this module."""
     with console_stack(tmp_path_factory.mktemp("console")) as stack:
         yield stack
@@ -58,9 +68,9 @@ def _ask(session: Session, method: str, path: str) -> requests.Response:
     return session.post(path, {"verdict": "approved"})
 
 
-def test_a_user_of_the_producer_sees_its_job_and_its_images(stack: tuple[Web, list[str]]) -> None:
+def test_a_user_of_the_producer_sees_its_job_and_its_images(stack: ConsoleStack) -> None:
     """ana (producer `default`) opens the job's page and each of its three images."""
-    web, _ = stack
+    web = stack.web
     ana = login(web.url, "ana")
     assert JOB in ana.get(f"/console/jobs/{JOB}").text
     for kind in ("person", "garment"):
@@ -73,12 +83,10 @@ def test_a_user_of_the_producer_sees_its_job_and_its_images(stack: tuple[Web, li
 
 
 @pytest.mark.parametrize("kind", ["person", "result"])
-def test_no_console_route_answers_without_a_session(
-    stack: tuple[Web, list[str]], kind: str
-) -> None:
+def test_no_console_route_answers_without_a_session(stack: ConsoleStack, kind: str) -> None:
     """Every route but the login form and the stylesheet: no page and no image without a
     session (a redirect to the login page, or 401), nor with a forged cookie."""
-    web, _ = stack
+    web = stack.web
     anonymous = Session(web.url, "", "")
     forged = Session(web.url, "eyJ1IjoiYW5hIiwiYyI6IngifQ.forged.signature", "x")
     for method, template in _console_routes(web):
@@ -95,11 +103,11 @@ def test_no_console_route_answers_without_a_session(
 
 @pytest.mark.parametrize("kind", ["person", "garment", "result"])
 def test_a_user_of_another_producer_sees_no_page_and_no_image_of_the_job(
-    stack: tuple[Web, list[str]], kind: str
+    stack: ConsoleStack, kind: str
 ) -> None:
     """bob (producer `other`) is told "not found" on every route of the job, and the
     job's id appears on none of the pages he may open."""
-    web, _ = stack
+    web = stack.web
     bob = login(web.url, "bob")
     for method, template in _console_routes(web):
         if template in OPEN_PATHS or template == "/logout":
@@ -115,16 +123,16 @@ def test_a_user_of_another_producer_sees_no_page_and_no_image_of_the_job(
     assert JOB not in filtered.text
 
 
-def test_an_admin_sees_every_producers_jobs(stack: tuple[Web, list[str]]) -> None:
+def test_an_admin_sees_every_producers_jobs(stack: ConsoleStack) -> None:
     """ops (admin) sees the jobs of `default` too."""
-    web, ids = stack
+    web, ids = stack.web, stack.ids
     page = login(web.url, "ops").get("/console/jobs")
     assert all(job_id in page.text for job_id in ids)
 
 
-def test_a_post_without_the_csrf_token_is_refused(stack: tuple[Web, list[str]]) -> None:
+def test_a_post_without_the_csrf_token_is_refused(stack: ConsoleStack) -> None:
     """Approving without the session's CSRF token (or with another's) changes nothing."""
-    web, _ = stack
+    web = stack.web
     ana = login(web.url, "ana")
     other = login(web.url, "ops")
     missing = ana.post(f"/console/jobs/{JOB}/review", {"verdict": "approved"}, csrf=False)
@@ -139,9 +147,48 @@ def test_a_post_without_the_csrf_token_is_refused(stack: tuple[Web, list[str]]) 
     assert login_without.status_code == 403
 
 
-def test_logins_are_throttled_after_repeated_failures(stack: tuple[Web, list[str]]) -> None:
+def test_a_verdict_is_given_once_published_and_sent_to_a_producer_who_asked(
+    stack: ConsoleStack,
+) -> None:
+    """ana approves: `job.reviewed` on the events exchange and the `reviewed` webhook,
+    both with the verdict; ops rejecting after her changes nothing."""
+    web = stack.web
+    events = EventRecorder(web.deployment.settings)
+    try:
+        ana, ops = login(web.url, "ana"), login(web.url, "ops")
+        path = f"/console/jobs/{REVIEW_HOOKED}/review"
+        assert ana.post(path, {"verdict": "approved"}).status_code == 303
+        assert ops.post(path, {"verdict": "rejected"}).status_code == 303
+        wait_until(lambda: "job.reviewed" in events.for_job(REVIEW_HOOKED), 20, 0.2, "event")
+        wait_until(lambda: stack.hooks.posts(), 30, 0.2, "the reviewed webhook")
+    finally:
+        events.stop()
+    assert events.for_job(REVIEW_HOOKED).count("job.reviewed") == 1
+    (hook,) = stack.hooks.posts()
+    assert hook.record["job_id"] == REVIEW_HOOKED
+    assert hook.record["review"]["state"] == "approved"
+    assert hook.record["review"]["by"] == "ana"
+    assert hook.verifies(web.deployment.tryon("webhooks", "secret").stdout.strip())
+    page = ops.get(f"/console/jobs/{REVIEW_HOOKED}").text
+    assert "approved by ana" in page
+    assert 'value="approved"' not in page  # no more review buttons
+
+
+def test_forget_removes_the_thumbnails(stack: ConsoleStack) -> None:
+    """`tryon forget` deletes the job's input thumbnails with its other personal data."""
+    web = stack.web
+    ana = login(web.url, "ana")
+    job = stack.ids[-1]
+    assert ana.get(f"/console/jobs/{job}/images/person").status_code == 200
+    forgotten = web.deployment.tryon("forget", job)
+    assert forgotten.returncode == 0, forgotten.stderr
+    for kind in ("person", "garment"):
+        assert ana.get(f"/console/jobs/{job}/images/{kind}").status_code == 404
+
+
+def test_logins_are_throttled_after_repeated_failures(stack: ConsoleStack) -> None:
     """After five wrong passwords even the right one waits (429), told how long."""
-    web, _ = stack
+    web = stack.web
     for _ in range(5):
         assert try_login(web.url, "ops", "wrong password").status_code == 401
     throttled = try_login(web.url, "ops", PASSWORDS["ops"])

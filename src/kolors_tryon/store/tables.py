@@ -111,6 +111,14 @@ Index("ix_tryon_jobs_finished", JobRow.finished_at)
 # state's: both orders are index range scans at 1,000,000 jobs (store/console_reads.py).
 Index("ix_tryon_jobs_created", JobRow.created_at, JobRow.seq)
 Index("ix_tryon_jobs_state_created", JobRow.state, JobRow.created_at, JobRow.seq)
+# Slots held by lingering tasks are counted on every claim and console page: without it
+# the count walks every `failed` job (50,000 of a million: 140 ms, bench/console.py).
+Index(
+    "ix_tryon_jobs_lingering",
+    JobRow.state,
+    postgresql_where=JobRow.lingering.is_(True),
+    sqlite_where=JobRow.lingering.is_(True),
+)
 
 
 class PayloadRow(Base):
