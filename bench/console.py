@@ -91,14 +91,18 @@ def _fill(database_url: str, jobs: int) -> float:
     return time.monotonic() - started
 
 
-def _median_ms(session: Session, path: str, repeats: int) -> float:
+def _median_ms(session: Session, path: str, repeats: int) -> tuple[float, int]:
+    """The median time of `path`, and the rows (or tiles) its last answer showed: a page
+    that answers fast because it shows nothing would be no figure at all."""
     times = []
+    text = ""
     for _ in range(repeats):
         started = time.perf_counter()
         answer = session.get(path)
         times.append(time.perf_counter() - started)
         assert answer.status_code == 200, (path, answer.status_code)
-    return ms(statistics.median(times))
+        text = answer.text
+    return ms(statistics.median(times)), text.count('data-job="') + text.count('class="tile"')
 
 
 def _deep_cursor() -> str:
@@ -143,12 +147,16 @@ def run(sizes: Sizes, out_dir: Path, tmp: Path) -> dict[str, Any]:
                 assert health.get(f"{url}/healthz", timeout=30).status_code == 200
                 baseline.append(time.perf_counter() - started)
             healthz = ms(statistics.median(baseline))
-            timed = {name: _median_ms(session, path, sizes.repeats) for name, path in pages.items()}
+            answers = {
+                name: _median_ms(session, path, sizes.repeats) for name, path in pages.items()
+            }
+    timed = {name: value for name, (value, _) in answers.items()}
     figures: dict[str, Any] = {
         "jobs": sizes.jobs,
         "fill_seconds": round(fill_seconds, 1),
         "healthz_ms": healthz,
         "pages_ms": timed,
+        "rows_shown": {name: rows for name, (_, rows) in answers.items()},
         "ratio_to_healthz": {name: round(value / healthz, 1) for name, value in timed.items()},
         "slowest_ms": max(timed.values()),
     }

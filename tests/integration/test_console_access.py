@@ -160,7 +160,7 @@ def test_a_verdict_is_given_once_published_and_sent_to_a_producer_who_asked(
         assert ana.post(path, {"verdict": "approved"}).status_code == 303
         assert ops.post(path, {"verdict": "rejected"}).status_code == 303
         wait_until(lambda: "job.reviewed" in events.for_job(REVIEW_HOOKED), 20, 0.2, "event")
-        wait_until(lambda: stack.hooks.posts(), 30, 0.2, "the reviewed webhook")
+        wait_until(lambda: bool(stack.hooks.posts()), 30, 0.2, "the reviewed webhook")
     finally:
         events.stop()
     assert events.for_job(REVIEW_HOOKED).count("job.reviewed") == 1
