@@ -23,6 +23,7 @@ from typing import Final
 from sqlalchemy import ColumnElement, Engine, Float, cast, func, literal, select, tuple_
 from sqlalchemy.orm import sessionmaker
 
+from kolors_tryon.observe.metrics import parse_units
 from kolors_tryon.store.records import JobRecord, iso, record_from_row
 from kolors_tryon.store.states import TERMINAL_STATES, JobState
 from kolors_tryon.store.tables import JobRow, ThumbnailRow
@@ -160,11 +161,15 @@ class ConsoleReads:
                 .where(JobRow.finished_at >= since, allowed)
                 .group_by(bucket, JobRow.state)
             ).all()
-            units = s.scalar(
-                select(func.coalesce(func.sum(cast(JobRow.final_unit_deduction, Float)), 0.0))
+            # Grouped by the text Kling sent (a handful of values), parsed here: its
+            # format is unconfirmed, and one odd value must not break the page.
+            deductions = s.execute(
+                select(JobRow.final_unit_deduction, func.count())
                 .where(JobRow.finished_at >= _midnight(now), allowed)
                 .where(JobRow.state == JobState.SUCCEEDED)
-            )
+                .group_by(JobRow.final_unit_deduction)
+            ).all()
+            units = sum(parse_units(text) * int(count) for text, count in deductions)
             errors = s.scalars(
                 select(JobRow)
                 .where(JobRow.finished_at >= since, JobRow.error_code.is_not(None), allowed)
@@ -190,7 +195,7 @@ class ConsoleReads:
             backlog=backlog,
             rate_per_hour=float(last_hour),
             expected_wait_seconds=wait,
-            units_today=float(units or 0.0),
+            units_today=float(units),
             last_errors=last_errors,
         )
 
