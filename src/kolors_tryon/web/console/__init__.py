@@ -6,6 +6,8 @@ Closed by default: without TRYON_CONSOLE_USERS nothing is mounted and /console a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from starlette.routing import Mount
 
 from kolors_tryon.config import Settings
@@ -18,6 +20,7 @@ __all__ = [
     "CONSOLE_PREFIX",
     "OPEN_PATHS",
     "ConsoleMisconfigured",
+    "ConsoleStatus",
     "console_mount",
     "console_status",
     "hash_password",
@@ -26,15 +29,26 @@ __all__ = [
 CONSOLE_PREFIX = "/console"
 
 
-def console_status(settings: Settings) -> str:
-    """One line on the console for the start-up log and `tryon health`."""
+@dataclass(frozen=True)
+class ConsoleStatus:
+    """Whether the console's settings can be used, and one line saying how it stands."""
+
+    usable: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return f"review console: {self.detail}"
+
+
+def console_status(settings: Settings) -> ConsoleStatus:
+    """How the console stands, for the start-up log and `tryon health`."""
     try:
         users = load_users(settings)
     except ConsoleMisconfigured as exc:
-        return f"review console: misconfigured: {exc}"
+        return ConsoleStatus(False, f"misconfigured: {exc}")
     if not users:
-        return "review console: closed (no TRYON_CONSOLE_USERS): /console answers 404"
-    return f"review console: open at {CONSOLE_PREFIX}/ for {len(users)} user(s)"
+        return ConsoleStatus(True, "closed (no TRYON_CONSOLE_USERS): /console answers 404")
+    return ConsoleStatus(True, f"open at {CONSOLE_PREFIX}/ for {len(users)} user(s)")
 
 
 def console_mount(settings: Settings, services: WebServices) -> Mount | None:
