@@ -35,8 +35,10 @@ class Sizes:
     repeats: int
 
 
+NAME = "console"
 FULL = Sizes(jobs=1_000_000, repeats=30)
 QUICK = Sizes(jobs=20_000, repeats=10)
+TINY = Sizes(jobs=500, repeats=2)  # tests/integration/test_bench_smoke.py
 
 _DAYS = 30
 # Every job's columns, computed from its number g (1 = the oldest).
@@ -160,5 +162,5 @@ def run(sizes: Sizes, out_dir: Path, tmp: Path) -> dict[str, Any]:
         "ratio_to_healthz": {name: round(value / healthz, 1) for name, value in timed.items()},
         "slowest_ms": max(timed.values()),
     }
-    write_result(out_dir, "console", sizes, figures)
+    write_result(out_dir, NAME, sizes, figures)
     return figures
