@@ -196,6 +196,21 @@ def test_logins_are_throttled_after_repeated_failures(stack: ConsoleStack) -> No
     assert "Too many failed logins" in throttled.text
 
 
+def test_access_and_actions_are_logged_without_secrets(stack: ConsoleStack) -> None:
+    """The log names who logged in, was refused, viewed and approved; never a password,
+    a session cookie or a CSRF token."""
+    web = stack.web
+    ana = login(web.url, "ana")
+    ana.get(f"/console/jobs/{JOB}")
+    log = web.log_path.read_text()
+    assert "console: ana logged in" in log
+    assert f"console: GET /console/jobs/{JOB} by ana" in log
+    assert f"console: job {REVIEW_HOOKED} approved by ana" in log
+    assert "refused: no session" in log
+    for secret in [*PASSWORDS.values(), ana.cookie, ana.csrf]:
+        assert secret not in log
+
+
 def test_the_console_is_closed_without_users(tmp_path: Path) -> None:
     """No TRYON_CONSOLE_USERS: /console answers 404 and the start-up log says so; users
     without TRYON_CONSOLE_SECRET: the app refuses to start."""
