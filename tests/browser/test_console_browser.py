@@ -93,6 +93,11 @@ def test_a_reviewer_watches_jobs_end_opens_one_approves_it_and_filters(
     _shot(p, "overview")
     p.goto(f"{web.url}/console/jobs?view=gallery")
     expect(p.locator(".tile")).to_have_count(len(JOBS) + 1)
+    # Three tiles of three images each (the invalid job kept no photos): all loaded.
+    p.wait_for_function(
+        "() => { const images = [...document.querySelectorAll('.tile img')];"
+        " return images.length === 9 && images.every(i => i.complete && i.naturalWidth > 0); }"
+    )
     _shot(p, "gallery")
 
     # One job: its three images load, and it can be approved.

@@ -241,6 +241,21 @@ class ConsoleReads:
             ).all()
         return {str(job_id): str(state) for job_id, state in rows}
 
+    def thumbnail_kinds(self, job_ids: Sequence[str]) -> dict[str, set[str]]:
+        """Which thumbnails (`person`, `garment`) each of these jobs has kept."""
+        if not job_ids:
+            return {}
+        with self._sessions() as s:
+            rows = s.execute(
+                select(ThumbnailRow.job_id, ThumbnailRow.kind).where(
+                    ThumbnailRow.job_id.in_(list(job_ids))
+                )
+            ).all()
+        kinds: dict[str, set[str]] = {}
+        for job_id, kind in rows:
+            kinds.setdefault(str(job_id), set()).add(str(kind))
+        return kinds
+
     def thumbnail(self, scope: ProducerScope, job_id: str, kind: str) -> bytes | None:
         """The JPEG bytes of one input thumbnail of a job the scope may see."""
         with self._sessions() as s:

@@ -202,13 +202,16 @@ async def jobs(console: Console, request: Request, viewer: Viewer) -> Response:
             viewer.user.scope, wanted, limit=defaults.CONSOLE_PAGE_SIZE, cursor=cursor
         )
     )
-    reviews = await run_in_threadpool(console.reads.reviews, [j.job_id for j in result.jobs])
+    ids = [job.job_id for job in result.jobs]
+    reviews = await run_in_threadpool(console.reads.reviews, ids)
+    thumbnails = await run_in_threadpool(console.reads.thumbnail_kinds, ids)
     query = "&".join(f"{k}={quote(v)}" for k, v in shown.items() if v)
     return page(
         "jobs.html",
         viewer=viewer,
         page=result,
         reviews=reviews,
+        thumbnails=thumbnails,
         shown=shown,
         query=query,
         states=[s.value for s in JobState],
@@ -224,6 +227,7 @@ async def job(console: Console, request: Request, viewer: Viewer) -> Response:
         return _not_found(viewer)
     record, review = found
     deliveries = await run_in_threadpool(console.store.deliveries, job_id)
+    thumbnails = await run_in_threadpool(console.reads.thumbnail_kinds, [job_id])
     return page(
         "job.html",
         viewer=viewer,
@@ -231,6 +235,7 @@ async def job(console: Console, request: Request, viewer: Viewer) -> Response:
         review=review,
         timeline=timeline(record, review),
         deliveries=deliveries,
+        thumbnails=thumbnails.get(job_id, set()),
         record_json=record.model_dump_json(indent=2),
         reviewable=record.state is JobState.SUCCEEDED and review.state is None,
     )
