@@ -6,6 +6,8 @@ every POST, login throttling. The pages themselves are driven in tests/browser/.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from harness import EventRecorder, wait_until
 from kolors_tryon.config import Settings
 from kolors_tryon.web import create_web_app
 from kolors_tryon.web.console import CONSOLE_PREFIX, OPEN_PATHS, ConsoleMisconfigured
-from web_service import Web, web_stack
+from web_service import Web, free_port, web_stack
 
 JOB = "console-0"
 
@@ -213,11 +215,22 @@ def test_access_and_actions_are_logged_without_secrets(stack: ConsoleStack) -> N
 
 def test_the_console_is_closed_without_users(tmp_path: Path) -> None:
     """No TRYON_CONSOLE_USERS: /console answers 404 and the start-up log says so; users
-    without TRYON_CONSOLE_SECRET: the app refuses to start."""
+    without TRYON_CONSOLE_SECRET: `tryon web` refuses to start (exit 1, saying why)."""
+    users = '[{"name": "x", "password_hash": "$argon2id$v=19$m=65536,t=3,p=4$x$y"}]'
     with web_stack(tmp_path) as web:
         assert requests.get(f"{web.url}/console/", timeout=10).status_code == 404
         assert requests.get(f"{web.url}/console/login", timeout=10).status_code == 404
         assert "review console: closed" in web.log_path.read_text()
-    users = '[{"name": "x", "password_hash": "$argon2id$v=19$m=65536,t=3,p=4$x$y"}]'
+        env = {**web.deployment.env, "TRYON_CONSOLE_USERS": users}
+        started = subprocess.run(
+            [sys.executable, "-m", "kolors_tryon.cli", "web", "--port", str(free_port())],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert started.returncode == 1
+        assert "TRYON_CONSOLE_SECRET is not" in started.stderr
     with pytest.raises(ConsoleMisconfigured, match="TRYON_CONSOLE_SECRET"):
         create_web_app(Settings.model_validate({"console_users": users}))
