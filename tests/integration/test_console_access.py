@@ -153,7 +153,8 @@ def test_a_verdict_is_given_once_published_and_sent_to_a_producer_who_asked(
     stack: ConsoleStack,
 ) -> None:
     """ana approves: `job.reviewed` on the events exchange and the `reviewed` webhook,
-    both with the verdict; ops rejecting after her changes nothing."""
+    both with the verdict; ops rejecting after her changes nothing; the export of approved
+    results lists it alone (and nothing for bob)."""
     web = stack.web
     events = EventRecorder(web.deployment.settings)
     try:
@@ -174,6 +175,12 @@ def test_a_verdict_is_given_once_published_and_sent_to_a_producer_who_asked(
     page = ops.get(f"/console/jobs/{REVIEW_HOOKED}").text
     assert "approved by ana" in page
     assert 'value="approved"' not in page  # no more review buttons
+    export = ana.get("/console/export/approved.csv")
+    assert export.headers["content-type"].startswith("text/csv")
+    lines = export.text.splitlines()
+    assert lines[0].startswith("job_id,result_url")
+    assert [line.split(",")[0] for line in lines[1:]] == [REVIEW_HOOKED]
+    assert login(web.url, "bob").get("/console/export/approved.csv").text.splitlines() == lines[:1]
 
 
 def test_forget_removes_the_thumbnails(stack: ConsoleStack) -> None:

@@ -87,6 +87,7 @@ class JobFilter:
     created_from: float | None = None
     created_to: float | None = None
     error_code: str | None = None
+    review_state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,8 @@ def _conditions(wanted: JobFilter) -> Iterable[ColumnElement[bool]]:
         yield JobRow.created_at < wanted.created_to
     if wanted.error_code:
         yield JobRow.error_code == wanted.error_code
+    if wanted.review_state:
+        yield JobRow.review_state == wanted.review_state
 
 
 def _midnight(now: float) -> float:

@@ -12,18 +12,28 @@ hidden entry for them and no route pretends to do them.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs, quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import BaseRoute, Route
 
 from kolors_tryon.config import defaults
@@ -39,6 +49,8 @@ __all__ = ["console_routes"]
 log = logging.getLogger("kolors_tryon.web.console")
 
 IMAGE_KINDS: Final = ("person", "garment", "result")
+_VERDICTS: Final = frozenset(v.value for v in Verdict)
+_EXPORT_PAGE: Final = 1000
 _MAX_FORM_BYTES: Final = 16 * 1024
 
 
@@ -167,7 +179,7 @@ def _job_filter(request: Request) -> tuple[JobFilter, dict[str, str]]:
     q = request.query_params
     shown = {
         key: q.get(key, "").strip()
-        for key in ("state", "field", "value", "from", "to", "error", "view")
+        for key in ("state", "field", "value", "from", "to", "error", "review", "view")
     }
     state = shown["state"] if shown["state"] in {s.value for s in JobState} else ""
     shown["state"] = state
@@ -179,6 +191,7 @@ def _job_filter(request: Request) -> tuple[JobFilter, dict[str, str]]:
             created_from=_day(shown["from"]),
             created_to=_day(shown["to"], end=True),
             error_code=shown["error"] or None,
+            review_state=shown["review"] if shown["review"] in _VERDICTS else None,
         ),
         shown,
     )
@@ -281,6 +294,53 @@ async def review(console: Console, request: Request, viewer: Viewer) -> Response
     return RedirectResponse(f"/console/jobs/{quote(job_id, safe='')}", status_code=303)
 
 
+async def export(console: Console, request: Request, viewer: Viewer) -> Response:
+    """The approved results the user may see, as CSV: what goes on the product pages.
+
+    Streamed a keyset page at a time, so a large export holds neither the store nor the
+    process's memory. The filters of the table apply; the verdict is always `approved`.
+    """
+    wanted, _ = _job_filter(request)
+    wanted = replace(wanted, review_state=Verdict.APPROVED.value)
+    scope = viewer.user.scope
+    log.info("console: export of approved results by %s", viewer.user.name)
+
+    read_page = partial(console.reads.page, scope, wanted, limit=_EXPORT_PAGE)
+
+    async def rows() -> AsyncIterator[str]:
+        yield _csv_line(["job_id", "result_url", "stored", "metadata", "created_at", "finished_at"])
+        cursor: str | None = None
+        while True:
+            page = await run_in_threadpool(partial(read_page, cursor=cursor))
+            for job in page.jobs:
+                image = job.images[0] if job.images else None
+                yield _csv_line(
+                    [
+                        job.job_id,
+                        image.url if image else "",
+                        image.stored or "" if image else "",
+                        json.dumps(job.metadata, sort_keys=True),
+                        job.created_at,
+                        job.finished_at or "",
+                    ]
+                )
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="approved.csv"'},
+    )
+
+
+def _csv_line(fields: list[str]) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerow(fields)
+    return out.getvalue()
+
+
 async def accounts(console: Console, request: Request, viewer: Viewer) -> Response:
     """The account's slots, pause and budget."""
     account = await run_in_threadpool(console.account)
@@ -322,6 +382,7 @@ def console_routes(console: Console) -> list[BaseRoute]:
             methods=["GET"],
         ),
         Route("/jobs/{job_id}/review", guarded(console, review), methods=["POST"]),
+        Route("/export/approved.csv", guarded(console, export), methods=["GET"]),
         Route("/accounts", guarded(console, accounts), methods=["GET"]),
         # TODO(issue 19): /batches, /batches/{id}, retry and cancel (producers, batches).
     ]
