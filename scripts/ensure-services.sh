@@ -63,5 +63,10 @@ fi
 if [ ! -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
   apt_install faketime
 fi
+# Debian's Chromium: the review console's browser tests (tests/browser/, Playwright drives
+# it with executable_path=/usr/bin/chromium; no browser download from Playwright's CDN).
+if [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
+fi
 
 echo "ensure-services: RabbitMQ, PostgreSQL and Redis answer" >&2

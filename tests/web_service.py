@@ -135,13 +135,15 @@ def web_env(deployment: Deployment) -> dict[str, str]:
 
 
 @contextmanager
-def web_stack(tmp: Path) -> Iterator[Web]:
-    """One emulator, one RabbitMQ namespace + fresh database, one `tryon web`; no worker."""
+def web_stack(tmp: Path, extra_env: Mapping[str, str] | None = None) -> Iterator[Web]:
+    """One emulator, one RabbitMQ namespace + fresh database, one `tryon web` (with
+    `extra_env` added to its settings); no worker."""
     server = EmulatorServer(EmulatorConfig(api_keys=("sk-test-key",), task_duration=0.6))
     server.start()
     try:
         with rabbit_deployment_on(tmp, server) as deployment:
             deployment.env.update(web_env(deployment))
+            deployment.env.update(extra_env or {})
             log_path = tmp / "web.log"
             with web_process(deployment.env, log_path) as url, requests.Session() as http:
                 yield Web(url, deployment, server, http, log_path)

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from bench import backlog, throughput, validation
+from bench import backlog, console, throughput, validation
 
 CASES = [
     pytest.param(
@@ -29,6 +29,9 @@ CASES = [
         {"pool_1", "cost_per_job"},
         ["throughput.png"],
         id="throughput",
+    ),
+    pytest.param(
+        console, console.TINY, {"pages_ms", "ratio_to_healthz", "rows_shown"}, [], id="console"
     ),
 ]
 

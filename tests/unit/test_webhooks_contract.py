@@ -207,14 +207,18 @@ def test_scheduled_delay_ends_after_the_last_offset_and_honours_retry_after() ->
     assert scheduled_delay(1, schedule, jitter=0.0, retry_after=999, retry_after_cap=60) == 60
 
 
-def test_webhook_events_are_the_job_states_and_overdue() -> None:
-    """A producer may ask for exactly the store's job states, in order, and `overdue`;
-    by default the terminal ones and `overdue`, the same in jobs/ and in the store."""
+def test_webhook_events_are_the_job_states_overdue_and_reviewed() -> None:
+    """A producer may ask for exactly the store's job states, in order, `overdue` and
+    `reviewed`; by default the terminal ones and `overdue`, the same in jobs/ and in the
+    store."""
     from kolors_tryon.jobs.enums import DEFAULT_WEBHOOK_EVENTS, WebhookEvent
     from kolors_tryon.store import TERMINAL_STATES, JobState
-    from kolors_tryon.store.webhooks import DEFAULT_EVENTS, OVERDUE_EVENT
+    from kolors_tryon.store.webhooks import DEFAULT_EVENTS, OVERDUE_EVENT, REVIEWED_EVENT
 
-    assert [e.value for e in WebhookEvent] == [s.value for s in JobState] + [OVERDUE_EVENT]
+    assert [e.value for e in WebhookEvent] == [s.value for s in JobState] + [
+        OVERDUE_EVENT,
+        REVIEWED_EVENT,
+    ]
     terminal = {str(s) for s in TERMINAL_STATES}
     assert {e.value for e in DEFAULT_WEBHOOK_EVENTS} == terminal | {OVERDUE_EVENT}
     assert {e.value for e in DEFAULT_WEBHOOK_EVENTS} == DEFAULT_EVENTS

@@ -20,6 +20,7 @@ from __future__ import annotations
 import click
 
 from kolors_tryon.cli.configuration import config_group
+from kolors_tryon.cli.console import console_group
 from kolors_tryon.cli.database import db
 from kolors_tryon.cli.demo import demo
 from kolors_tryon.cli.enqueue import batch, submit
@@ -61,3 +62,4 @@ for _command in (
     main.add_command(_command)
 main.add_command(emulator_command, name="emulator")
 main.add_command(config_group, name="config")
+main.add_command(console_group)

@@ -22,15 +22,21 @@ def health(as_json: bool) -> None:
     lacks GET /account/costs). The container health check of the workers runs this.
     """
     from kolors_tryon.ops.health import Status, check_health
+    from kolors_tryon.web.console import console_status
 
-    report = check_health(door.command_settings())
+    settings = door.command_settings()
+    report = check_health(settings)
+    # The console is not a dependency: it is told about, and never makes the exit code.
+    console = console_status(settings)
     if as_json:
-        door.emit(report.to_json_dict())
+        door.emit({**report.to_json_dict(), "console": str(console)})
     else:
         colours = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "red"}
-        for check in report.checks:
-            mark = click.style(f"{check.status:<4}", fg=colours[check.status], bold=True)
-            click.echo(f"{mark} {check.name}: {check.detail}")
+        lines = [(check.status, check.name, check.detail) for check in report.checks]
+        lines.append((Status.OK if console.usable else Status.WARN, "console", console.detail))
+        for status, name, detail in lines:
+            mark = click.style(f"{status:<4}", fg=colours[status], bold=True)
+            click.echo(f"{mark} {name}: {detail}")
         click.echo("healthy" if report.healthy else "UNHEALTHY")
     sys.exit(0 if report.healthy else 1)
 

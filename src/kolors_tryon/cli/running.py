@@ -58,11 +58,15 @@ def flower(flower_args: tuple[str, ...]) -> None:
 def web(host: str, port: int, proxy_headers: bool, forwarded_allow_ips: str | None) -> None:
     """Run the HTTP service: job intake, job records, Kling callbacks, /healthz, /readyz."""
     from kolors_tryon.web import serve
+    from kolors_tryon.web.console import ConsoleMisconfigured
 
-    serve(
-        door.command_settings(),
-        host=host,
-        port=port,
-        proxy_headers=proxy_headers,
-        forwarded_allow_ips=forwarded_allow_ips,
-    )
+    try:
+        serve(
+            door.command_settings(),
+            host=host,
+            port=port,
+            proxy_headers=proxy_headers,
+            forwarded_allow_ips=forwarded_allow_ips,
+        )
+    except ConsoleMisconfigured as exc:  # refuse to start rather than serve an open door
+        door.fail(str(exc), code=1)

@@ -312,3 +312,16 @@ WEBHOOK_STOP_GRACE: Final = 5.0
 # How often the lane's consumer thread looks at its finished attempts while some are in
 # flight (it acks their messages and takes new ones); idle, it wakes for each message.
 WEBHOOK_LANE_TICK: Final = 0.02
+
+# --- the review console (web/console/) ---------------------------------------------------
+# A session lasts a working day; then the reviewer logs in again.
+CONSOLE_SESSION_SECONDS: Final = 12 * 3600
+# Failed logins allowed (per user name and per client address) before each further try
+# waits: CONSOLE_LOGIN_BACKOFF_BASE * 2**(failures beyond), at most CONSOLE_LOGIN_BACKOFF_MAX.
+CONSOLE_LOGIN_FREE_FAILURES: Final = 5
+CONSOLE_LOGIN_BACKOFF_BASE: Final = 2.0
+CONSOLE_LOGIN_BACKOFF_MAX: Final = 900.0
+# Rows of the jobs table (and tiles of the gallery) per page.
+CONSOLE_PAGE_SIZE: Final = 50
+# The longer side of the input thumbnails the console keeps (the full inputs never are).
+CONSOLE_THUMBNAIL_PX: Final = 256

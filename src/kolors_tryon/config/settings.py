@@ -363,6 +363,27 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Bearer keys of the HTTP door, comma-separated; none: HTTP intake off.",
     )
+    # --- the review console (`tryon web`, /console) ------------------------------------
+    console_users: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Console users: a JSON list (or the path of a JSON file) of {name, "
+            "password_hash (argon2, `tryon console hash-password`), producers, admin}; "
+            "none: the console is closed (404)."
+        ),
+    )
+    console_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs the console's session cookies; required when users are set.",
+    )
+    console_thumbnails: bool = Field(
+        default=True,
+        description="Keep 256 px thumbnails of the input photos for the console.",
+    )
+    console_secure_cookies: bool = Field(
+        default=True,
+        description="Mark the console's cookies Secure (only plain-HTTP development turns it off).",
+    )
     web_max_body_bytes: int = Field(
         default=28 * 1024 * 1024,
         ge=1024,

@@ -27,8 +27,9 @@ class Garment(StrEnum):
 
 
 class WebhookEvent(StrEnum):
-    """What a producer may ask a webhook for (`webhook_events`): the job states, and
-    `overdue` (the job's task outlived the tracking deadline; it is still followed)."""
+    """What a producer may ask a webhook for (`webhook_events`): the job states,
+    `overdue` (the job's task outlived the tracking deadline; it is still followed), and
+    `reviewed` (a person approved or rejected the result in the review console; opt-in)."""
 
     QUEUED = "queued"
     SUBMITTING = "submitting"
@@ -38,6 +39,7 @@ class WebhookEvent(StrEnum):
     FAILED = "failed"
     REJECTED = "rejected"
     OVERDUE = "overdue"
+    REVIEWED = "reviewed"
 
 
 # Without `webhook_events`, a producer hears of a job's end only, and of a job that is

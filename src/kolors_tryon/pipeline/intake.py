@@ -21,6 +21,7 @@ from kolors_tryon.jobs import JobRejected, ValidJob, validate_job
 from kolors_tryon.jobs.ids import content_digest
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
+from kolors_tryon.pipeline.thumbnails import keep_input_thumbnails
 from kolors_tryon.store import Admission, Admitted, JobState, NewJob
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,13 @@ def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
     the valid ones recorded in one transaction (`store.intake.accept`)."""
     steps: dict[int, Step] = {}
     valid: list[tuple[int, NewJob]] = []
+    checked_jobs: list[ValidJob] = []
     for i, (message, checked) in enumerate(zip(messages, _validate_all(rt, messages), strict=True)):
         digest = content_digest(message)
         if isinstance(checked, JobRejected):
             steps[i] = _rejected(rt, checked, digest)
             continue
+        checked_jobs.append(checked)
         valid.append(
             (
                 i,
@@ -62,6 +65,7 @@ def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
     admitted = rt.store.intake.accept([job for _, job in valid])
     for (i, _), one in zip(valid, admitted, strict=True):
         steps[i] = _step(one, dispatch=True)
+    keep_input_thumbnails(rt, zip(checked_jobs, admitted, strict=True))
     return [steps[i] for i in range(len(messages))]
 
 

@@ -11,7 +11,7 @@ from kolors_tryon.store.database import Database
 from kolors_tryon.store.queries import matched, purgeable
 from kolors_tryon.store.records import JobRecord, record_from_row
 from kolors_tryon.store.states import IN_FLIGHT_STATES, JobState
-from kolors_tryon.store.tables import JobRow, PayloadRow, ResultCopyRow
+from kolors_tryon.store.tables import JobRow, PayloadRow, ResultCopyRow, ThumbnailRow
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class Retention:
         with self._db.transaction() as (s, now):
             s.execute(delete(PayloadRow).where(PayloadRow.job_id == job_id))
             s.execute(delete(ResultCopyRow).where(ResultCopyRow.job_id == job_id))
+            # A purged job's thumbnails go with it (the console shows nothing of it).
+            s.execute(delete(ThumbnailRow).where(ThumbnailRow.job_id == job_id))
             gone = s.execute(
                 delete(JobRow).where(JobRow.job_id == job_id, *purgeable(now - older_than))
             )
@@ -90,8 +92,15 @@ class Retention:
                 row.finished_at = now
             payloads: Any = s.execute(delete(PayloadRow).where(PayloadRow.job_id == job_id))
             s.execute(delete(ResultCopyRow).where(ResultCopyRow.job_id == job_id))
+            # The console's 256 px copies of the input photos go with the photos.
+            thumbnails: Any = s.execute(delete(ThumbnailRow).where(ThumbnailRow.job_id == job_id))
             payload_deleted = bool(int(payloads.rowcount))
-            changed = payload_deleted or row.note != note or bool(row.images or row.job_metadata)
+            changed = (
+                payload_deleted
+                or bool(int(thumbnails.rowcount))
+                or row.note != note
+                or bool(row.images or row.job_metadata)
+            )
             if changed:
                 row.images = []
                 row.job_metadata = {}

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
 )
@@ -92,6 +93,11 @@ class JobRow(Base):
     # followed (a flag, not a state: the job is still `submitted` or `processing`, and a
     # state never moves backwards from whatever Kling says next).
     overdue_at: Mapped[float | None] = mapped_column(Float)
+    # A person's verdict on a succeeded job in the review console (`approved`/`rejected`),
+    # who gave it and when: set once (the `job.reviewed` event and webhook go out once).
+    review_state: Mapped[str | None] = mapped_column(String(16))
+    reviewed_by: Mapped[str | None] = mapped_column(String(64))
+    reviewed_at: Mapped[float | None] = mapped_column(Float)
 
 
 # The claim query reads `state = queued ORDER BY priority DESC, seq`: the index has the
@@ -101,6 +107,18 @@ class JobRow(Base):
 Index("ix_tryon_jobs_claim", JobRow.state, JobRow.priority.desc(), JobRow.seq)
 # The sweep looks for recently ended jobs whose webhook was never planned.
 Index("ix_tryon_jobs_finished", JobRow.finished_at)
+# The console pages jobs newest first by (created_at, seq) keyset, all of them or one
+# state's: both orders are index range scans at 1,000,000 jobs (store/console_reads.py).
+Index("ix_tryon_jobs_created", JobRow.created_at, JobRow.seq)
+Index("ix_tryon_jobs_state_created", JobRow.state, JobRow.created_at, JobRow.seq)
+# Slots held by lingering tasks are counted on every claim and console page: without it
+# the count walks every `failed` job (50,000 of a million: 140 ms, bench/console.py).
+Index(
+    "ix_tryon_jobs_lingering",
+    JobRow.state,
+    postgresql_where=JobRow.lingering.is_(True),
+    sqlite_where=JobRow.lingering.is_(True),
+)
 
 
 class PayloadRow(Base):
@@ -218,6 +236,22 @@ class WebhookAttemptRow(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     duration_ms: Mapped[int] = mapped_column(Integer, nullable=False)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class ThumbnailRow(Base):
+    """A 256 px JPEG of one input photo (`person` or `garment`), kept for the console.
+
+    The full inputs are never kept past submission (`PayloadRow`); these small copies let
+    a reviewer see what was asked for. `tryon forget` deletes them with the job's photos.
+    """
+
+    __tablename__ = "tryon_thumbnails"
+
+    job_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("tryon_jobs.job_id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
 
 class GoneUrlRow(Base):

@@ -40,6 +40,9 @@ from kolors_tryon.store.tables import (
 
 # Not a state: a job whose task outlived the tracking deadline (`JobRecord.overdue_at`).
 OVERDUE_EVENT = "overdue"
+# Not a state either: a person's verdict on a result in the review console (opt-in only:
+# a producer that never asked for it gets none).
+REVIEWED_EVENT = "reviewed"
 # Without `webhook_events` a job's webhooks are its terminal states and `overdue` (the
 # notice that replaced the `failed` a deadline used to send; jobs.enums says the same for
 # producers; the store keeps its own copy, as it imports nothing of jobs/).

@@ -36,7 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from kolors_tryon.config import Settings
 from kolors_tryon.errors import JobNotFound, TryonError
@@ -60,6 +60,7 @@ from kolors_tryon.web.bodies import (
     JobAccepted,
     Readiness,
 )
+from kolors_tryon.web.console import console_mount, console_status
 from kolors_tryon.web.errors import (
     ERRORS,
     BodyTooLarge,
@@ -418,7 +419,7 @@ def create_web_app(settings: Settings) -> Starlette:
             return min(CALLBACK_MAX_BODY_BYTES, settings.web_max_body_bytes)
         return settings.web_max_body_bytes
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
@@ -428,6 +429,10 @@ def create_web_app(settings: Settings) -> Starlette:
         Route("/metrics", get_metrics, methods=["GET"]),
         Route(CALLBACK_PATH_PREFIX + "/{job_id}/{token}", kling_callback, methods=["POST"]),
     ]
+    # The review console (web/console/): mounted only when users are configured.
+    console = console_mount(settings, services)
+    routes.extend([console] if console is not None else [])
+    log.info("%s", console_status(settings))
     app = Starlette(
         routes=routes,
         middleware=[
