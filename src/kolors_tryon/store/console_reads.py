@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, Engine, Float, cast, func, literal, select
 from sqlalchemy.orm import sessionmaker
 
 from kolors_tryon.observe.metrics import parse_units
+from kolors_tryon.store.metadata_field import metadata_field
 from kolors_tryon.store.records import JobRecord, iso, record_from_row
 from kolors_tryon.store.states import TERMINAL_STATES, JobState
 from kolors_tryon.store.tables import JobRow, ThumbnailRow
@@ -302,7 +303,7 @@ def _conditions(wanted: JobFilter) -> Iterable[ColumnElement[bool]]:
     if wanted.state is not None:
         yield JobRow.state == wanted.state
     if wanted.metadata_key and wanted.metadata_value is not None:
-        yield JobRow.job_metadata[wanted.metadata_key].as_string() == wanted.metadata_value
+        yield metadata_field(wanted.metadata_key) == wanted.metadata_value
     if wanted.created_from is not None:
         yield JobRow.created_at >= wanted.created_from
     if wanted.created_to is not None:

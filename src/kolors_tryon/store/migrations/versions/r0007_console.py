@@ -17,6 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
+from kolors_tryon.store.metadata_field import CREATE_FUNCTION, DROP_FUNCTION, SQL_FUNCTION
+
 revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | None = None
@@ -51,10 +53,12 @@ def upgrade() -> None:
         # The console's metadata filter on `sku`, the field catalogue teams search by:
         # without it a rare SKU walks all the jobs (1.7 s at a million, bench/console.py).
         # Other fields are filtered without an index. An expression index, which Alembic's
-        # comparison of the schema with tables.py skips.
+        # comparison of the schema with tables.py skips, over a function that tolerates the
+        # old records PostgreSQL cannot parse (store/metadata_field.py says why).
+        op.execute(CREATE_FUNCTION)
         op.execute(
             "CREATE INDEX IF NOT EXISTS ix_tryon_jobs_metadata_sku "
-            "ON tryon_jobs ((metadata ->> 'sku'))"
+            f"ON tryon_jobs ({SQL_FUNCTION}(metadata, 'sku'))"
         )
     op.create_table(
         "tryon_thumbnails",
@@ -70,6 +74,8 @@ def downgrade() -> None:
     """Take the schema back from 0007 to 0006."""
     op.drop_table("tryon_thumbnails")
     op.execute("DROP INDEX IF EXISTS ix_tryon_jobs_metadata_sku")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(DROP_FUNCTION)
     op.drop_index("ix_tryon_jobs_lingering", table_name="tryon_jobs")
     op.drop_index("ix_tryon_jobs_state_created", table_name="tryon_jobs")
     op.drop_index("ix_tryon_jobs_created", table_name="tryon_jobs")
