@@ -30,6 +30,7 @@ from kolors_tryon.kling.errors import (
     error_without_envelope,
     parse_retry_after,
 )
+from kolors_tryon.kling.models import opt_int
 
 __all__ = ["Bearer", "decode_envelope", "network_error", "new_session", "task_list"]
 
@@ -99,7 +100,7 @@ def decode_envelope(response: requests.Response) -> tuple[object, int, str | Non
     request_id = _opt_text(body.get("request_id")) or header_request_id
     message = _opt_text(body.get("message", body.get("msg"))) or ""
     raw_code = body.get("code")
-    code = _parse_code(raw_code)
+    code = opt_int(raw_code)
     if raw_code is not None and code is None:
         raise ServerError(
             "malformed answer: non-numeric code", http_status=status, request_id=request_id
@@ -179,21 +180,6 @@ def _reason(exc: BaseException) -> str:
         if isinstance(inner, BaseException):
             reason = inner
     return type(reason).__name__ if isinstance(reason, BaseException) else "connection failed"
-
-
-def _parse_code(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
 
 
 def _opt_text(value: object) -> str | None:
