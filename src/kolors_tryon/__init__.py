@@ -9,15 +9,19 @@ never sideways between packages of one layer (tests/unit/test_layers.py checks i
     6  cli/, this module      the `tryon` command (a module per group of commands, one
                               shared door); the public surface re-exported here
     5  worker/ web/           Celery's app (factory, intake consumer, sweep timer,
-                              reporting, launcher); the HTTP service beside it
-    4  tasks/                 thin Celery tasks, the per-process Runtime bound to an
-                              app, publishing events and dead letters
+                              reporting, launcher); the HTTP service beside it, with
+                              the review console under web/console/
+    4  tasks/                 thin Celery tasks on one base (tasks/base.py), their
+                              follow-ups, the per-process Runtime bound to an app,
+                              publishing events and dead letters
     3  pipeline/              the Celery-free core: intake, dispatch, submit, track
        producer.py            the Python door: config, jobs, store and kombu only
        ops/                   health, logs, the /metrics text, the journal of changes
-    2  jobs/ kling/ store/    the job contract, the API client, the job store
+    2  jobs/ kling/ store/    the job contract, the API client, the job store (one
+                              module per aggregate on one Database; JobStore a facade)
     1  observe/               metrics helpers and the job context of log lines
-    0  config/                Settings, every default number, the backoff, Celery config
+    0  config/                Settings, every default number, the backoff, Celery config,
+                              the task names (TaskName)
        emulator/              the local Kling emulator: imports nothing of the service
    -1  errors.py              TryonError, the root of the service's errors; JobNotFound
 

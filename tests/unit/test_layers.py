@@ -17,7 +17,7 @@ SOURCE = Path(__file__).resolve().parents[2] / "src" / PACKAGE
 # the parts of lower layers only (kolors_tryon/__init__.py draws the same map).
 LAYERS: dict[str, int] = {
     "errors": -1,  # TryonError, the root of the service's own errors, beneath config
-    "config": 0,
+    "config": 0,  # Settings, defaults and TaskName (config/task_names.py)
     "emulator": 0,  # standalone: it imports nothing of the service (checked below)
     "observe": 1,  # metrics helpers and the job context of logs, for every layer above
     "jobs": 2,
@@ -28,7 +28,7 @@ LAYERS: dict[str, int] = {
     "ops": 3,  # health, logs, the /metrics text, the journal of state changes
     "tasks": 4,
     "worker": 5,
-    "web": 5,  # the HTTP service, beside worker/
+    "web": 5,  # the HTTP service beside worker/, its review console under web/console/
     "cli": 6,  # the `tryon` command: a package, one module per group of commands
     "__init__": 6,  # the public surface, re-exported from every layer
 }

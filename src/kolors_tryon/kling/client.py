@@ -16,40 +16,32 @@ and one sample of the `tryon_kling_requests_total` and
 from __future__ import annotations
 
 import logging
-import os
-import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Self, TypeVar
 from urllib.parse import quote
 
 import requests
-import requests.auth
-from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from kolors_tryon.config import defaults
 from kolors_tryon.config.backoff import backoff_delay
-from kolors_tryon.config.http_deadline import DeadlineAdapter, call_deadline
+from kolors_tryon.config.http_deadline import call_deadline
 from kolors_tryon.kling.account import AccountCosts, parse_account_costs
 from kolors_tryon.kling.auth import KlingAuth, auth_from_settings
 from kolors_tryon.kling.errors import (
     AccountUnavailableError,
-    ConfigurationError,
     EndpointError,
-    KlingConnectionError,
     KlingError,
     KlingTimeoutError,
     NotFoundError,
     RetryableKlingError,
     ServerError,
     TokenError,
-    error_from_response,
-    error_without_envelope,
-    parse_retry_after,
 )
 from kolors_tryon.kling.models import KlingTask, parse_task
 from kolors_tryon.kling.redact import redact
+from kolors_tryon.kling.wire import Bearer, decode_envelope, network_error, new_session, task_list
 from kolors_tryon.observe import metrics
 from kolors_tryon.observe.context import current_job, note_job
 
@@ -64,8 +56,6 @@ TRYON_PATH: Final = "/v1/images/kolors-virtual-try-on"
 ACCOUNT_COSTS_PATH: Final = "/account/costs"
 _USER_AGENT: Final = "kolors-tryon/0.1"
 # Keys under which resellers have been seen to nest the list of tasks.
-_LIST_KEYS: Final = ("list", "tasks", "items", "records", "data")
-
 _T = TypeVar("_T")
 
 
@@ -117,7 +107,7 @@ class KlingClient:
         self._backoff = backoff
         self._max_retry_after = max_retry_after
         self._owns_session = session is None
-        self._session = session if session is not None else _new_session(base)
+        self._session = session if session is not None else new_session(base)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KlingClient:
@@ -192,7 +182,7 @@ class KlingClient:
         data = self._with_read_retries(
             lambda attempt: self._request("GET", TRYON_PATH, "list", params=params, attempt=attempt)
         )
-        return [parse_task(item) for item in _task_list(data)]
+        return [parse_task(item) for item in task_list(data)]
 
     def account_costs(self) -> AccountCosts | None:
         """The account's resource packs and their remaining units (a free call).
@@ -337,13 +327,13 @@ class KlingClient:
                     json=json_body,
                     headers=headers,
                     # Passed as `auth` so that requests never swaps in credentials from ~/.netrc.
-                    auth=_Bearer(self._auth.authorization()),
+                    auth=Bearer(self._auth.authorization()),
                     timeout=deadline.timeouts(*timeouts),
                     # A redirect would turn POST into GET and drop the Authorization header.
                     allow_redirects=False,
                 )
         except requests.RequestException as exc:
-            err = _network_error(exc)
+            err = network_error(exc)
             kind = "timeout" if isinstance(err, KlingTimeoutError) else "network"
             call.done(kind, None, None, None, f"{type(exc).__name__}, sent={err.request_sent}")
             # Not chained: the requests exception holds the prepared request, whose
@@ -351,7 +341,7 @@ class KlingClient:
             raise err from None
         with response:
             try:
-                data, code, request_id = _decode(response)
+                data, code, request_id = decode_envelope(response)
             except KlingError as err:
                 answer = str(err.code) if err.code is not None else f"http_{response.status_code}"
                 call.done(answer, response.status_code, err.request_id, None)
@@ -411,173 +401,6 @@ class _Call:
                 "request_id": request_id,
             },
         )
-
-
-class _Bearer(requests.auth.AuthBase):
-    """Sets the Authorization header; its repr hides the value."""
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = self._value
-        return request
-
-    def __repr__(self) -> str:
-        return "_Bearer(<redacted>)"
-
-
-def _new_session(base_url: str) -> requests.Session:
-    session = requests.Session()
-    # No urllib3-level retries: whether a request may be resent is decided above, per call.
-    # Its connections are shut by a call's deadline (kolors_tryon.config.http_deadline).
-    adapter = DeadlineAdapter(
-        pool_connections=4, pool_maxsize=defaults.HTTP_POOL_SIZE, max_retries=0
-    )
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    # What requests would read from the environment on every call (proxies, no_proxy,
-    # a CA bundle), read once: every call goes to `base_url`, and scanning the whole
-    # environment per request cost 0.4 ms of a 2.5 ms create (bench/README.md, s.1).
-    session.proxies.update(requests.utils.get_environ_proxies(base_url))
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        session.verify = bundle
-    session.trust_env = False  # also: no ~/.netrc (the bearer token is passed as `auth`)
-    return session
-
-
-def _decode(response: requests.Response) -> tuple[object, int, str | None]:
-    """Unwrap the envelope: return (data, code, request_id) or raise a typed error."""
-    status = response.status_code
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-    header_request_id = response.headers.get("X-Request-Id")
-    if 300 <= status < 400:
-        raise ConfigurationError(
-            "the API answered with a redirect; set the base URL to its final location",
-            http_status=status,
-            request_id=header_request_id,
-        )
-    try:
-        body: object = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, Mapping):
-        # A proxy's HTML error page, an empty body, or JSON that is not an envelope.
-        if status >= 400:
-            raise error_without_envelope(status, header_request_id, retry_after)
-        raise ServerError(
-            f"malformed answer: expected a JSON object (HTTP {status})",
-            http_status=status,
-            request_id=header_request_id,
-        )
-
-    request_id = _opt_text(body.get("request_id")) or header_request_id
-    message = _opt_text(body.get("message", body.get("msg"))) or ""
-    raw_code = body.get("code")
-    code = _parse_code(raw_code)
-    if raw_code is not None and code is None:
-        raise ServerError(
-            "malformed answer: non-numeric code", http_status=status, request_id=request_id
-        )
-    if code not in (0, None) or status >= 400:
-        raise error_from_response(status, code or None, message, request_id, retry_after)
-    if "data" in body:
-        return body["data"], code or 0, request_id
-    if code is None and "task_id" in body:
-        return body, 0, request_id  # a reseller answering with the bare task object
-    raise ServerError("malformed answer: no data", http_status=status, request_id=request_id)
-
-
-def _task_list(data: object) -> Iterator[object]:
-    """The task objects of a list answer, wherever the reseller put them."""
-    if data is None:
-        return iter(())
-    if isinstance(data, list):
-        return iter(data)
-    if isinstance(data, Mapping):
-        for key in _LIST_KEYS:
-            value = data.get(key)
-            if isinstance(value, list):
-                return iter(value)
-    raise ServerError("malformed answer: list data is not a list of tasks")
-
-
-def _network_error(exc: requests.RequestException) -> KlingConnectionError:
-    """Translate a requests failure, deciding whether the request may have been sent."""
-    name = type(exc).__name__
-    if isinstance(exc, requests.ConnectTimeout):
-        return KlingTimeoutError(f"connect timeout ({name})", request_sent=False)
-    if isinstance(exc, requests.Timeout):
-        return KlingTimeoutError(f"read timeout ({name})", request_sent=True)
-    sent = _maybe_sent(exc)
-    return KlingConnectionError(f"{name}: {_reason(exc)}", request_sent=sent)
-
-
-def _maybe_sent(exc: requests.RequestException) -> bool:
-    """False only when the failure certainly happened before the request left us."""
-    if not isinstance(exc, requests.ConnectionError):
-        return True
-    reason: object = exc.args[0] if exc.args else None
-    if isinstance(reason, MaxRetryError):
-        reason = reason.reason
-    # Refused, unreachable, DNS failure: no connection, so nothing was sent.
-    if isinstance(reason, NewConnectionError):
-        return False
-    # A certificate that fails verification stops the handshake before any byte of ours.
-    return not _chain_has(exc, ssl.SSLCertVerificationError)
-
-
-def _chain_has(exc: BaseException, kind: type[BaseException]) -> bool:
-    seen: set[int] = set()
-    stack: list[object] = [exc]
-    while stack:
-        item = stack.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, kind):
-            return True
-        stack.extend([item.__cause__, item.__context__, *item.args])
-        if isinstance(item, MaxRetryError):
-            stack.append(item.reason)
-    return False
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost cause's type name (e.g. RemoteDisconnected): never its text, which
-    may quote the URL."""
-    reason: object = exc.args[0] if exc.args else exc
-    if isinstance(reason, MaxRetryError) and reason.reason is not None:
-        reason = reason.reason
-    if isinstance(reason, BaseException) and reason.args:
-        inner = reason.args[-1]
-        if isinstance(inner, BaseException):
-            reason = inner
-    return type(reason).__name__ if isinstance(reason, BaseException) else "connection failed"
-
-
-def _parse_code(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _opt_text(value: object) -> str | None:
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:

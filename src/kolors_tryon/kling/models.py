@@ -14,7 +14,7 @@ from typing import Final, Literal, cast
 
 from kolors_tryon.kling.errors import ServerError
 
-__all__ = ["TERMINAL_STATUSES", "KlingTask", "TaskImage", "TaskStatus", "parse_task"]
+__all__ = ["TERMINAL_STATUSES", "KlingTask", "TaskImage", "TaskStatus", "opt_int", "parse_task"]
 
 TaskStatus = Literal["submitted", "processing", "succeed", "failed"]
 TERMINAL_STATUSES: Final = frozenset({"succeed", "failed"})
@@ -120,8 +120,8 @@ def parse_task(obj: object) -> KlingTask:
         external_task_id=external or None,
         images=_parse_images(obj.get("task_result")),
         final_unit_deduction=_opt_str(obj.get("final_unit_deduction")),
-        created_at=_opt_int(obj.get("created_at")),
-        updated_at=_opt_int(obj.get("updated_at")),
+        created_at=opt_int(obj.get("created_at")),
+        updated_at=opt_int(obj.get("updated_at")),
     )
 
 
@@ -148,7 +148,7 @@ def _parse_images(result: object) -> tuple[TaskImage, ...]:
             index: int | None = position
         elif isinstance(item, Mapping):
             url = item.get("url")
-            index = _opt_int(item.get("index", item.get("id")))
+            index = opt_int(item.get("index", item.get("id")))
         else:
             continue
         # An entry without a URL holds nothing to deliver; skip it rather than fail the task.
@@ -170,7 +170,7 @@ def _opt_str(value: object) -> str | None:
     return None
 
 
-def _opt_int(value: object) -> int | None:
+def opt_int(value: object) -> int | None:
     """An int, or a numeric string/float where an int belongs; None for anything else."""
     if isinstance(value, bool):
         return None
