@@ -17,12 +17,19 @@ from harness import (
     running_emulator,
 )
 from harness.interrupts import clean_up_on_signals
+from harness.scheduling import schedule_for_xdist
 from kolors_tryon.emulator import EmulatorServer
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """SIGTERM and SIGINT stop the session with every fixture torn down (harness/interrupts)."""
     clean_up_on_signals()
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the `xdist_group` marks it adds
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long runs first, a module's shared stack on one xdist worker (harness/scheduling)."""
+    schedule_for_xdist(items)
 
 
 @pytest.fixture
