@@ -17,7 +17,7 @@ from harness import (
     running_emulator,
 )
 from harness.interrupts import clean_up_on_signals
-from harness.scheduling import schedule_for_xdist
+from harness.scheduling import long_runs_first
 from kolors_tryon.emulator import EmulatorServer
 
 
@@ -26,10 +26,9 @@ def pytest_configure(config: pytest.Config) -> None:
     clean_up_on_signals()
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the `xdist_group` marks it adds
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Long runs first, a module's shared stack on one xdist worker (harness/scheduling)."""
-    schedule_for_xdist(items)
+    """The long runs first, for xdist to hand out first (harness/scheduling)."""
+    long_runs_first(items)
 
 
 @pytest.fixture
