@@ -17,12 +17,18 @@ from harness import (
     running_emulator,
 )
 from harness.interrupts import clean_up_on_signals
+from harness.scheduling import long_runs_first
 from kolors_tryon.emulator import EmulatorServer
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """SIGTERM and SIGINT stop the session with every fixture torn down (harness/interrupts)."""
     clean_up_on_signals()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long runs first, for xdist to hand out first (harness/scheduling)."""
+    long_runs_first(items)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import pytest
 from kombu import Connection
 
 from harness import (
@@ -84,6 +85,7 @@ def all_job_ids(store: JobStore) -> set[str]:
     return {record.job_id for record in store.jobs.oldest_first(limit=10_000)}
 
 
+@pytest.mark.slow  # a minute or more: make test starts it first
 def test_two_namespaces_on_one_vhost_never_run_each_others_delayed_messages(
     tmp_path: Path,
 ) -> None:

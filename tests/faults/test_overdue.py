@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from harness import (
     EventRecorder,
     FaultRun,
@@ -24,6 +26,7 @@ DEADLINE = 20.0
 OVERDUE_POLL = 5.0
 
 
+@pytest.mark.slow  # a minute or more: make test starts it first
 def test_a_task_that_outlives_the_deadline_ends_succeeded_with_its_copies(
     fault_run: FaultRun,
 ) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import pytest
+
 from harness import FaultRun, WebhookReceiver, figures, sample_b64
 from kolors_tryon import JobPublisher
 
@@ -17,6 +19,7 @@ SCHEDULE = "1,2,4,7,11,16,22,30,40,60"
 SLOW = 3.0  # seconds the receiver takes in its slow phase (timeout: 8 s)
 
 
+@pytest.mark.slow  # a minute or more: make test starts it first
 def test_flaky_receiver_and_kill_9_lose_no_webhook(fault_run: FaultRun) -> None:
     """500 to half the attempts, down 20 s, then slow, a worker killed: every end arrives."""
     receiver = WebhookReceiver().start()

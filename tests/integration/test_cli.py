@@ -34,6 +34,7 @@ def tryon(
     )
 
 
+@pytest.mark.slow  # a minute or more: make test starts it first
 def test_every_command_has_help(tmp_path: Path) -> None:
     """`tryon --help` lists every designed command, and each has its own --help."""
     result = tryon("--help", cwd=tmp_path)

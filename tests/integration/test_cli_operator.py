@@ -434,6 +434,7 @@ def test_validate_checks_a_batch_file_line_by_line(tmp_path: Path) -> None:
     assert tryon(env, "validate", str(good), cwd=tmp_path).returncode == 0
 
 
+@pytest.mark.slow  # a minute or more: make test starts it first
 def test_jobs_lists_newest_first_by_pages_state_and_metadata(tmp_path: Path) -> None:
     """`tryon jobs`: newest first, --after the cursor, --state, --meta sku=...: exact pages."""
     with fresh_database() as url:

@@ -57,6 +57,7 @@ def run_copied_jobs(deployment: Deployment, count: int, prefix: str) -> list[str
     return job_ids
 
 
+@pytest.mark.slow  # a minute or more: make test starts it first
 def test_purge_deletes_old_records_and_their_copies(copies_on: Setup) -> None:
     """--dry-run counts and deletes nothing; a purge deletes ended jobs and copies, not newer."""
     deployment, s3 = copies_on

@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any
 
+import pytest
 from kombu import Connection
 
 from harness import (
@@ -36,6 +37,7 @@ def consumers(queue: str) -> int:
         return int(channel.queue_declare(queue, passive=True).consumer_count)
 
 
+@pytest.mark.slow  # a minute or more: make test starts it first
 def test_three_workers_with_no_arguments_all_consume_and_answer_a_ping(
     rabbit_deployment: Deployment, emulator: EmulatorServer
 ) -> None:

@@ -135,6 +135,7 @@ print(json.dumps(results))
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.slow  # a minute or more: make test starts it first
 def test_every_module_imports_on_its_own() -> None:
     """Each module imports in a fresh interpreter: no import cycle hides behind an order."""
     done = subprocess.run(
