@@ -24,10 +24,11 @@ run: $(STAMP)
 ## parallel (each test has a namespace and a database of its own), then the tests whose
 ## figures of time or utilization need the machine to themselves
 # More xdist workers than cores: most tests wait on worker processes, brokers and timers
-# (a run on 2 workers kept the CPU about 25% busy, so 6 keep it about 75% busy; 8 would
-# saturate it and starve the tests that time their workers). `loadgroup` hands each idle
+# (a run on 2 workers kept the CPU about 25% busy). 3, not more: the suite needs about 15
+# minutes of CPU, and with 6-8 workers on 2 cores the tests that time worker start-ups and
+# broker diagnostics failed for want of CPU. `loadgroup` hands each idle
 # worker the next test in the order tests/harness/scheduling.py sets: the long runs first.
-TEST_WORKERS ?= 6
+TEST_WORKERS ?= 3
 PARALLEL := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 test: $(STAMP)
 	bash scripts/ensure-services.sh
