@@ -22,6 +22,7 @@ from kolors_tryon.cli_checks import (
     embedded_fallbacks,
     unknown_variables,
 )
+from kolors_tryon.cli_lifecycle import cancel_command, deadline_argument
 from kolors_tryon.config import Settings, SettingsError, load_settings
 from kolors_tryon.config.defaults import (
     COPY_WAIT,
@@ -130,6 +131,7 @@ def main() -> None:
 
 
 main.add_command(emulator_command, name="emulator")
+main.add_command(cancel_command, name="cancel")
 
 
 # ----------------------------------------------------------------------------- worker
@@ -248,6 +250,11 @@ def web(host: str, port: int, proxy_headers: bool, forwarded_allow_ips: str | No
 )
 @click.option("--priority", type=int, default=None, help="0-9, higher first.")
 @click.option("--metadata", default=None, help="A JSON object kept with the job.")
+@click.option(
+    "--deadline",
+    default=None,
+    help="Cancel the job if not at Kling by then: an ISO 8601 instant, or seconds.",
+)
 @click.option("--wait", is_flag=True, help="Follow the job to its end.")
 @click.option("--timeout", type=float, default=WAIT_TIMEOUT, show_default=True, help="For --wait.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -260,6 +267,7 @@ def submit(
     webhook_events: str | None,
     priority: int | None,
     metadata: str | None,
+    deadline: str | None,
     wait: bool,
     timeout: float,
     as_json: bool,
@@ -283,6 +291,7 @@ def submit(
         "callback_url": callback_url,
         "webhook_events": webhook_events and [e.strip() for e in webhook_events.split(",")],
         "priority": priority,
+        "deadline": deadline_argument(deadline),
     }
     message.update({key: value for key, value in optional.items() if value is not None})
     if metadata is not None:

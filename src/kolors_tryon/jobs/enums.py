@@ -37,6 +37,7 @@ class WebhookEvent(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     REJECTED = "rejected"
+    CANCELLED = "cancelled"
     OVERDUE = "overdue"
 
 
@@ -46,5 +47,6 @@ DEFAULT_WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = (
     WebhookEvent.SUCCEEDED,
     WebhookEvent.FAILED,
     WebhookEvent.REJECTED,
+    WebhookEvent.CANCELLED,
     WebhookEvent.OVERDUE,
 )

@@ -12,6 +12,7 @@ their input, because they hold people's photos and secrets (invariant 6).
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 from pydantic import (
@@ -34,6 +35,7 @@ __all__ = [
     "JOB_ID_MAX_LENGTH",
     "JOB_ID_PATTERN",
     "MAX_CALLBACK_URL_LENGTH",
+    "MAX_DEADLINE_SECONDS",
     "MAX_IMAGE_URL_LENGTH",
     "MAX_METADATA_BYTES",
     "MAX_PRIORITY",
@@ -53,6 +55,8 @@ MAX_CALLBACK_URL_LENGTH: Final = 2048
 MAX_IMAGE_URL_LENGTH: Final = 8192
 MAX_METADATA_BYTES: Final = 16 * 1024
 MAX_PRIORITY: Final = 9
+# The longest relative deadline (seconds after acceptance): 30 days, Kling's own horizon.
+MAX_DEADLINE_SECONDS: Final = 30 * 24 * 3600.0
 
 # What the schema can say of an image field: something besides whitespace (the field is
 # stripped, with Python's idea of whitespace: the file separators \x1c-\x1f and NEL too).
@@ -226,6 +230,53 @@ class JobMessage(BaseModel):
         strict=True,
         description="Queue priority from 0 to 9; higher runs first. Default 0.",
     )
+
+    deadline: float | str | None = Field(
+        default=None,
+        description=(
+            "Optional: when the job is no longer wanted if it has not reached Kling. An "
+            "ISO 8601 instant with its offset (`2026-12-08T18:00:00Z`), or seconds after "
+            "the service accepts the job (`3600`). A job still waiting then is `cancelled` "
+            "with the reason `deadline_passed`, and no create is ever sent after it (a job "
+            "already at Kling runs to its end)."
+        ),
+        examples=["2026-12-08T18:00:00Z", 3600],
+    )
+
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _check_deadline(cls, value: Any) -> Any:
+        """Seconds (a positive number, at most 30 days) or an instant with its offset,
+        kept as a normalized ISO 8601 UTC string."""
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            raise _custom("type", "must be an ISO 8601 instant or a number of seconds")
+        if isinstance(value, int | float):
+            if not 0 < value <= MAX_DEADLINE_SECONDS:
+                raise _custom(
+                    "range",
+                    f"must be more than 0 and at most {MAX_DEADLINE_SECONDS:.0f} seconds",
+                )
+            return float(value)
+        if isinstance(value, str):
+            try:
+                instant = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise _custom("format", "is not an ISO 8601 instant") from None
+            if instant.tzinfo is None:
+                raise _custom("format", "needs its offset (e.g. Z or +02:00)")
+            return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        raise _custom("type", "must be an ISO 8601 instant or a number of seconds")
+
+    def deadline_parts(self) -> tuple[float | None, float | None]:
+        """The deadline as (instant in Unix seconds, None) or (None, seconds after
+        acceptance); (None, None) without one."""
+        if self.deadline is None:
+            return None, None
+        if isinstance(self.deadline, float):
+            return None, self.deadline
+        return datetime.fromisoformat(self.deadline).timestamp(), None
 
     @field_validator("priority", mode="before")
     @classmethod

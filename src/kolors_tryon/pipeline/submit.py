@@ -51,6 +51,7 @@ from kolors_tryon.kling import (
 )
 from kolors_tryon.observe import metrics
 from kolors_tryon.observe.context import job_context
+from kolors_tryon.pipeline.lifecycle import expire_intent_refused
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
 from kolors_tryon.store import Busy, Claim, Created, CreatePlan, JobRecord, JobState
@@ -211,7 +212,7 @@ def _create_all(
         for claim, plan in plain:
             attempt = _Attempt(rt, plan, claim.owner, waits=0)
             if claim.job_id not in granted:
-                steps[claim.job_id] = Step(note="claim lost before create")
+                steps[claim.job_id] = expire_intent_refused(rt, claim.job_id)
                 continue
             if stopped is None and time.monotonic() > last_start:
                 stopped = _first_retry(rt)
@@ -397,8 +398,9 @@ class _Attempt:
             return self.give_up()
         if not rt.store.submits.record_intent(self.job_id, self.owner, window=attempt_window(rt)):
             # The claim was taken over (our lease ran out while we looked): the new
-            # owner looks the job up before it sends anything. We send nothing.
-            return Step(note="claim lost before create")
+            # owner looks the job up before it sends anything; or the job's deadline
+            # passed, or it was cancelled. We send nothing.
+            return expire_intent_refused(rt, self.job_id)
         try:
             task = rt.kling.create(self.create_body())
         except KlingError as err:

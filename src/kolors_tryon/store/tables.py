@@ -92,6 +92,11 @@ class JobRow(Base):
     # followed (a flag, not a state: the job is still `submitted` or `processing`, and a
     # state never moves backwards from whatever Kling says next).
     overdue_at: Mapped[float | None] = mapped_column(Float)
+    # The producer's deadline (database clock): a job not at Kling by then is cancelled,
+    # and no create is sent after it (the intent's fence checks it).
+    deadline_at: Mapped[float | None] = mapped_column(Float)
+    # The job this one retries (`tryon retry`): the old record lists its retries by it.
+    retry_of: Mapped[str | None] = mapped_column(String(64))
 
 
 # The claim query reads `state = queued ORDER BY priority DESC, seq`: the index has the
@@ -101,6 +106,10 @@ class JobRow(Base):
 Index("ix_tryon_jobs_claim", JobRow.state, JobRow.priority.desc(), JobRow.seq)
 # The sweep looks for recently ended jobs whose webhook was never planned.
 Index("ix_tryon_jobs_finished", JobRow.finished_at)
+# The deadline sweep looks for waiting jobs whose deadline passed; few jobs have one.
+Index("ix_tryon_jobs_deadline", JobRow.deadline_at)
+# A record names its retries: the jobs whose `retry_of` is its id.
+Index("ix_tryon_jobs_retry_of", JobRow.retry_of)
 
 
 class PayloadRow(Base):

@@ -7,6 +7,7 @@ Routes (README, "HTTP service"; the OpenAPI document at `/openapi.json` is the c
   `validate_job` exactly as the worker validates, so bad input is answered 422 at once
   and never costs a credit; valid jobs are published to `<ns>.jobs` (confirmed).
 - `GET /v1/jobs/{job_id}`: the job record.
+- `POST /v1/jobs/{job_id}/cancel`: cancel a job not yet at Kling (`web.lifecycle`).
 - `POST /kling/callback/{job_id}/{token}`: Kling's callback, authenticated by the token
   in its URL, forwarded to the workers as the Celery task `tryon.callback`.
 - `GET /v1/counters`: this process's counters (accepted jobs, refused callbacks...).
@@ -73,6 +74,7 @@ from kolors_tryon.web.errors import (
     error_answer,
     handle_error,
 )
+from kolors_tryon.web.lifecycle import lifecycle_routes
 from kolors_tryon.web.limits import BodyLimitMiddleware
 from kolors_tryon.web.openapi import openapi_document
 from kolors_tryon.web.services import WebServices
@@ -424,6 +426,7 @@ def create_web_app(settings: Settings) -> Starlette:
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/v1/jobs", post_jobs, methods=["POST"]),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
+        *lifecycle_routes(_requires_key),
         Route("/v1/counters", get_counters, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
         Route(CALLBACK_PATH_PREFIX + "/{job_id}/{token}", kling_callback, methods=["POST"]),

@@ -28,6 +28,7 @@ __all__ = [
     "BatchResult",
     "Body",
     "CallbackReceived",
+    "CancelResult",
     "Check",
     "Checks",
     "Counters",
@@ -189,6 +190,20 @@ class CallbackReceived(Body):
     received: Literal[True]
 
 
+class CancelResult(Body):
+    """What a cancel did: 200 `cancelled` (no create was ever sent, none ever will be);
+    409 `at_kling` (a create may have reached Kling, which has no cancel: the job runs to
+    its end and is charged) or `ended` (the job had already ended)."""
+
+    job_id: str
+    outcome: Literal["cancelled", "at_kling", "ended"]
+    state: str = Field(description="The job's state after the request.")
+    charged: bool = Field(
+        description="Whether the job may spend a credit (true only for `at_kling`)."
+    )
+    message: str = Field(description="Human words on what happened and what follows.")
+
+
 class _OpenBody(BaseModel):
     """A body Kling sends: open, as Kling's objects are (a field it adds tomorrow must
     not be refused today), every field optional."""
@@ -235,5 +250,6 @@ BODIES: tuple[type[BaseModel], ...] = (
     Readiness,
     Counters,
     CallbackReceived,
+    CancelResult,
 )
 REQUEST_BODIES: tuple[type[BaseModel], ...] = (KlingTask,)

@@ -226,6 +226,32 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 },
             }
         },
+        "/v1/jobs/{job_id}/cancel": {
+            "post": {
+                "operationId": "cancelJob",
+                "summary": "Cancel a job that has not reached Kling",
+                "description": (
+                    "A job not yet at Kling (queued, or being submitted with no create on "
+                    "its way) moves to `cancelled` (event `job.cancelled`, its webhook): no "
+                    "create is ever sent for it. A job whose create may have reached Kling "
+                    "cannot be stopped there (the API has no cancel): the answer is 409 "
+                    "`at_kling`, and the job runs to its end and is charged. No body."
+                ),
+                "tags": ["jobs"],
+                "parameters": [job_id_param],
+                "responses": {
+                    "200": _json(_ref("CancelResult"), "Cancelled (`outcome: cancelled`)."),
+                    "401": unauthorized,
+                    "404": _error("No job with this id."),
+                    "409": _json(
+                        _ref("CancelResult"),
+                        "Not cancelled: `at_kling` (it will be charged) or `ended`.",
+                    ),
+                    "503": intake_off,
+                    "500": internal,
+                },
+            }
+        },
         "/v1/counters": {
             "get": {
                 "operationId": "getCounters",

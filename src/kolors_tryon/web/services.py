@@ -26,8 +26,10 @@ from kolors_tryon.errors import JobNotFound
 from kolors_tryon.jobs import JobMessage, ValidationOptions, ValidJob
 from kolors_tryon.observe import metrics
 from kolors_tryon.pipeline.callback_tokens import CallbackSecrets, callback_secrets
+from kolors_tryon.pipeline.lifecycle import cancel_jobs, newly_cancelled
 from kolors_tryon.producer import JobPublisher
 from kolors_tryon.store import JobRecord, JobStore, prepare_schema
+from kolors_tryon.store.lifecycle import Cancelled, CancelOutcome
 from kolors_tryon.web.slots import DaemonSlots
 
 __all__ = ["CALLBACK_TASK", "WebServices"]
@@ -92,6 +94,24 @@ class WebServices:
         if record is None:
             raise JobNotFound(job_id)
         return record
+
+    def cancel_job(self, job_id: str) -> Cancelled:
+        """Cancel the job if no create can have reached Kling; tell the workers if so.
+
+        Raises:
+            JobNotFound: no job of that id.
+        """
+        self.ensure_schema()
+        (answer,) = cancel_jobs(self.store, [job_id])
+        if answer.outcome is CancelOutcome.NOT_FOUND:
+            raise JobNotFound(job_id)
+        cancelled = newly_cancelled([answer])
+        if cancelled:
+            try:
+                self.celery.send_task(TaskName.CANCELLED, args=[cancelled])
+            except Exception as exc:  # the cancel stands; the sweep plans its webhook
+                log.error("announcing cancelled job %r failed: %s", job_id, type(exc).__name__)
+        return answer
 
     def callback_secrets(self) -> CallbackSecrets:
         """The secrets that verify callback tokens (read once: they change only with a

@@ -1,0 +1,38 @@
+"""The job lifecycle: deadlines, retries, and the state `cancelled`.
+
+`tryon_jobs.deadline_at` (when a job not yet at Kling is cancelled) and
+`tryon_jobs.retry_of` (the job a retry repeats), both nullable: jobs recorded before
+this revision have no deadline and retry nothing. The state column is a plain string
+with no constraint, so `cancelled` needs no change to it.
+
+Revision ID: 0009
+Revises: 0006
+Create Date: 2026-12-08
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0009"
+down_revision: str | None = "0006"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    """Bring the schema from 0006 to 0009."""
+    # Plain ADD COLUMNs, never a batch (see 0002: a batch on SQLite drops tryon_jobs).
+    op.add_column("tryon_jobs", sa.Column("deadline_at", sa.Float(), nullable=True))
+    op.add_column("tryon_jobs", sa.Column("retry_of", sa.String(length=64), nullable=True))
+    op.create_index("ix_tryon_jobs_deadline", "tryon_jobs", ["deadline_at"])
+    op.create_index("ix_tryon_jobs_retry_of", "tryon_jobs", ["retry_of"])
+
+
+def downgrade() -> None:
+    """Take the schema back from 0009 to 0006 (cancelled jobs keep their state text)."""
+    op.drop_index("ix_tryon_jobs_retry_of", table_name="tryon_jobs")
+    op.drop_index("ix_tryon_jobs_deadline", table_name="tryon_jobs")
+    op.drop_column("tryon_jobs", "retry_of")
+    op.drop_column("tryon_jobs", "deadline_at")
