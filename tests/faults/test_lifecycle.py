@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from harness import FaultRun, figures, wait_until
+from harness.rabbit import EventRecorder
 from harness.samples import sample_b64
 from kolors_tryon import JobPublisher
 from kolors_tryon.pipeline.lifecycle import cancel_jobs
@@ -34,6 +35,7 @@ def test_200_jobs_cancelled_while_they_are_submitted(fault_run: FaultRun) -> Non
         slow_seconds=0.2,
         seed=19,
     )
+    events = EventRecorder(run.deployment.settings)
     job_ids = run.publish(200, "cancel")
     wait_until(
         lambda: run.emulator.stats()["create_requests"] >= 8, timeout=120, what="first creates"
@@ -67,6 +69,14 @@ def test_200_jobs_cancelled_while_they_are_submitted(fault_run: FaultRun) -> Non
     assert {j: tasks.get(j, 0) for j in others} == dict.fromkeys(others, 1)
     assert {str(run.records[j].state) for j in others} == {"succeeded"}
     assert stats["duplicates"] == 0
+    # The jobs `tryon cancel` cancelled were announced by the workers (`tryon.cancelled`).
+    by_cli = [j for j in job_ids[:20] if reported[j] is CancelOutcome.CANCELLED]
+    wait_until(
+        lambda: all("job.cancelled" in events.for_job(j) for j in by_cli),
+        timeout=60,
+        what="job.cancelled events",
+    )
+    events.stop()
     figures(
         "cancel-race",
         jobs=200,
@@ -86,6 +96,7 @@ def test_a_deadline_that_passed_while_every_worker_was_down(fault_run: FaultRun)
     each is cancelled with the reason and never created; jobs without one succeed."""
     # Given: no worker; 20 jobs with a deadline 3 s from now, 5 without.
     run = fault_run.given(workers=0, max_in_flight=5, concurrency_limit=5, task_duration=0.5)
+    events = EventRecorder(run.deployment.settings)
     deadline = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
     human, cloth = sample_b64("human.jpg"), sample_b64("cloth-red.png")
     with JobPublisher(run.deployment.settings) as publisher:
@@ -113,6 +124,12 @@ def test_a_deadline_that_passed_while_every_worker_was_down(fault_run: FaultRun)
         assert str(record.state) == "cancelled"
         assert record.error is not None and record.error.code == DEADLINE_CODE
     assert {str(run.records[j].state) for j in plain} == {"succeeded"}
+    wait_until(
+        lambda: all("job.cancelled" in events.for_job(j) for j in late),
+        timeout=60,
+        what="job.cancelled events",
+    )
+    events.stop()
     figures(
         "deadline-workers-down",
         late_jobs=len(late),
