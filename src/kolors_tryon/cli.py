@@ -22,7 +22,7 @@ from kolors_tryon.cli_checks import (
     embedded_fallbacks,
     unknown_variables,
 )
-from kolors_tryon.cli_lifecycle import cancel_command, deadline_argument
+from kolors_tryon.cli_lifecycle import cancel_command, deadline_argument, retry_command
 from kolors_tryon.config import Settings, SettingsError, load_settings
 from kolors_tryon.config.defaults import (
     COPY_WAIT,
@@ -132,6 +132,7 @@ def main() -> None:
 
 main.add_command(emulator_command, name="emulator")
 main.add_command(cancel_command, name="cancel")
+main.add_command(retry_command, name="retry")
 
 
 # ----------------------------------------------------------------------------- worker

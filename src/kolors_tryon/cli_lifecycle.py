@@ -1,4 +1,5 @@
-"""The job lifecycle's commands: `tryon cancel JOB...` (and the `--deadline` of submit).
+"""The job lifecycle's commands: `tryon cancel JOB...`, `tryon retry JOB...` (and the
+`--deadline` of submit).
 
 A module of its own, registered on the main group with one line, so that it moves into
 the CLI package as it is. The answers come from the store's fenced move
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import NoReturn
 
 import click
 from celery import Celery
@@ -17,11 +19,23 @@ from celery import Celery
 from kolors_tryon.config import Settings, SettingsError, load_settings
 from kolors_tryon.config.celery import celery_config
 from kolors_tryon.config.task_names import TaskName
-from kolors_tryon.pipeline.lifecycle import AT_KLING_NOTE, cancel_jobs, newly_cancelled
+from kolors_tryon.errors import JobNotFound
+from kolors_tryon.jobs import ImageSourceError, JobRejected, ValidationOptions, image_argument
+from kolors_tryon.jobs.local import check_job
+from kolors_tryon.pipeline.lifecycle import (
+    AT_KLING_NOTE,
+    RetryPlan,
+    RetryRefused,
+    cancel_jobs,
+    newly_cancelled,
+    plan_retry,
+    retry_estimate,
+)
+from kolors_tryon.producer import JobPublisher
 from kolors_tryon.store import SchemaOutdated, open_store
 from kolors_tryon.store.lifecycle import CancelOutcome
 
-__all__ = ["cancel_command", "deadline_argument"]
+__all__ = ["cancel_command", "deadline_argument", "retry_command"]
 
 _COLOURS = {
     CancelOutcome.CANCELLED: "green",
@@ -61,8 +75,7 @@ def cancel_command(job_ids: tuple[str, ...], as_json: bool) -> None:
         settings = load_settings()
         store = open_store(settings)
     except (SettingsError, SchemaOutdated) as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(1)
+        _stop(str(exc))
     try:
         answers = cancel_jobs(store, job_ids)
     finally:
@@ -98,3 +111,90 @@ def _announce(settings: Settings, job_ids: list[str]) -> None:
         click.secho(f"warning: the workers were not told ({type(exc).__name__})", err=True)
     finally:
         app.close()
+
+
+@click.command()
+@click.argument("job_ids", nargs=-1, required=True, metavar="JOB_ID...")
+@click.option("--human", default=None, help="Another photo of the person: file or URL.")
+@click.option("--cloth", default=None, help="Another garment photo: file or URL.")
+@click.option("--yes", is_flag=True, help="Go ahead with a retry of several jobs.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def retry_command(
+    job_ids: tuple[str, ...], human: str | None, cloth: str | None, yes: bool, as_json: bool
+) -> None:
+    """Retry failed, rejected or cancelled jobs: a new job each, linked by `retry_of`,
+    with the same metadata (and photos, unless --human/--cloth give others).
+
+    Several jobs: the answer first says how many units they may spend, and nothing is
+    sent without --yes. Exit 0 when every job was retried, 1 otherwise.
+    """
+    try:
+        settings = load_settings()
+        photos = {
+            key: image_argument(value)
+            for key, value in (("human", human), ("cloth", cloth))
+            if value is not None
+        }
+    except (SettingsError, ImageSourceError) as exc:
+        _stop(str(exc))
+    try:
+        store = open_store(settings)
+    except SchemaOutdated as exc:
+        _stop(str(exc))
+    plans: list[RetryPlan] = []
+    refused: dict[str, str] = {}
+    try:
+        for job_id in dict.fromkeys(job_ids):
+            try:
+                plans.append(plan_retry(store, job_id, **photos))
+            except (JobNotFound, RetryRefused) as exc:
+                refused[job_id] = str(exc)
+    finally:
+        store.dispose()
+    estimate = retry_estimate(plans)
+    if len(plans) > 1 and not yes:
+        _retry_report(plans, refused, estimate, as_json, sent=False)
+        click.secho("nothing sent: add --yes to retry them", fg="yellow", err=True)
+        sys.exit(1 if refused else 0)
+    options = ValidationOptions.from_settings(settings)
+    for plan in list(plans):
+        try:
+            check_job(plan.message, options)
+        except JobRejected as rejection:
+            refused[plan.retry_of] = rejection.reason
+            plans.remove(plan)
+    with JobPublisher(settings) as publisher:
+        for plan in plans:
+            publisher.publish(plan.message)
+    _retry_report(plans, refused, estimate, as_json, sent=True)
+    sys.exit(1 if refused else 0)
+
+
+def _retry_report(
+    plans: list[RetryPlan], refused: dict[str, str], estimate: str, as_json: bool, *, sent: bool
+) -> None:
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "estimate": estimate,
+                    "sent": sent,
+                    "retries": [{"retry_of": p.retry_of, "job_id": p.job_id} for p in plans],
+                    "refused": refused,
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
+        return
+    click.echo(estimate)
+    for plan in plans:
+        verb = "retried as" if sent else "would be retried as"
+        click.echo(f"{plan.retry_of}  {verb} {plan.job_id}")
+    for job_id, reason in refused.items():
+        click.secho(f"{job_id}  not retried: {reason}", fg="red")
+
+
+def _stop(message: str) -> NoReturn:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(1)

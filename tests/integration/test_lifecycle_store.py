@@ -48,15 +48,18 @@ def _payload_kept(store: JobStore, job_id: str) -> bool:
         return s.scalar(select(PayloadRow.job_id).where(PayloadRow.job_id == job_id)) is not None
 
 
-def test_a_queued_job_is_cancelled_once_and_loses_its_photos(store: JobStore) -> None:
-    """Cancel moves a queued job to `cancelled` with the reason; again, it says `ended`."""
+def test_a_queued_job_is_cancelled_once_and_keeps_its_photos_for_a_retry(
+    store: JobStore,
+) -> None:
+    """Cancel moves a queued job to `cancelled` with the reason; again, it says `ended`.
+    Its photos stay (until purged or forgotten) for a retry to send."""
     store.intake.accept([NewJob("q", body=BODY)])
     (answer,) = store.lifecycle.cancel(["q"], reason="by hand")
     assert answer.outcome is CancelOutcome.CANCELLED
     assert answer.record is not None and answer.record.state is JobState.CANCELLED
     assert answer.record.error is not None and answer.record.error.code == "cancelled"
     assert answer.record.finished_at is not None
-    assert not _payload_kept(store, "q")
+    assert _payload_kept(store, "q")
     again, unknown = store.lifecycle.cancel(["q", "nobody"], reason="by hand")
     assert again.outcome is CancelOutcome.ENDED
     assert unknown.outcome is CancelOutcome.NOT_FOUND and unknown.record is None

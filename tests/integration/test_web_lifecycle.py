@@ -1,17 +1,27 @@
-"""`POST /v1/jobs/{job_id}/cancel` on a real `tryon web` (RabbitMQ, PostgreSQL): each
-answer as documented, and the workers told of what was cancelled."""
+"""`POST /v1/jobs/{job_id}/cancel` and `/retry` on a real `tryon web` (RabbitMQ,
+PostgreSQL, the emulator): each answer as documented, the workers told of what was
+cancelled, and a retry run by a real worker."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from harness import wait_until
 from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.store import JobStore, NewJob
-from web_service import Web, check_documented, served_openapi, tasks_queue_messages, web_stack
+from web_service import (
+    Web,
+    check_documented,
+    sample_job,
+    served_openapi,
+    tasks_queue_messages,
+    web_stack,
+)
 
 BODY = {"human_image": "aGk=", "cloth_image": "aGk="}
 
@@ -38,6 +48,15 @@ def store(web: Web) -> Iterator[JobStore]:
 def _cancel(web: Web, job_id: str, **headers: str) -> Any:
     return web.http.post(
         f"{web.url}/v1/jobs/{job_id}/cancel", headers=headers or web.auth(), timeout=10
+    )
+
+
+def _retry(web: Web, job_id: str, body: dict[str, Any] | None = None) -> Any:
+    return web.http.post(
+        f"{web.url}/v1/jobs/{job_id}/retry",
+        headers={**web.auth(), "Content-Type": "application/json"},
+        data=json.dumps(body) if body is not None else b"",
+        timeout=30,
     )
 
 
@@ -93,3 +112,61 @@ def test_unknown_jobs_and_missing_keys_are_refused(web: Web, openapi: dict[str, 
     check_documented(openapi, "POST", "/v1/jobs/nobody-has-this/cancel", unknown)
     refused = _cancel(web, "nobody-has-this", Authorization="Bearer wrong")
     assert refused.status_code == 401
+
+
+def test_a_retry_is_refused_for_live_jobs_and_jobs_without_their_photos(
+    web: Web, openapi: dict[str, Any], store: JobStore
+) -> None:
+    """409 `not_retryable` for a queued job, and for a failed job whose photos are gone
+    when none are given; 422 for a body that is not a RetryRequest."""
+    live, failed = f"live-{uuid.uuid4().hex[:8]}", f"failed-{uuid.uuid4().hex[:8]}"
+    store.intake.accept([NewJob(live, body=BODY)])
+    store.intake.reject(failed, code="invalid_job", message="bad photo")
+    for job_id, words in ((live, "only failed, rejected or cancelled"), (failed, "give")):
+        response = _retry(web, job_id)
+        assert response.status_code == 409, response.text
+        check_documented(openapi, "POST", f"/v1/jobs/{job_id}/retry", response)
+        assert response.json()["error"]["code"] == "not_retryable"
+        assert words in response.json()["error"]["message"]
+    wrong = _retry(web, failed, {"human": "x"})
+    assert wrong.status_code == 422
+    check_documented(openapi, "POST", f"/v1/jobs/{failed}/retry", wrong)
+    assert _retry(web, "nobody-has-this").status_code == 404
+
+
+def test_a_cancelled_job_is_retried_with_its_photos_and_linked_both_ways(
+    web: Web, openapi: dict[str, Any], store: JobStore
+) -> None:
+    """202 with the new id; a worker runs the retry to success; the new record names the
+    old one (`retry_of`) and the old one lists it (`retried_by`); the metadata is kept."""
+    job_id = f"again-{uuid.uuid4().hex[:8]}"
+    message = sample_job(job_id)
+    store.intake.accept(
+        [
+            NewJob(
+                job_id,
+                body={"human_image": message["human_image"], "cloth_image": message["cloth_image"]},
+                metadata={"sku": "1234"},
+            )
+        ]
+    )
+    store.lifecycle.cancel([job_id], reason="by hand")
+    response = _retry(web, job_id)
+    assert response.status_code == 202, response.text
+    check_documented(openapi, "POST", f"/v1/jobs/{job_id}/retry", response)
+    new_id = response.json()["job_id"]
+    assert new_id == f"{job_id}-r1"
+    assert "unit" in response.json()["estimate"]
+
+    worker = web.deployment.start_worker(concurrency=1, name="retry-worker")
+    try:
+        wait_until(
+            lambda: (r := store.get(new_id)) is not None and r.terminal, 90, 0.5, "the retry"
+        )
+    finally:
+        worker.stop()
+    new = store.get(new_id)
+    assert new is not None and new.state == "succeeded"
+    assert (new.retry_of, new.metadata) == (job_id, {"sku": "1234"})
+    old = web.http.get(f"{web.url}/v1/jobs/{job_id}", headers=web.auth(), timeout=5).json()
+    assert old["retried_by"] == [new_id]

@@ -231,6 +231,18 @@ class JobMessage(BaseModel):
         description="Queue priority from 0 to 9; higher runs first. Default 0.",
     )
 
+    retry_of: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=JOB_ID_MAX_LENGTH,
+        pattern=JOB_ID_PATTERN,
+        strict=True,
+        description=(
+            "Optional: the job this one retries (set by `tryon retry` and "
+            "`POST /v1/jobs/{job_id}/retry`); that job's record then lists this one in "
+            "`retried_by`."
+        ),
+    )
     deadline: float | str | None = Field(
         default=None,
         description=(

@@ -60,6 +60,7 @@ def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
                     webhook_events=checked.message.webhook_events,
                     deadline_at=deadline_at,
                     deadline_in=deadline_in,
+                    retry_of=checked.message.retry_of,
                 ),
             )
         )

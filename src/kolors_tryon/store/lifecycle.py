@@ -11,11 +11,13 @@ job whose intent was written is never reported cancelled.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from kolors_tryon.store.database import Database
@@ -62,6 +64,22 @@ def cancellable() -> ColumnElement[bool]:
 def before_deadline(now: float) -> ColumnElement[bool]:
     """WHERE clause: the job has no deadline, or it has not passed (database clock)."""
     return or_(JobRow.deadline_at.is_(None), JobRow.deadline_at > now)
+
+
+@dataclass(frozen=True)
+class RetrySource:
+    """What a retry of a job copies: its settings, and its photos while they are kept
+    (a cancelled job keeps them; a submitted one lost them at submission, by design)."""
+
+    job_id: str
+    state: JobState
+    model_name: str | None
+    priority: int
+    metadata: dict[str, Any]
+    callback_url: str | None
+    webhook_events: list[str] | None
+    body: dict[str, Any] | None
+    retries: int
 
 
 class Lifecycle:
@@ -122,6 +140,26 @@ class Lifecycle:
         with self._db.transaction() as (s, now):
             return self._expire(s, now, list(job_ids))
 
+    def retry_source(self, job_id: str) -> RetrySource | None:
+        """What a retry of `job_id` copies; None when there is no such job."""
+        with self._db.session() as s:
+            row = s.scalar(select(JobRow).where(JobRow.job_id == job_id))
+            if row is None:
+                return None
+            payload = s.scalar(select(PayloadRow.body).where(PayloadRow.job_id == job_id))
+            retries = s.scalar(select(func.count()).where(JobRow.retry_of == job_id)) or 0
+            return RetrySource(
+                job_id=job_id,
+                state=JobState(row.state),
+                model_name=row.model_name,
+                priority=row.priority,
+                metadata=dict(row.job_metadata or {}),
+                callback_url=row.callback_url,
+                webhook_events=[e for e in (row.webhook_events or "").split(",") if e] or None,
+                body=json.loads(payload) if payload is not None else None,
+                retries=int(retries),
+            )
+
     def _expire(self, session: Session, now: float, job_ids: list[str]) -> list[JobRecord]:
         if not job_ids:
             return []
@@ -159,8 +197,6 @@ class Lifecycle:
             .returning(JobRow.job_id)
             .execution_options(synchronize_session=False)
         )
-        ids = {str(job_id) for job_id in moved.scalars()}
-        if ids:
-            # The photos are kept only until a job is submitted; this one never will be.
-            session.execute(delete(PayloadRow).where(PayloadRow.job_id.in_(ids)))
-        return ids
+        # The photos stay (until the job is purged or forgotten): a retry of a cancelled
+        # job sends the same ones.
+        return {str(job_id) for job_id in moved.scalars()}

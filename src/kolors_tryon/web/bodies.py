@@ -41,6 +41,8 @@ __all__ = [
     "KlingTask",
     "Problem",
     "Readiness",
+    "RetryAccepted",
+    "RetryRequest",
 ]
 
 
@@ -204,6 +206,28 @@ class CancelResult(Body):
     message: str = Field(description="Human words on what happened and what follows.")
 
 
+class RetryAccepted(Body):
+    """A retry queued: the new job's id, linked to the old one (`retry_of`)."""
+
+    job_id: str
+    retry_of: str
+    estimate: str = Field(description="What the retry may spend (one try-on: one unit).")
+
+
+class RetryRequest(BaseModel):
+    """Other photos for a retry (optional: without them the job's own are sent again,
+    while the store keeps them: a job that reached Kling lost them at submission)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    human_image: str | SkipJsonSchema[None] = Field(
+        default=None, min_length=1, description="Another photo of the person (URL or Base64)."
+    )
+    cloth_image: str | SkipJsonSchema[None] = Field(
+        default=None, min_length=1, description="Another garment photo (URL or Base64)."
+    )
+
+
 class _OpenBody(BaseModel):
     """A body Kling sends: open, as Kling's objects are (a field it adds tomorrow must
     not be refused today), every field optional."""
@@ -251,5 +275,6 @@ BODIES: tuple[type[BaseModel], ...] = (
     Counters,
     CallbackReceived,
     CancelResult,
+    RetryAccepted,
 )
-REQUEST_BODIES: tuple[type[BaseModel], ...] = (KlingTask,)
+REQUEST_BODIES: tuple[type[BaseModel], ...] = (KlingTask, RetryRequest)

@@ -252,6 +252,46 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 },
             }
         },
+        "/v1/jobs/{job_id}/retry": {
+            "post": {
+                "operationId": "retryJob",
+                "summary": "Retry a failed, rejected or cancelled job as a new job",
+                "description": (
+                    "Queues a new job (`{job_id}-rN`) with the same model, metadata, priority "
+                    "and webhook target, linked by `retry_of` (the old record lists it in "
+                    "`retried_by`). The same photos are sent again while the store keeps "
+                    "them (a cancelled job); a job that reached Kling lost them at "
+                    "submission: give `human_image` and `cloth_image`. One try-on: at most "
+                    "one unit."
+                ),
+                "tags": ["jobs"],
+                "parameters": [job_id_param],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref("RetryRequest")}},
+                },
+                "responses": {
+                    "202": {
+                        **_json(_ref("RetryAccepted"), "The retry is queued."),
+                        "headers": {
+                            "Location": {
+                                "description": "`/v1/jobs/{new job_id}`.",
+                                "schema": {"type": "string"},
+                            }
+                        },
+                    },
+                    "401": unauthorized,
+                    "404": _error("No job with this id."),
+                    "409": _error(
+                        "`not_retryable`: the job is not failed, rejected or cancelled, or "
+                        "its photos are gone and none were given."
+                    ),
+                    "422": _json(_ref("InvalidJob"), "The body or the photos given are invalid."),
+                    "503": _error("`intake_off`, `broker_unavailable` or `store_unavailable`."),
+                    "500": internal,
+                },
+            }
+        },
         "/v1/counters": {
             "get": {
                 "operationId": "getCounters",
