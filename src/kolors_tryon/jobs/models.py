@@ -12,6 +12,7 @@ their input, because they hold people's photos and secrets (invariant 6).
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
@@ -116,6 +117,25 @@ def metadata_size(metadata: Any) -> int:
     """
     text = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return len(text.encode("utf-8", "surrogatepass"))
+
+
+# RFC 3339's date-time (what JSON Schema's `date-time` format names): any number of
+# fractional digits, `t`/`z` in either case, a leap second.
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def _instant(text: str) -> datetime:
+    """An ISO 8601 / RFC 3339 instant with its offset (a leap second is read as :59)."""
+    match = _RFC3339.match(text.strip())
+    if match is None:
+        return datetime.fromisoformat(text.strip())  # other ISO 8601 forms Python reads
+    day, hour, minute, second, fraction, offset = match.groups()
+    second = min(int(second), 59)
+    micro = (fraction or ".0")[1:7].ljust(6, "0")
+    zone = "+00:00" if offset in ("Z", "z") else offset
+    return datetime.fromisoformat(f"{day}T{hour}:{minute}:{second:02d}.{micro}{zone}")
 
 
 class JobMessage(BaseModel):
@@ -253,6 +273,13 @@ class JobMessage(BaseModel):
             "already at Kling runs to its end)."
         ),
         examples=["2026-12-08T18:00:00Z", 3600],
+        json_schema_extra={
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DEADLINE_SECONDS},
+                {"type": "string", "format": "date-time"},
+                {"type": "null"},
+            ]
+        },
     )
 
     @field_validator("deadline", mode="before")
@@ -273,7 +300,7 @@ class JobMessage(BaseModel):
             return float(value)
         if isinstance(value, str):
             try:
-                instant = datetime.fromisoformat(value.strip())
+                instant = _instant(value)
             except ValueError:
                 raise _custom("format", "is not an ISO 8601 instant") from None
             if instant.tzinfo is None:

@@ -15,9 +15,9 @@ route itself reads with `kling.models.parse_task` (lenient, as Kling's answers n
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 __all__ = [
@@ -220,12 +220,20 @@ class RetryRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    human_image: str | SkipJsonSchema[None] = Field(
-        default=None, min_length=1, description="Another photo of the person (URL or Base64)."
+    human_image: Annotated[str, Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        default=None, description="Another photo of the person (URL or Base64)."
     )
-    cloth_image: str | SkipJsonSchema[None] = Field(
-        default=None, min_length=1, description="Another garment photo (URL or Base64)."
+    cloth_image: Annotated[str, Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        default=None, description="Another garment photo (URL or Base64)."
     )
+
+    @field_validator("human_image", "cloth_image", mode="before")
+    @classmethod
+    def _no_null(cls, value: Any) -> Any:
+        """Leave a photo out to keep the job's own; null is not a photo."""
+        if value is None:
+            raise ValueError("must be a string; leave the field out to keep the job's photo")
+        return value
 
 
 class _OpenBody(BaseModel):
