@@ -22,7 +22,12 @@ from kolors_tryon.cli_checks import (
     embedded_fallbacks,
     unknown_variables,
 )
-from kolors_tryon.cli_lifecycle import cancel_command, deadline_argument, retry_command
+from kolors_tryon.cli_lifecycle import (
+    cancel_command,
+    created_range_options,
+    deadline_argument,
+    retry_command,
+)
 from kolors_tryon.config import Settings, SettingsError, load_settings
 from kolors_tryon.config.defaults import (
     COPY_WAIT,
@@ -57,6 +62,7 @@ from kolors_tryon.store import (
     SchemaStatus,
     open_store,
 )
+from kolors_tryon.store.listing import JobFilter
 from kolors_tryon.store.migrate import new_revision, schema_status, upgrade_schema
 
 EXIT_INVALID = 2
@@ -611,21 +617,32 @@ def status(job_id: str, as_json: bool) -> None:
     help="Start after this job (the cursor the previous page printed).",
 )
 @click.option("--limit", type=click.IntRange(1, 10_000), default=LIST_LIMIT, show_default=True)
+@created_range_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def jobs(
-    state: str | None, meta: tuple[str, ...], after: str | None, limit: int, as_json: bool
+    state: str | None,
+    meta: tuple[str, ...],
+    after: str | None,
+    limit: int,
+    created_from: float | None,
+    created_before: float | None,
+    as_json: bool,
 ) -> None:
     """List jobs, newest first, a page at a time (the next page: --after the cursor shown)."""
-    metadata = _meta_filters(meta)
+    filters = JobFilter(
+        state=JobState(state) if state else None,
+        metadata=_meta_filters(meta),
+        created_from=created_from,
+        created_before=created_before,
+    )
     settings = _settings()
     _say_fallbacks(settings, broker=False)
     store = _open_store(settings)
     try:
-        if after is not None and store.get(after) is None:
+        cursor = None if after is None else store.listing.cursor_at(after)
+        if after is not None and cursor is None:
             _fail(f"--after: no job {after!r}", code=1)
-        records = store.jobs.page(
-            JobState(state) if state else None, limit=limit, after=after, metadata=metadata
-        )
+        records = store.listing.page(filters, limit=limit, cursor=cursor).records
         counts = store.jobs.count_by_state()
     finally:
         store.dispose()
@@ -637,8 +654,8 @@ def jobs(
         click.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
     if len(records) == limit:
         # The cursor is the page's last job id (in --json, the last record's job_id).
-        filters = [*(["--state", state] if state else []), *(f"--meta {m}" for m in meta)]
-        again = " ".join(["tryon jobs", *filters, "--after", records[-1].job_id])
+        options = [*(["--state", state] if state else []), *(f"--meta {m}" for m in meta)]
+        again = " ".join(["tryon jobs", *options, "--after", records[-1].job_id])
         click.echo(f"more: {again}", err=True)
 
 

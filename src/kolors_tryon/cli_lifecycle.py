@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, NoReturn
 
 import click
 from celery import Celery
@@ -35,7 +37,7 @@ from kolors_tryon.producer import JobPublisher
 from kolors_tryon.store import SchemaOutdated, open_store
 from kolors_tryon.store.lifecycle import CancelOutcome
 
-__all__ = ["cancel_command", "deadline_argument", "retry_command"]
+__all__ = ["cancel_command", "created_range_options", "deadline_argument", "retry_command"]
 
 _COLOURS = {
     CancelOutcome.CANCELLED: "green",
@@ -60,6 +62,36 @@ def deadline_argument(text: str | None) -> str | float | None:
         return float(text)
     except ValueError:
         return text
+
+
+def _instant_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """An ISO 8601 instant with its offset, as Unix seconds."""
+    if value is None:
+        return None
+    try:
+        instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter("give an ISO 8601 instant, e.g. 2026-12-08T18:00:00Z") from None
+    if instant.tzinfo is None:
+        raise click.BadParameter("give the instant's offset, e.g. Z or +02:00")
+    return instant.timestamp()
+
+
+def created_range_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--created-from` and `--created-before` (ISO 8601 instants) of a listing."""
+    before = click.option(
+        "--created-before",
+        default=None,
+        callback=_instant_option,
+        help="Only jobs created before this instant.",
+    )
+    since = click.option(
+        "--created-from",
+        default=None,
+        callback=_instant_option,
+        help="Only jobs created at or after this instant (ISO 8601, e.g. 2026-12-08T00:00Z).",
+    )
+    return since(before(command))
 
 
 @click.command()

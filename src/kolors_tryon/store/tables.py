@@ -110,6 +110,12 @@ Index("ix_tryon_jobs_finished", JobRow.finished_at)
 Index("ix_tryon_jobs_deadline", JobRow.deadline_at)
 # A record names its retries: the jobs whose `retry_of` is its id.
 Index("ix_tryon_jobs_retry_of", JobRow.retry_of)
+# Listings, newest first on the keyset (created_at, job_id), all jobs or of one state
+# (store/listing.py). A metadata filter uses a GIN index on PostgreSQL that the
+# migration alone creates (`ix_tryon_jobs_metadata`, an expression index: autogenerate
+# neither compares nor builds those).
+Index("ix_tryon_jobs_created", JobRow.created_at, JobRow.job_id)
+Index("ix_tryon_jobs_state_created", JobRow.state, JobRow.created_at, JobRow.job_id)
 
 
 class PayloadRow(Base):

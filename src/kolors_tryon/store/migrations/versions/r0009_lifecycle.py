@@ -1,4 +1,4 @@
-"""The job lifecycle: deadlines, retries, and the state `cancelled`.
+"""The job lifecycle: deadlines, retries, the state `cancelled`, and listing indexes.
 
 `tryon_jobs.deadline_at` (when a job not yet at Kling is cancelled) and
 `tryon_jobs.retry_of` (the job a retry repeats), both nullable: jobs recorded before
@@ -28,10 +28,23 @@ def upgrade() -> None:
     op.add_column("tryon_jobs", sa.Column("retry_of", sa.String(length=64), nullable=True))
     op.create_index("ix_tryon_jobs_deadline", "tryon_jobs", ["deadline_at"])
     op.create_index("ix_tryon_jobs_retry_of", "tryon_jobs", ["retry_of"])
+    # Listings (store/listing.py): the keyset, alone and after the state.
+    op.create_index("ix_tryon_jobs_created", "tryon_jobs", ["created_at", "job_id"])
+    op.create_index("ix_tryon_jobs_state_created", "tryon_jobs", ["state", "created_at", "job_id"])
+    if op.get_bind().dialect.name == "postgresql":
+        # A metadata filter is a JSONB containment (`@>`), answered by this index.
+        op.execute(
+            "CREATE INDEX ix_tryon_jobs_metadata ON tryon_jobs "
+            "USING gin ((CAST(metadata AS jsonb)) jsonb_path_ops)"
+        )
 
 
 def downgrade() -> None:
     """Take the schema back from 0009 to 0006 (cancelled jobs keep their state text)."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP INDEX IF EXISTS ix_tryon_jobs_metadata")
+    op.drop_index("ix_tryon_jobs_state_created", table_name="tryon_jobs")
+    op.drop_index("ix_tryon_jobs_created", table_name="tryon_jobs")
     op.drop_index("ix_tryon_jobs_retry_of", table_name="tryon_jobs")
     op.drop_index("ix_tryon_jobs_deadline", table_name="tryon_jobs")
     op.drop_column("tryon_jobs", "retry_of")
