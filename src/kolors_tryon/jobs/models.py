@@ -46,6 +46,7 @@ __all__ = [
     "ModelName",
     "metadata_size",
     "normalize_image_field",
+    "parse_instant",
 ]
 
 JOB_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]+$"
@@ -126,7 +127,7 @@ _RFC3339 = re.compile(
 )
 
 
-def _instant(text: str) -> datetime:
+def parse_instant(text: str) -> datetime:
     """An ISO 8601 / RFC 3339 instant with its offset (a leap second is read as :59)."""
     match = _RFC3339.match(text.strip())
     if match is None:
@@ -300,7 +301,7 @@ class JobMessage(BaseModel):
             return float(value)
         if isinstance(value, str):
             try:
-                instant = _instant(value)
+                instant = parse_instant(value)
             except ValueError:
                 raise _custom("format", "is not an ISO 8601 instant") from None
             if instant.tzinfo is None:

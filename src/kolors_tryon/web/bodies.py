@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from kolors_tryon.store.records import JobRecord
+
 __all__ = [
     "BODIES",
     "REQUEST_BODIES",
@@ -38,6 +40,7 @@ __all__ = [
     "InvalidJob",
     "InvalidJobDetail",
     "JobAccepted",
+    "JobList",
     "KlingTask",
     "Problem",
     "Readiness",
@@ -206,6 +209,15 @@ class CancelResult(Body):
     message: str = Field(description="Human words on what happened and what follows.")
 
 
+class JobList(Body):
+    """One page of `GET /v1/jobs`, newest first, and the cursor of the next page."""
+
+    jobs: list[JobRecord]
+    next_cursor: str | None = Field(
+        description="Give it as `cursor` for the next page; null on the last page."
+    )
+
+
 class RetryAccepted(Body):
     """A retry queued: the new job's id, linked to the old one (`retry_of`)."""
 
@@ -284,5 +296,6 @@ BODIES: tuple[type[BaseModel], ...] = (
     CallbackReceived,
     CancelResult,
     RetryAccepted,
+    JobList,
 )
 REQUEST_BODIES: tuple[type[BaseModel], ...] = (KlingTask, RetryRequest)

@@ -1,4 +1,5 @@
-"""The job lifecycle's routes: `POST /v1/jobs/{job_id}/cancel`, `POST /v1/jobs/{job_id}/retry`.
+"""The job lifecycle's routes: `GET /v1/jobs` (a filtered listing), `POST
+/v1/jobs/{job_id}/cancel`, `POST /v1/jobs/{job_id}/retry`.
 
 Kept apart from `web.app` so that its routes join the app's list with one line. The
 answer comes from the store's fenced move (`pipeline.lifecycle.cancel_jobs`): what it
@@ -7,8 +8,10 @@ says is what happened, whatever a worker was doing with the job at that moment.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any, Final
 
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -18,10 +21,13 @@ from starlette.routing import Route
 
 from kolors_tryon.errors import JobNotFound, TryonError
 from kolors_tryon.jobs import JobRejected, Problem
+from kolors_tryon.jobs.models import parse_instant
 from kolors_tryon.pipeline.lifecycle import AT_KLING_NOTE, retry_estimate
+from kolors_tryon.store import JobState
 from kolors_tryon.store.lifecycle import CancelOutcome
-from kolors_tryon.web.bodies import CancelResult, RetryAccepted, RetryRequest
-from kolors_tryon.web.errors import StoreUnavailable
+from kolors_tryon.store.listing import JobFilter
+from kolors_tryon.web.bodies import CancelResult, JobList, RetryAccepted, RetryRequest
+from kolors_tryon.web.errors import ListingRefused, StoreUnavailable
 from kolors_tryon.web.services import WebServices
 
 __all__ = ["lifecycle_routes"]
@@ -29,6 +35,9 @@ __all__ = ["lifecycle_routes"]
 log = logging.getLogger(__name__)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+LISTING_DEFAULT_LIMIT: Final = 50
+LISTING_MAX_LIMIT: Final = 500
 
 _MESSAGES = {
     CancelOutcome.CANCELLED: "cancelled: no create was sent to Kling, and none will be",
@@ -96,9 +105,67 @@ def _retry_request(raw: bytes) -> RetryRequest:
         raise JobRejected(None, problems) from None
 
 
+async def list_jobs(request: Request) -> Response:
+    """A page of jobs, newest first, filtered by state, metadata and creation time."""
+    services = request.app.state.services
+    assert isinstance(services, WebServices)
+    filters, cursor, limit = _listing_query(request)
+    try:
+        page = await run_in_threadpool(services.list_jobs, filters, cursor, limit)
+    except TryonError:
+        raise
+    except Exception as exc:
+        log.error("listing jobs failed: %s", type(exc).__name__)
+        raise StoreUnavailable from exc
+    return _RecordsResponse(JobList(jobs=page.records, next_cursor=page.next_cursor).json_body())
+
+
+class _RecordsResponse(JSONResponse):
+    """Records as JSON, readable even when an old one holds a lone surrogate (escaped),
+    as `GET /v1/jobs/{job_id}` answers it."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def _listing_query(request: Request) -> tuple[JobFilter, str | None, int]:
+    """The listing's query parameters, or `ListingRefused` naming the wrong one."""
+    params = request.query_params
+    state = params.get("state")
+    if state is not None and state not in {s.value for s in JobState}:
+        raise ListingRefused(f"state: {state!r} is not a job state")
+    metadata: dict[str, str] = {}
+    for pair in params.getlist("meta"):
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ListingRefused(f"meta: give KEY=VALUE, not {pair!r}")
+        metadata[key] = value
+    instants: dict[str, float | None] = {}
+    for name in ("created_from", "created_before"):
+        text = params.get(name)
+        try:
+            instants[name] = None if text is None else parse_instant(text).timestamp()
+        except ValueError:
+            raise ListingRefused(f"{name}: not an ISO 8601 instant") from None
+    limit_text = params.get("limit", str(LISTING_DEFAULT_LIMIT))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= LISTING_MAX_LIMIT:
+        raise ListingRefused(f"limit: give 1 to {LISTING_MAX_LIMIT}")
+    filters = JobFilter(
+        state=JobState(state) if state else None,
+        metadata=metadata,
+        created_from=instants["created_from"],
+        created_before=instants["created_before"],
+    )
+    return filters, params.get("cursor"), int(limit_text)
+
+
 def lifecycle_routes(requires_key: Callable[[Endpoint], Endpoint]) -> list[Route]:
     """The lifecycle's routes, each behind the app's key check."""
     return [
+        Route("/v1/jobs", requires_key(list_jobs), methods=["GET"]),
         Route("/v1/jobs/{job_id}/cancel", requires_key(cancel_job), methods=["POST"]),
         Route("/v1/jobs/{job_id}/retry", requires_key(retry_job), methods=["POST"]),
     ]

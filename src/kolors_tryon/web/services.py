@@ -31,6 +31,7 @@ from kolors_tryon.pipeline.lifecycle import RetryPlan, cancel_jobs, newly_cancel
 from kolors_tryon.producer import JobPublisher
 from kolors_tryon.store import JobRecord, JobStore, prepare_schema
 from kolors_tryon.store.lifecycle import Cancelled, CancelOutcome
+from kolors_tryon.store.listing import JobFilter, JobPage
 from kolors_tryon.web.slots import DaemonSlots
 
 __all__ = ["CALLBACK_TASK", "WebServices"]
@@ -126,6 +127,11 @@ class WebServices:
         plan = plan_retry(self.store, job_id, human=human, cloth=cloth)
         self.publish_job(validate_job(json.dumps(plan.message), self.options))
         return plan
+
+    def list_jobs(self, filters: JobFilter, cursor: str | None, limit: int) -> JobPage:
+        """A page of jobs, newest first (`store.listing`)."""
+        self.ensure_schema()
+        return self.store.listing.page(filters, limit=limit, cursor=cursor)
 
     def callback_secrets(self) -> CallbackSecrets:
         """The secrets that verify callback tokens (read once: they change only with a
