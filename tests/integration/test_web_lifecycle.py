@@ -170,3 +170,39 @@ def test_a_cancelled_job_is_retried_with_its_photos_and_linked_both_ways(
     assert (new.retry_of, new.metadata) == (job_id, {"sku": "1234"})
     old = web.http.get(f"{web.url}/v1/jobs/{job_id}", headers=web.auth(), timeout=5).json()
     assert old["retried_by"] == [new_id]
+
+
+def test_the_listing_filters_pages_and_refuses_what_it_cannot_read(
+    web: Web, openapi: dict[str, Any], store: JobStore
+) -> None:
+    """GET /v1/jobs: a metadata filter with state, pages of 2 by cursor, each answer as
+    documented; a bad state, limit or cursor is 400 `bad_query`."""
+    run = uuid.uuid4().hex[:8]
+    ids = [f"list-{run}-{n}" for n in range(5)]
+    for job_id in ids:
+        store.intake.accept([NewJob(job_id, body=BODY, metadata={"run": run})])
+    store.lifecycle.cancel([ids[1]], reason="by hand")
+
+    def page(**params: Any) -> Any:
+        response = web.http.get(f"{web.url}/v1/jobs", params=params, headers=web.auth(), timeout=10)
+        check_documented(openapi, "GET", "/v1/jobs", response)
+        return response
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"meta": f"run={run}", "limit": 2}
+        if cursor is not None:
+            params["cursor"] = cursor
+        body = page(**params).json()
+        seen += [record["job_id"] for record in body["jobs"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ids[::-1]
+    cancelled = page(meta=f"run={run}", state="cancelled").json()
+    assert [r["job_id"] for r in cancelled["jobs"]] == [ids[1]]
+    for bad in ({"state": "nope"}, {"limit": "0"}, {"cursor": "zzz"}, {"meta": "novalue"}):
+        refused = page(**bad)
+        assert refused.status_code == 400, bad
+        assert refused.json()["error"]["code"] == "bad_query"
