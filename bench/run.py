@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import backlog, latency, throughput, utilization, validation, webhooks
+from bench import backlog, latency, listing, throughput, utilization, validation, webhooks
 from bench.common import RESULTS_DIR, own_vhost
 
 Runner = Callable[[bool, Path, Path], dict[str, Any]]
@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, Runner] = {
     "utilization": _runner(utilization),
     "webhooks": _runner(webhooks),
     "backlog": _runner(backlog),
+    "listing": _runner(listing),
 }
 
 

@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, Select, cast, or_, select, text, tuple_
+from sqlalchemy import ColumnElement, Select, cast, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 
 from kolors_tryon.errors import TryonError
@@ -99,11 +99,16 @@ class Listing:
         query = self._query(filters).limit(limit)
         if cursor is not None:
             query = query.where(tuple_(JobRow.created_at, JobRow.job_id) < decode_cursor(cursor))
-        compiled = query.compile(self._db.engine, compile_kwargs={"literal_binds": True})
+        compiled = query.compile(self._db.engine)
+        # The parameters as the driver takes them (JSONB values serialized by their type).
+        processors = compiled._bind_processors
+        params = {
+            key: processors[key](value) if key in processors else value
+            for key, value in compiled.construct_params().items()
+        }
         with self._db.engine.connect() as connection:
-            return "\n".join(
-                row[0] for row in connection.execute(text(f"EXPLAIN ANALYZE {compiled}"))
-            )
+            rows = connection.exec_driver_sql(f"EXPLAIN ANALYZE {compiled.string}", params)
+            return "\n".join(str(row[0]) for row in rows)
 
     def _query(self, filters: JobFilter) -> Select[JobRow]:
         query = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.job_id.desc())
