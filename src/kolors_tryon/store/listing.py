@@ -101,7 +101,7 @@ class Listing:
             query = query.where(tuple_(JobRow.created_at, JobRow.job_id) < decode_cursor(cursor))
         compiled = query.compile(self._db.engine)
         # The parameters as the driver takes them (JSONB values serialized by their type).
-        processors = compiled._bind_processors
+        processors: Any = compiled._bind_processors  # no public way to EXPLAIN with them
         params = {
             key: processors[key](value) if key in processors else value
             for key, value in compiled.construct_params().items()
