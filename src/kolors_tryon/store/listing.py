@@ -15,6 +15,7 @@ import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, cast, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
