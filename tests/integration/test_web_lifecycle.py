@@ -176,7 +176,7 @@ def test_the_listing_filters_pages_and_refuses_what_it_cannot_read(
     web: Web, openapi: dict[str, Any], store: JobStore
 ) -> None:
     """GET /v1/jobs: a metadata filter with state, pages of 2 by cursor, each answer as
-    documented; a bad state, limit or cursor is 400 `bad_query`."""
+    documented; a bad state, limit or cursor is 422 `bad_query`."""
     run = uuid.uuid4().hex[:8]
     ids = [f"list-{run}-{n}" for n in range(5)]
     for job_id in ids:
@@ -204,5 +204,5 @@ def test_the_listing_filters_pages_and_refuses_what_it_cannot_read(
     assert [r["job_id"] for r in cancelled["jobs"]] == [ids[1]]
     for bad in ({"state": "nope"}, {"limit": "0"}, {"cursor": "zzz"}, {"meta": "novalue"}):
         refused = page(**bad)
-        assert refused.status_code == 400, bad
+        assert refused.status_code == 422, bad
         assert refused.json()["error"]["code"] == "bad_query"

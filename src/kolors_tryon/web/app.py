@@ -6,6 +6,7 @@ Routes (README, "HTTP service"; the OpenAPI document at `/openapi.json` is the c
 - `POST /v1/jobs`: one job message, or a JSON array of them. Validated at the door with
   `validate_job` exactly as the worker validates, so bad input is answered 422 at once
   and never costs a credit; valid jobs are published to `<ns>.jobs` (confirmed).
+- `GET /v1/jobs`: a filtered listing, newest first, by cursor (`web.lifecycle`).
 - `GET /v1/jobs/{job_id}`: the job record.
 - `POST /v1/jobs/{job_id}/cancel`: cancel a job not yet at Kling (`web.lifecycle`).
 - `POST /kling/callback/{job_id}/{token}`: Kling's callback, authenticated by the token
@@ -74,7 +75,7 @@ from kolors_tryon.web.errors import (
     error_answer,
     handle_error,
 )
-from kolors_tryon.web.lifecycle import lifecycle_routes
+from kolors_tryon.web.lifecycle import jobs_collection_route, lifecycle_routes
 from kolors_tryon.web.limits import BodyLimitMiddleware
 from kolors_tryon.web.openapi import openapi_document
 from kolors_tryon.web.services import WebServices
@@ -424,7 +425,7 @@ def create_web_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
-        Route("/v1/jobs", post_jobs, methods=["POST"]),
+        jobs_collection_route(post_jobs, _requires_key),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
         *lifecycle_routes(_requires_key),
         Route("/v1/counters", get_counters, methods=["GET"]),

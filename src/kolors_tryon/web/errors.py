@@ -164,8 +164,8 @@ ERRORS: Final[Mapping[type[BaseException], ErrorKind]] = {
     JobRejected: ErrorKind(422, JobRejected.code, lambda e: e.reason, detail=_rejection_detail),
     JobNotFound: ErrorKind(404, "not_found", "no job with this id"),
     RetryRefused: ErrorKind(409, "not_retryable", str),
-    ListingRefused: ErrorKind(400, "bad_query", str),
-    BadCursor: ErrorKind(400, "bad_query", str),
+    ListingRefused: ErrorKind(422, "bad_query", str),
+    BadCursor: ErrorKind(422, "bad_query", str),
     KeyRefused: ErrorKind(
         401,
         "unauthorized",

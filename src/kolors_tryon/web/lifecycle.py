@@ -142,6 +142,8 @@ def _listing_query(request: Request) -> tuple[JobFilter, str | None, int]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ListingRefused(f"meta: give KEY=VALUE, not {pair!r}")
+        if "\x00" in pair:
+            raise ListingRefused("meta: a NUL character cannot be stored, so matches nothing")
         metadata[key] = value
     instants: dict[str, float | None] = {}
     for name in ("created_from", "created_before"):
@@ -162,10 +164,22 @@ def _listing_query(request: Request) -> tuple[JobFilter, str | None, int]:
     return filters, params.get("cursor"), int(limit_text)
 
 
+def jobs_collection_route(
+    post_jobs: Endpoint, requires_key: Callable[[Endpoint], Endpoint]
+) -> Route:
+    """`/v1/jobs`: POST queues jobs (the app's intake), GET lists them; one route, so a
+    405 there names both methods in its `Allow`."""
+    listing = requires_key(list_jobs)
+
+    async def jobs(request: Request) -> Response:
+        return await (listing if request.method in ("GET", "HEAD") else post_jobs)(request)
+
+    return Route("/v1/jobs", jobs, methods=["GET", "POST"])
+
+
 def lifecycle_routes(requires_key: Callable[[Endpoint], Endpoint]) -> list[Route]:
-    """The lifecycle's routes, each behind the app's key check."""
+    """The lifecycle's routes on one job, each behind the app's key check."""
     return [
-        Route("/v1/jobs", requires_key(list_jobs), methods=["GET"]),
         Route("/v1/jobs/{job_id}/cancel", requires_key(cancel_job), methods=["POST"]),
         Route("/v1/jobs/{job_id}/retry", requires_key(retry_job), methods=["POST"]),
     ]

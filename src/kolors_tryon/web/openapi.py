@@ -161,7 +161,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "at 1,000,000 jobs as at 100). Filters combine: `state`, `meta` "
                     "(`KEY=VALUE`, repeatable, compared as text), `created_from` "
                     "(inclusive) and `created_before` (exclusive). A cursor is opaque: "
-                    "only one this service gave is read (400 otherwise)."
+                    "only one this service gave is read (422 otherwise)."
                 ),
                 "tags": ["jobs"],
                 "parameters": [
@@ -177,7 +177,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "explode": True,
                         "schema": {
                             "type": "array",
-                            "items": {"type": "string", "pattern": "^[^=]+=[\\s\\S]*$"},
+                            "items": {"type": "string", "pattern": "^[^=\\u0000]+=[^\\u0000]*$"},
                         },
                         "description": "KEY=VALUE: the job's metadata holds KEY with VALUE.",
                     },
@@ -200,7 +200,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json(_ref("JobList"), "A page of job records."),
-                    "400": _error("`bad_query`: a parameter (or the cursor) cannot be read."),
+                    "422": _error("`bad_query`: a parameter (or the cursor) cannot be read."),
                     "401": unauthorized,
                     "503": intake_off,
                     "500": internal,
