@@ -71,12 +71,7 @@ def test_200_jobs_cancelled_while_they_are_submitted(fault_run: FaultRun) -> Non
     assert stats["duplicates"] == 0
     # The jobs `tryon cancel` cancelled were announced by the workers (`tryon.cancelled`).
     by_cli = [j for j in job_ids[:20] if reported[j] is CancelOutcome.CANCELLED]
-    wait_until(
-        lambda: all("job.cancelled" in events.for_job(j) for j in by_cli),
-        timeout=60,
-        what="job.cancelled events",
-    )
-    events.stop()
+    _wait_announced(events, by_cli)
     figures(
         "cancel-race",
         jobs=200,
@@ -124,12 +119,7 @@ def test_a_deadline_that_passed_while_every_worker_was_down(fault_run: FaultRun)
         assert str(record.state) == "cancelled"
         assert record.error is not None and record.error.code == DEADLINE_CODE
     assert {str(run.records[j].state) for j in plain} == {"succeeded"}
-    wait_until(
-        lambda: all("job.cancelled" in events.for_job(j) for j in late),
-        timeout=60,
-        what="job.cancelled events",
-    )
-    events.stop()
+    _wait_announced(events, late)
     figures(
         "deadline-workers-down",
         late_jobs=len(late),
@@ -137,3 +127,15 @@ def test_a_deadline_that_passed_while_every_worker_was_down(fault_run: FaultRun)
         cancelled=sum(1 for j in late if str(run.records[j].state) == "cancelled"),
         plain_succeeded=len(plain),
     )
+
+
+def _wait_announced(events: EventRecorder, job_ids: list[str]) -> None:
+    """Every job of `job_ids` got its `job.cancelled` event; then stop listening."""
+    try:
+        wait_until(
+            lambda: all("job.cancelled" in events.for_job(j) for j in job_ids),
+            timeout=60,
+            what="job.cancelled events",
+        )
+    finally:
+        events.stop()

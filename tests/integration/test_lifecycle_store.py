@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from harness import fresh_database
-from harness.clocks import SettableClock
+from harness.clocks import SettableClock, clocked_store
 from kolors_tryon.store import Created, JobState, JobStore, NewJob
 from kolors_tryon.store.lifecycle import DEADLINE_CODE, CancelOutcome
 from kolors_tryon.store.tables import PayloadRow
@@ -30,17 +29,8 @@ def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: SettableClock
 ) -> Iterator[JobStore]:
     """A fresh store on each database, keeping time by a clock the test moves."""
-    if request.param == "sqlite":
-        store = JobStore.from_url(f"sqlite:///{tmp_path / 'jobs.sqlite'}", clock=clock)
-        store.create_schema()
+    with clocked_store(request.param, tmp_path, clock) as store:
         yield store
-        store.dispose()
-        return
-    with fresh_database() as url:
-        store = JobStore.from_url(url, clock=clock)
-        store.create_schema()
-        yield store
-        store.dispose()
 
 
 def _payload_kept(store: JobStore, job_id: str) -> bool:

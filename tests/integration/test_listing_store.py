@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import fresh_database
-from harness.clocks import SettableClock
+from harness.clocks import SettableClock, clocked_store
 from kolors_tryon.store import JobState, JobStore, NewJob
 from kolors_tryon.store.listing import BadCursor, JobFilter
 
@@ -20,19 +19,9 @@ BODY = {"human_image": "aGk=", "cloth_image": "aGk="}
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
     """A store whose clock moves one second per job recorded (distinct created_at)."""
     clock = SettableClock(start=1_800_000_000.0)
-    if request.param == "sqlite":
-        store = JobStore.from_url(f"sqlite:///{tmp_path / 'jobs.sqlite'}", clock=clock)
-        store.create_schema()
+    with clocked_store(request.param, tmp_path, clock) as store:
         _fill(store, clock)
         yield store
-        store.dispose()
-        return
-    with fresh_database() as url:
-        store = JobStore.from_url(url, clock=clock)
-        store.create_schema()
-        _fill(store, clock)
-        yield store
-        store.dispose()
 
 
 def _fill(store: JobStore, clock: SettableClock) -> None:

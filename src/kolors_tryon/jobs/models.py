@@ -120,6 +120,14 @@ def metadata_size(metadata: Any) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
+# What a job id is, wherever a message names one (its own, or the job it retries).
+_JOB_ID_RULES: Final[dict[str, Any]] = {
+    "min_length": 1,
+    "max_length": JOB_ID_MAX_LENGTH,
+    "pattern": JOB_ID_PATTERN,
+    "strict": True,
+}
+
 # RFC 3339's date-time (what JSON Schema's `date-time` format names): any number of
 # fractional digits, `t`/`z` in either case, a leap second.
 _RFC3339 = re.compile(
@@ -159,10 +167,7 @@ class JobMessage(BaseModel):
         str | None,
         Field(
             default=None,
-            min_length=1,
-            max_length=JOB_ID_MAX_LENGTH,
-            pattern=JOB_ID_PATTERN,
-            strict=True,
+            **_JOB_ID_RULES,
             description=(
                 "Your id for this job: 1-64 characters of letters, digits, '.', '_', ':' "
                 "and '-'. It is sent to Kling as `external_task_id` and is the key to read "
@@ -254,10 +259,7 @@ class JobMessage(BaseModel):
 
     retry_of: str | None = Field(
         default=None,
-        min_length=1,
-        max_length=JOB_ID_MAX_LENGTH,
-        pattern=JOB_ID_PATTERN,
-        strict=True,
+        **_JOB_ID_RULES,
         description=(
             "Optional: the job this one retries (set by `tryon retry` and "
             "`POST /v1/jobs/{job_id}/retry`); that job's record then lists this one in "

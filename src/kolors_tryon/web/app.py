@@ -30,7 +30,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Final
 
 import anyio
 from starlette.applications import Starlette
@@ -78,6 +78,7 @@ from kolors_tryon.web.errors import (
 from kolors_tryon.web.lifecycle import jobs_collection_route, lifecycle_routes
 from kolors_tryon.web.limits import BodyLimitMiddleware
 from kolors_tryon.web.openapi import openapi_document
+from kolors_tryon.web.responses import RecordResponse as _RecordResponse
 from kolors_tryon.web.services import WebServices
 from kolors_tryon.web.slots import SlotsFull
 
@@ -308,20 +309,6 @@ def _batch_status(results: list[BatchItemAccepted | BatchItemRefused]) -> int:
     if statuses == {422}:
         return 422
     return 207
-
-
-class _RecordResponse(JSONResponse):
-    """A job record as JSON, readable even if it holds a lone surrogate: escaped then.
-
-    Intake refuses such text since it can hold none (`validate_job`, rule ``encoding``),
-    but a record stored before that would otherwise answer 500 on every read, for ever.
-    """
-
-    def render(self, content: Any) -> bytes:
-        try:
-            return super().render(content)
-        except UnicodeEncodeError:
-            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 @_requires_key

@@ -8,10 +8,9 @@ says is what happened, whatever a worker was doing with the job at that moment.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -19,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kolors_tryon.errors import JobNotFound, TryonError
+from kolors_tryon.errors import TryonError
 from kolors_tryon.jobs import JobRejected, Problem
 from kolors_tryon.jobs.models import parse_instant
 from kolors_tryon.pipeline.lifecycle import AT_KLING_NOTE, retry_estimate
@@ -28,6 +27,7 @@ from kolors_tryon.store.lifecycle import CancelOutcome
 from kolors_tryon.store.listing import JobFilter
 from kolors_tryon.web.bodies import CancelResult, JobList, RetryAccepted, RetryRequest
 from kolors_tryon.web.errors import ListingRefused, StoreUnavailable
+from kolors_tryon.web.responses import RecordResponse
 from kolors_tryon.web.services import WebServices
 
 __all__ = ["lifecycle_routes"]
@@ -35,6 +35,7 @@ __all__ = ["lifecycle_routes"]
 log = logging.getLogger(__name__)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 LISTING_DEFAULT_LIMIT: Final = 50
 LISTING_MAX_LIMIT: Final = 500
@@ -46,18 +47,24 @@ _MESSAGES = {
 }
 
 
+async def _in_threadpool(what: str, call: Callable[..., T], *args: Any) -> T:
+    """`call` on the thread pool; our own refusals go to the error table as they are,
+    anything else is the store failing (its type logged, never its message)."""
+    try:
+        return await run_in_threadpool(call, *args)
+    except TryonError:
+        raise
+    except Exception as exc:
+        log.error("%s failed: %s", what, type(exc).__name__)
+        raise StoreUnavailable from exc
+
+
 async def cancel_job(request: Request) -> Response:
     """Cancel one job: 200 when cancelled, 409 when it is at Kling or already ended."""
     services = request.app.state.services
     assert isinstance(services, WebServices)
     job_id = request.path_params["job_id"]
-    try:
-        answer = await run_in_threadpool(services.cancel_job, job_id)
-    except JobNotFound:
-        raise
-    except Exception as exc:
-        log.error("cancelling job failed: %s", type(exc).__name__)
-        raise StoreUnavailable from exc
+    answer = await _in_threadpool("cancelling a job", services.cancel_job, job_id)
     assert answer.record is not None
     body = CancelResult(
         job_id=job_id,
@@ -76,15 +83,9 @@ async def retry_job(request: Request) -> Response:
     assert isinstance(services, WebServices)
     job_id = request.path_params["job_id"]
     photos = _retry_request(await request.body())
-    try:
-        plan = await run_in_threadpool(
-            services.retry_job, job_id, photos.human_image, photos.cloth_image
-        )
-    except TryonError:
-        raise
-    except Exception as exc:
-        log.error("retrying job failed: %s", type(exc).__name__)
-        raise StoreUnavailable from exc
+    plan = await _in_threadpool(
+        "retrying a job", services.retry_job, job_id, photos.human_image, photos.cloth_image
+    )
     body = RetryAccepted(job_id=plan.job_id, retry_of=job_id, estimate=retry_estimate([plan]))
     return JSONResponse(
         body.json_body(), status_code=202, headers={"Location": f"/v1/jobs/{plan.job_id}"}
@@ -110,25 +111,8 @@ async def list_jobs(request: Request) -> Response:
     services = request.app.state.services
     assert isinstance(services, WebServices)
     filters, cursor, limit = _listing_query(request)
-    try:
-        page = await run_in_threadpool(services.list_jobs, filters, cursor, limit)
-    except TryonError:
-        raise
-    except Exception as exc:
-        log.error("listing jobs failed: %s", type(exc).__name__)
-        raise StoreUnavailable from exc
-    return _RecordsResponse(JobList(jobs=page.records, next_cursor=page.next_cursor).json_body())
-
-
-class _RecordsResponse(JSONResponse):
-    """Records as JSON, readable even when an old one holds a lone surrogate (escaped),
-    as `GET /v1/jobs/{job_id}` answers it."""
-
-    def render(self, content: Any) -> bytes:
-        try:
-            return super().render(content)
-        except UnicodeEncodeError:
-            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+    page = await _in_threadpool("listing jobs", services.list_jobs, filters, cursor, limit)
+    return RecordResponse(JobList(jobs=page.records, next_cursor=page.next_cursor).json_body())
 
 
 def _listing_query(request: Request) -> tuple[JobFilter, str | None, int]:
