@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, cast, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 
 from kolors_tryon.errors import TryonError
@@ -130,7 +130,9 @@ class Listing:
             return same
         # Containment, so the GIN index answers: the text itself, and the JSON scalar
         # it reads as (`5`, `true`), as the text comparison would match both.
-        document = cast(JobRow.job_metadata, JSONB)
+        # The expression of the index (migration 0009): JSONB, or NULL for metadata
+        # that JSONB cannot hold (a lone surrogate stored long ago).
+        document = func.tryon_metadata_jsonb(JobRow.job_metadata, type_=JSONB)
         wanted: list[object] = [value]
         try:
             parsed = json.loads(value)

@@ -21,6 +21,18 @@ branch_labels: str | None = None
 depends_on: str | None = None
 
 
+METADATA_FUNCTION = """
+CREATE OR REPLACE FUNCTION tryon_metadata_jsonb(doc json) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN doc::jsonb;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
+$$
+"""
+
+
 def upgrade() -> None:
     """Bring the schema from 0006 to 0009."""
     # Plain ADD COLUMNs, never a batch (see 0002: a batch on SQLite drops tryon_jobs).
@@ -32,10 +44,15 @@ def upgrade() -> None:
     op.create_index("ix_tryon_jobs_created", "tryon_jobs", ["created_at", "job_id"])
     op.create_index("ix_tryon_jobs_state_created", "tryon_jobs", ["state", "created_at", "job_id"])
     if op.get_bind().dialect.name == "postgresql":
-        # A metadata filter is a JSONB containment (`@>`), answered by this index.
+        # A metadata filter is a JSONB containment (`@>`), answered by this index. The
+        # column is `json`, which keeps what `jsonb` refuses (a lone surrogate escape,
+        # stored before intake refused them): a plain cast would fail this migration on
+        # such a row, and every later insert of one. The function gives NULL there
+        # (such metadata matches no filter) and is the index's expression.
+        op.execute(METADATA_FUNCTION)
         op.execute(
             "CREATE INDEX ix_tryon_jobs_metadata ON tryon_jobs "
-            "USING gin ((CAST(metadata AS jsonb)) jsonb_path_ops)"
+            "USING gin (tryon_metadata_jsonb(metadata) jsonb_path_ops)"
         )
 
 
@@ -43,6 +60,7 @@ def downgrade() -> None:
     """Take the schema back from 0009 to 0006 (cancelled jobs keep their state text)."""
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP INDEX IF EXISTS ix_tryon_jobs_metadata")
+        op.execute("DROP FUNCTION IF EXISTS tryon_metadata_jsonb(json)")
     op.drop_index("ix_tryon_jobs_state_created", table_name="tryon_jobs")
     op.drop_index("ix_tryon_jobs_created", table_name="tryon_jobs")
     op.drop_index("ix_tryon_jobs_retry_of", table_name="tryon_jobs")
