@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import backlog, console, latency, throughput, utilization, validation, webhooks
+from bench import backlog, console, latency, listing, throughput, utilization, validation, webhooks
 from bench.common import RESULTS_DIR, own_vhost
 
 Runner = Callable[[bool, Path, Path], dict[str, Any]]
@@ -40,6 +40,7 @@ BENCHMARKS: dict[str, Runner] = {
     "webhooks": _runner(webhooks),
     "backlog": _runner(backlog),
     "console": _runner(console),
+    "listing": _runner(listing),
 }
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+from harness.postgres import fresh_database
 from kolors_tryon.config import Settings
 from kolors_tryon.kling import KlingClient
 from kolors_tryon.pipeline import Runtime
@@ -21,6 +25,22 @@ class SettableClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+@contextmanager
+def clocked_store(kind: str, tmp_path: Path, clock: SettableClock) -> Iterator[JobStore]:
+    """A fresh, migrated store on `kind` ("sqlite" or "postgresql") keeping `clock`'s time."""
+    if kind == "sqlite":
+        store = JobStore.from_url(f"sqlite:///{tmp_path / 'jobs.sqlite'}", clock=clock)
+        store.create_schema()
+        yield store
+        store.dispose()
+        return
+    with fresh_database() as url:
+        store = JobStore.from_url(url, clock=clock)
+        store.create_schema()
+        yield store
+        store.dispose()
 
 
 def runtime_with_clock(settings: Settings, clock: SettableClock) -> Runtime:

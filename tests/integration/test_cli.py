@@ -52,6 +52,8 @@ def test_every_command_has_help(tmp_path: Path) -> None:
         "results",
         "purge",
         "forget",
+        "cancel",
+        "retry",
     ):
         assert command in result.stdout
         sub = tryon(command, "--help", cwd=tmp_path)

@@ -25,6 +25,7 @@ ON_THE_WIRE = {
     "tryon.sweep",
     "tryon.recover",
     "tryon.webhook",
+    "tryon.cancelled",  # new with the job lifecycle (issue 19)
 }
 
 

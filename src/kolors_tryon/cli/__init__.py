@@ -24,6 +24,7 @@ from kolors_tryon.cli.console import console_group
 from kolors_tryon.cli.database import db
 from kolors_tryon.cli.demo import demo
 from kolors_tryon.cli.enqueue import batch, submit
+from kolors_tryon.cli.lifecycle import cancel_command, retry_command
 from kolors_tryon.cli.ops import health, ping
 from kolors_tryon.cli.reading import jobs, results, status
 from kolors_tryon.cli.retention import forget, purge
@@ -63,3 +64,5 @@ for _command in (
 main.add_command(emulator_command, name="emulator")
 main.add_command(config_group, name="config")
 main.add_command(console_group)
+main.add_command(cancel_command, name="cancel")
+main.add_command(retry_command, name="retry")

@@ -12,6 +12,7 @@ import click
 
 from kolors_tryon.cli import door
 from kolors_tryon.cli.following import follow_to_end
+from kolors_tryon.cli.lifecycle import deadline_argument
 from kolors_tryon.config import Settings
 from kolors_tryon.config.defaults import WAIT_TIMEOUT
 from kolors_tryon.jobs import (
@@ -53,6 +54,11 @@ def _print_problems(where: str, problems: Iterable[Problem]) -> None:
 )
 @click.option("--priority", type=int, default=None, help="0-9, higher first.")
 @click.option("--metadata", default=None, help="A JSON object kept with the job.")
+@click.option(
+    "--deadline",
+    default=None,
+    help="Cancel the job if not at Kling by then: an ISO 8601 instant, or seconds.",
+)
 @click.option("--wait", is_flag=True, help="Follow the job to its end.")
 @wait_timeout_option
 @door.json_option
@@ -65,6 +71,7 @@ def submit(
     webhook_events: str | None,
     priority: int | None,
     metadata: str | None,
+    deadline: str | None,
     wait: bool,
     timeout: float,
     as_json: bool,
@@ -88,6 +95,7 @@ def submit(
         "callback_url": callback_url,
         "webhook_events": webhook_events and [e.strip() for e in webhook_events.split(",")],
         "priority": priority,
+        "deadline": deadline_argument(deadline),
     }
     message.update({key: value for key, value in optional.items() if value is not None})
     if metadata is not None:

@@ -9,9 +9,11 @@ import click
 
 from kolors_tryon.cli import door
 from kolors_tryon.cli.following import describe
+from kolors_tryon.cli.lifecycle import created_range_options
 from kolors_tryon.config.defaults import LIST_LIMIT, PRESIGN_EXPIRES, PRESIGN_EXPIRES_MAX
 from kolors_tryon.errors import JobNotFound
 from kolors_tryon.store import JobState
+from kolors_tryon.store.listing import JobFilter
 
 __all__ = ["jobs", "results", "status"]
 
@@ -55,20 +57,31 @@ def status(job_id: str, as_json: bool) -> None:
     help="Start after this job (the cursor the previous page printed).",
 )
 @click.option("--limit", type=click.IntRange(1, 10_000), default=LIST_LIMIT, show_default=True)
+@created_range_options
 @door.json_option
 def jobs(
-    state: str | None, meta: tuple[str, ...], after: str | None, limit: int, as_json: bool
+    state: str | None,
+    meta: tuple[str, ...],
+    after: str | None,
+    limit: int,
+    created_from: float | None,
+    created_before: float | None,
+    as_json: bool,
 ) -> None:
     """List jobs, newest first, a page at a time (the next page: --after the cursor shown)."""
-    metadata = _meta_filters(meta)
+    filters = JobFilter(
+        state=JobState(state) if state else None,
+        metadata=_meta_filters(meta),
+        created_from=created_from,
+        created_before=created_before,
+    )
     settings = door.command_settings()
     door.say_fallbacks(settings, broker=False)
     with door.opened_store(settings) as store:
-        if after is not None and store.get(after) is None:
+        cursor = None if after is None else store.listing.cursor_at(after)
+        if after is not None and cursor is None:
             door.fail(f"--after: no job {after!r}", code=door.EXIT_FAILED)
-        records = store.jobs.page(
-            JobState(state) if state else None, limit=limit, after=after, metadata=metadata
-        )
+        records = store.listing.page(filters, limit=limit, cursor=cursor).records
         counts = store.jobs.count_by_state()
     if as_json:
         door.emit([r.to_json_dict() for r in records])
@@ -78,8 +91,8 @@ def jobs(
         click.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
     if len(records) == limit:
         # The cursor is the page's last job id (in --json, the last record's job_id).
-        filters = [*(["--state", state] if state else []), *(f"--meta {m}" for m in meta)]
-        again = " ".join(["tryon jobs", *filters, "--after", records[-1].job_id])
+        options = [*(["--state", state] if state else []), *(f"--meta {m}" for m in meta)]
+        again = " ".join(["tryon jobs", *options, "--after", records[-1].job_id])
         click.echo(f"more: {again}", err=True)
 
 

@@ -67,6 +67,7 @@ TASK_QUEUES: dict[TaskName, str] = {
     TaskName.RECOVER: "tasks",
     TaskName.CALLBACK: "tasks",
     TaskName.COPY_RESULTS: "tasks",
+    TaskName.CANCELLED: "tasks",
     TaskName.WEBHOOK: "webhooks",
     TaskName.TRACK: "track",
     TaskName.TRACK_BATCH: "track",

@@ -29,3 +29,4 @@ class TaskName(StrEnum):
     SWEEP = "tryon.sweep"  # rescue stranded jobs, then dispatch (each worker's timer)
     RECOVER = "tryon.recover"  # take over lapsed claims at once, unthrottled
     WEBHOOK = "tryon.webhook"  # one attempt of a webhook delivery
+    CANCELLED = "tryon.cancelled"  # the events and webhooks of jobs a door cancelled

@@ -38,6 +38,7 @@ class WebhookEvent(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     REJECTED = "rejected"
+    CANCELLED = "cancelled"
     OVERDUE = "overdue"
     REVIEWED = "reviewed"
 
@@ -48,5 +49,6 @@ DEFAULT_WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = (
     WebhookEvent.SUCCEEDED,
     WebhookEvent.FAILED,
     WebhookEvent.REJECTED,
+    WebhookEvent.CANCELLED,
     WebhookEvent.OVERDUE,
 )

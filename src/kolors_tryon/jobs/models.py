@@ -12,6 +12,8 @@ their input, because they hold people's photos and secrets (invariant 6).
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 from pydantic import (
@@ -34,6 +36,7 @@ __all__ = [
     "JOB_ID_MAX_LENGTH",
     "JOB_ID_PATTERN",
     "MAX_CALLBACK_URL_LENGTH",
+    "MAX_DEADLINE_SECONDS",
     "MAX_IMAGE_URL_LENGTH",
     "MAX_METADATA_BYTES",
     "MAX_PRIORITY",
@@ -43,6 +46,7 @@ __all__ = [
     "ModelName",
     "metadata_size",
     "normalize_image_field",
+    "parse_instant",
 ]
 
 JOB_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]+$"
@@ -53,6 +57,8 @@ MAX_CALLBACK_URL_LENGTH: Final = 2048
 MAX_IMAGE_URL_LENGTH: Final = 8192
 MAX_METADATA_BYTES: Final = 16 * 1024
 MAX_PRIORITY: Final = 9
+# The longest relative deadline (seconds after acceptance): 30 days, Kling's own horizon.
+MAX_DEADLINE_SECONDS: Final = 30 * 24 * 3600.0
 
 # What the schema can say of an image field: something besides whitespace (the field is
 # stripped, with Python's idea of whitespace: the file separators \x1c-\x1f and NEL too).
@@ -114,6 +120,33 @@ def metadata_size(metadata: Any) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
+# What a job id is, wherever a message names one (its own, or the job it retries).
+_JOB_ID_RULES: Final[dict[str, Any]] = {
+    "min_length": 1,
+    "max_length": JOB_ID_MAX_LENGTH,
+    "pattern": JOB_ID_PATTERN,
+    "strict": True,
+}
+
+# RFC 3339's date-time (what JSON Schema's `date-time` format names): any number of
+# fractional digits, `t`/`z` in either case, a leap second.
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 / RFC 3339 instant with its offset (a leap second is read as :59)."""
+    match = _RFC3339.match(text.strip())
+    if match is None:
+        return datetime.fromisoformat(text.strip())  # other ISO 8601 forms Python reads
+    day, hour, minute, second, fraction, offset = match.groups()
+    second = min(int(second), 59)
+    micro = (fraction or ".0")[1:7].ljust(6, "0")
+    zone = "+00:00" if offset in ("Z", "z") else offset
+    return datetime.fromisoformat(f"{day}T{hour}:{minute}:{second:02d}.{micro}{zone}")
+
+
 class JobMessage(BaseModel):
     """One virtual try-on job: put one person in one garment photo.
 
@@ -134,10 +167,7 @@ class JobMessage(BaseModel):
         str | None,
         Field(
             default=None,
-            min_length=1,
-            max_length=JOB_ID_MAX_LENGTH,
-            pattern=JOB_ID_PATTERN,
-            strict=True,
+            **_JOB_ID_RULES,
             description=(
                 "Your id for this job: 1-64 characters of letters, digits, '.', '_', ':' "
                 "and '-'. It is sent to Kling as `external_task_id` and is the key to read "
@@ -226,6 +256,69 @@ class JobMessage(BaseModel):
         strict=True,
         description="Queue priority from 0 to 9; higher runs first. Default 0.",
     )
+
+    retry_of: str | None = Field(
+        default=None,
+        **_JOB_ID_RULES,
+        description=(
+            "Optional: the job this one retries (set by `tryon retry` and "
+            "`POST /v1/jobs/{job_id}/retry`); that job's record then lists this one in "
+            "`retried_by`."
+        ),
+    )
+    deadline: float | str | None = Field(
+        default=None,
+        description=(
+            "Optional: when the job is no longer wanted if it has not reached Kling. An "
+            "ISO 8601 instant with its offset (`2026-12-08T18:00:00Z`), or seconds after "
+            "the service accepts the job (`3600`). A job still waiting then is `cancelled` "
+            "with the reason `deadline_passed`, and no create is ever sent after it (a job "
+            "already at Kling runs to its end)."
+        ),
+        examples=["2026-12-08T18:00:00Z", 3600],
+        json_schema_extra={
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DEADLINE_SECONDS},
+                {"type": "string", "format": "date-time"},
+                {"type": "null"},
+            ]
+        },
+    )
+
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _check_deadline(cls, value: Any) -> Any:
+        """Seconds (a positive number, at most 30 days) or an instant with its offset,
+        kept as a normalized ISO 8601 UTC string."""
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            raise _custom("type", "must be an ISO 8601 instant or a number of seconds")
+        if isinstance(value, int | float):
+            if not 0 < value <= MAX_DEADLINE_SECONDS:
+                raise _custom(
+                    "range",
+                    f"must be more than 0 and at most {MAX_DEADLINE_SECONDS:.0f} seconds",
+                )
+            return float(value)
+        if isinstance(value, str):
+            try:
+                instant = parse_instant(value)
+            except ValueError:
+                raise _custom("format", "is not an ISO 8601 instant") from None
+            if instant.tzinfo is None:
+                raise _custom("format", "needs its offset (e.g. Z or +02:00)")
+            return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        raise _custom("type", "must be an ISO 8601 instant or a number of seconds")
+
+    def deadline_parts(self) -> tuple[float | None, float | None]:
+        """The deadline as (instant in Unix seconds, None) or (None, seconds after
+        acceptance); (None, None) without one."""
+        if self.deadline is None:
+            return None, None
+        if isinstance(self.deadline, float):
+            return None, self.deadline
+        return datetime.fromisoformat(self.deadline).timestamp(), None
 
     @field_validator("priority", mode="before")
     @classmethod

@@ -29,6 +29,7 @@ from kolors_tryon.kling import (
     PolicyViolationError,
 )
 from kolors_tryon.observe.context import job_context
+from kolors_tryon.pipeline.lifecycle import expire_intent_refused
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
 from kolors_tryon.pipeline.submit import Attempt, EarlySteps, attempt_window, run_entry
@@ -158,7 +159,7 @@ def _create_all(
         for claim, plan in plain:
             attempt = Attempt(rt, plan, claim.owner, waits=0)
             if claim.job_id not in granted:
-                steps[claim.job_id] = Step(note="claim lost before create")
+                steps[claim.job_id] = expire_intent_refused(rt, claim.job_id)
                 continue
             if stopped is None and time.monotonic() > last_start:
                 stopped = _first_retry(rt)

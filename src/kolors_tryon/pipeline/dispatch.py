@@ -42,7 +42,9 @@ def sweep(rt: Runtime) -> SweepResult:
     - a result copy due long ago and still missing gets a new copy message (a copy made
       twice overwrites itself).
     - a webhook delivery whose message was lost, or a terminal job whose delivery was
-      never planned, gets a `tryon.webhook` message (each attempt is fenced).
+      never planned, gets a `tryon.webhook` message (each attempt is fenced);
+    - a job not at Kling when its deadline passed is cancelled (even when no worker ran
+      then: the claim and the intent refuse it from its deadline on).
     """
     if not rt.store.account.take_sweep(every=rt.settings.sweep_interval / 2):
         # Another worker's sweep has just run: only hand out free slots.
@@ -56,9 +58,11 @@ def sweep(rt: Runtime) -> SweepResult:
         older_than=stale_after(rt), overdue_older_than=stale_after(rt, overdue=True)
     )
     recopy = rt.store.copies.lost(lost_after=defaults.COPY_LOST_AFTER)
+    cancelled = tuple(rt.store.lifecycle.expire_due())  # before the dispatch: their slots
     return SweepResult(
         resubmit=tuple(resubmit),
         retrack=tuple(retrack),
+        cancelled=cancelled,
         claims=tuple(dispatch(rt)),
         recopy=tuple(recopy),
         webhooks=tuple(rescue_webhooks(rt)),
@@ -76,6 +80,7 @@ def recover(rt: Runtime, released: str | None = None) -> SweepResult:
       look their jobs up before sending anything if an attempt may have been made;
     - tracked jobs not polled for longer than a live chain waits get a track message
       with their current poll number (a lost follow-up; a duplicate is fenced);
+    - jobs whose deadline passed while they waited (every worker down) are cancelled;
     - free slots go to queued jobs (a dispatch whose message was lost).
     """
     settings = rt.settings
@@ -83,4 +88,10 @@ def recover(rt: Runtime, released: str | None = None) -> SweepResult:
         new_owner, lease_seconds=fresh_lease(settings), released=released
     )
     retrack = rt.store.tracking.stale(older_than=settings.effective_poll_max)
-    return SweepResult(resubmit=tuple(resubmit), retrack=tuple(retrack), claims=tuple(dispatch(rt)))
+    cancelled = tuple(rt.store.lifecycle.expire_due())  # before the dispatch: their slots
+    return SweepResult(
+        resubmit=tuple(resubmit),
+        retrack=tuple(retrack),
+        cancelled=cancelled,
+        claims=tuple(dispatch(rt)),
+    )

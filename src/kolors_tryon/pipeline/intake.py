@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from kolors_tryon.config import defaults
 from kolors_tryon.jobs import JobRejected, ValidJob, validate_job
@@ -47,6 +48,7 @@ def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
             steps[i] = _rejected(rt, checked, digest)
             continue
         checked_jobs.append(checked)
+        deadline_at, deadline_in = checked.message.deadline_parts()
         valid.append(
             (
                 i,
@@ -59,6 +61,9 @@ def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
                     metadata=checked.message.metadata,
                     callback_url=checked.message.callback_url,
                     webhook_events=checked.message.webhook_events,
+                    deadline_at=deadline_at,
+                    deadline_in=deadline_in,
+                    retry_of=checked.message.retry_of,
                 ),
             )
         )
@@ -66,7 +71,19 @@ def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
     for (i, _), one in zip(valid, admitted, strict=True):
         steps[i] = _step(one, dispatch=True)
     keep_input_thumbnails(rt, zip(checked_jobs, admitted, strict=True))
+    _expire_late(rt, valid, steps)
     return [steps[i] for i in range(len(messages))]
+
+
+def _expire_late(rt: Runtime, valid: list[tuple[int, NewJob]], steps: dict[int, Step]) -> None:
+    """Jobs recorded after their deadline (every worker was down until then) are
+    cancelled at once, with the reason: their `cancelled` event follows `queued`."""
+    instants = {job.job_id: i for i, job in valid if job.deadline_at is not None}
+    if not instants:
+        return
+    for record in rt.store.lifecycle.expire_among(list(instants)):
+        i = instants[record.job_id]
+        steps[i] = replace(steps[i], changed=(*steps[i].changed, record))
 
 
 def _validate_all(rt: Runtime, messages: Sequence[str | bytes]) -> list[ValidJob | JobRejected]:

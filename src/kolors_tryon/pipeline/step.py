@@ -48,3 +48,5 @@ class SweepResult:
     # Succeeded jobs whose copy is overdue (its message was lost): copy them again.
     recopy: tuple[str, ...] = ()
     webhooks: tuple[str, ...] = ()  # deliveries to send a message for (lost, unplanned)
+    # Waiting jobs whose deadline passed, just cancelled (an event and webhook each).
+    cancelled: tuple[JobRecord, ...] = ()

@@ -45,6 +45,7 @@ from kolors_tryon.kling import (
     RateLimitedError,
 )
 from kolors_tryon.observe import metrics
+from kolors_tryon.pipeline.lifecycle import expire_intent_refused
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
 from kolors_tryon.store import Busy, Claim, CreatePlan, JobRecord, JobState
@@ -132,8 +133,9 @@ class Attempt:
             return self.give_up()
         if not rt.store.submits.record_intent(self.job_id, self.owner, window=attempt_window(rt)):
             # The claim was taken over (our lease ran out while we looked): the new
-            # owner looks the job up before it sends anything. We send nothing.
-            return Step(note="claim lost before create")
+            # owner looks the job up before it sends anything; or the job's deadline
+            # passed, or it was cancelled. We send nothing.
+            return expire_intent_refused(rt, self.job_id)
         try:
             task = rt.kling.create(self.create_body())
         except KlingError as err:

@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 
 from kolors_tryon.store.account import lock_account
 from kolors_tryon.store.database import Database
+from kolors_tryon.store.lifecycle import before_deadline
 from kolors_tryon.store.queries import JOBS, claimed_by, count_in_flight, expired, matched, rows_of
 from kolors_tryon.store.records import JobRecord, record_from_row
 from kolors_tryon.store.states import JobState
@@ -69,7 +70,7 @@ class Claims:
             job_ids = list(
                 s.scalars(
                     select(JobRow.job_id)
-                    .where(JobRow.state == JobState.QUEUED)
+                    .where(JobRow.state == JobState.QUEUED, before_deadline(now))
                     .order_by(JobRow.priority.desc(), JobRow.seq)
                     .limit(free)
                 )

@@ -48,6 +48,16 @@ class NewJob:
     metadata: Mapping[str, Any] | None = None
     callback_url: str | None = None
     webhook_events: Sequence[str] | None = None
+    # The deadline as an instant (Unix seconds), or as seconds after acceptance (counted
+    # on the database's clock when the job is recorded); at most one of the two.
+    deadline_at: float | None = None
+    deadline_in: float | None = None
+    # The job this one retries (`tryon retry`).
+    retry_of: str | None = None
+
+    def deadline(self, now: float) -> float | None:
+        """The deadline as an instant, for a job recorded at `now`."""
+        return now + self.deadline_in if self.deadline_in is not None else self.deadline_at
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,7 @@ class Intake:
             row.priority = priority
             row.model_name = model_name
             row.job_metadata = dict(metadata or {})
+            row.deadline_at = job.deadline(now)
             s.merge(PayloadRow(job_id=job_id, body=payload))
 
         return self._admit(job_id, job.content_hash, fresh, restart)
@@ -260,5 +271,7 @@ def _queued_values(job: NewJob, now: float) -> tuple[dict[str, Any], dict[str, s
         "submitted_at": None,
         "finished_at": None,
         "overdue_at": None,
+        "deadline_at": job.deadline(now),
+        "retry_of": job.retry_of,
     }
     return row, {"job_id": job.job_id, "body": json.dumps(dict(job.body))}

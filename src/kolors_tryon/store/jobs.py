@@ -21,9 +21,18 @@ class Jobs:
         self._db = db
 
     def get(self, job_id: str) -> JobRecord | None:
+        """One job's record, with the retries that name it (an index lookup)."""
         with self._db.session() as s:
             row = s.scalar(select(JobRow).where(JobRow.job_id == job_id))
-            return record_from_row(row) if row is not None else None
+            if row is None:
+                return None
+            record = record_from_row(row)
+            retries = list(
+                s.scalars(
+                    select(JobRow.job_id).where(JobRow.retry_of == job_id).order_by(JobRow.seq)
+                )
+            )
+        return record.model_copy(update={"retried_by": retries}) if retries else record
 
     def oldest_first(
         self, state: JobState | None = None, *, limit: int = 100, offset: int = 0

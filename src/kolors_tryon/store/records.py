@@ -30,7 +30,7 @@ class ResultImage(BaseModel):
 
 
 class JobError(BaseModel):
-    """Why a job ended `failed` or `rejected`."""
+    """Why a job ended `failed`, `rejected` or `cancelled`."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -69,6 +69,15 @@ class JobRecord(BaseModel):
         description="When the job was reported overdue (`job.overdue`): its Kling task "
         "outlived TRYON_TRACK_DEADLINE. A flag, not a state: the job is still followed and "
         "ends when Kling ends the task.",
+    )
+    deadline: str | None = Field(
+        default=None,
+        description="When the job is cancelled if it has not reached Kling by then.",
+    )
+    retry_of: str | None = Field(default=None, description="The job this one retries.")
+    retried_by: list[str] = Field(
+        default_factory=list,
+        description="The jobs that retry this one, oldest first (in reads by job id).",
     )
     # Whether the job had a webhook target (a `callback_url`) when this record was read
     # from its row; None when unknown (a record parsed from an event). Not part of the
@@ -126,6 +135,8 @@ def record_from_row(row: JobRow) -> JobRecord:
         submitted_at=iso(row.submitted_at),
         finished_at=iso(row.finished_at),
         overdue_at=iso(row.overdue_at),
+        deadline=iso(row.deadline_at),
+        retry_of=row.retry_of,
     )
     record._webhook_target = bool(row.callback_url)
     return record

@@ -13,6 +13,8 @@ clock), and the WHERE clauses they share are named in `queries.py`:
     store.copies      copies of result images still due                       copies.py
     store.retention   purging ended jobs, forgetting a person's photos        retention.py
     store.webhooks    webhook deliveries and their attempts                   webhooks.py
+    store.lifecycle   cancels (by request, by deadline), links of retries     lifecycle.py
+    store.listing     filtered pages of jobs, newest first, keyset cursors    listing.py
 
 Design notes that hold for all of them: every state change is one conditional UPDATE
 whose WHERE names what it may come from, so forward-only moves and claim fences hold
@@ -33,6 +35,8 @@ from kolors_tryon.store.copies import Copies
 from kolors_tryon.store.database import Database, make_engine
 from kolors_tryon.store.intake import Intake
 from kolors_tryon.store.jobs import Jobs
+from kolors_tryon.store.lifecycle import Lifecycle
+from kolors_tryon.store.listing import Listing
 from kolors_tryon.store.migrate import upgrade_schema
 from kolors_tryon.store.records import JobRecord
 from kolors_tryon.store.retention import Retention
@@ -63,6 +67,8 @@ class JobStore:
         self.copies = Copies(self.db)
         self.retention = Retention(self.db)
         self.webhooks = Deliveries(self.db)
+        self.lifecycle = Lifecycle(self.db)
+        self.listing = Listing(self.db)
 
     @classmethod
     def from_url(cls, url: str, clock: Callable[[], float] | None = None) -> JobStore:

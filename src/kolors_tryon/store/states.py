@@ -11,7 +11,7 @@ from enum import StrEnum
 
 
 class JobState(StrEnum):
-    """Where a job is. `rejected` jobs never reached the paid API."""
+    """Where a job is. `rejected` and `cancelled` jobs never reached the paid API."""
 
     QUEUED = "queued"
     SUBMITTING = "submitting"
@@ -20,6 +20,8 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     REJECTED = "rejected"
+    # Stopped by a person or by its deadline before any create could have reached Kling.
+    CANCELLED = "cancelled"
 
 
 _RANK: dict[JobState, int] = {
@@ -30,10 +32,11 @@ _RANK: dict[JobState, int] = {
     JobState.SUCCEEDED: 4,
     JobState.FAILED: 4,
     JobState.REJECTED: 4,
+    JobState.CANCELLED: 4,
 }
 
 TERMINAL_STATES: frozenset[JobState] = frozenset(
-    {JobState.SUCCEEDED, JobState.FAILED, JobState.REJECTED}
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.REJECTED, JobState.CANCELLED}
 )
 # A job in one of these holds one of the account's try-on slots (or has claimed one).
 IN_FLIGHT_STATES: frozenset[JobState] = frozenset(
@@ -47,8 +50,10 @@ def can_move(source: JobState, target: JobState) -> bool:
     """True when `source -> target` is a forward move of the state machine."""
     if source in TERMINAL_STATES:
         return False
-    if target is JobState.REJECTED:
-        # Only the API's own verdict on a job we were sending can reject it after intake.
+    if target in (JobState.REJECTED, JobState.CANCELLED):
+        # Only the API's own verdict on a job we were sending can reject it after intake;
+        # only a job that has no Kling task can be cancelled (store/lifecycle.py fences
+        # `submitting` further: no create may be on its way).
         return source in (JobState.QUEUED, JobState.SUBMITTING)
     return _RANK[target] > _RANK[source]
 

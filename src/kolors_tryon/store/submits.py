@@ -18,6 +18,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from kolors_tryon.store.account import AccountPause, pause_in
 from kolors_tryon.store.database import Database
+from kolors_tryon.store.lifecycle import before_deadline
 from kolors_tryon.store.queries import (
     JOBS,
     PAYLOADS,
@@ -120,8 +121,9 @@ class Submits:
         """Written *before* the paid POST: from now on the job may have a Kling task.
 
         Returns False, and the caller must not send anything, when `owner` no longer
-        holds a live claim. The write also (re)opens the attempt window, so nobody can
-        take the claim over while the POST may be on its way.
+        holds a live claim, or the job's deadline has passed (no create after it). The
+        write also (re)opens the attempt window, so nobody can take the claim over while
+        the POST may be on its way.
         """
         with self._db.transaction() as (s, now):
             return _intent(s, now, job_id, owner, window=window)
@@ -145,7 +147,9 @@ class Submits:
         )
         with self._db.transaction() as (s, now):
             s.execute(
-                statement.where(jobs.c.lease_until > now).values(intent_at=now, updated_at=now),
+                statement.where(jobs.c.lease_until > now, before_deadline(now)).values(
+                    intent_at=now, updated_at=now
+                ),
                 [
                     {"b_job": job_id, "b_owner": owner, "b_until": now + window}
                     for job_id, owner in claims
@@ -372,7 +376,7 @@ def _intent(s: Session, now: float, job_id: str, owner: str, *, window: float) -
     until = now + window
     moved = s.execute(
         update(JobRow)
-        .where(*claimed_by(job_id, owner), JobRow.lease_until > now)
+        .where(*claimed_by(job_id, owner), JobRow.lease_until > now, before_deadline(now))
         .values(
             create_pending=True,
             intent_at=now,

@@ -98,6 +98,11 @@ class JobRow(Base):
     review_state: Mapped[str | None] = mapped_column(String(16))
     reviewed_by: Mapped[str | None] = mapped_column(String(64))
     reviewed_at: Mapped[float | None] = mapped_column(Float)
+    # The producer's deadline (database clock): a job not at Kling by then is cancelled,
+    # and no create is sent after it (the intent's fence checks it).
+    deadline_at: Mapped[float | None] = mapped_column(Float)
+    # The job this one retries (`tryon retry`): the old record lists its retries by it.
+    retry_of: Mapped[str | None] = mapped_column(String(64))
 
 
 # The claim query reads `state = queued ORDER BY priority DESC, seq`: the index has the
@@ -119,6 +124,16 @@ Index(
     postgresql_where=JobRow.lingering.is_(True),
     sqlite_where=JobRow.lingering.is_(True),
 )
+# The deadline sweep looks for waiting jobs whose deadline passed; few jobs have one.
+Index("ix_tryon_jobs_deadline", JobRow.deadline_at)
+# A record names its retries: the jobs whose `retry_of` is its id.
+Index("ix_tryon_jobs_retry_of", JobRow.retry_of)
+# Listings, newest first on the keyset (created_at, job_id), all jobs or of one state
+# (store/listing.py). A metadata filter uses a GIN index on PostgreSQL that the
+# migration alone creates (`ix_tryon_jobs_metadata`, an expression index: autogenerate
+# neither compares nor builds those).
+Index("ix_tryon_jobs_created_id", JobRow.created_at, JobRow.job_id)
+Index("ix_tryon_jobs_state_created_id", JobRow.state, JobRow.created_at, JobRow.job_id)
 
 
 class PayloadRow(Base):

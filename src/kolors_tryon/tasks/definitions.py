@@ -12,6 +12,7 @@
                           track what went unpolled, dispatch: at once, unthrottled
 `tryon.copy_results(job_id)`  copy a succeeded job's images to our storage (retried)
 `tryon.webhook(id)`       one attempt of a webhook delivery (tasks/webhooks.py)
+`tryon.cancelled(job_ids)`  the events, webhooks and freed slots of jobs a door cancelled
 
 No task sleeps: waiting is a new message with a delay (native delayed delivery on
 RabbitMQ), so a worker process is never blocked by a job that waits. What happens when a
@@ -42,6 +43,7 @@ from kolors_tryon.pipeline import (
     track_job,
 )
 from kolors_tryon.pipeline.callbacks import receive_callback
+from kolors_tryon.pipeline.lifecycle import announce_cancelled
 from kolors_tryon.store import Claim
 from kolors_tryon.store.outage import is_outage
 from kolors_tryon.tasks import followups
@@ -127,6 +129,14 @@ def register_tasks(app: Celery) -> None:
     def callback_task(self: GuardedTask, /, job_id: str, task: dict[str, Any]) -> str:
         step = receive_callback(runtime_for(app), job_id, task, tries=self.attempt.waits)
         self.follow(step, job_id=job_id)
+        return step.note
+
+    # The store already says `cancelled` (the door's answer came from it): this only
+    # tells the world, and hands the freed slots on.
+    @task(TaskName.CANCELLED, base=GuardedTask, bind=True, ignore_result=True)
+    def cancelled_task(self: GuardedTask, /, job_ids: list[str]) -> str:
+        step = announce_cancelled(runtime_for(app), job_ids)
+        self.follow(step, job_id=None)
         return step.note
 
     # An outage skips a tick: the next sweep dispatches again.

@@ -163,6 +163,7 @@ def send_batches(app: Celery, claims: Sequence[Claim]) -> None:
 def send_rescues(app: Celery, result: SweepResult, what: str) -> None:
     """The messages of a sweep or a recovery, in one transaction."""
     with gathering(app):
+        announce(app, result.cancelled)  # before the claims their slots went to
         send_submits(app, result.resubmit, announced=True)  # already `submitting`
         send_submits(app, result.claims)
         send_webhooks(app, result.webhooks)

@@ -6,7 +6,9 @@ Routes (README, "HTTP service"; the OpenAPI document at `/openapi.json` is the c
 - `POST /v1/jobs`: one job message, or a JSON array of them. Validated at the door with
   `validate_job` exactly as the worker validates, so bad input is answered 422 at once
   and never costs a credit; valid jobs are published to `<ns>.jobs` (confirmed).
+- `GET /v1/jobs`: a filtered listing, newest first, by cursor (`web.lifecycle`).
 - `GET /v1/jobs/{job_id}`: the job record.
+- `POST /v1/jobs/{job_id}/cancel`: cancel a job not yet at Kling (`web.lifecycle`).
 - `POST /kling/callback/{job_id}/{token}`: Kling's callback, authenticated by the token
   in its URL, forwarded to the workers as the Celery task `tryon.callback`.
 - `GET /v1/counters`: this process's counters (accepted jobs, refused callbacks...).
@@ -28,7 +30,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Final
 
 import anyio
 from starlette.applications import Starlette
@@ -74,8 +76,10 @@ from kolors_tryon.web.errors import (
     error_answer,
     handle_error,
 )
+from kolors_tryon.web.lifecycle import jobs_collection_route, lifecycle_routes
 from kolors_tryon.web.limits import BodyLimitMiddleware
 from kolors_tryon.web.openapi import openapi_document
+from kolors_tryon.web.responses import RecordResponse as _RecordResponse
 from kolors_tryon.web.services import WebServices
 from kolors_tryon.web.slots import SlotsFull
 
@@ -308,20 +312,6 @@ def _batch_status(results: list[BatchItemAccepted | BatchItemRefused]) -> int:
     return 207
 
 
-class _RecordResponse(JSONResponse):
-    """A job record as JSON, readable even if it holds a lone surrogate: escaped then.
-
-    Intake refuses such text since it can hold none (`validate_job`, rule ``encoding``),
-    but a record stored before that would otherwise answer 500 on every read, for ever.
-    """
-
-    def render(self, content: Any) -> bytes:
-        try:
-            return super().render(content)
-        except UnicodeEncodeError:
-            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
-
-
 @_requires_key
 async def get_job(request: Request) -> Response:
     """The job record, or JobNotFound (404)."""
@@ -423,8 +413,9 @@ def create_web_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
-        Route("/v1/jobs", post_jobs, methods=["POST"]),
+        jobs_collection_route(post_jobs, _requires_key),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
+        *lifecycle_routes(_requires_key),
         Route("/v1/counters", get_counters, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
         Route(CALLBACK_PATH_PREFIX + "/{job_id}/{token}", kling_callback, methods=["POST"]),

@@ -15,10 +15,12 @@ route itself reads with `kling.models.parse_task` (lenient, as Kling's answers n
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
+
+from kolors_tryon.store.records import JobRecord
 
 __all__ = [
     "BODIES",
@@ -28,6 +30,7 @@ __all__ = [
     "BatchResult",
     "Body",
     "CallbackReceived",
+    "CancelResult",
     "Check",
     "Checks",
     "Counters",
@@ -37,9 +40,12 @@ __all__ = [
     "InvalidJob",
     "InvalidJobDetail",
     "JobAccepted",
+    "JobList",
     "KlingTask",
     "Problem",
     "Readiness",
+    "RetryAccepted",
+    "RetryRequest",
 ]
 
 
@@ -189,6 +195,59 @@ class CallbackReceived(Body):
     received: Literal[True]
 
 
+class CancelResult(Body):
+    """What a cancel did: 200 `cancelled` (no create was ever sent, none ever will be);
+    409 `at_kling` (a create may have reached Kling, which has no cancel: the job runs to
+    its end and is charged) or `ended` (the job had already ended)."""
+
+    job_id: str
+    outcome: Literal["cancelled", "at_kling", "ended"]
+    state: str = Field(description="The job's state after the request.")
+    charged: bool = Field(
+        description="Whether the job may spend a credit (true only for `at_kling`)."
+    )
+    message: str = Field(description="Human words on what happened and what follows.")
+
+
+class JobList(Body):
+    """One page of `GET /v1/jobs`, newest first, and the cursor of the next page."""
+
+    jobs: list[JobRecord]
+    next_cursor: str | None = Field(
+        description="Give it as `cursor` for the next page; null on the last page."
+    )
+
+
+class RetryAccepted(Body):
+    """A retry queued: the new job's id, linked to the old one (`retry_of`)."""
+
+    job_id: str
+    retry_of: str
+    estimate: str = Field(description="What the retry may spend (one try-on: one unit).")
+
+
+class RetryRequest(BaseModel):
+    """Other photos for a retry (optional: without them the job's own are sent again,
+    while the store keeps them: a job that reached Kling lost them at submission)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    human_image: Annotated[str, Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        default=None, description="Another photo of the person (URL or Base64)."
+    )
+    cloth_image: Annotated[str, Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        default=None, description="Another garment photo (URL or Base64)."
+    )
+
+    @field_validator("human_image", "cloth_image", mode="before")
+    @classmethod
+    def _no_null(cls, value: Any) -> Any:
+        """Leave a photo out to keep the job's own; null is not a photo."""
+        if value is None:
+            raise ValueError("must be a string; leave the field out to keep the job's photo")
+        return value
+
+
 class _OpenBody(BaseModel):
     """A body Kling sends: open, as Kling's objects are (a field it adds tomorrow must
     not be refused today), every field optional."""
@@ -235,5 +294,8 @@ BODIES: tuple[type[BaseModel], ...] = (
     Readiness,
     Counters,
     CallbackReceived,
+    CancelResult,
+    RetryAccepted,
+    JobList,
 )
-REQUEST_BODIES: tuple[type[BaseModel], ...] = (KlingTask,)
+REQUEST_BODIES: tuple[type[BaseModel], ...] = (KlingTask, RetryRequest)

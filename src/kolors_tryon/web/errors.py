@@ -24,6 +24,8 @@ from kolors_tryon.config import defaults
 from kolors_tryon.errors import JobNotFound, TryonError
 from kolors_tryon.jobs import JobRejected
 from kolors_tryon.kling import redact
+from kolors_tryon.pipeline.lifecycle import RetryRefused
+from kolors_tryon.store.listing import BadCursor
 from kolors_tryon.web.bodies import Error, ErrorDetail, InvalidJob, InvalidJobDetail, Problem
 from kolors_tryon.web.slots import SlotsFull
 
@@ -67,6 +69,10 @@ class BodyTooLarge(TryonError):
     def __init__(self, limit: int) -> None:
         super().__init__(limit)
         self.limit = limit
+
+
+class ListingRefused(TryonError):
+    """A query parameter of `GET /v1/jobs` that cannot be read; the message names it."""
 
 
 class StoreUnavailable(TryonError):
@@ -157,6 +163,9 @@ _RETRY_LATER: Final = {"Retry-After": str(defaults.WEB_BUSY_RETRY_AFTER)}
 ERRORS: Final[Mapping[type[BaseException], ErrorKind]] = {
     JobRejected: ErrorKind(422, JobRejected.code, lambda e: e.reason, detail=_rejection_detail),
     JobNotFound: ErrorKind(404, "not_found", "no job with this id"),
+    RetryRefused: ErrorKind(409, "not_retryable", str),
+    ListingRefused: ErrorKind(422, "bad_query", str),
+    BadCursor: ErrorKind(422, "bad_query", str),
     KeyRefused: ErrorKind(
         401,
         "unauthorized",

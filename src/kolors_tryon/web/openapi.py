@@ -20,7 +20,7 @@ from pydantic.json_schema import JsonSchemaMode
 from kolors_tryon.config import Settings
 from kolors_tryon.jobs import job_json_schema
 from kolors_tryon.pipeline.callback_tokens import CALLBACK_PATH_PREFIX
-from kolors_tryon.store import JobRecord
+from kolors_tryon.store import JobRecord, JobState
 from kolors_tryon.web.bodies import BODIES, REQUEST_BODIES
 
 __all__ = ["SECURITY_SCHEME", "openapi_document"]
@@ -152,6 +152,60 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             }
         },
         "/v1/jobs": {
+            "get": {
+                "operationId": "listJobs",
+                "summary": "Jobs, newest first, filtered, a page at a time",
+                "description": (
+                    "Newest first on (created_at, job_id); `next_cursor` gives the next "
+                    "page (a keyset: pages stay stable while new jobs arrive, and as fast "
+                    "at 1,000,000 jobs as at 100). Filters combine: `state`, `meta` "
+                    "(`KEY=VALUE`, repeatable, compared as text), `created_from` "
+                    "(inclusive) and `created_before` (exclusive). A cursor is opaque: "
+                    "only one this service gave is read (422 otherwise)."
+                ),
+                "tags": ["jobs"],
+                "parameters": [
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": [s.value for s in JobState]},
+                    },
+                    {
+                        "name": "meta",
+                        "in": "query",
+                        "style": "form",
+                        "explode": True,
+                        "schema": {
+                            "type": "array",
+                            "items": {"type": "string", "pattern": "^[^=\\u0000]+=[^\\u0000]*$"},
+                        },
+                        "description": "KEY=VALUE: the job's metadata holds KEY with VALUE.",
+                    },
+                    {
+                        "name": "created_from",
+                        "in": "query",
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                    {
+                        "name": "created_before",
+                        "in": "query",
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("JobList"), "A page of job records."),
+                    "422": _error("`bad_query`: a parameter (or the cursor) cannot be read."),
+                    "401": unauthorized,
+                    "503": intake_off,
+                    "500": internal,
+                },
+            },
             "post": {
                 "operationId": "submitJobs",
                 "summary": "Queue one job, or a batch (a JSON array)",
@@ -207,7 +261,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     ),
                     "500": internal,
                 },
-            }
+            },
         },
         "/v1/jobs/{job_id}": {
             "get": {
@@ -222,6 +276,72 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "No job with this id (yet: a queued job appears once a worker took it)."
                     ),
                     "503": intake_off,
+                    "500": internal,
+                },
+            }
+        },
+        "/v1/jobs/{job_id}/cancel": {
+            "post": {
+                "operationId": "cancelJob",
+                "summary": "Cancel a job that has not reached Kling",
+                "description": (
+                    "A job not yet at Kling (queued, or being submitted with no create on "
+                    "its way) moves to `cancelled` (event `job.cancelled`, its webhook): no "
+                    "create is ever sent for it. A job whose create may have reached Kling "
+                    "cannot be stopped there (the API has no cancel): the answer is 409 "
+                    "`at_kling`, and the job runs to its end and is charged. No body."
+                ),
+                "tags": ["jobs"],
+                "parameters": [job_id_param],
+                "responses": {
+                    "200": _json(_ref("CancelResult"), "Cancelled (`outcome: cancelled`)."),
+                    "401": unauthorized,
+                    "404": _error("No job with this id."),
+                    "409": _json(
+                        _ref("CancelResult"),
+                        "Not cancelled: `at_kling` (it will be charged) or `ended`.",
+                    ),
+                    "503": intake_off,
+                    "500": internal,
+                },
+            }
+        },
+        "/v1/jobs/{job_id}/retry": {
+            "post": {
+                "operationId": "retryJob",
+                "summary": "Retry a failed, rejected or cancelled job as a new job",
+                "description": (
+                    "Queues a new job (`{job_id}-rN`) with the same model, metadata, priority "
+                    "and webhook target, linked by `retry_of` (the old record lists it in "
+                    "`retried_by`). The same photos are sent again while the store keeps "
+                    "them (a cancelled job); a job that reached Kling lost them at "
+                    "submission: give `human_image` and `cloth_image`. One try-on: at most "
+                    "one unit."
+                ),
+                "tags": ["jobs"],
+                "parameters": [job_id_param],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref("RetryRequest")}},
+                },
+                "responses": {
+                    "202": {
+                        **_json(_ref("RetryAccepted"), "The retry is queued."),
+                        "headers": {
+                            "Location": {
+                                "description": "`/v1/jobs/{new job_id}`.",
+                                "schema": {"type": "string"},
+                            }
+                        },
+                    },
+                    "401": unauthorized,
+                    "404": _error("No job with this id."),
+                    "409": _error(
+                        "`not_retryable`: the job is not failed, rejected or cancelled, or "
+                        "its photos are gone and none were given."
+                    ),
+                    "422": _json(_ref("InvalidJob"), "The body or the photos given are invalid."),
+                    "503": _error("`intake_off`, `broker_unavailable` or `store_unavailable`."),
                     "500": internal,
                 },
             }

@@ -9,6 +9,7 @@ copies of the service can run behind a load balancer.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -23,11 +24,14 @@ from kolors_tryon.config import Settings
 from kolors_tryon.config.celery import celery_config
 from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.errors import JobNotFound
-from kolors_tryon.jobs import JobMessage, ValidationOptions, ValidJob
+from kolors_tryon.jobs import JobMessage, ValidationOptions, ValidJob, validate_job
 from kolors_tryon.observe import metrics
 from kolors_tryon.pipeline.callback_tokens import CallbackSecrets, callback_secrets
+from kolors_tryon.pipeline.lifecycle import RetryPlan, cancel_jobs, newly_cancelled, plan_retry
 from kolors_tryon.producer import JobPublisher
 from kolors_tryon.store import JobRecord, JobStore, prepare_schema
+from kolors_tryon.store.lifecycle import Cancelled, CancelOutcome
+from kolors_tryon.store.listing import JobFilter, JobPage
 from kolors_tryon.web.slots import DaemonSlots
 
 __all__ = ["CALLBACK_TASK", "WebServices"]
@@ -92,6 +96,42 @@ class WebServices:
         if record is None:
             raise JobNotFound(job_id)
         return record
+
+    def cancel_job(self, job_id: str) -> Cancelled:
+        """Cancel the job if no create can have reached Kling; tell the workers if so.
+
+        Raises:
+            JobNotFound: no job of that id.
+        """
+        self.ensure_schema()
+        (answer,) = cancel_jobs(self.store, [job_id])
+        if answer.outcome is CancelOutcome.NOT_FOUND:
+            raise JobNotFound(job_id)
+        cancelled = newly_cancelled([answer])
+        if cancelled:
+            try:
+                self.celery.send_task(TaskName.CANCELLED, args=[cancelled])
+            except Exception as exc:  # the cancel stands; the sweep plans its webhook
+                log.error("announcing cancelled job %r failed: %s", job_id, type(exc).__name__)
+        return answer
+
+    def retry_job(self, job_id: str, human: str | None, cloth: str | None) -> RetryPlan:
+        """Queue a new job that retries `job_id`, validated as any job at the door.
+
+        Raises:
+            JobNotFound: no job of that id.
+            RetryRefused: not failed, rejected or cancelled; or its photos are gone.
+            JobRejected: the photos given are invalid.
+        """
+        self.ensure_schema()
+        plan = plan_retry(self.store, job_id, human=human, cloth=cloth)
+        self.publish_job(validate_job(json.dumps(plan.message), self.options))
+        return plan
+
+    def list_jobs(self, filters: JobFilter, cursor: str | None, limit: int) -> JobPage:
+        """A page of jobs, newest first (`store.listing`)."""
+        self.ensure_schema()
+        return self.store.listing.page(filters, limit=limit, cursor=cursor)
 
     def callback_secrets(self) -> CallbackSecrets:
         """The secrets that verify callback tokens (read once: they change only with a
