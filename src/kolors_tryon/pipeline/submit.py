@@ -41,6 +41,7 @@ from kolors_tryon.kling import (
     ConcurrencyLimitError,
     ConfigurationError,
     InvalidRequestError,
+    KlingClient,
     KlingConnectionError,
     KlingError,
     KlingTask,
@@ -51,9 +52,11 @@ from kolors_tryon.kling import (
 )
 from kolors_tryon.observe import metrics
 from kolors_tryon.observe.context import job_context
+from kolors_tryon.pipeline.pool import ACCOUNT_REMOVED_CODE, AccountRemoved
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
 from kolors_tryon.store import Busy, Claim, Created, CreatePlan, JobRecord, JobState
+from kolors_tryon.store.accounts import DEFAULT_ACCOUNT
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +207,7 @@ def _create_all(
     made: list[tuple[_Attempt, KlingTask]] = []
     stragglers: dict[Future[KlingTask], _Attempt] = {}
     stopped: float | None = None  # the rest waits this long, when an answer stopped it
+    paused = False  # the answer that stopped it paused the account
     # One thread per create at most (a batch is at most SUBMIT_BATCH_MAX): a thread is
     # started only while the previous create is still out, so a healthy batch uses one.
     pool = ThreadPoolExecutor(max_workers=len(plain), thread_name_prefix="tryon-create")
@@ -216,7 +220,7 @@ def _create_all(
             if stopped is None and time.monotonic() > last_start:
                 stopped = _first_retry(rt)
             if stopped is not None:
-                steps[claim.job_id] = _not_sent(attempt, stopped)
+                steps[claim.job_id] = _not_sent(attempt, stopped, paused)
                 continue
             future = pool.submit(_create, attempt)
             try:
@@ -228,6 +232,7 @@ def _create_all(
                 steps[claim.job_id] = _refused(attempt, err)
                 if not isinstance(err, JOB_SPECIFIC_ERRORS):
                     stopped = _wait_after_stop(rt, err, steps[claim.job_id])
+                    paused = isinstance(err, AccountUnavailableError | ConfigurationError)
                 continue
             made.append((attempt, task))
         steps.update(_record_made(rt, made))
@@ -288,7 +293,7 @@ def _finish_stragglers(
 def _create(attempt: _Attempt) -> KlingTask:
     """One POST, on a thread of the batch (its log lines and Sentry events name the job)."""
     with job_context(attempt.job_id):
-        return attempt.rt.kling.create(attempt.create_body())
+        return attempt.client.create(attempt.create_body())
 
 
 def _refused(attempt: _Attempt, err: KlingError) -> Step:
@@ -299,9 +304,10 @@ def _refused(attempt: _Attempt, err: KlingError) -> Step:
     return step
 
 
-def _not_sent(attempt: _Attempt, delay: float) -> Step:
+def _not_sent(attempt: _Attempt, delay: float, paused: bool = False) -> Step:
     """Never sent: this job's intent made nothing; it waits, then goes on its own
-    (`tryon.submit` under its owner)."""
+    (`tryon.submit` under its owner), or, when its account was just paused and a pool
+    has others, goes to another account."""
     rt = attempt.rt
     rt.store.submits.note_failed_create(
         attempt.job_id,
@@ -310,6 +316,8 @@ def _not_sent(attempt: _Attempt, delay: float) -> Step:
         spend_retry=False,
         grace=rt.settings.create_visibility_grace,
     )
+    if paused and attempt.rehome("its account was just paused"):
+        return Step(dispatch=True, note=f"moved off paused account {attempt.account}")
     step = attempt.wait(delay, "not sent: the batch was stopped")
     attempt.leave()
     return step
@@ -378,15 +386,37 @@ class _Attempt:
     def job_id(self) -> str:
         return self.plan.job_id
 
+    @property
+    def account(self) -> str:
+        return self.plan.account
+
+    @property
+    def client(self) -> KlingClient:
+        """The job's account's client: its create, lookups and probe go there alone."""
+        return self.rt.kling_for(self.plan.account)
+
     def run(self) -> Step:
+        try:
+            self.client  # noqa: B018 - the account may have left the configuration
+        except AccountRemoved as err:
+            return self.on_account_removed(err)
         rt, settings = self.rt, self.rt.settings
         pause = self.plan.pause  # read in the transaction that started this run
         if pause is not None:
-            if not rt.store.account.take_probe(next_in=settings.account_probe_interval):
+            probe = rt.store.pool.take_probe(self.account, next_in=settings.account_probe_interval)
+            if not probe and self.rehome(f"account {self.account} paused"):
+                # Claimed before the pause and never sent: another account takes it.
+                return Step(dispatch=True, note=f"moved off paused account {self.account}")
+            if not probe:
                 wait = pause.remaining + rt.rng.uniform(1.0, 5.0)
                 return self.wait(wait, f"account paused ({pause.code}: {pause.message})")
             self.probing = True
-            log.warning("account paused (%s): job %s goes as the probe", pause.code, self.job_id)
+            log.warning(
+                "account %s paused (%s): job %s goes as the probe",
+                self.account,
+                pause.code,
+                self.job_id,
+            )
 
         if self.plan.maybe_created:
             resolved = self.resolve()
@@ -400,7 +430,7 @@ class _Attempt:
             # owner looks the job up before it sends anything. We send nothing.
             return Step(note="claim lost before create")
         try:
-            task = rt.kling.create(self.create_body())
+            task = self.client.create(self.create_body())
         except KlingError as err:
             return self.on_create_error(err)
         return self.accepted(task)
@@ -410,7 +440,7 @@ class _Attempt:
         on (the producer's `callback_url` is ours to call, never Kling's)."""
         body = dict(self.plan.body)
         body.pop("callback_url", None)
-        url = self.rt.kling_callback_url(self.job_id)
+        url = self.rt.kling_callback_url(self.job_id, self.account)
         if url is not None:
             body["callback_url"] = url
         return body
@@ -419,7 +449,7 @@ class _Attempt:
     def resolve(self) -> Step | None:
         """Look the job up; returns a Step when this run must end here."""
         try:
-            existing = find_task(self.rt, self.job_id)
+            existing = find_task(self.rt, self.job_id, self.account)
         except KlingError as err:
             return self.on_lookup_error(err)
         if existing is not None:
@@ -468,9 +498,9 @@ class _Attempt:
         """Kling made the task and `record` is the job once its id was written (None: the
         claim had been taken over meanwhile)."""
         rt = self.rt
-        resumed = self.probing and rt.store.account.clear_pause()
+        resumed = self.probing and rt.store.pool.clear_pause(self.account)
         if resumed:
-            log.warning("account probe succeeded: submissions resume")
+            log.warning("account %s: probe succeeded, submissions resume", self.account)
         if record is None:
             # Our claim was taken over meanwhile; the new owner will look up and adopt it.
             return Step(dispatch=resumed, note="claim lost after create")
@@ -539,7 +569,7 @@ class _Attempt:
         if first_attempt or self.proved_absent:
             return self.finish(JobState.REJECTED, _code(err), err.message)
         try:
-            existing = find_task(self.rt, self.job_id)
+            existing = find_task(self.rt, self.job_id, self.account)
         except KlingError:
             existing = None
         if existing is not None:
@@ -560,8 +590,8 @@ class _Attempt:
     def pause_account(self, err: KlingError) -> Step:
         settings = self.rt.settings
         hint = configuration_hint(err)
-        started = self.rt.store.account.pause(
-            _code(err), hint, retry_in=settings.account_probe_interval
+        started = self.rt.store.pool.pause(
+            self.account, _code(err), hint, retry_in=settings.account_probe_interval
         )
         if started:
             # ERROR once per pause: Sentry's logging integration makes it the one event
@@ -576,7 +606,33 @@ class _Attempt:
             )
         else:
             log.warning("account still paused (job %s refused too): %s", self.job_id, hint)
+        if self.rehome(hint):
+            return Step(dispatch=True, note=f"moved off paused account {self.account}")
         return self.wait(settings.account_probe_interval, f"account paused: {hint}")
+
+    def rehome(self, why: str) -> bool:
+        """With a pool, hand a job that no create of which can exist to another account
+        (its account refused cleanly, or is paused). Never a pinned job, never one whose
+        earlier create is unresolved (store/accounts.py: `rehome` checks both)."""
+        if not self.rt.pooled or (self.plan.maybe_created and not self.proved_absent):
+            return False
+        if not self.rt.store.pool.rehome(self.job_id, self.owner):
+            return False
+        self.released = True  # the claim is gone: nothing of ours to leave
+        log.info(
+            "job %s leaves account %s (%s): another account takes it",
+            self.job_id,
+            self.account,
+            why,
+        )
+        return True
+
+    def on_account_removed(self, err: AccountRemoved) -> Step:
+        """The job's account left the configuration: move the job if no task of it can
+        exist there, else fail it with the reason (its credentials are gone)."""
+        if self.rehome(str(err)):
+            return Step(dispatch=True, note=f"moved off removed account {self.account}")
+        return self.finish(JobState.FAILED, ACCOUNT_REMOVED_CODE, str(err))
 
     def finish(self, state: JobState, code: str, message: str) -> Step:
         record = self.rt.store.tracking.finish(
@@ -594,14 +650,15 @@ class _Attempt:
         return Step(again_in=delay, note=why)
 
 
-def find_task(rt: Runtime, job_id: str) -> KlingTask | None:
-    """The Kling task created for this job, if any (looked up by external_task_id).
+def find_task(rt: Runtime, job_id: str, account: str = DEFAULT_ACCOUNT) -> KlingTask | None:
+    """The Kling task created for this job, if any (looked up by external_task_id on the
+    job's account: external ids are unique per account, not across accounts).
 
     A task whose external id is another job's is not ours (a reseller that matched the
     id loosely): it is never adopted.
     """
     try:
-        task = rt.kling.get(job_id)
+        task = rt.kling_for(account).get(job_id)
     except NotFoundError:
         return None
     if task.external_task_id is not None and task.external_task_id != job_id:

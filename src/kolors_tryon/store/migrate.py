@@ -56,6 +56,7 @@ ADOPTION_MARKERS: tuple[tuple[str, str, str | None], ...] = (
     ("0004", "tryon_result_copies", None),
     ("0005", "tryon_webhook_deliveries", None),
     ("0006", "tryon_jobs", "overdue_at"),
+    ("0010", "tryon_pool_accounts", None),
 )
 UPGRADE_HINT = "run `tryon db upgrade` (the compose file's `migrate` service does)"
 
