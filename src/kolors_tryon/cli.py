@@ -16,6 +16,7 @@ from kombu import Connection
 from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy.exc import SQLAlchemyError
 
+from kolors_tryon.cli_accounts import accounts_command
 from kolors_tryon.cli_checks import (
     broker_problem,
     broker_refusal,
@@ -130,6 +131,7 @@ def main() -> None:
 
 
 main.add_command(emulator_command, name="emulator")
+main.add_command(accounts_command)  # the pool of Kling accounts (cli_accounts.py)
 
 
 # ----------------------------------------------------------------------------- worker
