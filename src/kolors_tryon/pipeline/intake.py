@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from kolors_tryon.config import defaults
 from kolors_tryon.jobs import JobRejected, ValidJob, validate_job
 from kolors_tryon.jobs.ids import content_digest
+from kolors_tryon.pipeline.pool import refuse_unrunnable
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
 from kolors_tryon.store import Admission, Admitted, JobState, NewJob
@@ -41,6 +42,8 @@ def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
     valid: list[tuple[int, NewJob]] = []
     for i, (message, checked) in enumerate(zip(messages, _validate_all(rt, messages), strict=True)):
         digest = content_digest(message)
+        if not isinstance(checked, JobRejected):
+            checked = refuse_unrunnable(rt, checked)
         if isinstance(checked, JobRejected):
             steps[i] = _rejected(rt, checked, digest)
             continue
@@ -56,6 +59,7 @@ def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
                     metadata=checked.message.metadata,
                     callback_url=checked.message.callback_url,
                     webhook_events=checked.message.webhook_events,
+                    account_pin=checked.message.account,
                 ),
             )
         )

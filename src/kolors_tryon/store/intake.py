@@ -48,6 +48,8 @@ class NewJob:
     metadata: Mapping[str, Any] | None = None
     callback_url: str | None = None
     webhook_events: Sequence[str] | None = None
+    # The pool account the job asked for (store/accounts.py); None: any.
+    account_pin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class Intake:
             row.finished_at = None
             row.priority = priority
             row.model_name = model_name
+            row.account_pin = job.account_pin
             row.job_metadata = dict(metadata or {})
             s.merge(PayloadRow(job_id=job_id, body=payload))
 
@@ -241,6 +244,7 @@ def _queued_values(job: NewJob, now: float) -> tuple[dict[str, Any], dict[str, s
         "state": JobState.QUEUED,
         "priority": job.priority,
         "model_name": job.model_name,
+        "account_pin": job.account_pin,
         "kling_task_id": None,
         "error_code": None,
         "error_message": None,
