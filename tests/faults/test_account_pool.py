@@ -132,10 +132,11 @@ def test_kill_9_with_dropped_creates_on_both_accounts(
     fault_run: FaultRun, emulator: EmulatorServer, second_emulator: EmulatorServer
 ) -> None:
     """kill -9 workers while both accounts drop create answers: one task per job across both."""
-    # Given: two accounts of 3 slots, each dropping a fifth of its create answers after
-    # making the task (an ambiguous create), and two workers.
+    # Given: two accounts of 3 slots (tasks of 2 s, so that kills land mid-run), each
+    # dropping a fifth of its create answers after making the task (an ambiguous
+    # create), and two workers.
     for server in (emulator, second_emulator):
-        server.configure(concurrency_limit=3, task_duration=0.5, drop_rate=0.2, seed=11)
+        server.configure(concurrency_limit=3, task_duration=2.0, drop_rate=0.2, seed=11)
     run = fault_run.given(
         workers=("k0", "k1"),
         concurrency=2,
@@ -144,24 +145,33 @@ def test_kill_9_with_dropped_creates_on_both_accounts(
     deployment = run.deployment
     rng = random.Random(5)
     kills = 0
-    next_kill = time.monotonic() + 3
+    next_kill = time.monotonic() + 2
 
     def killer() -> None:
         nonlocal kills, next_kill
-        if kills >= 5 or time.monotonic() < next_kill:
+        if kills >= 6 or time.monotonic() < next_kill:
             return
         victim = rng.choice([w for w in deployment.workers if w.alive()])
         victim.kill()
         kills += 1
         deployment.start_worker(concurrency=2, name=f"k{kills + 1}")
-        next_kill = time.monotonic() + rng.uniform(2, 5)
+        next_kill = time.monotonic() + rng.uniform(1, 3)
 
-    # When: 60 jobs, a kill -9 every 2 to 5 s, five in all.
-    run.publish(60, "poolkill")
+    # When: 120 jobs, a kill -9 every 1 to 3 s, six in all.
+    run.publish(120, "poolkill")
     run.wait_terminal(timeout=400, during=killer)
 
     # Then: every job succeeded with exactly one task across both accounts.
-    assert run.states() == {"succeeded": 60}
+    assert run.states() == {"succeeded": 120}
     assert tasks_across(run.job_ids, emulator, second_emulator) == dict.fromkeys(run.job_ids, 1)
     a, b = emulator.stats(), second_emulator.stats()
-    figures("pool-kill-9", jobs=60, kills=kills, tasks_a=a["creates"], tasks_b=b["creates"])
+    dropped = a["answers_by_code"].get("dropped", 0) + b["answers_by_code"].get("dropped", 0)
+    assert dropped > 0 and kills >= 3
+    figures(
+        "pool-kill-9",
+        jobs=120,
+        kills=kills,
+        dropped_creates=dropped,
+        tasks_a=a["creates"],
+        tasks_b=b["creates"],
+    )

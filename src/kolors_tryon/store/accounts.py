@@ -337,20 +337,21 @@ class PoolAccounts:
         """Slots in use, jobs created, units spent (in all and today) and the pause."""
         with self._db.transaction() as (s, now):
             used = in_flight_by_account(s)
-            created = dict(
-                s.execute(
+            created = {
+                name: int(n)
+                for name, n in s.execute(
                     select(JobRow.account, func.count())
                     .where(JobRow.kling_task_id.is_not(None))
                     .group_by(JobRow.account)
-                ).tuples()
-            )
+                )
+            }
             out = []
             for name in names:
                 out.append(
                     AccountUsage(
                         name=name,
                         in_flight=used.get(name, 0),
-                        created=int(created.get(name, 0)),
+                        created=created.get(name, 0),
                         units_spent=_units_since(s, name, 0.0),
                         units_today=_units_since(s, name, now - now % _DAY),
                         pause=pause_for(s, now, name),
