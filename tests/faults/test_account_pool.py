@@ -7,15 +7,21 @@ where the account is. Each test prints its `FIGURES` line.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import time
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from harness import TEST_API_KEY, FaultRun, figures, running_emulator
 from kolors_tryon.emulator import EmulatorServer
+from web_service import callback_receiver
+
+POOL = "TRYON_KLING_ACCOUNTS"
+KEY = "pool-test-key-0123456789abcdef"
 
 
 @pytest.fixture
@@ -31,7 +37,7 @@ def pool_env(*accounts: tuple[str, EmulatorServer, int]) -> dict[str, str]:
         {"name": name, "base_url": server.base_url, "api_key": TEST_API_KEY, "max_in_flight": n}
         for name, server, n in accounts
     ]
-    return {"TRYON_KLING_ACCOUNTS": json.dumps(entries)}
+    return {POOL: json.dumps(entries)}
 
 
 def tasks_across(job_ids: list[str], *emulators: EmulatorServer) -> dict[str, int]:
@@ -175,3 +181,42 @@ def test_kill_9_with_dropped_creates_on_both_accounts(
         tasks_a=a["creates"],
         tasks_b=b["creates"],
     )
+
+
+def whsec(seed: bytes) -> str:
+    return "whsec_" + base64.b64encode(seed * 32).decode()
+
+
+@pytest.mark.slow
+def test_signed_callbacks_are_verified_per_account(
+    fault_run: FaultRun, emulator: EmulatorServer, second_emulator: EmulatorServer
+) -> None:
+    """a signs with its configured secret (callbacks accepted); b signs with another one
+    (callbacks refused): every job still succeeds, b's by polling."""
+    # Given: callbacks on through `tryon web`; a's secret rotated (old and new configured,
+    # the emulator signs with the new one); b's emulator signs with a secret we lack.
+    emulator.configure(concurrency_limit=3, task_duration=1.0,
+                       callback_signing_secrets=[whsec(b"n")])  # fmt: skip
+    second_emulator.configure(concurrency_limit=3, task_duration=1.0,
+                              callback_signing_secrets=[whsec(b"x")])  # fmt: skip
+    entries = json.loads(pool_env(("a", emulator, 3), ("b", second_emulator, 3))[POOL])
+    entries[0]["callback_secrets"] = [whsec(b"o"), whsec(b"n")]
+    entries[1]["callback_secrets"] = [whsec(b"b")]
+    deployment = fault_run.deployment
+    deployment.env[POOL] = json.dumps(entries)
+    deployment.env["TRYON_API_KEYS"] = KEY
+    with callback_receiver(deployment, "callback-secret-for-pool-tests-0123") as web_url:
+        run = fault_run.given(workers=1, concurrency=2)
+        # When: 20 jobs.
+        run.publish(20, "signed")
+        run.wait_terminal(timeout=240)
+        answer = requests.get(
+            f"{web_url}/v1/counters", headers={"Authorization": f"Bearer {KEY}"}, timeout=10
+        )
+        counters = answer.json()["counters"]
+
+    # Then: all succeeded; a's callbacks forwarded, b's refused for their signature.
+    assert run.states() == {"succeeded": 20}
+    assert counters.get("callbacks_forwarded", 0) > 0
+    assert counters.get("callbacks_bad_signature", 0) > 0
+    figures("pool-signed-callbacks", jobs=20, **counters)
