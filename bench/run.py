@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import backlog, latency, throughput, utilization, validation, webhooks
+from bench import accounts, backlog, latency, throughput, utilization, validation, webhooks
 from bench.common import RESULTS_DIR, own_vhost
 
 Runner = Callable[[bool, Path, Path], dict[str, Any]]
@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, Runner] = {
     "throughput": _runner(throughput),
     "utilization": _runner(utilization),
     "webhooks": _runner(webhooks),
+    "accounts": _runner(accounts),
     "backlog": _runner(backlog),
 }
 
