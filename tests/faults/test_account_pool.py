@@ -18,6 +18,7 @@ import requests
 
 from harness import TEST_API_KEY, FaultRun, figures, running_emulator
 from kolors_tryon.emulator import EmulatorServer
+from kolors_tryon.ops.exposition import metrics_registry, render
 from web_service import callback_receiver
 
 POOL = "TRYON_KLING_ACCOUNTS"
@@ -82,6 +83,22 @@ def test_two_accounts_fill_both_limits(
     assert tasks_across(run.job_ids, emulator, second_emulator) == dict.fromkeys(run.job_ids, 1)
     assert a["duplicates"] == b["duplicates"] == 0
     assert "1303" not in a["answers_by_code"] and "1303" not in b["answers_by_code"]
+    # And `tryon accounts`, `tryon health` and the metrics say so per account.
+    shown = run.deployment.tryon("accounts", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert TEST_API_KEY not in shown.stdout
+    by_name = {row["name"]: row for row in json.loads(shown.stdout)}
+    assert {n: (r["jobs_created"], r["in_flight"]) for n, r in by_name.items()} == {
+        "a": (a["creates"], 0),
+        "b": (b["creates"], 0),
+    }
+    assert by_name["a"]["units_spent"] == a["creates"]  # the emulator charges 1 a task
+    assert by_name["a"]["units_remaining"] is not None  # GET /account/costs answers
+    health = run.deployment.tryon("health", "--json")
+    accounts_check = json.loads(health.stdout)["checks"]["accounts"]
+    assert accounts_check["status"] == "ok", accounts_check
+    text = render(metrics_registry(run.deployment.settings, run.store)).decode()
+    assert f'tryon_pool_jobs_created{{account="b"}} {float(b["creates"])}' in text
     figures(
         "pool-2-3",
         jobs=60,

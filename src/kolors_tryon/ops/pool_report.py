@@ -14,24 +14,56 @@ from kolors_tryon.config import Settings
 from kolors_tryon.config.accounts import KlingAccount, account_pool
 from kolors_tryon.kling import KlingClient, KlingError, redact
 from kolors_tryon.kling.auth import auth_from_account
+from kolors_tryon.ops.health import Check, Status
 from kolors_tryon.store import JobStore
 
-__all__ = ["describe_accounts", "pool_report"]
+__all__ = ["check_pool", "describe_accounts", "pool_report"]
 
 # The API's own words on its remaining quantity, shown beside it.
 REMAINING_LAG = "from GET /account/costs, may lag by up to 12 h"
 
 
-def _remaining(settings: Settings, account: KlingAccount) -> float | None:
-    """Remaining units by the API (None: not offered, or the call failed)."""
-    client = KlingClient(
+def _client(settings: Settings, account: KlingAccount) -> KlingClient:
+    return KlingClient(
         account.base_url,
         auth_from_account(account, jwt_lifetime=settings.kling_jwt_lifetime),
         timeout=settings.http_timeout,
         read_attempts=1,
     )
+
+
+def check_pool(settings: Settings) -> Check:
+    """`tryon health` with a pool: every account answers an authenticated list call (FAIL
+    when none does, WARN when some do not), and none is paused (WARN)."""
+    store = JobStore.from_url(settings.effective_database_url)
     try:
-        with client:
+        rows = pool_report(settings, store, remote=False)
+    finally:
+        store.dispose()
+    refused: dict[str, str] = {}
+    for account in account_pool(settings):
+        try:
+            with _client(settings, account) as client:
+                client.list(page_num=1, page_size=1)
+        except KlingError as err:
+            refused[account.name] = str(err)
+    paused = [r["name"] for r in rows if r["paused"]]
+    parts = [f"{r['name']} {r['in_flight']}/{r['max_in_flight']}" for r in rows]
+    detail = f"{len(rows)} accounts, slots in use: {', '.join(parts)}"
+    if paused:
+        detail += f"; PAUSED: {', '.join(paused)}"
+    if refused:
+        detail += "; API refused: " + "; ".join(f"{n}: {e}" for n, e in refused.items())
+    status = Status.OK
+    if paused or refused:
+        status = Status.FAIL if len(refused) == len(rows) else Status.WARN
+    return Check("accounts", status, detail, {"accounts": rows, "refused": refused})
+
+
+def _remaining(settings: Settings, account: KlingAccount) -> float | None:
+    """Remaining units by the API (None: not offered, or the call failed)."""
+    try:
+        with _client(settings, account) as client:
             costs = client.account_costs()
     except KlingError:
         return None
