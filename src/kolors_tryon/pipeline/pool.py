@@ -80,6 +80,8 @@ def refuse_unrunnable(rt: Runtime, job: ValidJob) -> ValidJob | JobRejected:
     Checked at intake so that such a job costs nothing and never waits for ever.
     """
     message = job.message
+    if not rt.pooled and message.account is None:
+        return job  # the single account runs every model: nothing to check
     accounts = [a for a in pool_of(rt.settings) if not a.retired]
     if message.account is not None:
         accounts = [a for a in accounts if a.name == message.account]
