@@ -163,7 +163,12 @@ def submit_batch(
 
 
 def _is_plain(rt: Runtime, plan: CreatePlan) -> bool:
-    """A first create with nothing to look up, no pause, budget left."""
+    """A first create with nothing to look up, no pause, budget left, on an account
+    still configured (a removed one takes the single-job path, which says so)."""
+    try:
+        rt.kling_for(plan.account)
+    except AccountRemoved:
+        return False
     return (
         plan.pause is None
         and not plan.maybe_created
