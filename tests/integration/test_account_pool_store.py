@@ -159,3 +159,14 @@ def test_migration_0010_puts_existing_jobs_on_default(tmp_path: Path) -> None:
     store = JobStore(engine)
     assert store.pool.account_of("old-done") == "default"
     engine.dispose()
+
+
+def test_an_account_that_answered_1303_gets_no_claim_while_it_backs_off(store: JobStore) -> None:
+    """After `back_off`, a's free slots are not used; b's are; a's return after the wait."""
+    queue(store, *[f"j{i}" for i in range(4)])
+    store.pool.back_off("a", 10**9)
+    store.pool.claim([A, B], lease_seconds=60)
+    assert accounts(store) == {"b": 3}
+    store.pool.back_off("a", -1)
+    store.pool.claim([A, B], lease_seconds=60)
+    assert accounts(store) == {"b": 3, "a": 1}

@@ -539,6 +539,8 @@ class _Attempt:
                 retry_after=err.retry_after,
                 rng=self.rt.rng,
             )
+            if self.rt.pooled:  # the other accounts take the work meanwhile
+                self.rt.store.pool.back_off(self.account, wait)
             return self.wait(wait, "account slots busy (1303)")
         if isinstance(err, InvalidRequestError | PermissionDeniedError):
             return self.on_refusal(err)

@@ -185,6 +185,16 @@ class PoolAccounts:
             )
             return matched(moved)
 
+    def back_off(self, account: str, seconds: float) -> None:
+        """No new claim on `account` for `seconds` (it answered 1303: the account's
+        slots are held by someone else too, e.g. another service on the same account)."""
+        with self._db.transaction() as (s, now):
+            s.execute(
+                update(PoolAccountRow)
+                .where(PoolAccountRow.name == account)
+                .values(busy_until=now + seconds)
+            )
+
     # ---------------------------------------------------------------- claims ----------
     def claim(
         self,
@@ -246,6 +256,9 @@ class PoolAccounts:
             held = used.get(slots.name, 0)
             room = slots.max_in_flight - held
             pause = pause_for(s, now, slots.name)
+            row = s.get(PoolAccountRow, slots.name)
+            if row is not None and (row.busy_until or 0.0) > now:
+                room = 0  # it answered 1303: its slots are taken by someone else for now
             if pause is not None:
                 submitting = s.scalar(
                     select(func.count()).where(

@@ -146,6 +146,8 @@ class PoolAccountRow(Base):
     paused_until: Mapped[float | None] = mapped_column(Float)
     pause_code: Mapped[str | None] = mapped_column(String(64))
     pause_message: Mapped[str | None] = mapped_column(Text)
+    # After a 1303 (its slots are busy elsewhere): no new claim on it before this.
+    busy_until: Mapped[float | None] = mapped_column(Float)
 
 
 class ResultCopyRow(Base):

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("paused_until", sa.Float(), nullable=True),
         sa.Column("pause_code", sa.String(64), nullable=True),
         sa.Column("pause_message", sa.Text(), nullable=True),
+        sa.Column("busy_until", sa.Float(), nullable=True),
     )
 
 
