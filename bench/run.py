@@ -14,7 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import backlog, console, latency, listing, throughput, utilization, validation, webhooks
+from bench import (
+    accounts,
+    backlog,
+    console,
+    latency,
+    listing,
+    throughput,
+    utilization,
+    validation,
+    webhooks,
+)
 from bench.common import RESULTS_DIR, own_vhost
 
 Runner = Callable[[bool, Path, Path], dict[str, Any]]
@@ -38,6 +48,7 @@ BENCHMARKS: dict[str, Runner] = {
     "throughput": _runner(throughput),
     "utilization": _runner(utilization),
     "webhooks": _runner(webhooks),
+    "accounts": _runner(accounts),
     "backlog": _runner(backlog),
     "console": _runner(console),
     "listing": _runner(listing),

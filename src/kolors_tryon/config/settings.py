@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         le=86400,
         description="Seconds each signed JWT is valid (AK/SK credentials).",
     )
+    kling_accounts: str | None = Field(
+        default=None,
+        description="A pool of accounts (docs/accounts.md): a JSON list, or the path of a "
+        "YAML/JSON file; unset: the single account above, named `default`.",
+    )
     sandbox_emulator_url: str = Field(
         default="http://127.0.0.1:8765", description="Emulator used when no credentials are set."
     )
@@ -496,6 +501,10 @@ class Settings(BaseSettings):
             )
         if self.retry_backoff_max < self.retry_backoff_base:
             raise ValueError("TRYON_RETRY_BACKOFF_MAX must be >= TRYON_RETRY_BACKOFF_BASE")
+        if self.kling_accounts:
+            from kolors_tryon.config.accounts import parse_accounts
+
+            parse_accounts(self.kling_accounts)  # a wrong entry stops start-up here
         return self
 
     # --- derived values ----------------------------------------------------------------
@@ -503,7 +512,8 @@ class Settings(BaseSettings):
     def sandbox(self) -> bool:
         """No credentials at all: the bundled emulator stands in for the paid API."""
         return (
-            self.kling_api_key is None
+            not self.kling_accounts
+            and self.kling_api_key is None
             and self.kling_access_key is None
             and self.kling_secret_key is None
         )

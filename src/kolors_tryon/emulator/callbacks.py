@@ -10,12 +10,17 @@ so only their host is ever logged.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import queue
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 import zlib
 from collections.abc import Callable
 
@@ -37,6 +42,7 @@ class CallbackSender:
         on_result: Callable[[int, bool], None],
         workers: int = WORKERS,
         timeout: float = CALLBACK_TIMEOUT,
+        signing_secrets: Callable[[], tuple[str, ...]] = tuple,
     ) -> None:
         """Prepare (but do not start) the workers.
 
@@ -44,7 +50,10 @@ class CallbackSender:
             on_result: Called with ``(generation, delivered)`` after each attempt.
             workers: Number of delivery threads.
             timeout: Seconds allowed per POST.
+            signing_secrets: The `whsec_` secrets in force (read at each POST, so a
+                knob changed at run time applies); none: unsigned callbacks.
         """
+        self._signing_secrets = signing_secrets
         self._on_result = on_result
         self._timeout = timeout
         self._queues: list[queue.SimpleQueue[StatusChange | None]] = [
@@ -85,11 +94,10 @@ class CallbackSender:
 
     def _post(self, change: StatusChange) -> bool:
         # callback_url was checked to be http(s) when the task was created (checks.py).
+        headers = {"Content-Type": "application/json", "User-Agent": "kolors-emulator"}
+        headers.update(signature_headers(self._signing_secrets(), change.body))
         request = urllib.request.Request(  # noqa: S310
-            change.url,
-            data=change.body,
-            method="POST",
-            headers={"Content-Type": "application/json", "User-Agent": "kolors-emulator"},
+            change.url, data=change.body, method="POST", headers=headers
         )
         try:
             with open_url(request, self._timeout) as response:
@@ -100,6 +108,28 @@ class CallbackSender:
         except (OSError, ValueError) as exc:
             logger.debug("callback to %s failed: %s", _host(change.url), type(exc).__name__)
         return False
+
+
+def signature_headers(secrets: tuple[str, ...], body: bytes) -> dict[str, str]:
+    """Standard Webhooks headers over `body`, one `v1,` signature per secret (none: {}).
+
+    HMAC-SHA256 over `{id}.{timestamp}.{body}`, keyed by the Base64 after `whsec_`.
+    """
+    if not secrets:
+        return {}
+    msg_id = "msg_" + uuid.uuid4().hex
+    timestamp = str(int(time.time()))
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    signatures = []
+    for secret in secrets:
+        key = base64.b64decode(secret.removeprefix("whsec_"))
+        digest = hmac.new(key, signed, hashlib.sha256).digest()
+        signatures.append("v1," + base64.b64encode(digest).decode("ascii"))
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": " ".join(signatures),
+    }
 
 
 def _host(url: str) -> str:

@@ -100,6 +100,10 @@ class EmulatorConfig:
         image_key: Key of the image ordinal in ``task_result.images`` (``"id"`` like resellers).
         seed: Seed of the fault dice, for reproducible runs.
         public_base_url: Base of result image URLs; default the server's own base URL.
+        callback_signing_secrets: `whsec_` secrets (at most two: a rotation) that sign
+            every callback with Standard Webhooks headers (`webhook-id`,
+            `webhook-timestamp`, `webhook-signature`), as Kling's console can set them;
+            empty: callbacks are unsigned, as Kling's documented protocol sends them.
     """
 
     host: str = "127.0.0.1"
@@ -128,6 +132,7 @@ class EmulatorConfig:
     image_key: str = "index"
     seed: int | None = None
     public_base_url: str | None = None
+    callback_signing_secrets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """Normalise and check values, so a bad knob fails where it is set, not mid-run."""
@@ -175,6 +180,12 @@ class EmulatorConfig:
             raise ValueError("image_key must be 'index' or 'id'")
         if (self.access_key is None) != (self.secret_key is None):
             raise ValueError("access_key and secret_key must be set together")
+        secrets = tuple(self.callback_signing_secrets)  # JSON hands over a list
+        if len(secrets) > 2 or not all(
+            isinstance(x, str) and x.startswith("whsec_") for x in secrets
+        ):
+            raise ValueError("callback_signing_secrets: at most two whsec_ secrets")
+        object.__setattr__(self, "callback_signing_secrets", secrets)
 
     def with_knobs(self, knobs: Mapping[str, Any]) -> EmulatorConfig:
         """Return a copy with run-time knobs changed.
@@ -197,6 +208,7 @@ class EmulatorConfig:
         """Return the configuration as JSON-able data with keys and secrets masked."""
         data = dataclasses.asdict(self)
         data["api_keys"] = ["***" for _ in self.api_keys]
+        data["callback_signing_secrets"] = ["***" for _ in self.callback_signing_secrets]
         if self.secret_key is not None:
             data["secret_key"] = "***"  # noqa: S105 (a mask, not a password)
         return data

@@ -198,7 +198,10 @@ class EmulatorServer:
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         """Prepare the emulator; nothing is bound until ``start`` or ``serve_forever``."""
         self._bind_config = config or EmulatorConfig()
-        self._sender = CallbackSender(on_result=self._callback_done)
+        self._sender = CallbackSender(
+            on_result=self._callback_done,
+            signing_secrets=lambda: self._app.config.callback_signing_secrets,
+        )
         self._app = EmulatorApp(self._bind_config, on_change=self._sender.submit)
         self._httpd: _HTTPServer | None = None
         self._serve_thread: threading.Thread | None = None

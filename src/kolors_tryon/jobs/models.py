@@ -256,6 +256,12 @@ class JobMessage(BaseModel):
         strict=True,
         description="Queue priority from 0 to 9; higher runs first. Default 0.",
     )
+    account: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$",
+        description="Run on this account of the pool only (TRYON_KLING_ACCOUNTS); the job "
+        "waits while it is full or paused. Default: any account that runs its model.",
+    )
 
     retry_of: str | None = Field(
         default=None,

@@ -20,8 +20,9 @@ from kolors_tryon.config import defaults
 
 if TYPE_CHECKING:
     from kolors_tryon.config import Settings
+    from kolors_tryon.config.accounts import KlingAccount
 
-__all__ = ["JwtAuth", "KlingAuth", "StaticKeyAuth", "auth_from_settings"]
+__all__ = ["JwtAuth", "KlingAuth", "StaticKeyAuth", "auth_from_account", "auth_from_settings"]
 
 # The API rejects a token whose nbf is ahead of its clock (1003); backdating by a few
 # seconds absorbs small clock skew between us and Kling, as the docs' example does.
@@ -136,6 +137,19 @@ class JwtAuth:
             f"JwtAuth(access_key=<redacted>, secret_key=<redacted>, "
             f"lifetime={self._lifetime}, renew_margin={self._renew_margin})"
         )
+
+
+def auth_from_account(account: KlingAccount, *, jwt_lifetime: int) -> KlingAuth:
+    """The credential of one account of the pool (config/accounts.py checked it)."""
+    if account.api_key is not None:
+        return StaticKeyAuth(account.api_key.get_secret_value())
+    assert account.access_key is not None and account.secret_key is not None
+    return JwtAuth(
+        account.access_key.get_secret_value(),
+        account.secret_key.get_secret_value(),
+        lifetime=jwt_lifetime,
+        renew_margin=min(300, jwt_lifetime // 4),
+    )
 
 
 def auth_from_settings(settings: Settings) -> KlingAuth:

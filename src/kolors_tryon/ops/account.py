@@ -15,8 +15,10 @@ import threading
 from dataclasses import dataclass
 
 from kolors_tryon.config import Settings
+from kolors_tryon.config.accounts import account_pool
 from kolors_tryon.kling import KlingClient, KlingError
 from kolors_tryon.kling.account import AccountCosts
+from kolors_tryon.kling.auth import auth_from_account
 from kolors_tryon.observe import metrics
 
 __all__ = ["AccountReading", "AccountWatcher", "read_account"]
@@ -84,18 +86,38 @@ class AccountWatcher:
     def stop(self) -> None:
         self._stop.set()
 
+    def _clients(self) -> dict[str, KlingClient]:
+        """One client per account: the single account's, or each of a pool's."""
+        settings = self._settings
+        if not settings.kling_accounts:
+            return {"default": KlingClient.from_settings(settings)}
+        return {
+            a.name: KlingClient(
+                a.base_url,
+                auth_from_account(a, jwt_lifetime=settings.kling_jwt_lifetime),
+                timeout=settings.http_timeout,
+                read_attempts=settings.http_attempts,
+            )
+            for a in account_pool(settings)
+        }
+
     def _run(self) -> None:
-        said_unknown = False
-        with KlingClient.from_settings(self._settings) as client:
+        said_unknown: set[str] = set()
+        clients = self._clients()
+        try:
             while True:
-                try:
-                    reading = read_account(client, self._settings)
-                    if not reading.known and not said_unknown:
-                        log.info("Kling account: %s", reading.describe())
-                        said_unknown = True
-                except KlingError as err:
-                    log.warning("could not read the Kling account's units: %s", err)
-                except Exception:
-                    log.exception("reading the Kling account's units failed")
+                for name, client in clients.items():
+                    try:
+                        reading = read_account(client, self._settings)
+                        if not reading.known and name not in said_unknown:
+                            log.info("Kling account %s: %s", name, reading.describe())
+                            said_unknown.add(name)
+                    except KlingError as err:
+                        log.warning("could not read Kling account %s's units: %s", name, err)
+                    except Exception:
+                        log.exception("reading Kling account %s's units failed", name)
                 if self._stop.wait(self._settings.account_check_interval):
                     return
+        finally:
+            for client in clients.values():
+                client.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, start_http_server
@@ -26,6 +26,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from kolors_tryon.config import Settings
+from kolors_tryon.config.accounts import account_pool
 from kolors_tryon.observe import multiproc
 from kolors_tryon.store import JobState, JobStore
 
@@ -39,9 +40,12 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class StoreCollector(Collector):
     """Gauges of the deployment read from the job store at scrape time, once."""
 
-    def __init__(self, store: JobStore, max_in_flight: int) -> None:
+    def __init__(
+        self, store: JobStore, max_in_flight: int, pool: Sequence[tuple[str, int]] = ()
+    ) -> None:
         self._store = store
         self._limit = max_in_flight
+        self._pool = tuple(pool)  # (name, limit) of each account when a pool is configured
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("tryon_store_up", "1 when the job store answered this scrape.")
@@ -77,6 +81,41 @@ class StoreCollector(Collector):
         )
         paused.add_metric([pause.code if pause else ""], 1 if pause else 0)
         yield paused
+        if self._pool:
+            yield from self._per_account()
+
+    def _per_account(self) -> Iterator[GaugeMetricFamily]:
+        """The pool's gauges, each with the label `account`."""
+        usage = self._store.pool.usage([name for name, _ in self._pool])
+        limits = dict(self._pool)
+        families = {
+            "in_use": GaugeMetricFamily(
+                "tryon_pool_slots_in_use", "Slots held per account.", labels=["account"]
+            ),
+            "limit": GaugeMetricFamily(
+                "tryon_pool_slots_limit", "max_in_flight per account.", labels=["account"]
+            ),
+            "paused": GaugeMetricFamily(
+                "tryon_pool_paused", "1 while the account is paused.", labels=["account", "code"]
+            ),
+            "units": GaugeMetricFamily(
+                "tryon_pool_units_spent",
+                "Units spent per account (final_unit_deduction).",
+                labels=["account"],
+            ),
+            "created": GaugeMetricFamily(
+                "tryon_pool_jobs_created", "Jobs created per account.", labels=["account"]
+            ),
+        }
+        for u in usage:
+            families["in_use"].add_metric([u.name], u.in_flight)
+            families["limit"].add_metric([u.name], limits[u.name])
+            families["paused"].add_metric(
+                [u.name, u.pause.code if u.pause else ""], int(bool(u.pause))
+            )
+            families["units"].add_metric([u.name], u.units_spent)
+            families["created"].add_metric([u.name], u.created)
+        yield from families.values()
 
 
 class _ThisProcess(Collector):
@@ -93,7 +132,12 @@ def metrics_registry(settings: Settings, store: JobStore) -> CollectorRegistry:
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry.register(_ThisProcess())
-    registry.register(StoreCollector(store, settings.max_in_flight))
+    pool = (
+        [(a.name, a.max_in_flight) for a in account_pool(settings)]
+        if settings.kling_accounts
+        else []
+    )
+    registry.register(StoreCollector(store, settings.max_in_flight, pool))
     return registry
 
 

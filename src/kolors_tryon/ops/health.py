@@ -74,6 +74,11 @@ def check_health(settings: Settings) -> HealthReport:
         _guard("workers", lambda: check_consumers(settings)),
         _guard("store", lambda: check_store(settings)),
     ]
+    if settings.kling_accounts:  # a pool: each account's API and state (ops/pool_report.py)
+        from kolors_tryon.ops.pool_report import check_pool
+
+        checks.append(_guard("accounts", lambda: check_pool(settings)))
+        return HealthReport(tuple(checks), settings.sandbox)
     with KlingClient.from_settings(settings) as client:
         kling = _guard("kling", lambda: check_kling(settings, client))
         checks.append(kling)

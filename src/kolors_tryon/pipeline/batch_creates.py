@@ -30,6 +30,7 @@ from kolors_tryon.kling import (
 )
 from kolors_tryon.observe.context import job_context
 from kolors_tryon.pipeline.lifecycle import expire_intent_refused
+from kolors_tryon.pipeline.pool import AccountRemoved
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
 from kolors_tryon.pipeline.submit import Attempt, EarlySteps, attempt_window, run_entry
@@ -97,7 +98,12 @@ def submit_batch(
 
 
 def _is_plain(rt: Runtime, plan: CreatePlan) -> bool:
-    """A first create with nothing to look up, no pause, budget left."""
+    """A first create with nothing to look up, no pause, budget left, on an account
+    still configured (a removed one takes the single-job path, which says so)."""
+    try:
+        rt.kling_for(plan.account)
+    except AccountRemoved:
+        return False
     return (
         plan.pause is None
         and not plan.maybe_created
@@ -152,6 +158,7 @@ def _create_all(
     made: list[tuple[Attempt, KlingTask]] = []
     stragglers: dict[Future[KlingTask], Attempt] = {}
     stopped: float | None = None  # the rest waits this long, when an answer stopped it
+    paused = False  # the answer that stopped it paused the account
     # One thread per create at most (a batch is at most SUBMIT_BATCH_MAX): a thread is
     # started only while the previous create is still out, so a healthy batch uses one.
     pool = ThreadPoolExecutor(max_workers=len(plain), thread_name_prefix="tryon-create")
@@ -164,7 +171,7 @@ def _create_all(
             if stopped is None and time.monotonic() > last_start:
                 stopped = _first_retry(rt)
             if stopped is not None:
-                steps[claim.job_id] = _not_sent(attempt, stopped)
+                steps[claim.job_id] = _not_sent(attempt, stopped, paused)
                 continue
             future = pool.submit(_create, attempt, answer_by)
             try:
@@ -183,6 +190,7 @@ def _create_all(
                 steps[claim.job_id] = _refused(attempt, err)
                 if not isinstance(err, JOB_SPECIFIC_ERRORS):
                     stopped = _wait_after_stop(rt, err, steps[claim.job_id])
+                    paused = isinstance(err, AccountUnavailableError | ConfigurationError)
                 continue
             made.append((attempt, task))
         steps.update(_record_made(rt, made))
@@ -245,7 +253,7 @@ def _create(attempt: Attempt, answer_by: float) -> KlingTask:
     whose answer is awaited until `answer_by` (`time.monotonic()`)."""
     with job_context(attempt.job_id):
         within = answer_by - time.monotonic()
-        return attempt.rt.kling.create(attempt.create_body(), answer_within=within)
+        return attempt.client.create(attempt.create_body(), answer_within=within)
 
 
 def _refused(attempt: Attempt, err: KlingError) -> Step:
@@ -256,9 +264,10 @@ def _refused(attempt: Attempt, err: KlingError) -> Step:
     return step
 
 
-def _not_sent(attempt: Attempt, delay: float) -> Step:
+def _not_sent(attempt: Attempt, delay: float, paused: bool = False) -> Step:
     """Never sent: this job's intent made nothing; it waits, then goes on its own
-    (`tryon.submit` under its owner)."""
+    (`tryon.submit` under its owner), or, when its account was just paused and a pool
+    has others, goes to another account."""
     rt = attempt.rt
     rt.store.submits.note_failed_create(
         attempt.job_id,
@@ -267,6 +276,8 @@ def _not_sent(attempt: Attempt, delay: float) -> Step:
         spend_retry=False,
         grace=rt.settings.create_visibility_grace,
     )
+    if paused and attempt.rehome("its account was just paused"):
+        return Step(dispatch=True, note=f"moved off paused account {attempt.account}")
     step = attempt.wait(delay, "not sent: the batch was stopped")
     attempt.leave()
     return step

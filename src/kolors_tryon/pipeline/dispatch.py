@@ -12,7 +12,14 @@ from kolors_tryon.store import Claim
 
 
 def dispatch(rt: Runtime) -> list[Claim]:
-    """Give free slots to the oldest queued jobs; the caller sends one submit per claim."""
+    """Give free slots to the oldest queued jobs; the caller sends one submit per claim.
+
+    With a pool, each account's free slots (store/accounts.py); else the single account's.
+    """
+    if rt.pooled:
+        return rt.store.pool.claim(
+            rt.pool_slots(), lease_seconds=fresh_lease(rt.settings), new_owner=new_owner
+        )
     return rt.store.claims.next(
         rt.settings.max_in_flight, lease_seconds=fresh_lease(rt.settings), new_owner=new_owner
     )

@@ -20,6 +20,7 @@ from dataclasses import replace
 from kolors_tryon.config import defaults
 from kolors_tryon.jobs import JobRejected, ValidJob, validate_job
 from kolors_tryon.jobs.ids import content_digest
+from kolors_tryon.pipeline.pool import refuse_unrunnable
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
 from kolors_tryon.pipeline.thumbnails import keep_input_thumbnails
@@ -44,6 +45,8 @@ def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
     checked_jobs: list[ValidJob] = []
     for i, (message, checked) in enumerate(zip(messages, _validate_all(rt, messages), strict=True)):
         digest = content_digest(message)
+        if not isinstance(checked, JobRejected):
+            checked = refuse_unrunnable(rt, checked)
         if isinstance(checked, JobRejected):
             steps[i] = _rejected(rt, checked, digest)
             continue
@@ -64,6 +67,7 @@ def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
                     deadline_at=deadline_at,
                     deadline_in=deadline_in,
                     retry_of=checked.message.retry_of,
+                    account_pin=checked.message.account,
                 ),
             )
         )

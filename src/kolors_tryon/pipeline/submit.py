@@ -36,6 +36,7 @@ from kolors_tryon.kling import (
     ConcurrencyLimitError,
     ConfigurationError,
     InvalidRequestError,
+    KlingClient,
     KlingConnectionError,
     KlingError,
     KlingTask,
@@ -46,9 +47,11 @@ from kolors_tryon.kling import (
 )
 from kolors_tryon.observe import metrics
 from kolors_tryon.pipeline.lifecycle import expire_intent_refused
+from kolors_tryon.pipeline.pool import ACCOUNT_REMOVED_CODE, AccountRemoved
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
 from kolors_tryon.store import Busy, Claim, CreatePlan, JobRecord, JobState
+from kolors_tryon.store.accounts import DEFAULT_ACCOUNT
 
 log = logging.getLogger(__name__)
 
@@ -114,15 +117,37 @@ class Attempt:
     def job_id(self) -> str:
         return self.plan.job_id
 
+    @property
+    def account(self) -> str:
+        return self.plan.account
+
+    @property
+    def client(self) -> KlingClient:
+        """The job's account's client: its create, lookups and probe go there alone."""
+        return self.rt.kling_for(self.plan.account)
+
     def run(self) -> Step:
+        try:
+            self.client  # noqa: B018 - the account may have left the configuration
+        except AccountRemoved as err:
+            return self.on_account_removed(err)
         rt, settings = self.rt, self.rt.settings
         pause = self.plan.pause  # read in the transaction that started this run
         if pause is not None:
-            if not rt.store.account.take_probe(next_in=settings.account_probe_interval):
+            probe = rt.store.pool.take_probe(self.account, next_in=settings.account_probe_interval)
+            if not probe and self.rehome(f"account {self.account} paused"):
+                # Claimed before the pause and never sent: another account takes it.
+                return Step(dispatch=True, note=f"moved off paused account {self.account}")
+            if not probe:
                 wait = pause.remaining + rt.rng.uniform(1.0, 5.0)
                 return self.wait(wait, f"account paused ({pause.code}: {pause.message})")
             self.probing = True
-            log.warning("account paused (%s): job %s goes as the probe", pause.code, self.job_id)
+            log.warning(
+                "account %s paused (%s): job %s goes as the probe",
+                self.account,
+                pause.code,
+                self.job_id,
+            )
 
         if self.plan.maybe_created:
             resolved = self.resolve()
@@ -137,7 +162,7 @@ class Attempt:
             # passed, or it was cancelled. We send nothing.
             return expire_intent_refused(rt, self.job_id)
         try:
-            task = rt.kling.create(self.create_body())
+            task = self.client.create(self.create_body())
         except KlingError as err:
             return self.on_create_error(err)
         return self.accepted(task)
@@ -147,7 +172,7 @@ class Attempt:
         on (the producer's `callback_url` is ours to call, never Kling's)."""
         body = dict(self.plan.body)
         body.pop("callback_url", None)
-        url = self.rt.kling_callback_url(self.job_id)
+        url = self.rt.kling_callback_url(self.job_id, self.account)
         if url is not None:
             body["callback_url"] = url
         return body
@@ -156,7 +181,7 @@ class Attempt:
     def resolve(self) -> Step | None:
         """Look the job up; returns a Step when this run must end here."""
         try:
-            existing = find_task(self.rt, self.job_id)
+            existing = find_task(self.rt, self.job_id, self.account)
         except KlingError as err:
             return self.on_lookup_error(err)
         if existing is not None:
@@ -205,9 +230,9 @@ class Attempt:
         """Kling made the task and `record` is the job once its id was written (None: the
         claim had been taken over meanwhile)."""
         rt = self.rt
-        resumed = self.probing and rt.store.account.clear_pause()
+        resumed = self.probing and rt.store.pool.clear_pause(self.account)
         if resumed:
-            log.warning("account probe succeeded: submissions resume")
+            log.warning("account %s: probe succeeded, submissions resume", self.account)
         if record is None:
             # Our claim was taken over meanwhile; the new owner will look up and adopt it.
             return Step(dispatch=resumed, note="claim lost after create")
@@ -241,6 +266,8 @@ class Attempt:
                 retry_after=err.retry_after,
                 rng=self.rt.rng,
             )
+            if self.rt.pooled:  # the other accounts take the work meanwhile
+                self.rt.store.pool.back_off(self.account, wait)
             return self.wait(wait, "account slots busy (1303)")
         if isinstance(err, InvalidRequestError | PermissionDeniedError):
             return self.on_refusal(err)
@@ -276,7 +303,7 @@ class Attempt:
         if first_attempt or self.proved_absent:
             return self.finish(JobState.REJECTED, _code(err), err.message)
         try:
-            existing = find_task(self.rt, self.job_id)
+            existing = find_task(self.rt, self.job_id, self.account)
         except KlingError:
             existing = None
         if existing is not None:
@@ -297,8 +324,8 @@ class Attempt:
     def pause_account(self, err: KlingError) -> Step:
         settings = self.rt.settings
         hint = configuration_hint(err)
-        started = self.rt.store.account.pause(
-            _code(err), hint, retry_in=settings.account_probe_interval
+        started = self.rt.store.pool.pause(
+            self.account, _code(err), hint, retry_in=settings.account_probe_interval
         )
         if started:
             # ERROR once per pause: Sentry's logging integration makes it the one event
@@ -313,7 +340,33 @@ class Attempt:
             )
         else:
             log.warning("account still paused (job %s refused too): %s", self.job_id, hint)
+        if self.rehome(hint):
+            return Step(dispatch=True, note=f"moved off paused account {self.account}")
         return self.wait(settings.account_probe_interval, f"account paused: {hint}")
+
+    def rehome(self, why: str) -> bool:
+        """With a pool, hand a job that no create of which can exist to another account
+        (its account refused cleanly, or is paused). Never a pinned job, never one whose
+        earlier create is unresolved (store/accounts.py: `rehome` checks both)."""
+        if not self.rt.pooled or (self.plan.maybe_created and not self.proved_absent):
+            return False
+        if not self.rt.store.pool.rehome(self.job_id, self.owner):
+            return False
+        self.released = True  # the claim is gone: nothing of ours to leave
+        log.info(
+            "job %s leaves account %s (%s): another account takes it",
+            self.job_id,
+            self.account,
+            why,
+        )
+        return True
+
+    def on_account_removed(self, err: AccountRemoved) -> Step:
+        """The job's account left the configuration: move the job if no task of it can
+        exist there, else fail it with the reason (its credentials are gone)."""
+        if self.rehome(str(err)):
+            return Step(dispatch=True, note=f"moved off removed account {self.account}")
+        return self.finish(JobState.FAILED, ACCOUNT_REMOVED_CODE, str(err))
 
     def finish(self, state: JobState, code: str, message: str) -> Step:
         record = self.rt.store.tracking.finish(
@@ -331,14 +384,15 @@ class Attempt:
         return Step(again_in=delay, note=why)
 
 
-def find_task(rt: Runtime, job_id: str) -> KlingTask | None:
-    """The Kling task created for this job, if any (looked up by external_task_id).
+def find_task(rt: Runtime, job_id: str, account: str = DEFAULT_ACCOUNT) -> KlingTask | None:
+    """The Kling task created for this job, if any (looked up by external_task_id on the
+    job's account: external ids are unique per account, not across accounts).
 
     A task whose external id is another job's is not ours (a reseller that matched the
     id loosely): it is never adopted.
     """
     try:
-        task = rt.kling.get(job_id)
+        task = rt.kling_for(account).get(job_id)
     except NotFoundError:
         return None
     if task.external_task_id is not None and task.external_task_id != job_id:

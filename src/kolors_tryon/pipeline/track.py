@@ -27,6 +27,7 @@ import logging
 
 from kolors_tryon.config.defaults import KLING_TASK_LIFETIME
 from kolors_tryon.kling import KlingError, KlingTask, NotFoundError, PermanentKlingError
+from kolors_tryon.pipeline.pool import ACCOUNT_REMOVED_CODE, AccountRemoved
 from kolors_tryon.pipeline.results import keep_results
 from kolors_tryon.pipeline.runtime import Runtime
 from kolors_tryon.pipeline.step import Step
@@ -68,7 +69,10 @@ def track_job(rt: Runtime, job_id: str, poll: int) -> Step:
     age = rt.store.now() - submitted_at if submitted_at is not None else 0.0
     past_deadline = age > rt.settings.track_deadline
     try:
-        task = rt.kling.get(record.kling_task_id)
+        # The job's own account: a task id means nothing on another one.
+        task = rt.kling_for(record.account).get(record.kling_task_id)
+    except AccountRemoved as gone:
+        return _finish(rt, job_id, JobState.FAILED, ACCOUNT_REMOVED_CODE, str(gone))
     except NotFoundError:
         message = f"Kling no longer knows task {record.kling_task_id}"
         return _finish(rt, job_id, JobState.FAILED, "task_missing", message)
@@ -168,9 +172,9 @@ def _follow_lingering(rt: Runtime, record: JobRecord, polls_done: int) -> Step:
         rt.store.now() - finished_at > rt.settings.track_deadline
     )
     try:
-        task = rt.kling.get(record.kling_task_id)
+        task = rt.kling_for(record.account).get(record.kling_task_id)
         ended = task.is_terminal
-    except NotFoundError:
+    except (NotFoundError, AccountRemoved):
         ended = True
     except KlingError:
         ended = False

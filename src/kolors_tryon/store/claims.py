@@ -86,6 +86,7 @@ class Claims:
                 .where(jobs.c.job_id == bindparam("b_job"), jobs.c.state == JobState.QUEUED)
                 .values(
                     state=JobState.SUBMITTING,
+                    account="default",  # the single account (store/accounts.py: the pool)
                     lease_owner=bindparam("b_owner"),
                     lease_until=now + lease_seconds,
                     updated_at=now,

@@ -59,6 +59,9 @@ class NewJob:
         """The deadline as an instant, for a job recorded at `now`."""
         return now + self.deadline_in if self.deadline_in is not None else self.deadline_at
 
+    # The pool account the job asked for (store/accounts.py); None: any.
+    account_pin: str | None = None
+
 
 @dataclass(frozen=True)
 class Admitted:
@@ -135,6 +138,7 @@ class Intake:
             row.finished_at = None
             row.priority = priority
             row.model_name = model_name
+            row.account_pin = job.account_pin
             row.job_metadata = dict(metadata or {})
             row.deadline_at = job.deadline(now)
             s.merge(PayloadRow(job_id=job_id, body=payload))
@@ -252,6 +256,7 @@ def _queued_values(job: NewJob, now: float) -> tuple[dict[str, Any], dict[str, s
         "state": JobState.QUEUED,
         "priority": job.priority,
         "model_name": job.model_name,
+        "account_pin": job.account_pin,
         "kling_task_id": None,
         "error_code": None,
         "error_message": None,

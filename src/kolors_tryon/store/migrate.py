@@ -58,6 +58,7 @@ ADOPTION_MARKERS: tuple[tuple[str, str, str | None], ...] = (
     ("0006", "tryon_jobs", "overdue_at"),
     ("0007", "tryon_jobs", "review_state"),
     ("0009", "tryon_jobs", "deadline_at"),
+    ("0010", "tryon_pool_accounts", None),
 )
 # Indexes that a migration creates on PostgreSQL only, as expressions tables.py cannot
 # declare for both dialects: left out of the comparison of the schema with tables.py.

@@ -84,6 +84,9 @@ class JobRecord(BaseModel):
     # record users see: it lets the webhook planner skip a transaction for the jobs, most
     # of them, that have no target.
     _webhook_target: bool | None = PrivateAttr(default=None)
+    # The pool account the job was claimed on (store/accounts.py); not part of the
+    # record users see, so that the public record stays as it was.
+    _account: str | None = PrivateAttr(default=None)
 
     @property
     def terminal(self) -> bool:
@@ -93,6 +96,11 @@ class JobRecord(BaseModel):
     def may_have_webhooks(self) -> bool:
         """False only when the row said that the job has no webhook target."""
         return self._webhook_target is not False
+
+    @property
+    def account(self) -> str:
+        """The account the job was claimed on (`default`: the single account)."""
+        return self._account or "default"
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -139,4 +147,5 @@ def record_from_row(row: JobRow) -> JobRecord:
         retry_of=row.retry_of,
     )
     record._webhook_target = bool(row.callback_url)
+    record._account = getattr(row, "account", None)
     return record

@@ -9,6 +9,7 @@ clock), and the WHERE clauses they share are named in `queries.py`:
     store.submits     a claim owner's runs: entry, intent, the create's end   submits.py
     store.tracking    polls, the overdue flag, every move of a job's state    tracking.py
     store.account     the account's pause and probe, the housekeeping turns   account.py
+    store.pool        a pool of accounts: slots, pauses and usage per account  accounts.py
     store.secrets     generated signing secrets                               secrets.py
     store.copies      copies of result images still due                       copies.py
     store.retention   purging ended jobs, forgetting a person's photos        retention.py
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from kolors_tryon.store.account import Account
+from kolors_tryon.store.accounts import PoolAccounts
 from kolors_tryon.store.claims import Claims
 from kolors_tryon.store.copies import Copies
 from kolors_tryon.store.database import Database, make_engine
@@ -63,6 +65,7 @@ class JobStore:
         self.submits = Submits(self.db)
         self.tracking = Tracking(self.db)
         self.account = Account(self.db)
+        self.pool = PoolAccounts(self.db, self.account)
         self.secrets = Secrets(self.db)
         self.copies = Copies(self.db)
         self.retention = Retention(self.db)

@@ -16,7 +16,8 @@ from sqlalchemy import bindparam, case, delete, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
-from kolors_tryon.store.account import AccountPause, pause_in
+from kolors_tryon.store.account import AccountPause
+from kolors_tryon.store.accounts import DEFAULT_ACCOUNT, pause_for
 from kolors_tryon.store.database import Database
 from kolors_tryon.store.lifecycle import before_deadline
 from kolors_tryon.store.queries import (
@@ -42,7 +43,8 @@ class CreatePlan:
         trust_not_found_in: seconds until a "not found" from that lookup proves that no
             task exists (the API may take a while to show a new task); 0 when it does now.
         attempts: creates sent so far; retries: transient failures spent of the budget.
-        pause: the account's pause as the same transaction saw it (None: not paused).
+        pause: the pause of the job's account as the same transaction saw it (None:
+            not paused).
     """
 
     job_id: str
@@ -52,6 +54,8 @@ class CreatePlan:
     attempts: int
     retries: int
     pause: AccountPause | None = None
+    # The account the claim went to: every call for this job goes to it alone.
+    account: str = DEFAULT_ACCOUNT
 
 
 @dataclass(frozen=True)
@@ -274,6 +278,7 @@ _ENTRY_COLUMNS = tuple(
         "unresolved_until",
         "attempts",
         "retries",
+        "account",
     )
 )
 
@@ -324,12 +329,15 @@ def _enter_all(
         select(PAYLOADS.c.job_id, PAYLOADS.c.body).where(PAYLOADS.c.job_id.in_(opened))
     )
     bodies = {str(job_id): str(body) for job_id, body in found}
-    pause = pause_in(s, now)
+    pauses: dict[str | None, AccountPause | None] = {}
     for i in closed:
         job_id = claims[i][0]
         if job_id in opened:
             opened.discard(job_id)  # the same claim twice in a batch opens it once
             row = rows[job_id]
+            if row.account not in pauses:
+                pauses[row.account] = pause_for(s, now, row.account)
+            pause = pauses[row.account]
             entries[i] = _plan(s, now, row, bodies, window=window, grace=grace, pause=pause)
     return entries
 
@@ -367,6 +375,7 @@ def _plan(
         attempts=row.attempts,
         retries=row.retries,
         pause=pause,
+        account=row.account or DEFAULT_ACCOUNT,
     )
 
 

@@ -103,6 +103,11 @@ class JobRow(Base):
     deadline_at: Mapped[float | None] = mapped_column(Float)
     # The job this one retries (`tryon retry`): the old record lists its retries by it.
     retry_of: Mapped[str | None] = mapped_column(String(64))
+    # The pool account the job's claim went to (docs/accounts.md): set with the claim,
+    # never changed once a create may have been made. `account_pin`: the job asked for
+    # that account (its `account` field) and waits for it.
+    account: Mapped[str | None] = mapped_column(String(32))
+    account_pin: Mapped[str | None] = mapped_column(String(32))
 
 
 # The claim query reads `state = queued ORDER BY priority DESC, seq`: the index has the
@@ -160,6 +165,22 @@ class AccountRow(Base):
     last_sweep_at: Mapped[float | None] = mapped_column(Float)
     # When a worker last deleted expired Celery task results (no beat is deployed).
     results_cleaned_at: Mapped[float | None] = mapped_column(Float)
+
+
+class PoolAccountRow(Base):
+    """One row per account of a configured pool: its pause and probe (store/accounts.py).
+
+    The single-account configuration has no rows here: its pause stays on `AccountRow`.
+    """
+
+    __tablename__ = "tryon_pool_accounts"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    paused_until: Mapped[float | None] = mapped_column(Float)
+    pause_code: Mapped[str | None] = mapped_column(String(64))
+    pause_message: Mapped[str | None] = mapped_column(Text)
+    # After a 1303 (its slots are busy elsewhere): no new claim on it before this.
+    busy_until: Mapped[float | None] = mapped_column(Float)
 
 
 class ResultCopyRow(Base):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Final
@@ -45,6 +46,7 @@ from kolors_tryon.errors import JobNotFound, TryonError
 from kolors_tryon.jobs import JobRejected, Problem, validate_job
 from kolors_tryon.kling import ServerError
 from kolors_tryon.kling.models import parse_task
+from kolors_tryon.kling.signatures import verify_callback_signature
 from kolors_tryon.ops.exposition import CONTENT_TYPE, metrics_registry, render
 from kolors_tryon.pipeline.callback_tokens import CALLBACK_PATH_PREFIX, verify_callback_token
 from kolors_tryon.web.access_log import AccessLogMiddleware
@@ -367,6 +369,13 @@ async def kling_callback(request: Request) -> Response:
         raise UnknownCallbackUrl
 
     body = await request.body()
+    # An account with signing secrets: Kling's Standard Webhooks signature as well.
+    signing = services.kling_signing_secrets(request.query_params.get("account"))
+    refused = signing and verify_callback_signature(request.headers, body, signing, now=time.time())
+    if refused:
+        services.count("callbacks_bad_signature")
+        log.warning("callback refused for job %r: %s", job_id[:64], refused)
+        raise UnknownCallbackUrl
     try:
         obj = json.loads(body)
         task = parse_task(obj)

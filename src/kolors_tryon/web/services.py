@@ -21,6 +21,7 @@ from kombu import Connection
 from sqlalchemy import text
 
 from kolors_tryon.config import Settings
+from kolors_tryon.config.accounts import DEFAULT_ACCOUNT, account_pool
 from kolors_tryon.config.celery import celery_config
 from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.errors import JobNotFound
@@ -48,6 +49,7 @@ class WebServices:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._signing: dict[str, tuple[str, ...]] | None = None
         self.options = ValidationOptions.from_settings(settings)
         self.counters: Counter[str] = Counter()
         self._counter_lock = threading.Lock()
@@ -140,6 +142,18 @@ class WebServices:
             self.ensure_schema()
             self._callback_secrets = callback_secrets(self.settings, self.store)
         return self._callback_secrets
+
+    def kling_signing_secrets(self, account: str | None) -> tuple[str, ...]:
+        """The `whsec_` secrets Kling signs `account`'s callbacks with (none: unsigned).
+
+        A callback URL without an account is the single account's, named `default`.
+        """
+        if self._signing is None:
+            self._signing = {
+                a.name: tuple(s.get_secret_value() for s in a.callback_secrets)
+                for a in account_pool(self.settings)
+            }
+        return self._signing.get(account or DEFAULT_ACCOUNT, ())
 
     def check_store(self) -> None:
         """Raise unless the store answers a trivial query."""
