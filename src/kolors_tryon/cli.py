@@ -396,7 +396,7 @@ def _wait_for(
             length=len(unique), label="finished", file=sys.stderr, hidden=not show
         ) as bar:
             while True:
-                records = [store.get(job_id) for job_id in unique]
+                records = [store.get(job_id, settings.producer) for job_id in unique]
                 done = 0
                 for job_id, record in zip(unique, records, strict=True):
                     state = record.state if record else "waiting for a worker"
@@ -569,7 +569,7 @@ def status(job_id: str, as_json: bool) -> None:
     settings = _settings()
     _say_fallbacks(settings, broker=False)
     store = _open_store(settings)
-    record = store.get(job_id)
+    record = store.get(job_id, settings.producer)
     store.dispose()
     if record is None:
         _fail(f"no job {job_id!r}", code=1)
@@ -611,10 +611,14 @@ def jobs(
     _say_fallbacks(settings, broker=False)
     store = _open_store(settings)
     try:
-        if after is not None and store.get(after) is None:
+        if after is not None and store.get(after, settings.producer) is None:
             _fail(f"--after: no job {after!r}", code=1)
         records = store.jobs.page(
-            JobState(state) if state else None, limit=limit, after=after, metadata=metadata
+            JobState(state) if state else None,
+            limit=limit,
+            after=after,
+            metadata=metadata,
+            producer=settings.producer,
         )
         counts = store.jobs.count_by_state()
     finally:

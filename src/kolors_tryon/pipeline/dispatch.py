@@ -12,9 +12,13 @@ from kolors_tryon.store import Claim
 
 
 def dispatch(rt: Runtime) -> list[Claim]:
-    """Give free slots to the oldest queued jobs; the caller sends one submit per claim."""
+    """Give free slots to queued jobs, shared among producers by weight (oldest first
+    within each); the caller sends one submit per claim."""
     return rt.store.claims.next(
-        rt.settings.max_in_flight, lease_seconds=fresh_lease(rt.settings), new_owner=new_owner
+        rt.settings.max_in_flight,
+        lease_seconds=fresh_lease(rt.settings),
+        new_owner=new_owner,
+        weights=rt.settings.producer_weights,
     )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from kolors_tryon.config import defaults
+from kolors_tryon.config.producers import DEFAULT_PRODUCER
 from kolors_tryon.jobs import JobRejected, ValidJob, validate_job
 from kolors_tryon.jobs.ids import content_digest
 from kolors_tryon.pipeline.runtime import Runtime
@@ -28,21 +29,25 @@ log = logging.getLogger(__name__)
 REJECTED_CODE = "invalid_job"
 
 
-def intake(rt: Runtime, message: str | bytes) -> Step:
-    """Validate and record one job message; asks for a dispatch when a job was queued."""
-    (step,) = intake_many(rt, [message])
+def intake(rt: Runtime, message: str | bytes, producer: str = DEFAULT_PRODUCER) -> Step:
+    """Validate and record one job message of `producer` (its door has authenticated
+    it); asks for a dispatch when a job was queued."""
+    (step,) = intake_many(rt, [message], producer)
     return step
 
 
-def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
-    """`intake` for several messages, a step each in their order: validated one by one,
-    the valid ones recorded in one transaction (`store.intake.accept`)."""
+def intake_many(
+    rt: Runtime, messages: Sequence[str | bytes], producer: str = DEFAULT_PRODUCER
+) -> list[Step]:
+    """`intake` for several messages of one producer, a step each in their order:
+    validated one by one, the valid ones recorded in one transaction
+    (`store.intake.accept`)."""
     steps: dict[int, Step] = {}
     valid: list[tuple[int, NewJob]] = []
     for i, (message, checked) in enumerate(zip(messages, _validate_all(rt, messages), strict=True)):
         digest = content_digest(message)
         if isinstance(checked, JobRejected):
-            steps[i] = _rejected(rt, checked, digest)
+            steps[i] = _rejected(rt, checked, digest, producer)
             continue
         valid.append(
             (
@@ -56,6 +61,7 @@ def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
                     metadata=checked.message.metadata,
                     callback_url=checked.message.callback_url,
                     webhook_events=checked.message.webhook_events,
+                    producer=producer,
                 ),
             )
         )
@@ -87,7 +93,7 @@ def _validate_all(rt: Runtime, messages: Sequence[str | bytes]) -> list[ValidJob
         return list(pool.map(check, messages))
 
 
-def _rejected(rt: Runtime, rejection: JobRejected, digest: str) -> Step:
+def _rejected(rt: Runtime, rejection: JobRejected, digest: str, producer: str) -> Step:
     """Record a job that failed validation (or dead-letter a message with no job id)."""
     if rejection.job_id is None:
         return Step(dead_letter=rejection.reason, note="unrecordable message")
@@ -98,6 +104,7 @@ def _rejected(rt: Runtime, rejection: JobRejected, digest: str) -> Step:
         content_hash=digest,
         callback_url=rejection.callback_url,
         webhook_events=rejection.webhook_events,
+        producer=producer,
     )
     if admitted.record.state is JobState.REJECTED and admitted.changed:
         log.info("job %s rejected: %s", rejection.job_id, rejection.reason)

@@ -56,6 +56,7 @@ ADOPTION_MARKERS: tuple[tuple[str, str, str | None], ...] = (
     ("0004", "tryon_result_copies", None),
     ("0005", "tryon_webhook_deliveries", None),
     ("0006", "tryon_jobs", "overdue_at"),
+    ("0008", "tryon_jobs", "producer"),
 )
 UPGRADE_HINT = "run `tryon db upgrade` (the compose file's `migrate` service does)"
 

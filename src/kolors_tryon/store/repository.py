@@ -85,6 +85,7 @@ class JobStore:
         upgrade_schema(self.engine)
         self.account.ensure_row()
 
-    def get(self, job_id: str) -> JobRecord | None:
-        """One job's record, None when unknown (the read nearly every caller makes)."""
-        return self.jobs.get(job_id)
+    def get(self, job_id: str, producer: str | None = None) -> JobRecord | None:
+        """One job's record, None when unknown (the read nearly every caller makes); by
+        `producer`'s own id when given (another producer's job is then unknown)."""
+        return self.jobs.get(job_id, producer)

@@ -35,7 +35,14 @@ class JobRow(Base):
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
+    # The job's key: the producer's own job id for `default`, a stable derivation for
+    # other producers (config/producers.py `job_key`); Kling's `external_task_id`.
     job_id: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    # Whose job it is, and the id that producer gave it (what it reads the job by).
+    producer: Mapped[str] = mapped_column(
+        String(64), default="default", server_default="default", nullable=False
+    )
+    producer_job_id: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), nullable=False)
     priority: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     model_name: Mapped[str | None] = mapped_column(String(64))
@@ -99,6 +106,16 @@ class JobRow(Base):
 # with the columns' own `.desc()` (not a text clause) so that Alembic's comparison of the
 # migrated schema with these tables can see it (tests/integration/test_migrations.py).
 Index("ix_tryon_jobs_claim", JobRow.state, JobRow.priority.desc(), JobRow.seq)
+# Fair share: the queued jobs of each producer in their claim order (pipeline/dispatch).
+Index(
+    "ix_tryon_jobs_producer_claim",
+    JobRow.state,
+    JobRow.producer,
+    JobRow.priority.desc(),
+    JobRow.seq,
+)
+# A producer's jobs, newest first (its listings), and its day's spend (budgets).
+Index("ix_tryon_jobs_producer", JobRow.producer, JobRow.seq)
 # The sweep looks for recently ended jobs whose webhook was never planned.
 Index("ix_tryon_jobs_finished", JobRow.finished_at)
 

@@ -46,7 +46,7 @@ from kolors_tryon.kling.models import parse_task
 from kolors_tryon.ops.exposition import CONTENT_TYPE, metrics_registry, render
 from kolors_tryon.pipeline.callback_tokens import CALLBACK_PATH_PREFIX, verify_callback_token
 from kolors_tryon.web.access_log import AccessLogMiddleware
-from kolors_tryon.web.auth import bearer_key_matches
+from kolors_tryon.web.auth import producer_of_key
 from kolors_tryon.web.bodies import (
     BatchItemAccepted,
     BatchItemRefused,
@@ -111,9 +111,13 @@ def _requires_key(endpoint: Endpoint) -> Endpoint:
         keys = services.settings.api_keys
         if not keys:
             raise IntakeOff
-        if not bearer_key_matches(request.headers.get("authorization"), keys):
+        producer = producer_of_key(
+            request.headers.get("authorization"), services.settings.api_key_producers()
+        )
+        if producer is None:
             services.count("auth_refused")
             raise KeyRefused
+        request.state.producer = producer  # whose jobs this request may write and read
         return await endpoint(request)
 
     guarded.__name__ = endpoint.__name__
@@ -229,7 +233,7 @@ def _batch_text(body: bytes) -> str | None:
         return None  # validate_job names the encoding problem
 
 
-async def _accept_one(services: WebServices, raw: bytes | str) -> JobAccepted:
+async def _accept_one(services: WebServices, raw: bytes | str, producer: str) -> JobAccepted:
     """Validate and queue one job message.
 
     Raises:
@@ -250,7 +254,7 @@ async def _accept_one(services: WebServices, raw: bytes | str) -> JobAccepted:
         services.count("jobs_refused")
         raise
     try:
-        job_id = await run_in_threadpool(services.publish_job, valid)
+        job_id = await run_in_threadpool(services.publish_job, valid, producer)
     except Exception as exc:
         log.error("publishing job %s failed: %s", valid.job_id, type(exc).__name__)
         raise BrokerUnavailable from exc
@@ -267,7 +271,7 @@ async def post_jobs(request: Request) -> Response:
     body = await request.body()
     text = _batch_text(body)
     if text is None:
-        job = await _accept_one(services, body)
+        job = await _accept_one(services, body, request.state.producer)
         return _answer(job, 202, {"Location": f"/v1/jobs/{job.job_id}"})
 
     try:
@@ -281,7 +285,7 @@ async def post_jobs(request: Request) -> Response:
         try:
             if broker_down is not None:  # do not wait out the publish retries once per item
                 raise broker_down
-            job = await _accept_one(services, item)
+            job = await _accept_one(services, item, request.state.producer)
             results.append(BatchItemAccepted(index=index, status=202, job_id=job.job_id))
         except TryonError as exc:
             if isinstance(exc, BrokerUnavailable):
@@ -327,7 +331,7 @@ async def get_job(request: Request) -> Response:
     services = _services(request)
     job_id = request.path_params["job_id"]
     try:
-        record = await run_in_threadpool(services.get_job, job_id)
+        record = await run_in_threadpool(services.get_job, job_id, request.state.producer)
     except JobNotFound:
         raise
     except Exception as exc:

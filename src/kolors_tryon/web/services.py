@@ -81,14 +81,14 @@ class WebServices:
                 prepare_schema(self.store, self.settings)
                 self._schema_ready = True
 
-    def get_job(self, job_id: str) -> JobRecord:
-        """The job's record.
+    def get_job(self, job_id: str, producer: str) -> JobRecord:
+        """`producer`'s job's record.
 
         Raises:
-            JobNotFound: no job of that id.
+            JobNotFound: no job of that id (another producer's job is not found either).
         """
         self.ensure_schema()
-        record = self.store.get(job_id)
+        record = self.store.get(job_id, producer)
         if record is None:
             raise JobNotFound(job_id)
         return record
@@ -118,7 +118,7 @@ class WebServices:
         finally:
             connection.release()
 
-    def publish_job(self, valid: ValidJob) -> str:
+    def publish_job(self, valid: ValidJob, producer: str) -> str:
         """Publish a validated job (confirmed on RabbitMQ); returns its job id.
 
         The normalized message goes out with its job id written in, so the worker files
@@ -130,7 +130,7 @@ class WebServices:
         except queue.Empty:
             publisher = JobPublisher(self.settings)
         try:
-            job_id = publisher.publish(message)
+            job_id = publisher.publish(message, producer)
         except BaseException:
             publisher.close()  # its connection may be broken: never reuse it
             raise

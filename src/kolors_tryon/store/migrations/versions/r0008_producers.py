@@ -1,0 +1,44 @@
+"""tryon_jobs.producer and producer_job_id: whose job it is, and its id to them.
+
+Every job recorded before this revision belongs to `default`, and its key is its job id
+(as `job_key("default", id)` is): the data stays valid without rewriting any key.
+
+Revision ID: 0008
+Revises: 0006
+Create Date: 2026-12-08
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0008"
+down_revision: str | None = "0006"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    """Bring the schema from 0006 to 0008 (producers)."""
+    # Plain ADD COLUMNs, never a batch (see 0002: a batch on SQLite drops tryon_jobs).
+    op.add_column(
+        "tryon_jobs",
+        sa.Column("producer", sa.String(64), server_default="default", nullable=False),
+    )
+    op.add_column("tryon_jobs", sa.Column("producer_job_id", sa.String(64), nullable=True))
+    op.execute("UPDATE tryon_jobs SET producer_job_id = job_id")
+    op.create_index(
+        "ix_tryon_jobs_producer_claim",
+        "tryon_jobs",
+        ["state", "producer", sa.text("priority DESC"), "seq"],
+    )
+    op.create_index("ix_tryon_jobs_producer", "tryon_jobs", ["producer", "seq"])
+
+
+def downgrade() -> None:
+    """Take the schema back from 0008 to 0006 (other producers' jobs keep their keys)."""
+    op.drop_index("ix_tryon_jobs_producer", "tryon_jobs")
+    op.drop_index("ix_tryon_jobs_producer_claim", "tryon_jobs")
+    op.drop_column("tryon_jobs", "producer_job_id")
+    op.drop_column("tryon_jobs", "producer")
