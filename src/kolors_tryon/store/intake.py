@@ -119,7 +119,7 @@ class Intake:
     def _accept_one(self, job: NewJob) -> Admitted:
         job_id, callback_url, webhook_events = job.key, job.callback_url, job.webhook_events
         priority, model_name, metadata = job.priority, job.model_name, job.metadata
-        payload = json.dumps(dict(job.body))
+        payload = _payload(job)
 
         def fresh(now: float) -> tuple[JobRow, PayloadRow | None]:
             return self._queued_rows(job, now)
@@ -273,4 +273,10 @@ def _queued_values(job: NewJob, now: float) -> tuple[dict[str, Any], dict[str, s
         "finished_at": None,
         "overdue_at": None,
     }
-    return row, {"job_id": job.key, "body": json.dumps(dict(job.body))}
+    return row, {"job_id": job.key, "body": _payload(job)}
+
+
+def _payload(job: NewJob) -> str:
+    """The create body as stored: its `external_task_id` is the job's key, unique on the
+    account for every producer (the producer's own id only for `default`)."""
+    return json.dumps({**job.body, "external_task_id": job.key})
