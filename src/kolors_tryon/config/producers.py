@@ -73,11 +73,11 @@ def split_api_key(entry: str) -> tuple[str, str]:
     return DEFAULT_PRODUCER, entry
 
 
-def parse_weights(text: str) -> dict[str, float]:
-    """``"shop-a:2,shop-b:1"`` as a mapping; a producer not named weighs 1.
+def parse_weights(text: str, *, allow_zero: bool = False) -> dict[str, float]:
+    """``"shop-a:2,shop-b:1"`` as a mapping (weights; budgets with `allow_zero`).
 
     Raises:
-        ValueError: an entry is not ``name:number`` with a positive number.
+        ValueError: an entry is not ``name:number`` with a positive number (or zero).
     """
     weights: dict[str, float] = {}
     for part in (p.strip() for p in text.split(",")):
@@ -87,7 +87,7 @@ def parse_weights(text: str) -> dict[str, float]:
         if not is_valid_producer(name):
             raise ValueError(f"{part!r}: expected producer:number")
         value = float(number)
-        if not value > 0:
+        if not (value > 0 or (allow_zero and value == 0)):
             raise ValueError(f"{part!r}: the number must be positive")
         weights[name] = value
     return weights

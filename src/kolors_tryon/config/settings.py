@@ -393,6 +393,12 @@ class Settings(BaseSettings):
         "among producers with queued jobs); a producer not named weighs 1.",
     )
 
+    producer_budgets: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict,
+        description="Units a producer may spend per day (UTC, the store's clock), "
+        "`producer:units,...`; at its budget its jobs wait queued. Unnamed: no budget.",
+    )
+
     # --- webhooks to producers (Standard Webhooks) ------------------------------------
     webhook_concurrency: int = Field(
         default=defaults.WEBHOOK_CONCURRENCY,
@@ -473,6 +479,12 @@ class Settings(BaseSettings):
     def _parse_producer_weights(cls, value: object) -> object:
         """`TRYON_PRODUCER_WEIGHTS=shop-a:2,shop-b:1`."""
         return parse_weights(value) if isinstance(value, str) else value
+
+    @field_validator("producer_budgets", mode="before")
+    @classmethod
+    def _parse_producer_budgets(cls, value: object) -> object:
+        """`TRYON_PRODUCER_BUDGETS=shop-a:100,shop-b:0`."""
+        return parse_weights(value, allow_zero=True) if isinstance(value, str) else value
 
     def api_key_producers(self) -> list[tuple[str, SecretStr]]:
         """Each HTTP key with the producer it belongs to (`shop-a:key1`; bare: `default`)."""

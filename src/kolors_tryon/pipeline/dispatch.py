@@ -19,6 +19,7 @@ def dispatch(rt: Runtime) -> list[Claim]:
         lease_seconds=fresh_lease(rt.settings),
         new_owner=new_owner,
         weights=rt.settings.producer_weights,
+        budgets=rt.settings.producer_budgets,
     )
 
 
@@ -66,6 +67,7 @@ def sweep(rt: Runtime) -> SweepResult:
         claims=tuple(dispatch(rt)),
         recopy=tuple(recopy),
         webhooks=tuple(rescue_webhooks(rt)),
+        budgets=tuple(rt.store.producers.take_unannounced()),
     )
 
 

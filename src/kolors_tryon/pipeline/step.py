@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kolors_tryon.store import Claim, JobRecord
+from kolors_tryon.store.producers import BudgetReached
 
 
 @dataclass(frozen=True)
@@ -48,3 +49,5 @@ class SweepResult:
     # Succeeded jobs whose copy is overdue (its message was lost): copy them again.
     recopy: tuple[str, ...] = ()
     webhooks: tuple[str, ...] = ()  # deliveries to send a message for (lost, unplanned)
+    # Producers that reached their daily budget since the last sweep: announce each once.
+    budgets: tuple[BudgetReached, ...] = ()

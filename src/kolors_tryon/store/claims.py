@@ -15,7 +15,7 @@ it (`take_over_all`, pipeline/holder.py).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -53,11 +53,11 @@ class Claims:
         lease_seconds: float,
         new_owner: Callable[[], str] = lambda: str(uuid.uuid4()),
         weights: Mapping[str, float] | None = None,
-        held_back: Collection[str] = (),
+        budgets: Mapping[str, float] | None = None,
     ) -> list[Claim]:
         """Give free account slots to queued jobs: shared among producers by weight
         (store/fair_share.py), the oldest of each producer first (highest priority
-        first); producers in `held_back` (at their budget) get none."""
+        first); a producer at its daily budget in `budgets` gets none."""
         with self._db.transaction() as (s, now):
             account = lock_account(s)
             free = max_in_flight - count_in_flight(s)
@@ -71,7 +71,7 @@ class Claims:
                 free = min(free, 1) if due and not submitting else 0
             if free <= 0:
                 return []
-            job_ids = fair_pick(s, free, weights=weights or {}, held_back=held_back)
+            job_ids = fair_pick(s, now, free, weights=weights or {}, budgets=budgets or {})
             if not job_ids:
                 return []
             owners = {job_id: new_owner() for job_id in job_ids}

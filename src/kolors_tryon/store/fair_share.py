@@ -14,12 +14,13 @@ Within a producer the order is the claim order of old: priority, then first in.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from kolors_tryon.store.producers import at_budget
 from kolors_tryon.store.queries import lingering
 from kolors_tryon.store.states import IN_FLIGHT_STATES, JobState
 from kolors_tryon.store.tables import JobRow
@@ -66,23 +67,21 @@ def shares(
 
 def pick(
     s: Session,
+    now: float,
     free: int,
     *,
     weights: Mapping[str, float],
-    held_back: Collection[str] = (),
+    budgets: Mapping[str, float],
 ) -> list[str]:
     """The keys of the queued jobs the `free` slots go to, in the order given (in the
-    claim's transaction, under the account lock)."""
+    claim's transaction, under the account lock); a producer at its daily budget gets
+    none (store/producers.py)."""
     query = (
         select(JobRow.producer, func.count(), func.min(JobRow.seq))
         .where(JobRow.state == JobState.QUEUED)
         .group_by(JobRow.producer)
     )
-    waiting = {
-        str(name): Waiting(min(int(n), free), int(seq))
-        for name, n, seq in s.execute(query)
-        if name not in held_back
-    }
+    waiting = {str(name): Waiting(min(int(n), free), int(seq)) for name, n, seq in s.execute(query)}
     if not waiting:
         return []
     in_flight = or_(JobRow.state.in_(IN_FLIGHT_STATES), lingering())
@@ -92,6 +91,8 @@ def pick(
             select(JobRow.producer, func.count()).where(in_flight).group_by(JobRow.producer)
         )
     }
+    for name in at_budget(s, now, budgets, waiting, held):
+        del waiting[name]
     order = shares(free, waiting, held, weights)
     jobs: dict[str, list[str]] = {}
     for name in set(order):

@@ -277,6 +277,8 @@ def _queued_values(job: NewJob, now: float) -> tuple[dict[str, Any], dict[str, s
 
 
 def _payload(job: NewJob) -> str:
-    """The create body as stored: its `external_task_id` is the job's key, unique on the
-    account for every producer (the producer's own id only for `default`)."""
+    """The create body as stored: another producer's `external_task_id` is the job's
+    key, unique on the account (`default`'s body already carries its id, as before)."""
+    if job.producer == DEFAULT_PRODUCER:
+        return json.dumps(dict(job.body))
     return json.dumps({**job.body, "external_task_id": job.key})

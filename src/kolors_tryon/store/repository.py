@@ -10,6 +10,7 @@ clock), and the WHERE clauses they share are named in `queries.py`:
     store.tracking    polls, the overdue flag, every move of a job's state    tracking.py
     store.account     the account's pause and probe, the housekeeping turns   account.py
     store.secrets     generated signing secrets                               secrets.py
+    store.producers   producers' daily budgets reached, for their events     producers.py
     store.copies      copies of result images still due                       copies.py
     store.retention   purging ended jobs, forgetting a person's photos        retention.py
     store.webhooks    webhook deliveries and their attempts                   webhooks.py
@@ -34,6 +35,7 @@ from kolors_tryon.store.database import Database, make_engine
 from kolors_tryon.store.intake import Intake
 from kolors_tryon.store.jobs import Jobs
 from kolors_tryon.store.migrate import upgrade_schema
+from kolors_tryon.store.producers import Producers
 from kolors_tryon.store.records import JobRecord
 from kolors_tryon.store.retention import Retention
 from kolors_tryon.store.secrets import Secrets
@@ -60,6 +62,7 @@ class JobStore:
         self.tracking = Tracking(self.db)
         self.account = Account(self.db)
         self.secrets = Secrets(self.db)
+        self.producers = Producers(self.db)
         self.copies = Copies(self.db)
         self.retention = Retention(self.db)
         self.webhooks = Deliveries(self.db)

@@ -245,3 +245,21 @@ class GoneUrlRow(Base):
     url_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     delivery_id: Mapped[str] = mapped_column(String(64), nullable=False)
     at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class ProducerDayRow(Base):
+    """A producer that reached its daily budget on a day (UTC, database clock).
+
+    Written by the claim that first found the producer at its budget; `announced` turns
+    true once its `producer.budget_reached` event is handed to the broker (by the sweep),
+    so the event goes once per producer and day whatever the number of workers.
+    """
+
+    __tablename__ = "tryon_producer_days"
+
+    producer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)  # days since 1970-01-01
+    budget: Mapped[float] = mapped_column(Float, nullable=False)
+    spent: Mapped[float] = mapped_column(Float, nullable=False)
+    reached_at: Mapped[float] = mapped_column(Float, nullable=False)
+    announced: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)

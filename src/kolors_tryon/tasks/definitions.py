@@ -47,7 +47,7 @@ from kolors_tryon.store import Claim
 from kolors_tryon.store.outage import is_outage
 from kolors_tryon.tasks import followups
 from kolors_tryon.tasks.base import GuardedTask, TickTask
-from kolors_tryon.tasks.messaging import announce
+from kolors_tryon.tasks.messaging import announce, announce_budgets
 from kolors_tryon.tasks.outbox import send_task
 from kolors_tryon.tasks.runtime import runtime_for
 from kolors_tryon.tasks.webhooks import register_webhook_task
@@ -147,6 +147,7 @@ def register_tasks(app: Celery) -> None:
         result = sweep(rt)
         cleanup = rt.store.account.take_results_cleanup(every=defaults.RESULTS_CLEANUP_EVERY)
         followups.send_rescues(app, result, "sweep")
+        announce_budgets(app, result.budgets)
         if cleanup:
             _delete_expired_results(app)
         return {

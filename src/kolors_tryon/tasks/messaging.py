@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import date, timedelta
 
 from celery import Celery
 
@@ -17,6 +18,8 @@ from kolors_tryon.observe import metrics
 from kolors_tryon.ops.journal import record_changes
 from kolors_tryon.pipeline.webhooks import plan_webhooks
 from kolors_tryon.store import JobRecord
+from kolors_tryon.store.producers import BudgetReached
+from kolors_tryon.store.records import iso
 from kolors_tryon.tasks.outbox import publish, send_task
 from kolors_tryon.tasks.runtime import runtime_for, settings_of
 
@@ -59,6 +62,46 @@ def announce_overdue(app: Celery, records: Iterable[JobRecord]) -> None:
         log.exception("could not plan the overdue webhooks of %d job(s)", len(records))
         return
     send_webhooks(app, planned)
+
+
+def announce_budgets(app: Celery, reached: Iterable[BudgetReached]) -> None:
+    """A `producer.budget_reached` event and a metric per producer that reached its daily
+    budget (its jobs now wait queued until the next day or a raised budget)."""
+    settings = settings_of(app)
+    for one in reached:
+        metrics.budget_reached(one.producer)
+        log.warning(
+            "producer %s reached its budget of %g units for %s: its jobs wait",
+            one.producer,
+            one.budget,
+            _day_text(one.day),
+        )
+        if not settings.uses_rabbitmq:
+            continue
+        exchange = topology_for(settings).events_exchange
+        body = {
+            "producer": one.producer,
+            "day": _day_text(one.day),
+            "budget": one.budget,
+            "spent": one.spent,
+            "reached_at": iso(one.reached_at),
+        }
+        try:
+            publish(
+                app,
+                body,
+                exchange=exchange,
+                routing_key="producer.budget_reached",
+                serializer="json",
+                delivery_mode=2,
+                declare=[exchange],
+            )
+        except Exception:  # an event must never take the sweep down with it
+            log.exception("could not publish the budget event of %s", one.producer)
+
+
+def _day_text(day: int) -> str:
+    return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
 
 
 def send_webhooks(app: Celery, delivery_ids: Iterable[str]) -> None:

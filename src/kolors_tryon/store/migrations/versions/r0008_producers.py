@@ -1,4 +1,5 @@
-"""tryon_jobs.producer and producer_job_id: whose job it is, and its id to them.
+"""tryon_jobs.producer and producer_job_id: whose job it is, and its id to them; and
+tryon_producer_days: the days a producer reached its budget.
 
 Every job recorded before this revision belongs to `default`, and its key is its job id
 (as `job_key("default", id)` is): the data stays valid without rewriting any key.
@@ -34,10 +35,20 @@ def upgrade() -> None:
         ["state", "producer", sa.text("priority DESC"), "seq"],
     )
     op.create_index("ix_tryon_jobs_producer", "tryon_jobs", ["producer", "seq"])
+    op.create_table(
+        "tryon_producer_days",
+        sa.Column("producer", sa.String(64), primary_key=True),
+        sa.Column("day", sa.Integer(), primary_key=True),
+        sa.Column("budget", sa.Float(), nullable=False),
+        sa.Column("spent", sa.Float(), nullable=False),
+        sa.Column("reached_at", sa.Float(), nullable=False),
+        sa.Column("announced", sa.Boolean(), nullable=False),
+    )
 
 
 def downgrade() -> None:
     """Take the schema back from 0008 to 0006 (other producers' jobs keep their keys)."""
+    op.drop_table("tryon_producer_days")
     op.drop_index("ix_tryon_jobs_producer", "tryon_jobs")
     op.drop_index("ix_tryon_jobs_producer_claim", "tryon_jobs")
     op.drop_column("tryon_jobs", "producer_job_id")
