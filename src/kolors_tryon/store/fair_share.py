@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from kolors_tryon.store.producers import at_budget
+from kolors_tryon.store.producers import allowances
 from kolors_tryon.store.queries import lingering
 from kolors_tryon.store.states import IN_FLIGHT_STATES, JobState
 from kolors_tryon.store.tables import JobRow
@@ -91,8 +91,13 @@ def pick(
             select(JobRow.producer, func.count()).where(in_flight).group_by(JobRow.producer)
         )
     }
-    for name in at_budget(s, now, budgets, waiting, held):
-        del waiting[name]
+    for name, allowed in allowances(s, now, budgets, waiting, held).items():
+        if allowed == 0:
+            del waiting[name]
+        else:
+            waiting[name] = Waiting(min(waiting[name].queued, allowed), waiting[name].oldest_seq)
+    if not waiting:
+        return []
     order = shares(free, waiting, held, weights)
     jobs: dict[str, list[str]] = {}
     for name in set(order):

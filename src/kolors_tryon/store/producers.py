@@ -11,6 +11,7 @@ the jobs at the next claim.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
@@ -58,27 +59,27 @@ def spent_today(s: Session, now: float, producers: Collection[str]) -> dict[str,
     return spent
 
 
-def at_budget(
+def allowances(
     s: Session,
     now: float,
     budgets: Mapping[str, float],
     waiting: Collection[str],
     held: Mapping[str, int],
-) -> set[str]:
-    """The producers among `waiting` at their budget today (spent + in flight), each
-    recorded once per day in `tryon_producer_days` for its announcement (called in the
-    claim's transaction, under the account lock, so two workers never both record it)."""
+) -> dict[str, int]:
+    """How many more jobs each producer among `waiting` that has a budget may start
+    today: what its budget leaves after today's spend and its jobs in flight, one unit
+    each. A producer at its budget (0) is recorded once per day in `tryon_producer_days`
+    for its announcement (called in the claim's transaction, under the account lock, so
+    two workers never both record it)."""
     names = [name for name in waiting if name in budgets]
     if not names:
-        return set()
+        return {}
     spent = spent_today(s, now, names)
-    reached = set()
+    allowed = {}
     for name in names:
-        used = spent[name] + UNITS_IN_FLIGHT * held.get(name, 0)
-        if used < budgets[name]:
-            continue
-        reached.add(name)
-        if s.get(ProducerDayRow, (name, day_of(now))) is None:
+        left = budgets[name] - spent[name] - UNITS_IN_FLIGHT * held.get(name, 0)
+        allowed[name] = max(0, math.floor(left / UNITS_IN_FLIGHT + 1e-9))
+        if allowed[name] == 0 and s.get(ProducerDayRow, (name, day_of(now))) is None:
             s.add(
                 ProducerDayRow(
                     producer=name,
@@ -89,7 +90,7 @@ def at_budget(
                     announced=False,
                 )
             )
-    return reached
+    return allowed
 
 
 class Producers:
