@@ -16,6 +16,7 @@ from kombu import Connection
 from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy.exc import SQLAlchemyError
 
+from kolors_tryon.cli_batches import batches as batches_group
 from kolors_tryon.cli_checks import (
     broker_problem,
     broker_refusal,
@@ -130,6 +131,7 @@ def main() -> None:
 
 
 main.add_command(emulator_command, name="emulator")
+main.add_command(batches_group, name="batches")
 
 
 # ----------------------------------------------------------------------------- worker

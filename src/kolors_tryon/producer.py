@@ -9,7 +9,8 @@ same one), so publishing the same job twice is one job.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -25,7 +26,7 @@ from kolors_tryon.config.producers import (
 )
 from kolors_tryon.jobs import JobMessage, JobRejected, ValidationOptions, job_id_of
 from kolors_tryon.jobs.local import check_job
-from kolors_tryon.store import JobRecord, JobState, open_store
+from kolors_tryon.store import BatchRecord, JobRecord, JobState, open_store
 from kolors_tryon.store.secrets import producer_secret
 
 
@@ -135,6 +136,57 @@ def enqueue(job: Mapping[str, Any] | JobMessage, settings: Settings | None = Non
         raise InvalidJob(rejection.job_id, rejection.problems) from None
     with JobPublisher(settings) as publisher:
         return publisher.publish(job)
+
+
+def enqueue_batch(
+    jobs: Iterable[Mapping[str, Any] | JobMessage],
+    *,
+    batch_id: str | None = None,
+    name: str | None = None,
+    settings: Settings | None = None,
+) -> tuple[str, list[str]]:
+    """Open a batch of TRYON_PRODUCER's and put every job on the queue in it.
+
+    Each job is checked locally first, as `enqueue` does, and none is published unless
+    all pass. Returns the batch id (`batch_id`, or a new `batch-<uuid>`) and the job ids.
+
+    Raises:
+        InvalidJob: a job breaks a rule the worker checks; nothing was published.
+    """
+    settings = settings or load_settings()
+    batch_id = batch_id or f"batch-{uuid.uuid4().hex}"
+    options = ValidationOptions.from_settings(settings)
+    messages = []
+    for job in jobs:
+        message = dict(
+            job.model_dump(mode="json", exclude_none=True) if isinstance(job, JobMessage) else job
+        )
+        message["batch_id"] = batch_id
+        try:
+            check_job(message, options)
+        except JobRejected as rejection:
+            raise InvalidJob(rejection.job_id, rejection.problems) from None
+        messages.append(message)
+    store = open_store(settings)
+    try:
+        store.batches.open(settings.producer, [batch_id], name=name)
+    finally:
+        store.dispose()
+    with JobPublisher(settings) as publisher:
+        return batch_id, [publisher.publish(message) for message in messages]
+
+
+def get_batch(
+    batch_id: str, settings: Settings | None = None, producer: str | None = None
+) -> BatchRecord | None:
+    """The batch's record (counts by state, units, progress), or None if unknown (or
+    another producer's)."""
+    settings = settings or load_settings()
+    store = open_store(settings)
+    try:
+        return store.batches.get(producer or settings.producer, batch_id)
+    finally:
+        store.dispose()
 
 
 def get_job(

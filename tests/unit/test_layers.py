@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "worker": 5,
     "web": 5,  # the HTTP service, beside worker/
     "cli_checks": 5,  # what the command checks and says before it acts, beneath cli.py
+    "cli_batches": 5,  # `tryon batches`, registered on the main group by cli.py
     "cli": 6,
     "__init__": 6,  # the public surface, re-exported from every layer
 }

@@ -149,6 +149,21 @@ class JobMessage(BaseModel):
             examples=["sku-1234-model-7"],
         ),
     ]
+    batch_id: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=JOB_ID_MAX_LENGTH,
+            pattern=JOB_ID_PATTERN,
+            strict=True,
+            description=(
+                "Your batch for this job (same rules as `job_id`): the batch is created by "
+                "the first job that names it, and followed as one (`GET /v1/batches/{id}`, "
+                "`batch.completed`). Optional."
+            ),
+            examples=["catalogue-2026-12"],
+        ),
+    ] = None
     model_name: ModelName = Field(
         default=ModelName.V1,
         description=(

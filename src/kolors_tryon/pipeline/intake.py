@@ -62,9 +62,13 @@ def intake_many(
                     callback_url=checked.message.callback_url,
                     webhook_events=checked.message.webhook_events,
                     producer=producer,
+                    batch_id=checked.message.batch_id,
                 ),
             )
         )
+    batches = [job.batch_id for _, job in valid if job.batch_id is not None]
+    if batches:
+        rt.store.batches.open(producer, batches)
     admitted = rt.store.intake.accept([job for _, job in valid])
     for (i, _), one in zip(valid, admitted, strict=True):
         steps[i] = _step(one, dispatch=True)

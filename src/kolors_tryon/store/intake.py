@@ -50,6 +50,7 @@ class NewJob:
     callback_url: str | None = None
     webhook_events: Sequence[str] | None = None
     producer: str = DEFAULT_PRODUCER
+    batch_id: str | None = None
 
     @property
     def key(self) -> str:
@@ -250,6 +251,7 @@ def _queued_values(job: NewJob, now: float) -> tuple[dict[str, Any], dict[str, s
         "job_id": job.key,
         "producer": job.producer,
         "producer_job_id": job.job_id,
+        "batch_id": job.batch_id,
         "state": JobState.QUEUED,
         "priority": job.priority,
         "model_name": job.model_name,

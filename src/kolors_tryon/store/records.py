@@ -46,6 +46,7 @@ class JobRecord(BaseModel):
 
     job_id: str = Field(description="The job's id as its producer knows it.")
     producer: str = Field(default=DEFAULT_PRODUCER, description="Whose job it is.")
+    batch_id: str | None = Field(default=None, description="The producer's batch, if any.")
     state: JobState
     kling_task_id: str | None = None
     model_name: str | None = None
@@ -117,6 +118,7 @@ def record_from_row(row: JobRow) -> JobRecord:
     record = JobRecord(
         job_id=row.producer_job_id or row.job_id,
         producer=row.producer or DEFAULT_PRODUCER,
+        batch_id=row.batch_id,
         state=JobState(row.state),
         kling_task_id=row.kling_task_id,
         model_name=row.model_name,

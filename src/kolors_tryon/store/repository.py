@@ -11,6 +11,7 @@ clock), and the WHERE clauses they share are named in `queries.py`:
     store.account     the account's pause and probe, the housekeeping turns   account.py
     store.secrets     generated signing secrets                               secrets.py
     store.producers   producers' daily budgets reached, for their events     producers.py
+    store.batches     named sets of a producer's jobs, counts, completion     batches.py
     store.copies      copies of result images still due                       copies.py
     store.retention   purging ended jobs, forgetting a person's photos        retention.py
     store.webhooks    webhook deliveries and their attempts                   webhooks.py
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from kolors_tryon.store.account import Account
+from kolors_tryon.store.batches import Batches
 from kolors_tryon.store.claims import Claims
 from kolors_tryon.store.copies import Copies
 from kolors_tryon.store.database import Database, make_engine
@@ -63,6 +65,7 @@ class JobStore:
         self.account = Account(self.db)
         self.secrets = Secrets(self.db)
         self.producers = Producers(self.db)
+        self.batches = Batches(self.db)
         self.copies = Copies(self.db)
         self.retention = Retention(self.db)
         self.webhooks = Deliveries(self.db)

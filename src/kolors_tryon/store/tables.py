@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -43,6 +44,8 @@ class JobRow(Base):
         String(64), default="default", server_default="default", nullable=False
     )
     producer_job_id: Mapped[str | None] = mapped_column(String(64))
+    # The producer's batch this job belongs to (tryon_batches: producer, batch_id).
+    batch_id: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), nullable=False)
     priority: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     model_name: Mapped[str | None] = mapped_column(String(64))
@@ -116,6 +119,8 @@ Index(
 )
 # A producer's jobs, newest first (its listings), and its day's spend (budgets).
 Index("ix_tryon_jobs_producer", JobRow.producer, JobRow.seq)
+# A batch's jobs, for its counts.
+Index("ix_tryon_jobs_batch", JobRow.producer, JobRow.batch_id, JobRow.state)
 # The sweep looks for recently ended jobs whose webhook was never planned.
 Index("ix_tryon_jobs_finished", JobRow.finished_at)
 
@@ -263,3 +268,23 @@ class ProducerDayRow(Base):
     spent: Mapped[float] = mapped_column(Float, nullable=False)
     reached_at: Mapped[float] = mapped_column(Float, nullable=False)
     announced: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+
+
+class BatchRow(Base):
+    """A named set of one producer's jobs; its id is the producer's own (scoped as job
+    ids are). `finished_at` is set once, when every one of its jobs is terminal."""
+
+    __tablename__ = "tryon_batches"
+    __table_args__ = (
+        UniqueConstraint("producer", "batch_id"),
+        Index("ix_tryon_batches_listing", "producer", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    producer: Mapped[str] = mapped_column(String(64), nullable=False)
+    batch_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    finished_at: Mapped[float | None] = mapped_column(Float)

@@ -40,6 +40,7 @@ def announce(app: Celery, records: Iterable[JobRecord]) -> None:
     publish_events(app, records)
     if not records:
         return
+    complete_batches(app, records)
     try:
         planned = plan_webhooks(runtime_for(app), records)
     except Exception:
@@ -62,6 +63,40 @@ def announce_overdue(app: Celery, records: Iterable[JobRecord]) -> None:
         log.exception("could not plan the overdue webhooks of %d job(s)", len(records))
         return
     send_webhooks(app, planned)
+
+
+def complete_batches(app: Celery, records: Iterable[JobRecord]) -> None:
+    """`batch.completed` for each batch whose last job just ended (once per batch: the
+    store marks it finished in a conditional UPDATE; store/batches.py)."""
+    ended = {(r.producer, r.batch_id) for r in records if r.terminal and r.batch_id}
+    if not ended:
+        return
+    settings = settings_of(app)
+    store = runtime_for(app).store
+    for producer, batch_id in ended:
+        try:
+            batch = store.batches.complete(producer, str(batch_id))
+        except Exception:
+            log.exception("could not check batch %s for completion", batch_id)
+            continue
+        if batch is None:
+            continue
+        log.info("batch %s of %s completed: %s", batch_id, producer, batch.counts)
+        if not settings.uses_rabbitmq:
+            continue
+        exchange = topology_for(settings).events_exchange
+        try:
+            publish(
+                app,
+                batch.model_dump(mode="json"),
+                exchange=exchange,
+                routing_key="batch.completed",
+                serializer="json",
+                delivery_mode=2,
+                declare=[exchange],
+            )
+        except Exception:  # an event must never take a job down with it
+            log.exception("could not publish batch.completed of %s", batch_id)
 
 
 def announce_budgets(app: Celery, reached: Iterable[BudgetReached]) -> None:

@@ -39,7 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kolors_tryon.config import Settings
-from kolors_tryon.errors import JobNotFound, TryonError
+from kolors_tryon.errors import BatchNotFound, JobNotFound, TryonError
 from kolors_tryon.jobs import JobRejected, Problem, validate_job
 from kolors_tryon.kling import ServerError
 from kolors_tryon.kling.models import parse_task
@@ -50,6 +50,7 @@ from kolors_tryon.web.auth import producer_of_key
 from kolors_tryon.web.bodies import (
     BatchItemAccepted,
     BatchItemRefused,
+    BatchPage,
     BatchResult,
     Body,
     CallbackReceived,
@@ -341,6 +342,43 @@ async def get_job(request: Request) -> Response:
 
 
 @_requires_key
+async def get_batch(request: Request) -> Response:
+    """The producer's batch: counts by state, units spent, progress; or 404."""
+    services = _services(request)
+    try:
+        batch = await run_in_threadpool(
+            services.get_batch, request.path_params["batch_id"], request.state.producer
+        )
+    except BatchNotFound:
+        raise
+    except Exception as exc:
+        log.error("reading batch failed: %s", type(exc).__name__)
+        raise StoreUnavailable from exc
+    return JSONResponse(batch.model_dump(mode="json"))
+
+
+@_requires_key
+async def list_batches(request: Request) -> Response:
+    """The producer's batches, newest first, a page at a time (`?limit=`, `?after=`)."""
+    services = _services(request)
+    try:
+        limit = min(max(int(request.query_params.get("limit", "50")), 1), 500)
+    except ValueError:
+        limit = 50
+    after = request.query_params.get("after") or None
+    try:
+        batches = await run_in_threadpool(
+            services.list_batches, request.state.producer, limit, after
+        )
+    except Exception as exc:
+        log.error("listing batches failed: %s", type(exc).__name__)
+        raise StoreUnavailable from exc
+    cursor = batches[-1].batch_id if len(batches) == limit else None
+    page = BatchPage(batches=[b.model_dump(mode="json") for b in batches], next=cursor)
+    return _answer(page)
+
+
+@_requires_key
 async def get_metrics(request: Request) -> Response:
     """Prometheus metrics: this process's counters and the store's gauges (bearer key).
 
@@ -428,6 +466,8 @@ def create_web_app(settings: Settings) -> Starlette:
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/v1/jobs", post_jobs, methods=["POST"]),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
+        Route("/v1/batches", list_batches, methods=["GET"]),
+        Route("/v1/batches/{batch_id}", get_batch, methods=["GET"]),
         Route("/v1/counters", get_counters, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
         Route(CALLBACK_PATH_PREFIX + "/{job_id}/{token}", kling_callback, methods=["POST"]),

@@ -25,6 +25,7 @@ __all__ = [
     "REQUEST_BODIES",
     "BatchItemAccepted",
     "BatchItemRefused",
+    "BatchPage",
     "BatchResult",
     "Body",
     "CallbackReceived",
@@ -109,6 +110,14 @@ class InvalidJob(Body):
 
 
 # ------------------------------------------------------------------------ intake -------
+class BatchPage(Body):
+    """A page of the producer's batches, newest first; `next` is the cursor of the next
+    page (`?after=`), null on the last."""
+
+    batches: list[dict[str, Any]] = Field(description="BatchRecord objects.")
+    next: str | None
+
+
 class JobAccepted(Body):
     """One job queued: its id (its own, or derived from its content)."""
 
@@ -231,6 +240,7 @@ BODIES: tuple[type[BaseModel], ...] = (
     InvalidJob,
     JobAccepted,
     BatchResult,
+    BatchPage,
     Health,
     Readiness,
     Counters,

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from kolors_tryon.config import defaults
-from kolors_tryon.errors import JobNotFound, TryonError
+from kolors_tryon.errors import BatchNotFound, JobNotFound, TryonError
 from kolors_tryon.jobs import JobRejected
 from kolors_tryon.kling import redact
 from kolors_tryon.web.bodies import Error, ErrorDetail, InvalidJob, InvalidJobDetail, Problem
@@ -157,6 +157,7 @@ _RETRY_LATER: Final = {"Retry-After": str(defaults.WEB_BUSY_RETRY_AFTER)}
 ERRORS: Final[Mapping[type[BaseException], ErrorKind]] = {
     JobRejected: ErrorKind(422, JobRejected.code, lambda e: e.reason, detail=_rejection_detail),
     JobNotFound: ErrorKind(404, "not_found", "no job with this id"),
+    BatchNotFound: ErrorKind(404, "not_found", "no batch with this id"),
     KeyRefused: ErrorKind(
         401,
         "unauthorized",

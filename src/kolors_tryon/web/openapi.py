@@ -20,7 +20,7 @@ from pydantic.json_schema import JsonSchemaMode
 from kolors_tryon.config import Settings
 from kolors_tryon.jobs import job_json_schema
 from kolors_tryon.pipeline.callback_tokens import CALLBACK_PATH_PREFIX
-from kolors_tryon.store import JobRecord
+from kolors_tryon.store import BatchRecord, JobRecord
 from kolors_tryon.web.bodies import BODIES, REQUEST_BODIES
 
 __all__ = ["SECURITY_SCHEME", "openapi_document"]
@@ -84,7 +84,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
     """Every schema, from the models the code sends and reads, `$defs` hoisted."""
     schemas: dict[str, Any] = {}
     _hoist("JobMessage", job_json_schema(), schemas)
-    sent: list[type[BaseModel]] = [JobRecord, *BODIES]
+    sent: list[type[BaseModel]] = [JobRecord, BatchRecord, *BODIES]
     modes: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         *((model, "serialization") for model in sent),
         *((model, "validation") for model in REQUEST_BODIES),
@@ -226,6 +226,61 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 },
             }
         },
+        "/v1/batches": {
+            "get": {
+                "operationId": "listBatches",
+                "summary": "The producer's batches, newest first",
+                "description": (
+                    "A page of the batches of the key's producer (another producer's are "
+                    "never listed). `next` is the cursor of the following page."
+                ),
+                "tags": ["batches"],
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "The `next` cursor of the previous page.",
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("BatchPage"), "A page of BatchRecord objects."),
+                    "401": unauthorized,
+                    "503": intake_off,
+                    "500": internal,
+                },
+            }
+        },
+        "/v1/batches/{batch_id}": {
+            "get": {
+                "operationId": "getBatch",
+                "summary": "A batch: counts by state, units spent, progress",
+                "tags": ["batches"],
+                "parameters": [
+                    {
+                        "name": "batch_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "The producer's own batch id.",
+                    }
+                ],
+                "responses": {
+                    "200": _json(_ref("BatchRecord"), "The batch."),
+                    "401": unauthorized,
+                    "404": _error("No batch with this id for this key's producer."),
+                    "503": intake_off,
+                    "500": internal,
+                },
+            }
+        },
         "/v1/counters": {
             "get": {
                 "operationId": "getCounters",
@@ -314,6 +369,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "security": [{SECURITY_SCHEME: []}],
         "tags": [
             {"name": "jobs", "description": "Job intake and records (bearer key)."},
+            {"name": "batches", "description": "A producer's batches (bearer key)."},
             {"name": "kling", "description": "Kling's callbacks (token in the URL)."},
             {"name": "operations", "description": "Health, readiness, this document."},
         ],

@@ -22,12 +22,12 @@ from sqlalchemy import text
 from kolors_tryon.config import Settings
 from kolors_tryon.config.celery import celery_config
 from kolors_tryon.config.task_names import TaskName
-from kolors_tryon.errors import JobNotFound
+from kolors_tryon.errors import BatchNotFound, JobNotFound
 from kolors_tryon.jobs import JobMessage, ValidationOptions, ValidJob
 from kolors_tryon.observe import metrics
 from kolors_tryon.pipeline.callback_tokens import CallbackSecrets, callback_secrets
 from kolors_tryon.producer import JobPublisher
-from kolors_tryon.store import JobRecord, JobStore, prepare_schema
+from kolors_tryon.store import BatchRecord, JobRecord, JobStore, prepare_schema
 from kolors_tryon.web.slots import DaemonSlots
 
 __all__ = ["CALLBACK_TASK", "WebServices"]
@@ -92,6 +92,23 @@ class WebServices:
         if record is None:
             raise JobNotFound(job_id)
         return record
+
+    def get_batch(self, batch_id: str, producer: str) -> BatchRecord:
+        """`producer`'s batch.
+
+        Raises:
+            BatchNotFound: no batch of that id (another producer's is not found either).
+        """
+        self.ensure_schema()
+        batch = self.store.batches.get(producer, batch_id)
+        if batch is None:
+            raise BatchNotFound(batch_id)
+        return batch
+
+    def list_batches(self, producer: str, limit: int, after: str | None) -> list[BatchRecord]:
+        """A page of `producer`'s batches, newest first."""
+        self.ensure_schema()
+        return self.store.batches.page(producer, limit=limit, after=after)
 
     def callback_secrets(self) -> CallbackSecrets:
         """The secrets that verify callback tokens (read once: they change only with a

@@ -1,5 +1,6 @@
 """tryon_jobs.producer and producer_job_id: whose job it is, and its id to them; and
-tryon_producer_days: the days a producer reached its budget.
+tryon_producer_days: the days a producer reached its budget; tryon_batches and
+tryon_jobs.batch_id: named sets of a producer's jobs.
 
 Every job recorded before this revision belongs to `default`, and its key is its job id
 (as `job_key("default", id)` is): the data stays valid without rewriting any key.
@@ -44,10 +45,31 @@ def upgrade() -> None:
         sa.Column("reached_at", sa.Float(), nullable=False),
         sa.Column("announced", sa.Boolean(), nullable=False),
     )
+    op.add_column("tryon_jobs", sa.Column("batch_id", sa.String(64), nullable=True))
+    op.create_index("ix_tryon_jobs_batch", "tryon_jobs", ["producer", "batch_id", "state"])
+    op.create_table(
+        "tryon_batches",
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column("producer", sa.String(64), nullable=False),
+        sa.Column("batch_id", sa.String(64), nullable=False),
+        sa.Column("name", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("finished_at", sa.Float(), nullable=True),
+        sa.UniqueConstraint("producer", "batch_id"),
+    )
+    op.create_index("ix_tryon_batches_listing", "tryon_batches", ["producer", "seq"])
 
 
 def downgrade() -> None:
     """Take the schema back from 0008 to 0006 (other producers' jobs keep their keys)."""
+    op.drop_table("tryon_batches")
+    op.drop_index("ix_tryon_jobs_batch", "tryon_jobs")
+    op.drop_column("tryon_jobs", "batch_id")
     op.drop_table("tryon_producer_days")
     op.drop_index("ix_tryon_jobs_producer", "tryon_jobs")
     op.drop_index("ix_tryon_jobs_producer_claim", "tryon_jobs")
