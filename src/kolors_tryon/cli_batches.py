@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import click
 
 from kolors_tryon.config import SettingsError, load_settings
+from kolors_tryon.ops.batch_export import batch_csv
 from kolors_tryon.store import BatchRecord, open_store
 
 POLL_SECONDS = 1.0
@@ -90,3 +92,26 @@ def status(batch_id: str, wait: bool, timeout: float, as_json: bool) -> None:
         click.echo(_line(batch))
     if wait and batch.finished_at is None:
         sys.exit(2)
+
+
+@batches.command()
+@click.argument("batch_id")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+def export(batch_id: str, output: str | None) -> None:
+    """One batch as CSV: job id, state, error, units, metadata, result locations."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    store = open_store(settings)
+    try:
+        if store.batches.get(settings.producer, batch_id) is None:
+            click.echo(f"error: no batch {batch_id!r}", err=True)
+            sys.exit(1)
+        text = batch_csv(store.batches.jobs(settings.producer, batch_id))
+    finally:
+        store.dispose()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        Path(output).write_text(text, encoding="utf-8")

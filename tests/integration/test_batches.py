@@ -5,6 +5,8 @@ RabbitMQ, PostgreSQL, a real worker, `tryon web` and the Kling emulator.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,14 @@ def test_two_producers_follow_their_own_batches_to_completion(tmp_path: Path) ->
                 assert listed["next"] is None
                 record = _get(url, "/v1/jobs/a-0", KEY_A).json()
                 assert record["batch_id"] == "cat-1"
+                exported = _get(url, "/v1/batches/cat-1/export", KEY_A)
+                assert exported.headers["content-type"].startswith("text/csv")
+                rows = list(csv.DictReader(io.StringIO(exported.text)))
+                assert [(r["job_id"], r["state"], r["units"]) for r in rows] == [
+                    (f"a-{i}", "succeeded", "1") for i in range(3)
+                ]
+                assert json.loads(rows[0]["metadata"]) == {"sku": "a-0"} and rows[0]["results"]
+                assert _get(url, "/v1/batches/cat-1/export", KEY_DEFAULT).status_code == 404
 
             events: list[dict[str, Any]] = []
 
@@ -104,5 +114,8 @@ def test_two_producers_follow_their_own_batches_to_completion(tmp_path: Path) ->
         assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout)["progress"] == 1.0
         assert [b["batch_id"] for b in json.loads(listed_cli.stdout)] == ["cat-1"]
+        cli_csv = deployment.tryon("batches", "export", "cat-1")
+        assert cli_csv.returncode == 0 and cli_csv.stdout.splitlines()[0].startswith("job_id,")
+        assert len(cli_csv.stdout.splitlines()) == 4
         del deployment.env["TRYON_PRODUCER"]
         assert deployment.tryon("batches", "status", "cat-1").returncode == 1

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from kolors_tryon.observe.metrics import parse_units
 from kolors_tryon.store.database import Database
 from kolors_tryon.store.queries import matched
-from kolors_tryon.store.records import iso
+from kolors_tryon.store.records import JobRecord, iso, record_from_row
 from kolors_tryon.store.states import TERMINAL_STATES
 from kolors_tryon.store.tables import BatchRow, JobRow
 
@@ -96,6 +96,16 @@ class Batches:
             query = query.where(BatchRow.seq < cursor)
         with self._db.session() as s:
             return [_record(s, row) for row in s.scalars(query)]
+
+    def jobs(self, producer: str, batch_id: str) -> list[JobRecord]:
+        """The batch's job records in intake order (for its export)."""
+        with self._db.session() as s:
+            rows = s.scalars(
+                select(JobRow)
+                .where(JobRow.producer == producer, JobRow.batch_id == batch_id)
+                .order_by(JobRow.seq)
+            )
+            return [record_from_row(row) for row in rows]
 
     def complete(self, producer: str, batch_id: str) -> BatchRecord | None:
         """Mark the batch finished if every job of it is terminal; its record when this

@@ -358,6 +358,21 @@ async def get_batch(request: Request) -> Response:
 
 
 @_requires_key
+async def export_batch(request: Request) -> Response:
+    """The producer's batch as CSV, one row per job; or 404."""
+    services = _services(request)
+    batch_id = request.path_params["batch_id"]
+    try:
+        text = await run_in_threadpool(services.export_batch, batch_id, request.state.producer)
+    except BatchNotFound:
+        raise
+    except Exception as exc:
+        log.error("exporting batch failed: %s", type(exc).__name__)
+        raise StoreUnavailable from exc
+    return Response(text, media_type="text/csv; charset=utf-8")
+
+
+@_requires_key
 async def list_batches(request: Request) -> Response:
     """The producer's batches, newest first, a page at a time (`?limit=`, `?after=`)."""
     services = _services(request)
@@ -468,6 +483,7 @@ def create_web_app(settings: Settings) -> Starlette:
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
         Route("/v1/batches", list_batches, methods=["GET"]),
         Route("/v1/batches/{batch_id}", get_batch, methods=["GET"]),
+        Route("/v1/batches/{batch_id}/export", export_batch, methods=["GET"]),
         Route("/v1/counters", get_counters, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
         Route(CALLBACK_PATH_PREFIX + "/{job_id}/{token}", kling_callback, methods=["POST"]),

@@ -281,6 +281,35 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 },
             }
         },
+        "/v1/batches/{batch_id}/export": {
+            "get": {
+                "operationId": "exportBatch",
+                "summary": "A batch as CSV, one row per job",
+                "description": (
+                    "Columns: job_id, state, error_code, error_message, units, metadata "
+                    "(JSON), results (our stored copies, or Kling's URLs while none)."
+                ),
+                "tags": ["batches"],
+                "parameters": [
+                    {
+                        "name": "batch_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The CSV.",
+                        "content": {"text/csv": {"schema": {"type": "string"}}},
+                    },
+                    "401": unauthorized,
+                    "404": _error("No batch with this id for this key's producer."),
+                    "503": intake_off,
+                    "500": internal,
+                },
+            }
+        },
         "/v1/counters": {
             "get": {
                 "operationId": "getCounters",

@@ -25,6 +25,7 @@ from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.errors import BatchNotFound, JobNotFound
 from kolors_tryon.jobs import JobMessage, ValidationOptions, ValidJob
 from kolors_tryon.observe import metrics
+from kolors_tryon.ops.batch_export import batch_csv
 from kolors_tryon.pipeline.callback_tokens import CallbackSecrets, callback_secrets
 from kolors_tryon.producer import JobPublisher
 from kolors_tryon.store import BatchRecord, JobRecord, JobStore, prepare_schema
@@ -104,6 +105,11 @@ class WebServices:
         if batch is None:
             raise BatchNotFound(batch_id)
         return batch
+
+    def export_batch(self, batch_id: str, producer: str) -> str:
+        """`producer`'s batch as CSV (ops/batch_export.py); BatchNotFound if unknown."""
+        self.get_batch(batch_id, producer)
+        return batch_csv(self.store.batches.jobs(producer, batch_id))
 
     def list_batches(self, producer: str, limit: int, after: str | None) -> list[BatchRecord]:
         """A page of `producer`'s batches, newest first."""
