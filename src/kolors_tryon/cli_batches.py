@@ -15,7 +15,11 @@ from pathlib import Path
 import click
 
 from kolors_tryon.config import SettingsError, load_settings
+from kolors_tryon.jobs import JobRejected, ValidationOptions
+from kolors_tryon.jobs.batch import read_batch, with_image_files_read
+from kolors_tryon.jobs.local import check_job
 from kolors_tryon.ops.batch_export import batch_csv
+from kolors_tryon.ops.estimate import estimate
 from kolors_tryon.store import BatchRecord, open_store
 
 POLL_SECONDS = 1.0
@@ -115,3 +119,36 @@ def export(batch_id: str, output: str | None) -> None:
         click.echo(text, nl=False)
     else:
         Path(output).write_text(text, encoding="utf-8")
+
+
+@batches.command(name="estimate")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def estimate_command(file: Path, as_json: bool) -> None:
+    """Before sending FILE (JSON Lines or CSV): jobs, units, cost, expected duration."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    options = ValidationOptions.from_settings(settings)
+    valid = invalid = 0
+    for _number, entry in read_batch(file):
+        if isinstance(entry, str):
+            invalid += 1
+            continue
+        try:
+            check_job(with_image_files_read(entry, file.parent), options)
+        except (JobRejected, ValueError):
+            invalid += 1
+            continue
+        valid += 1
+    result = estimate(valid, invalid, settings)
+    if as_json:
+        click.echo(json.dumps(result.to_json_dict(), indent=2))
+        return
+    minutes = result.seconds / 60
+    click.echo(
+        f"{result.jobs} jobs ({result.invalid} invalid, free), {result.units:g} units, "
+        f"{result.cost:.2f} at {result.unit_price:g} per unit, about {minutes:.1f} min "
+        f"at {result.max_in_flight} at once"
+    )

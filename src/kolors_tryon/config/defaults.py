@@ -311,3 +311,10 @@ WEBHOOK_STOP_GRACE: Final = 5.0
 # How often the lane's consumer thread looks at its finished attempts while some are in
 # flight (it acks their messages and takes new ones); idle, it wakes for each message.
 WEBHOOK_LANE_TICK: Final = 0.02
+
+
+# --- estimates before sending a batch ----------------------------------------------------
+# The published price of one try-on (USD per unit), and what one try-on takes at Kling
+# (15-60 s measured on the live API: the middle), for `tryon batches estimate`.
+UNIT_PRICE: Final = 0.07
+TYPICAL_TRYON_SECONDS: Final = 30.0

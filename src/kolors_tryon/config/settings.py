@@ -399,6 +399,12 @@ class Settings(BaseSettings):
         "`producer:units,...`; at its budget its jobs wait queued. Unnamed: no budget.",
     )
 
+    unit_price: float = Field(
+        default=defaults.UNIT_PRICE,
+        ge=0,
+        description="Price of one unit (one try-on), for `tryon batches estimate`.",
+    )
+
     # --- webhooks to producers (Standard Webhooks) ------------------------------------
     webhook_concurrency: int = Field(
         default=defaults.WEBHOOK_CONCURRENCY,
