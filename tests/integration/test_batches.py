@@ -36,9 +36,10 @@ def _get(url: str, path: str, key: str) -> requests.Response:
 
 
 def test_two_producers_follow_their_own_batches_to_completion(tmp_path: Path) -> None:
-    """shop-a opens batch `cat-1` with `enqueue_batch` (3 jobs), shop-b sends a job naming
-    `cat-1` on the queue: two batches. Each producer reads its own (HTTP, Python, CLI),
-    counts and units add up, `batch.completed` comes once per batch; others get 404."""
+    """shop-a opens batch `cat-1` with `enqueue_batch` (3 jobs) and `cat-2` with POST
+    /v1/batches, shop-b sends a job naming `cat-1` on the queue: two batches `cat-1`.
+    Each producer reads its own (HTTP, Python, CLI), counts and units add up,
+    `batch.completed` comes once per batch; others get 404."""
     with running_emulator(0.5) as server, rabbit_deployment_on(tmp_path, server) as deployment:
         deployment.env["TRYON_API_KEYS"] = f"shop-a:{KEY_A},shop-b:{KEY_B},{KEY_DEFAULT}"
         settings = deployment.settings
@@ -62,9 +63,18 @@ def test_two_producers_follow_their_own_batches_to_completion(tmp_path: Path) ->
                 publisher.publish({**_job("b-0"), "batch_id": "cat-1"})
             deployment.start_worker(concurrency=2)
             with web_process(deployment.env, tmp_path / "web.log") as url:
+                opened = requests.post(
+                    f"{url}/v1/batches",
+                    json={"batch_id": "cat-2", "jobs": [_job("h-0"), {"job_id": "h-bad"}]},
+                    headers={"Authorization": f"Bearer {KEY_A}"},
+                    timeout=30,
+                )
+                assert opened.status_code == 207, opened.text
+                assert opened.headers["location"] == "/v1/batches/cat-2"
+                assert (opened.json()["batch_id"], opened.json()["accepted"]) == ("cat-2", 1)
 
-                def complete(key: str) -> bool:
-                    answer = _get(url, "/v1/batches/cat-1", key)
+                def complete(key: str, batch_id: str = "cat-1") -> bool:
+                    answer = _get(url, f"/v1/batches/{batch_id}", key)
                     return answer.status_code == 200 and answer.json()["finished_at"] is not None
 
                 wait_until(lambda: complete(KEY_A) and complete(KEY_B), 120, 0.5, "both batches")
@@ -79,8 +89,11 @@ def test_two_producers_follow_their_own_batches_to_completion(tmp_path: Path) ->
                     {"succeeded": 1},
                 )
                 assert _get(url, "/v1/batches/cat-1", KEY_DEFAULT).status_code == 404
+                wait_until(lambda: complete(KEY_A, "cat-2"), 60, 0.5, "the posted batch")
+                posted = _get(url, "/v1/batches/cat-2", KEY_A).json()
+                assert posted["counts"] == {"succeeded": 1}
                 listed = _get(url, "/v1/batches", KEY_A).json()
-                assert [b["batch_id"] for b in listed["batches"]] == ["cat-1"]
+                assert [b["batch_id"] for b in listed["batches"]] == ["cat-2", "cat-1"]
                 assert listed["next"] is None
                 record = _get(url, "/v1/jobs/a-0", KEY_A).json()
                 assert record["batch_id"] == "cat-1"
@@ -99,10 +112,14 @@ def test_two_producers_follow_their_own_batches_to_completion(tmp_path: Path) ->
                 message = listen(connection.default_channel).get(no_ack=True)
                 if message is not None:
                     events.append(json.loads(message.body or "{}"))
-                return len(events) >= 2
+                return len(events) >= 3
 
-            wait_until(both_announced, 30, 0.2, "two batch.completed events")
-            assert sorted(e["producer"] for e in events) == ["shop-a", "shop-b"]
+            wait_until(both_announced, 30, 0.2, "three batch.completed events")
+            assert sorted((e["producer"], e["batch_id"]) for e in events) == [
+                ("shop-a", "cat-1"),
+                ("shop-a", "cat-2"),
+                ("shop-b", "cat-1"),
+            ]
             assert listen(connection.default_channel).get(no_ack=True) is None  # once each
 
         python_view = get_batch("cat-1", settings=shop_a)
@@ -113,7 +130,7 @@ def test_two_producers_follow_their_own_batches_to_completion(tmp_path: Path) ->
         listed_cli = deployment.tryon("batches", "--json")
         assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout)["progress"] == 1.0
-        assert [b["batch_id"] for b in json.loads(listed_cli.stdout)] == ["cat-1"]
+        assert [b["batch_id"] for b in json.loads(listed_cli.stdout)] == ["cat-2", "cat-1"]
         cli_csv = deployment.tryon("batches", "export", "cat-1")
         assert cli_csv.returncode == 0 and cli_csv.stdout.splitlines()[0].startswith("job_id,")
         assert len(cli_csv.stdout.splitlines()) == 4

@@ -39,7 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kolors_tryon.config import Settings
-from kolors_tryon.errors import BatchNotFound, JobNotFound, TryonError
+from kolors_tryon.errors import JobNotFound, TryonError
 from kolors_tryon.jobs import JobRejected, Problem, validate_job
 from kolors_tryon.kling import ServerError
 from kolors_tryon.kling.models import parse_task
@@ -50,7 +50,6 @@ from kolors_tryon.web.auth import producer_of_key
 from kolors_tryon.web.bodies import (
     BatchItemAccepted,
     BatchItemRefused,
-    BatchPage,
     BatchResult,
     Body,
     CallbackReceived,
@@ -280,13 +279,19 @@ async def post_jobs(request: Request) -> Response:
     except JobRejected:
         services.count("jobs_refused")
         raise
+    summary = await _accept_items(services, items, request.state.producer)
+    return _answer(summary, _batch_status(summary.results))
+
+
+async def _accept_items(services: WebServices, items: list[str], producer: str) -> BatchResult:
+    """Validate and queue each item on its own: one result per item, in their order."""
     results: list[BatchItemAccepted | BatchItemRefused] = []
     broker_down: BrokerUnavailable | None = None
     for index, item in enumerate(items):
         try:
             if broker_down is not None:  # do not wait out the publish retries once per item
                 raise broker_down
-            job = await _accept_one(services, item, request.state.producer)
+            job = await _accept_one(services, item, producer)
             results.append(BatchItemAccepted(index=index, status=202, job_id=job.job_id))
         except TryonError as exc:
             if isinstance(exc, BrokerUnavailable):
@@ -296,8 +301,7 @@ async def post_jobs(request: Request) -> Response:
                 BatchItemRefused(index=index, status=refused.status, error=refused.detail)
             )
     accepted = sum(1 for r in results if r.status == 202)
-    summary = BatchResult(accepted=accepted, refused=len(results) - accepted, results=results)
-    return _answer(summary, _batch_status(results))
+    return BatchResult(accepted=accepted, refused=len(results) - accepted, results=results)
 
 
 def _batch_status(results: list[BatchItemAccepted | BatchItemRefused]) -> int:
@@ -339,58 +343,6 @@ async def get_job(request: Request) -> Response:
         log.error("reading job failed: %s", type(exc).__name__)
         raise StoreUnavailable from exc
     return _RecordResponse(record.to_json_dict())
-
-
-@_requires_key
-async def get_batch(request: Request) -> Response:
-    """The producer's batch: counts by state, units spent, progress; or 404."""
-    services = _services(request)
-    try:
-        batch = await run_in_threadpool(
-            services.get_batch, request.path_params["batch_id"], request.state.producer
-        )
-    except BatchNotFound:
-        raise
-    except Exception as exc:
-        log.error("reading batch failed: %s", type(exc).__name__)
-        raise StoreUnavailable from exc
-    return JSONResponse(batch.model_dump(mode="json"))
-
-
-@_requires_key
-async def export_batch(request: Request) -> Response:
-    """The producer's batch as CSV, one row per job; or 404."""
-    services = _services(request)
-    batch_id = request.path_params["batch_id"]
-    try:
-        text = await run_in_threadpool(services.export_batch, batch_id, request.state.producer)
-    except BatchNotFound:
-        raise
-    except Exception as exc:
-        log.error("exporting batch failed: %s", type(exc).__name__)
-        raise StoreUnavailable from exc
-    return Response(text, media_type="text/csv; charset=utf-8")
-
-
-@_requires_key
-async def list_batches(request: Request) -> Response:
-    """The producer's batches, newest first, a page at a time (`?limit=`, `?after=`)."""
-    services = _services(request)
-    try:
-        limit = min(max(int(request.query_params.get("limit", "50")), 1), 500)
-    except ValueError:
-        limit = 50
-    after = request.query_params.get("after") or None
-    try:
-        batches = await run_in_threadpool(
-            services.list_batches, request.state.producer, limit, after
-        )
-    except Exception as exc:
-        log.error("listing batches failed: %s", type(exc).__name__)
-        raise StoreUnavailable from exc
-    cursor = batches[-1].batch_id if len(batches) == limit else None
-    page = BatchPage(batches=[b.model_dump(mode="json") for b in batches], next=cursor)
-    return _answer(page)
 
 
 @_requires_key
@@ -455,6 +407,14 @@ async def kling_callback(request: Request) -> Response:
 
 
 # --------------------------------------------------------------------------- the app ----
+def batch_routes() -> list[Route]:
+    """The batch routes (web/batch_routes.py), imported here rather than at the top: they
+    use this module's guard and intake helpers, so they import it."""
+    from kolors_tryon.web.batch_routes import BATCH_ROUTES
+
+    return BATCH_ROUTES
+
+
 def create_web_app(settings: Settings) -> Starlette:
     """The ASGI app of `tryon web`, with the store and broker connections it owns."""
     services = WebServices(settings)
@@ -481,9 +441,7 @@ def create_web_app(settings: Settings) -> Starlette:
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/v1/jobs", post_jobs, methods=["POST"]),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
-        Route("/v1/batches", list_batches, methods=["GET"]),
-        Route("/v1/batches/{batch_id}", get_batch, methods=["GET"]),
-        Route("/v1/batches/{batch_id}/export", export_batch, methods=["GET"]),
+        *batch_routes(),
         Route("/v1/counters", get_counters, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
         Route(CALLBACK_PATH_PREFIX + "/{job_id}/{token}", kling_callback, methods=["POST"]),

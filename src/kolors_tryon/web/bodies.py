@@ -23,6 +23,7 @@ from pydantic.json_schema import SkipJsonSchema
 __all__ = [
     "BODIES",
     "REQUEST_BODIES",
+    "BatchCreated",
     "BatchItemAccepted",
     "BatchItemRefused",
     "BatchPage",
@@ -39,6 +40,7 @@ __all__ = [
     "InvalidJobDetail",
     "JobAccepted",
     "KlingTask",
+    "NewBatch",
     "Problem",
     "Readiness",
 ]
@@ -152,6 +154,29 @@ class BatchResult(Body):
     )
 
 
+class NewBatch(BaseModel):
+    """`POST /v1/batches`: a batch to open and its jobs (each a job message, validated
+    alone; `batch_id` is written into each)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="Your id for the batch; without it `batch-<uuid>` is made.",
+    )
+    name: str | None = Field(default=None, max_length=200)
+    jobs: list[dict[str, Any]] = Field(min_length=1, description="JobMessage objects.")
+
+
+class BatchCreated(BatchResult):
+    """The answer to `POST /v1/batches`: the batch's id and one result per job."""
+
+    batch_id: str
+
+
 # ------------------------------------------------------------------------ operations ---
 class Health(Body):
     """Alive."""
@@ -241,9 +266,10 @@ BODIES: tuple[type[BaseModel], ...] = (
     JobAccepted,
     BatchResult,
     BatchPage,
+    BatchCreated,
     Health,
     Readiness,
     Counters,
     CallbackReceived,
 )
-REQUEST_BODIES: tuple[type[BaseModel], ...] = (KlingTask,)
+REQUEST_BODIES: tuple[type[BaseModel], ...] = (KlingTask, NewBatch)

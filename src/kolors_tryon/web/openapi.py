@@ -227,6 +227,47 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             }
         },
         "/v1/batches": {
+            "post": {
+                "operationId": "createBatch",
+                "summary": "Open a batch and queue its jobs",
+                "description": (
+                    "Opens a batch of the key's producer (`batch_id`, or `batch-<uuid>`) and "
+                    "queues each job of `jobs` with that `batch_id`, each validated alone as "
+                    "in `POST /v1/jobs`: 202 when every job was queued, 422 when every job "
+                    "was invalid, 207 otherwise, each with one result per job. At most "
+                    f"{settings.web_max_batch_jobs} jobs a request (send more requests with "
+                    "the same `batch_id`)."
+                ),
+                "tags": ["batches"],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("NewBatch")}},
+                },
+                "responses": {
+                    "202": {
+                        **_json(_ref("BatchCreated"), "Opened; every job queued."),
+                        "headers": {
+                            "Location": {
+                                "description": "`/v1/batches/{batch_id}`.",
+                                "schema": {"type": "string"},
+                            }
+                        },
+                    },
+                    "207": _json(_ref("BatchCreated"), "Opened; some jobs refused."),
+                    "401": unauthorized,
+                    "413": too_large,
+                    "415": _error("The Content-Type is not JSON."),
+                    "422": _json(
+                        {"oneOf": [_ref("InvalidJob"), _ref("BatchCreated")]},
+                        "The request is not a batch (InvalidJob), or every job is invalid.",
+                    ),
+                    "503": _error(
+                        "`intake_off`, `broker_unavailable`, `store_unavailable` or "
+                        "`preflight_busy`."
+                    ),
+                    "500": internal,
+                },
+            },
             "get": {
                 "operationId": "listBatches",
                 "summary": "The producer's batches, newest first",
@@ -256,7 +297,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "503": intake_off,
                     "500": internal,
                 },
-            }
+            },
         },
         "/v1/batches/{batch_id}": {
             "get": {

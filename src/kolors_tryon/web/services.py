@@ -111,6 +111,11 @@ class WebServices:
         self.get_batch(batch_id, producer)
         return batch_csv(self.store.batches.jobs(producer, batch_id))
 
+    def open_batch(self, producer: str, batch_id: str, name: str | None) -> None:
+        """Create `producer`'s batch (a repeat of its id is no-op)."""
+        self.ensure_schema()
+        self.store.batches.open(producer, [batch_id], name=name)
+
     def list_batches(self, producer: str, limit: int, after: str | None) -> list[BatchRecord]:
         """A page of `producer`'s batches, newest first."""
         self.ensure_schema()
