@@ -31,6 +31,8 @@ from kolors_tryon.web.errors import NotJson, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+PAGE_DEFAULT, PAGE_MAX = 50, 500
+
 
 @_requires_key
 async def post_batches(request: Request) -> Response:
@@ -101,10 +103,10 @@ async def export_batch(request: Request) -> Response:
 async def list_batches(request: Request) -> Response:
     """The producer's batches, newest first, a page at a time (`?limit=`, `?after=`)."""
     services = _services(request)
-    try:
-        limit = min(max(int(request.query_params.get("limit", "50")), 1), 500)
-    except ValueError:
-        limit = 50
+    text = request.query_params.get("limit", str(PAGE_DEFAULT))
+    limit = int(text) if text.isdigit() else 0
+    if not 1 <= limit <= PAGE_MAX:
+        raise _message_problem("limit", f"limit must be a whole number from 1 to {PAGE_MAX}")
     after = request.query_params.get("after") or None
     try:
         batches = await run_in_threadpool(
@@ -118,9 +120,15 @@ async def list_batches(request: Request) -> Response:
     return _answer(page)
 
 
+async def batches(request: Request) -> Response:
+    """`/v1/batches`: one route for both methods, so that a 405 lists both in `Allow`."""
+    if request.method == "POST":
+        return await post_batches(request)
+    return await list_batches(request)
+
+
 BATCH_ROUTES = [
-    Route("/v1/batches", list_batches, methods=["GET"]),
-    Route("/v1/batches", post_batches, methods=["POST"]),
+    Route("/v1/batches", batches, methods=["GET", "POST"]),
     Route("/v1/batches/{batch_id}", get_batch, methods=["GET"]),
     Route("/v1/batches/{batch_id}/export", export_batch, methods=["GET"]),
 ]

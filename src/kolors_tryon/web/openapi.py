@@ -293,6 +293,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json(_ref("BatchPage"), "A page of BatchRecord objects."),
+                    "422": _json(_ref("InvalidJob"), "`limit` is not from 1 to 500."),
                     "401": unauthorized,
                     "503": intake_off,
                     "500": internal,
