@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from kolors_tryon.config import SettingsError, load_settings
+from kolors_tryon.config import Settings, SettingsError, load_settings
 from kolors_tryon.jobs import JobRejected, ValidationOptions
 from kolors_tryon.jobs.batch import read_batch, with_image_files_read
 from kolors_tryon.jobs.local import check_job
@@ -23,6 +23,13 @@ from kolors_tryon.ops.estimate import estimate
 from kolors_tryon.store import BatchRecord, open_store
 
 POLL_SECONDS = 1.0
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _line(batch: BatchRecord) -> str:
@@ -40,10 +47,7 @@ def batches(ctx: click.Context, limit: int, after: str | None, as_json: bool) ->
     """List your batches, newest first (`tryon batches status ID` follows one)."""
     if ctx.invoked_subcommand is not None:
         return
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = _settings()
     store = open_store(settings)
     try:
         page = store.batches.page(settings.producer, limit=limit, after=after)
@@ -65,10 +69,7 @@ def batches(ctx: click.Context, limit: int, after: str | None, as_json: bool) ->
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(batch_id: str, wait: bool, timeout: float, as_json: bool) -> None:
     """One batch: counts by state, units spent, progress (exit 1 if unknown)."""
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = _settings()
     store = open_store(settings)
     try:
         batch = store.batches.get(settings.producer, batch_id)
@@ -103,10 +104,7 @@ def status(batch_id: str, wait: bool, timeout: float, as_json: bool) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 def export(batch_id: str, output: str | None) -> None:
     """One batch as CSV: job id, state, error, units, metadata, result locations."""
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = _settings()
     store = open_store(settings)
     try:
         if store.batches.get(settings.producer, batch_id) is None:
@@ -126,10 +124,7 @@ def export(batch_id: str, output: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def estimate_command(file: Path, as_json: bool) -> None:
     """Before sending FILE (JSON Lines or CSV): jobs, units, cost, expected duration."""
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = _settings()
     options = ValidationOptions.from_settings(settings)
     valid = invalid = 0
     for _number, entry in read_batch(file):

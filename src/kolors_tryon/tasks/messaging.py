@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import date, timedelta
+from typing import Any
 
 from celery import Celery
 
@@ -71,7 +72,6 @@ def complete_batches(app: Celery, records: Iterable[JobRecord]) -> None:
     ended = {(r.producer, r.batch_id) for r in records if r.terminal and r.batch_id}
     if not ended:
         return
-    settings = settings_of(app)
     store = runtime_for(app).store
     for producer, batch_id in ended:
         try:
@@ -82,27 +82,12 @@ def complete_batches(app: Celery, records: Iterable[JobRecord]) -> None:
         if batch is None:
             continue
         log.info("batch %s of %s completed: %s", batch_id, producer, batch.counts)
-        if not settings.uses_rabbitmq:
-            continue
-        exchange = topology_for(settings).events_exchange
-        try:
-            publish(
-                app,
-                batch.model_dump(mode="json"),
-                exchange=exchange,
-                routing_key="batch.completed",
-                serializer="json",
-                delivery_mode=2,
-                declare=[exchange],
-            )
-        except Exception:  # an event must never take a job down with it
-            log.exception("could not publish batch.completed of %s", batch_id)
+        _publish_event(app, "batch.completed", batch.model_dump(mode="json"))
 
 
 def announce_budgets(app: Celery, reached: Iterable[BudgetReached]) -> None:
     """A `producer.budget_reached` event and a metric per producer that reached its daily
     budget (its jobs now wait queued until the next day or a raised budget)."""
-    settings = settings_of(app)
     for one in reached:
         metrics.budget_reached(one.producer)
         log.warning(
@@ -111,9 +96,6 @@ def announce_budgets(app: Celery, reached: Iterable[BudgetReached]) -> None:
             one.budget,
             _day_text(one.day),
         )
-        if not settings.uses_rabbitmq:
-            continue
-        exchange = topology_for(settings).events_exchange
         body = {
             "producer": one.producer,
             "day": _day_text(one.day),
@@ -121,18 +103,28 @@ def announce_budgets(app: Celery, reached: Iterable[BudgetReached]) -> None:
             "spent": one.spent,
             "reached_at": iso(one.reached_at),
         }
-        try:
-            publish(
-                app,
-                body,
-                exchange=exchange,
-                routing_key="producer.budget_reached",
-                serializer="json",
-                delivery_mode=2,
-                declare=[exchange],
-            )
-        except Exception:  # an event must never take the sweep down with it
-            log.exception("could not publish the budget event of %s", one.producer)
+        _publish_event(app, "producer.budget_reached", body)
+
+
+def _publish_event(app: Celery, routing_key: str, body: dict[str, Any]) -> None:
+    """One event that is not a job record's (a batch's, a producer's) on `<ns>.events`;
+    on the embedded broker nobody could hear it (see `publish_events`)."""
+    settings = settings_of(app)
+    if not settings.uses_rabbitmq:
+        return
+    exchange = topology_for(settings).events_exchange
+    try:
+        publish(
+            app,
+            body,
+            exchange=exchange,
+            routing_key=routing_key,
+            serializer="json",
+            delivery_mode=2,
+            declare=[exchange],
+        )
+    except Exception:  # an event must never take down the change it tells of
+        log.exception("could not publish a %s event", routing_key)
 
 
 def _day_text(day: int) -> str:

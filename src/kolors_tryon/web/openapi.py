@@ -119,6 +119,13 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "schema": {"type": "string"},
         "description": "The job's id (its own `job_id`, or the derived `job-...`).",
     }
+    batch_id_param = {
+        "name": "batch_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "The producer's own batch id.",
+    }
     paths: dict[str, Any] = {
         "/healthz": {
             "get": {
@@ -305,15 +312,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "operationId": "getBatch",
                 "summary": "A batch: counts by state, units spent, progress",
                 "tags": ["batches"],
-                "parameters": [
-                    {
-                        "name": "batch_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                        "description": "The producer's own batch id.",
-                    }
-                ],
+                "parameters": [batch_id_param],
                 "responses": {
                     "200": _json(_ref("BatchRecord"), "The batch."),
                     "401": unauthorized,
@@ -332,14 +331,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "(JSON), results (our stored copies, or Kling's URLs while none)."
                 ),
                 "tags": ["batches"],
-                "parameters": [
-                    {
-                        "name": "batch_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    }
-                ],
+                "parameters": [batch_id_param],
                 "responses": {
                     "200": {
                         "description": "The CSV.",
