@@ -140,8 +140,9 @@ class JobMessage(BaseModel):
             strict=True,
             description=(
                 "Your id for this job: 1-64 characters of letters, digits, '.', '_', ':' "
-                "and '-'. It is sent to Kling as `external_task_id` and is the key to read "
-                "the job's state. Publishing two messages with the same id is one job. "
+                "and '-'. It is sent to Kling as `external_task_id` (scoped by producer for "
+                "producers other than `default`) and is the key to read the job's state. "
+                "Publishing two messages with the same id is one job. "
                 "Optional: without it the id is derived from the message content "
                 "(`job-` + 32 hex characters), so publishing the same message twice is "
                 "still one job."
