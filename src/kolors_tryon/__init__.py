@@ -40,7 +40,15 @@ if TYPE_CHECKING:
     from kolors_tryon.jobs import JobMessage, JobRejected, validate_job
     from kolors_tryon.kling import KlingClient, KlingError
     from kolors_tryon.pipeline.storage import result_urls
-    from kolors_tryon.producer import InvalidJob, JobPublisher, enqueue, get_job, list_jobs
+    from kolors_tryon.producer import (
+        InvalidJob,
+        JobPublisher,
+        enqueue,
+        enqueue_batch,
+        get_batch,
+        get_job,
+        list_jobs,
+    )
     from kolors_tryon.store import JobRecord, JobState
     from kolors_tryon.worker import create_app
 
@@ -51,7 +59,16 @@ _SOURCES: dict[str, str] = {
     **dict.fromkeys(("JobMessage", "JobRejected", "validate_job"), "kolors_tryon.jobs"),
     **dict.fromkeys(("KlingClient", "KlingError"), "kolors_tryon.kling"),
     **dict.fromkeys(
-        ("InvalidJob", "JobPublisher", "enqueue", "get_job", "list_jobs"), "kolors_tryon.producer"
+        (
+            "InvalidJob",
+            "JobPublisher",
+            "enqueue",
+            "enqueue_batch",
+            "get_batch",
+            "get_job",
+            "list_jobs",
+        ),
+        "kolors_tryon.producer",
     ),
     **dict.fromkeys(("JobRecord", "JobState"), "kolors_tryon.store"),
     "result_urls": "kolors_tryon.pipeline.storage",
@@ -72,11 +89,13 @@ __all__ = [  # noqa: RUF022 - grouped by use, as dramatiq does
     "JobRejected",
     "InvalidJob",
     "enqueue",
+    "enqueue_batch",
     "validate_job",
     # reading results
     "JobRecord",
     "JobState",
     "get_job",
+    "get_batch",
     "list_jobs",
     "result_urls",
     # running workers

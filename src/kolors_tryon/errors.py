@@ -22,6 +22,14 @@ class JobNotFound(TryonError, LookupError):
         self.job_id = job_id
 
 
+class BatchNotFound(TryonError, LookupError):
+    """No batch of that id for this producer (another producer's batch is not found)."""
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"no batch {batch_id!r}")
+        self.batch_id = batch_id
+
+
 class StoreRowMissing(TryonError, LookupError):
     """A row the store keeps for itself is missing: the account row before
     `create_schema()`, or a row deleted under a running transaction."""

@@ -9,7 +9,8 @@ same one), so publishing the same job twice is one job.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -18,9 +19,15 @@ from kombu import Connection
 from kolors_tryon.config import Settings, load_settings
 from kolors_tryon.config.celery import PUBLISH_RETRY_POLICY, topology_for
 from kolors_tryon.config.defaults import LIST_LIMIT
+from kolors_tryon.config.producers import (
+    PRODUCER_HEADER,
+    PRODUCER_SIGNATURE_HEADER,
+    sign_producer,
+)
 from kolors_tryon.jobs import JobMessage, JobRejected, ValidationOptions, job_id_of
 from kolors_tryon.jobs.local import check_job
-from kolors_tryon.store import JobRecord, JobState, open_store
+from kolors_tryon.store import BatchRecord, JobRecord, JobState, open_store
+from kolors_tryon.store.secrets import producer_secret
 
 
 class InvalidJob(JobRejected):
@@ -33,10 +40,17 @@ class InvalidJob(JobRejected):
 
 
 class JobPublisher:
-    """Publishes job messages over one broker connection (confirmed on RabbitMQ)."""
+    """Publishes job messages over one broker connection (confirmed on RabbitMQ).
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    Each message is signed as the job of `producer` (by default TRYON_PRODUCER), with the
+    store's producer secret, so the workers file it under that producer
+    (worker/producer_identity.py).
+    """
+
+    def __init__(self, settings: Settings | None = None, producer: str | None = None) -> None:
         self.settings = settings or load_settings()
+        self.producer = producer or self.settings.producer
+        self._secret: str | None = None
         self._topology = topology_for(self.settings)
         options: dict[str, Any] = {}
         if self.settings.uses_rabbitmq:
@@ -47,17 +61,22 @@ class JobPublisher:
         self._producer = self._connection.Producer()
         self._declared = False
 
-    def publish(self, job: Mapping[str, Any] | JobMessage) -> str:
-        """Publish one job message; returns its job id. The message is not validated here:
-        the worker validates it and records the verdict (`tryon validate` checks offline)."""
+    def publish(self, job: Mapping[str, Any] | JobMessage, producer: str | None = None) -> str:
+        """Publish one job message (of `producer`, by default this publisher's); returns
+        its job id. The message is not validated here: the worker validates it and
+        records the verdict (`tryon validate` checks offline)."""
+        producer = producer or self.producer
         message = (
             job.model_dump(mode="json", exclude_none=True)
             if isinstance(job, JobMessage)
             else dict(job)
         )
         job_id = job_id_of(message)
+        body = json.dumps(message, separators=(",", ":"))
+        signature = sign_producer(self._signing_secret(), producer, body.encode("utf-8"))
         self._producer.publish(
-            json.dumps(message, separators=(",", ":")),
+            body,
+            headers={PRODUCER_HEADER: producer, PRODUCER_SIGNATURE_HEADER: signature},
             exchange="",
             routing_key=self._topology.jobs_queue_name,
             content_type="application/json",
@@ -69,6 +88,16 @@ class JobPublisher:
         )
         self._declared = True
         return job_id
+
+    def _signing_secret(self) -> str:
+        """The store's producer secret, read once per publisher."""
+        if self._secret is None:
+            store = open_store(self.settings)
+            try:
+                self._secret = producer_secret(store.secrets)
+            finally:
+                store.dispose()
+        return self._secret
 
     def _declarations(self) -> list[Any]:
         """The jobs queue, and on RabbitMQ its dead-letter exchange and queue (which
@@ -109,20 +138,84 @@ def enqueue(job: Mapping[str, Any] | JobMessage, settings: Settings | None = Non
         return publisher.publish(job)
 
 
-def get_job(job_id: str, settings: Settings | None = None) -> JobRecord | None:
-    """The job's record (state, Kling task id, images, error...), or None if unknown."""
+def enqueue_batch(
+    jobs: Iterable[Mapping[str, Any] | JobMessage],
+    *,
+    batch_id: str | None = None,
+    name: str | None = None,
+    settings: Settings | None = None,
+) -> tuple[str, list[str]]:
+    """Open a batch of TRYON_PRODUCER's and put every job on the queue in it.
+
+    Each job is checked locally first, as `enqueue` does, and none is published unless
+    all pass. Returns the batch id (`batch_id`, or a new `batch-<uuid>`) and the job ids.
+
+    Raises:
+        InvalidJob: a job breaks a rule the worker checks; nothing was published.
+    """
+    settings = settings or load_settings()
+    batch_id = batch_id or f"batch-{uuid.uuid4().hex}"
+    options = ValidationOptions.from_settings(settings)
+    messages = []
+    for job in jobs:
+        message = dict(
+            job.model_dump(mode="json", exclude_none=True) if isinstance(job, JobMessage) else job
+        )
+        message["batch_id"] = batch_id
+        try:
+            check_job(message, options)
+        except JobRejected as rejection:
+            raise InvalidJob(rejection.job_id, rejection.problems) from None
+        messages.append(message)
     store = open_store(settings)
     try:
-        return store.get(job_id)
+        store.batches.open(settings.producer, [batch_id], name=name)
+    finally:
+        store.dispose()
+    with JobPublisher(settings) as publisher:
+        return batch_id, [publisher.publish(message) for message in messages]
+
+
+def get_batch(
+    batch_id: str, settings: Settings | None = None, producer: str | None = None
+) -> BatchRecord | None:
+    """The batch's record (counts by state, units, progress), or None if unknown (or
+    another producer's)."""
+    settings = settings or load_settings()
+    store = open_store(settings)
+    try:
+        return store.batches.get(producer or settings.producer, batch_id)
+    finally:
+        store.dispose()
+
+
+def get_job(
+    job_id: str, settings: Settings | None = None, producer: str | None = None
+) -> JobRecord | None:
+    """The job's record (state, Kling task id, images, error...), or None if unknown.
+
+    `job_id` is the producer's own id; `producer` defaults to TRYON_PRODUCER, and another
+    producer's job is None, as an unknown one is.
+    """
+    settings = settings or load_settings()
+    store = open_store(settings)
+    try:
+        return store.get(job_id, producer or settings.producer)
     finally:
         store.dispose()
 
 
 def list_jobs(
-    state: JobState | None = None, *, limit: int = LIST_LIMIT, settings: Settings | None = None
+    state: JobState | None = None,
+    *,
+    limit: int = LIST_LIMIT,
+    settings: Settings | None = None,
+    producer: str | None = None,
 ) -> list[JobRecord]:
+    """The jobs of `producer` (default TRYON_PRODUCER), oldest first."""
+    settings = settings or load_settings()
     store = open_store(settings)
     try:
-        return store.jobs.oldest_first(state, limit=limit)
+        return store.jobs.oldest_first(state, limit=limit, producer=producer or settings.producer)
     finally:
         store.dispose()

@@ -267,3 +267,26 @@ def test_a_store_made_by_create_all_of_today_is_adopted_at_head(engine: Engine) 
     before, after = upgrade_schema(engine)
     assert before.current is None and after.current == head_revision()
     assert schema_differences(engine) == []
+
+
+def test_jobs_stored_before_producers_belong_to_default_after_upgrade(
+    database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """Revision 0008 on a store with data: every old job is `default`'s, under its own id."""
+    build_434ca07_store(engine)
+    done = deployment_on(database_url, tmp_path).tryon("db", "upgrade")
+    assert done.returncode == 0, done.stderr
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT job_id, producer, producer_job_id FROM tryon_jobs"
+        ).all()
+    assert {tuple(r) for r in rows} == {(j["job_id"], "default", j["job_id"]) for j in OLD_JOBS}
+    store = JobStore(engine)
+    for row in OLD_JOBS:
+        record = store.get(row["job_id"], "default")
+        assert record is not None and record.producer == "default"
+        assert record.job_id == row["job_id"] and store.get(row["job_id"], "shop-a") is None
+    assert [r.job_id for r in store.jobs.oldest_first(JobState.QUEUED, producer="default")] == [
+        "old-queued"
+    ]
+    assert store.jobs.oldest_first(producer="shop-a") == []

@@ -20,6 +20,7 @@ from __future__ import annotations
 import click
 
 from kolors_tryon.cli.accounts import accounts_command
+from kolors_tryon.cli.batches import batches as batches_group
 from kolors_tryon.cli.configuration import config_group
 from kolors_tryon.cli.console import console_group
 from kolors_tryon.cli.database import db
@@ -66,5 +67,6 @@ main.add_command(emulator_command, name="emulator")
 main.add_command(config_group, name="config")
 main.add_command(console_group)
 main.add_command(accounts_command)  # the pool of Kling accounts
+main.add_command(batches_group, name="batches")
 main.add_command(cancel_command, name="cancel")
 main.add_command(retry_command, name="retry")

@@ -33,7 +33,7 @@ def wait_for(
         ) as bar,
     ):
         while True:
-            records = [store.get(job_id) for job_id in unique]
+            records = [store.get(job_id, settings.producer) for job_id in unique]
             done = 0
             for job_id, record in zip(unique, records, strict=True):
                 state = record.state if record else "waiting for a worker"

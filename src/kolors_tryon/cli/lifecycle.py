@@ -109,7 +109,7 @@ def cancel_command(job_ids: tuple[str, ...], as_json: bool) -> None:
     except (SettingsError, SchemaOutdated) as exc:
         _stop(str(exc))
     try:
-        answers = cancel_jobs(store, job_ids)
+        answers = cancel_jobs(store, job_ids, settings.producer)
     finally:
         store.dispose()
     cancelled = newly_cancelled(answers)
@@ -178,7 +178,7 @@ def retry_command(
     try:
         for job_id in dict.fromkeys(job_ids):
             try:
-                plans.append(plan_retry(store, job_id, **photos))
+                plans.append(plan_retry(store, job_id, producer=settings.producer, **photos))
             except (JobNotFound, RetryRefused) as exc:
                 refused[job_id] = str(exc)
     finally:

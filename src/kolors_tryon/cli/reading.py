@@ -26,7 +26,7 @@ def status(job_id: str, as_json: bool) -> None:
     settings = door.command_settings()
     door.say_fallbacks(settings, broker=False)
     with door.opened_store(settings) as store:
-        record = store.get(job_id)
+        record = store.get(job_id, settings.producer)
         if record is None:
             raise JobNotFound(job_id)
     if as_json:
@@ -69,16 +69,17 @@ def jobs(
     as_json: bool,
 ) -> None:
     """List jobs, newest first, a page at a time (the next page: --after the cursor shown)."""
+    settings = door.command_settings()
     filters = JobFilter(
         state=JobState(state) if state else None,
         metadata=_meta_filters(meta),
         created_from=created_from,
         created_before=created_before,
+        producer=settings.producer,
     )
-    settings = door.command_settings()
     door.say_fallbacks(settings, broker=False)
     with door.opened_store(settings) as store:
-        cursor = None if after is None else store.listing.cursor_at(after)
+        cursor = None if after is None else store.listing.cursor_at(after, settings.producer)
         if after is not None and cursor is None:
             door.fail(f"--after: no job {after!r}", code=door.EXIT_FAILED)
         records = store.listing.page(filters, limit=limit, cursor=cursor).records

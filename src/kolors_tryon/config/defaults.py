@@ -325,3 +325,9 @@ CONSOLE_LOGIN_BACKOFF_MAX: Final = 900.0
 CONSOLE_PAGE_SIZE: Final = 50
 # The longer side of the input thumbnails the console keeps (the full inputs never are).
 CONSOLE_THUMBNAIL_PX: Final = 256
+
+# --- estimates before sending a batch ----------------------------------------------------
+# The published price of one try-on (USD per unit), and what one try-on takes at Kling
+# (15-60 s measured on the live API: the middle), for `tryon batches estimate`.
+UNIT_PRICE: Final = 0.07
+TYPICAL_TRYON_SECONDS: Final = 30.0

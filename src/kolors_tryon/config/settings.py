@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kolors_tryon.config import defaults
+from kolors_tryon.config.producers import DEFAULT_PRODUCER, parse_weights, split_api_key
 from kolors_tryon.errors import TryonError
 
 ENV_PREFIX = "TRYON_"
@@ -366,7 +367,8 @@ class Settings(BaseSettings):
     )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        description="Bearer keys of the HTTP door, comma-separated; none: HTTP intake off.",
+        description="Bearer keys of the HTTP door, comma-separated, each `producer:key` or "
+        "a bare key (producer `default`); several per producer rotate; none: HTTP intake off.",
     )
     # --- the review console (`tryon web`, /console) ------------------------------------
     console_users: SecretStr | None = Field(
@@ -397,6 +399,36 @@ class Settings(BaseSettings):
     )
     web_max_batch_jobs: int = Field(
         default=100, ge=1, le=10_000, description="Most job messages in one POST /v1/jobs."
+    )
+
+    # --- producers -------------------------------------------------------------------
+    producer: str = Field(
+        default=DEFAULT_PRODUCER,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="The producer the CLI and `enqueue()` publish and read as.",
+    )
+    amqp_producer: str = Field(
+        default=DEFAULT_PRODUCER,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="The producer of a message on the jobs queue without a `user_id` "
+        "property (RabbitMQ validates that one against the publishing connection's user).",
+    )
+    producer_weights: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict,
+        description="Shares of freed slots, `producer:weight,...` (weighted round robin "
+        "among producers with queued jobs); a producer not named weighs 1.",
+    )
+
+    producer_budgets: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict,
+        description="Units a producer may spend per day (UTC, the store's clock), "
+        "`producer:units,...`; at its budget its jobs wait queued. Unnamed: no budget.",
+    )
+
+    unit_price: float = Field(
+        default=defaults.UNIT_PRICE,
+        ge=0,
+        description="Price of one unit (one try-on), for `tryon batches estimate`.",
     )
 
     # --- webhooks to producers (Standard Webhooks) ------------------------------------
@@ -473,6 +505,26 @@ class Settings(BaseSettings):
                 raise ValueError("offsets must be positive and strictly increasing")
             return numbers
         return value
+
+    @field_validator("producer_weights", mode="before")
+    @classmethod
+    def _parse_producer_weights(cls, value: object) -> object:
+        """`TRYON_PRODUCER_WEIGHTS=shop-a:2,shop-b:1`."""
+        return parse_weights(value) if isinstance(value, str) else value
+
+    @field_validator("producer_budgets", mode="before")
+    @classmethod
+    def _parse_producer_budgets(cls, value: object) -> object:
+        """`TRYON_PRODUCER_BUDGETS=shop-a:100,shop-b:0`."""
+        return parse_weights(value, allow_zero=True) if isinstance(value, str) else value
+
+    def api_key_producers(self) -> list[tuple[str, SecretStr]]:
+        """Each HTTP key with the producer it belongs to (`shop-a:key1`; bare: `default`)."""
+        pairs = []
+        for entry in self.api_keys:
+            name, key = split_api_key(entry.get_secret_value())
+            pairs.append((name, SecretStr(key)))
+        return pairs
 
     @field_validator("api_keys", mode="before")
     @classmethod

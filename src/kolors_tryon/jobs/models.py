@@ -170,8 +170,9 @@ class JobMessage(BaseModel):
             **_JOB_ID_RULES,
             description=(
                 "Your id for this job: 1-64 characters of letters, digits, '.', '_', ':' "
-                "and '-'. It is sent to Kling as `external_task_id` and is the key to read "
-                "the job's state. Publishing two messages with the same id is one job. "
+                "and '-'. It is sent to Kling as `external_task_id` (scoped by producer for "
+                "producers other than `default`) and is the key to read the job's state. "
+                "Publishing two messages with the same id is one job. "
                 "Optional: without it the id is derived from the message content "
                 "(`job-` + 32 hex characters), so publishing the same message twice is "
                 "still one job."
@@ -179,6 +180,21 @@ class JobMessage(BaseModel):
             examples=["sku-1234-model-7"],
         ),
     ]
+    batch_id: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=JOB_ID_MAX_LENGTH,
+            pattern=JOB_ID_PATTERN,
+            strict=True,
+            description=(
+                "Your batch for this job (same rules as `job_id`): the batch is created by "
+                "the first job that names it, and followed as one (`GET /v1/batches/{id}`, "
+                "`batch.completed`). Optional."
+            ),
+            examples=["catalogue-2026-12"],
+        ),
+    ] = None
     model_name: ModelName = Field(
         default=ModelName.V1,
         description=(

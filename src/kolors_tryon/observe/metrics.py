@@ -29,6 +29,7 @@ __all__ = [
     "account_paused",
     "account_units",
     "api_call",
+    "budget_reached",
     "callback_received",
     "job_moved",
     "job_overdue",
@@ -92,6 +93,12 @@ class _Metrics:
             "Kling callbacks received, by outcome.",
             ["outcome"],
         )
+        self.budgets = Counter(
+            f"{PREFIX}_producer_budget_reached",
+            "Times a producer reached its daily unit budget (its jobs then wait queued), "
+            "by producer.",
+            ["producer"],
+        )
         self.pauses = Counter(
             f"{PREFIX}_account_pauses",
             "Times submissions were paused for the whole account (credentials, balance), "
@@ -135,6 +142,11 @@ def job_moved(state: str) -> None:
 def job_overdue(count: int = 1) -> None:
     """Jobs were reported overdue (once per job, where `job.overdue` is published)."""
     _metrics().overdue.inc(count)
+
+
+def budget_reached(producer: str) -> None:
+    """A producer reached its daily budget (once per producer and day, with its event)."""
+    _metrics().budgets.labels(producer=producer).inc()
 
 
 def api_call(endpoint: str, code: str, seconds: float) -> None:

@@ -80,6 +80,6 @@ def receive_callback(rt: Runtime, job_id: str, body: Mapping[str, Any], tries: i
 
 def _lingering(rt: Runtime, record: JobRecord, *, ended: bool) -> Step:
     """A job failed by our deadline whose task Kling now reports: free its slot."""
-    if ended and rt.store.tracking.release_lingering(record.job_id):
+    if ended and rt.store.tracking.release_lingering(record.key):
         return Step(dispatch=True, note="lingering task ended")
     return Step(note="callback ignored: the job has ended")

@@ -12,16 +12,22 @@ from kolors_tryon.store import Claim
 
 
 def dispatch(rt: Runtime) -> list[Claim]:
-    """Give free slots to the oldest queued jobs; the caller sends one submit per claim.
+    """Give free slots to queued jobs, shared among producers by weight (oldest first
+    within each); the caller sends one submit per claim.
 
-    With a pool, each account's free slots (store/accounts.py); else the single account's.
+    With a pool, each account's free slots (store/accounts.py; producers' shares are not
+    applied there yet); else the single account's.
     """
     if rt.pooled:
         return rt.store.pool.claim(
             rt.pool_slots(), lease_seconds=fresh_lease(rt.settings), new_owner=new_owner
         )
     return rt.store.claims.next(
-        rt.settings.max_in_flight, lease_seconds=fresh_lease(rt.settings), new_owner=new_owner
+        rt.settings.max_in_flight,
+        lease_seconds=fresh_lease(rt.settings),
+        new_owner=new_owner,
+        weights=rt.settings.producer_weights,
+        budgets=rt.settings.producer_budgets,
     )
 
 
@@ -73,6 +79,7 @@ def sweep(rt: Runtime) -> SweepResult:
         claims=tuple(dispatch(rt)),
         recopy=tuple(recopy),
         webhooks=tuple(rescue_webhooks(rt)),
+        budgets=tuple(rt.store.producers.take_unannounced()),
     )
 
 

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from kolors_tryon.config import defaults
+from kolors_tryon.config.producers import DEFAULT_PRODUCER
 from kolors_tryon.jobs import JobRejected, ValidJob, validate_job
 from kolors_tryon.jobs.ids import content_digest
 from kolors_tryon.pipeline.pool import refuse_unrunnable
@@ -31,15 +32,19 @@ log = logging.getLogger(__name__)
 REJECTED_CODE = "invalid_job"
 
 
-def intake(rt: Runtime, message: str | bytes) -> Step:
-    """Validate and record one job message; asks for a dispatch when a job was queued."""
-    (step,) = intake_many(rt, [message])
+def intake(rt: Runtime, message: str | bytes, producer: str = DEFAULT_PRODUCER) -> Step:
+    """Validate and record one job message of `producer` (its door has authenticated
+    it); asks for a dispatch when a job was queued."""
+    (step,) = intake_many(rt, [message], producer)
     return step
 
 
-def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
-    """`intake` for several messages, a step each in their order: validated one by one,
-    the valid ones recorded in one transaction (`store.intake.accept`)."""
+def intake_many(
+    rt: Runtime, messages: Sequence[str | bytes], producer: str = DEFAULT_PRODUCER
+) -> list[Step]:
+    """`intake` for several messages of one producer, a step each in their order:
+    validated one by one, the valid ones recorded in one transaction
+    (`store.intake.accept`)."""
     steps: dict[int, Step] = {}
     valid: list[tuple[int, NewJob]] = []
     checked_jobs: list[ValidJob] = []
@@ -48,7 +53,7 @@ def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
         if not isinstance(checked, JobRejected):
             checked = refuse_unrunnable(rt, checked)
         if isinstance(checked, JobRejected):
-            steps[i] = _rejected(rt, checked, digest)
+            steps[i] = _rejected(rt, checked, digest, producer)
             continue
         checked_jobs.append(checked)
         deadline_at, deadline_in = checked.message.deadline_parts()
@@ -68,9 +73,14 @@ def intake_many(rt: Runtime, messages: Sequence[str | bytes]) -> list[Step]:
                     deadline_in=deadline_in,
                     retry_of=checked.message.retry_of,
                     account_pin=checked.message.account,
+                    producer=producer,
+                    batch_id=checked.message.batch_id,
                 ),
             )
         )
+    batches = [job.batch_id for _, job in valid if job.batch_id is not None]
+    if batches:
+        rt.store.batches.open(producer, batches)
     admitted = rt.store.intake.accept([job for _, job in valid])
     for (i, _), one in zip(valid, admitted, strict=True):
         steps[i] = _step(one, dispatch=True)
@@ -112,7 +122,7 @@ def _validate_all(rt: Runtime, messages: Sequence[str | bytes]) -> list[ValidJob
         return list(pool.map(check, messages))
 
 
-def _rejected(rt: Runtime, rejection: JobRejected, digest: str) -> Step:
+def _rejected(rt: Runtime, rejection: JobRejected, digest: str, producer: str) -> Step:
     """Record a job that failed validation (or dead-letter a message with no job id)."""
     if rejection.job_id is None:
         return Step(dead_letter=rejection.reason, note="unrecordable message")
@@ -123,6 +133,7 @@ def _rejected(rt: Runtime, rejection: JobRejected, digest: str) -> Step:
         content_hash=digest,
         callback_url=rejection.callback_url,
         webhook_events=rejection.webhook_events,
+        producer=producer,
     )
     if admitted.record.state is JobState.REJECTED and admitted.changed:
         log.info("job %s rejected: %s", rejection.job_id, rejection.reason)

@@ -10,9 +10,10 @@ delivery), as for any terminal state.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from kolors_tryon.config.producers import DEFAULT_PRODUCER
 from kolors_tryon.errors import JobNotFound, TryonError
 from kolors_tryon.jobs.models import JOB_ID_MAX_LENGTH
 from kolors_tryon.pipeline.runtime import Runtime
@@ -28,18 +29,39 @@ AT_KLING_NOTE = (
 )
 
 
-def cancel_jobs(store: JobStore, job_ids: Sequence[str]) -> list[Cancelled]:
-    """Cancel every job of `job_ids` that no create can have reached Kling for.
+def cancel_jobs(
+    store: JobStore, job_ids: Sequence[str], producer: str = DEFAULT_PRODUCER
+) -> list[Cancelled]:
+    """Cancel every job of `producer`'s `job_ids` that no create can have reached Kling for.
 
     One answer per distinct job id, in their order: `cancelled` (never created),
-    `at_kling` (it will run and be charged), `ended` or `not_found`.
+    `at_kling` (it will run and be charged), `ended` or `not_found` (another producer's
+    job is not found, as an unknown one is).
     """
-    return store.lifecycle.cancel(job_ids, reason=CANCEL_REASON)
+    keys = {job_id: _key_of(store, producer, job_id) for job_id in dict.fromkeys(job_ids)}
+    answers = store.lifecycle.cancel([k for k in keys.values() if k], reason=CANCEL_REASON)
+    by_key = {answer.job_id: answer for answer in answers}
+    return [
+        replace(by_key[key], job_id=job_id)
+        if key
+        else Cancelled(job_id, CancelOutcome.NOT_FOUND, None)
+        for job_id, key in keys.items()
+    ]
+
+
+def _key_of(store: JobStore, producer: str, job_id: str) -> str | None:
+    """The store's key of `producer`'s job `job_id`, or None (unknown, or another's)."""
+    record = store.get(job_id, producer)
+    return record.key if record is not None else None
 
 
 def newly_cancelled(answers: Sequence[Cancelled]) -> list[str]:
-    """The job ids this cancel moved (their events and webhooks are due)."""
-    return [a.job_id for a in answers if a.outcome is CancelOutcome.CANCELLED]
+    """The store keys of the jobs this cancel moved (their events and webhooks are due)."""
+    return [
+        a.record.key if a.record is not None else a.job_id
+        for a in answers
+        if a.outcome is CancelOutcome.CANCELLED
+    ]
 
 
 def announce_cancelled(rt: Runtime, job_ids: Sequence[str]) -> Step:
@@ -80,7 +102,12 @@ class RetryPlan:
 
 
 def plan_retry(
-    store: JobStore, job_id: str, *, human: str | None = None, cloth: str | None = None
+    store: JobStore,
+    job_id: str,
+    *,
+    human: str | None = None,
+    cloth: str | None = None,
+    producer: str = DEFAULT_PRODUCER,
 ) -> RetryPlan:
     """The message of a new job that retries `job_id`: the same model, metadata,
     priority and webhook target, and the same photos unless others are given.
@@ -91,8 +118,9 @@ def plan_retry(
             longer kept (a job that reached Kling lost them at submission) and the
             missing one was not given.
     """
-    source = store.lifecycle.retry_source(job_id)
-    if source is None:
+    key = _key_of(store, producer, job_id)
+    source = store.lifecycle.retry_source(key) if key else None
+    if key is None or source is None:
         raise JobNotFound(job_id)
     if source.state not in RETRYABLE_STATES:
         raise RetryRefused(
@@ -112,7 +140,7 @@ def plan_retry(
     new_id = f"{job_id[: JOB_ID_MAX_LENGTH - 6]}-r{source.retries + 1}"
     message: dict[str, Any] = {
         "job_id": new_id,
-        "retry_of": job_id,
+        "retry_of": key,  # the store's key: the old record finds its retries by it
         **photos,
         "metadata": source.metadata,
         "priority": source.priority,

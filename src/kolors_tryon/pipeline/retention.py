@@ -75,12 +75,12 @@ def purge(
                 report.copies += len(located)
                 continue
             try:
-                deleted = _delete_copies(copies, record.job_id, located)
+                deleted = _delete_copies(copies, record.key, located)
             except StorageError as exc:
-                log.warning("purge kept job %s: %s", record.job_id, exc)
+                log.warning("purge kept job %s: %s", record.key, exc)
                 report.kept += 1
                 continue
-            if store.retention.delete_ended(record.job_id, older_than=older_than):
+            if store.retention.delete_ended(record.key, older_than=older_than):
                 report.jobs[record.state] += 1
                 report.copies += deleted
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kolors_tryon.store import Claim, JobRecord
+from kolors_tryon.store.producers import BudgetReached
 
 
 @dataclass(frozen=True)
@@ -50,3 +51,5 @@ class SweepResult:
     webhooks: tuple[str, ...] = ()  # deliveries to send a message for (lost, unplanned)
     # Waiting jobs whose deadline passed, just cancelled (an event and webhook each).
     cancelled: tuple[JobRecord, ...] = ()
+    # Producers that reached their daily budget since the last sweep: announce each once.
+    budgets: tuple[BudgetReached, ...] = ()

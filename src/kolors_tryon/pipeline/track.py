@@ -143,13 +143,13 @@ def _overdue(
             f"Kling's task {record.kling_task_id} has not ended {age / 86400:.0f} days after "
             f"submission ({why}); Kling keeps a task's images 30 days"
         )
-        return _finish(rt, record.job_id, JobState.FAILED, "expired", message)
-    flagged = rt.store.tracking.mark_overdue(record.job_id) if record.overdue_at is None else None
+        return _finish(rt, record.key, JobState.FAILED, "expired", message)
+    flagged = rt.store.tracking.mark_overdue(record.key) if record.overdue_at is None else None
     if flagged is not None:
         log.warning(
             "job %s overdue: no result from Kling within %g s of submission (task %s; %s); "
             "still followed every %g s",
-            record.job_id,
+            record.key,
             settings.track_deadline,
             record.kling_task_id,
             why,
@@ -179,8 +179,8 @@ def _follow_lingering(rt: Runtime, record: JobRecord, polls_done: int) -> Step:
     except KlingError:
         ended = False
     if ended or overdue:
-        rt.store.tracking.release_lingering(record.job_id)
-        log.info("job %s: its lingering Kling task ended; slot freed", record.job_id)
+        rt.store.tracking.release_lingering(record.key)
+        log.info("job %s: its lingering Kling task ended; slot freed", record.key)
         return Step(dispatch=True, note="lingering task ended")
     return Step(track_in=rt.settings.track_interval_max, track_poll=polls_done, note="lingering")
 

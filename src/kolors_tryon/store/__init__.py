@@ -1,6 +1,7 @@
 """The job store: SQLAlchemy tables, the state machine, and the queries the pipeline needs."""
 
 from kolors_tryon.store.account import AccountPause
+from kolors_tryon.store.batches import BatchRecord
 from kolors_tryon.store.claims import Claim
 from kolors_tryon.store.database import Database, make_engine
 from kolors_tryon.store.intake import Admission, Admitted, NewJob
@@ -24,6 +25,7 @@ __all__ = [
     "AccountPause",
     "Admission",
     "Admitted",
+    "BatchRecord",
     "Busy",
     "Claim",
     "CreatePlan",

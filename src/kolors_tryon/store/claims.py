@@ -15,7 +15,7 @@ it (`take_over_all`, pipeline/holder.py).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 
 from kolors_tryon.store.account import lock_account
 from kolors_tryon.store.database import Database
-from kolors_tryon.store.lifecycle import before_deadline
+from kolors_tryon.store.fair_share import pick as fair_pick
 from kolors_tryon.store.queries import JOBS, claimed_by, count_in_flight, expired, matched, rows_of
 from kolors_tryon.store.records import JobRecord, record_from_row
 from kolors_tryon.store.states import JobState
@@ -52,8 +52,12 @@ class Claims:
         *,
         lease_seconds: float,
         new_owner: Callable[[], str] = lambda: str(uuid.uuid4()),
+        weights: Mapping[str, float] | None = None,
+        budgets: Mapping[str, float] | None = None,
     ) -> list[Claim]:
-        """Give free account slots to the oldest queued jobs (highest priority first)."""
+        """Give free account slots to queued jobs: shared among producers by weight
+        (store/fair_share.py), the oldest of each producer first (highest priority
+        first); a producer at its daily budget in `budgets` gets none."""
         with self._db.transaction() as (s, now):
             account = lock_account(s)
             free = max_in_flight - count_in_flight(s)
@@ -67,14 +71,7 @@ class Claims:
                 free = min(free, 1) if due and not submitting else 0
             if free <= 0:
                 return []
-            job_ids = list(
-                s.scalars(
-                    select(JobRow.job_id)
-                    .where(JobRow.state == JobState.QUEUED, before_deadline(now))
-                    .order_by(JobRow.priority.desc(), JobRow.seq)
-                    .limit(free)
-                )
-            )
+            job_ids = fair_pick(s, now, free, weights=weights or {}, budgets=budgets or {})
             if not job_ids:
                 return []
             owners = {job_id: new_owner() for job_id in job_ids}

@@ -52,12 +52,9 @@ _DAY: Final = 24 * _HOUR
 
 
 def producer_of() -> ColumnElement[str]:
-    """Which producer owns a job, as a column expression.
-
-    TODO(issue 19): `JobRow.producer` once jobs carry the producer that sent them; every
-    console read filters through this one expression, so that is the only change.
-    """
-    return literal(DEFAULT_PRODUCER)
+    """Which producer owns a job, as a column expression (every console read filters
+    through this one expression)."""
+    return JobRow.producer
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from kolors_tryon.config.producers import DEFAULT_PRODUCER, job_key
 from kolors_tryon.errors import JobNotFound
 from kolors_tryon.store.database import Database
 from kolors_tryon.store.jobs import Jobs
@@ -61,6 +62,13 @@ class NewJob:
 
     # The pool account the job asked for (store/accounts.py); None: any.
     account_pin: str | None = None
+    producer: str = DEFAULT_PRODUCER
+    batch_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The job's key in the store: its id, scoped by its producer."""
+        return job_key(self.producer, self.job_id)
 
 
 @dataclass(frozen=True)
@@ -95,7 +103,7 @@ class Intake:
         """
         first: dict[str, int] = {}
         for i, job in enumerate(jobs):
-            first.setdefault(job.job_id, i)
+            first.setdefault(job.key, i)
         admitted: dict[int, Admitted] = {}
         try:
             with self._db.transaction() as (s, now):
@@ -103,7 +111,7 @@ class Intake:
                 fresh = {
                     i: _queued_values(job, now)
                     for i, job in enumerate(jobs)
-                    if job.job_id not in taken and first[job.job_id] == i
+                    if job.key not in taken and first[job.key] == i
                 }
                 if fresh:
                     # Core inserts (executemany): no ORM objects to build for rows that
@@ -123,9 +131,9 @@ class Intake:
         return JobRow(**row), PayloadRow(**payload)
 
     def _accept_one(self, job: NewJob) -> Admitted:
-        job_id, callback_url, webhook_events = job.job_id, job.callback_url, job.webhook_events
+        job_id, callback_url, webhook_events = job.key, job.callback_url, job.webhook_events
         priority, model_name, metadata = job.priority, job.model_name, job.metadata
-        payload = json.dumps(dict(job.body))
+        payload = _payload(job)
 
         def fresh(now: float) -> tuple[JobRow, PayloadRow | None]:
             return self._queued_rows(job, now)
@@ -155,14 +163,17 @@ class Intake:
         metadata: Mapping[str, Any] | None = None,
         callback_url: str | None = None,
         webhook_events: Sequence[str] | None = None,
+        producer: str = DEFAULT_PRODUCER,
     ) -> Admitted:
         """Record a job that never reaches the API (the same id rules as `accept`).
 
         The webhook target is kept too: the producer hears of the rejection.
         """
+        own_id, job_id = job_id, job_key(producer, job_id)
 
         def fresh(now: float) -> tuple[JobRow, PayloadRow | None]:
             row = self._new_row(job_id, JobState.REJECTED, metadata, now, content_hash)
+            row.producer, row.producer_job_id = producer, own_id
             _set_webhook_target(row, callback_url, webhook_events)
             row.error_code = code
             row.error_message = message
@@ -252,7 +263,10 @@ def _set_webhook_target(
 def _queued_values(job: NewJob, now: float) -> tuple[dict[str, Any], dict[str, str]]:
     """A new queued job's row (by attribute name) and its payload row, as values."""
     row: dict[str, Any] = {
-        "job_id": job.job_id,
+        "job_id": job.key,
+        "producer": job.producer,
+        "producer_job_id": job.job_id,
+        "batch_id": job.batch_id,
         "state": JobState.QUEUED,
         "priority": job.priority,
         "model_name": job.model_name,
@@ -279,4 +293,12 @@ def _queued_values(job: NewJob, now: float) -> tuple[dict[str, Any], dict[str, s
         "deadline_at": job.deadline(now),
         "retry_of": job.retry_of,
     }
-    return row, {"job_id": job.job_id, "body": json.dumps(dict(job.body))}
+    return row, {"job_id": job.key, "body": _payload(job)}
+
+
+def _payload(job: NewJob) -> str:
+    """The create body as stored: another producer's `external_task_id` is the job's
+    key, unique on the account (`default`'s body already carries its id, as before)."""
+    if job.producer == DEFAULT_PRODUCER:
+        return json.dumps(dict(job.body))
+    return json.dumps({**job.body, "external_task_id": job.key})

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 
+from kolors_tryon.config.producers import DEFAULT_PRODUCER, job_key
 from kolors_tryon.errors import TryonError
 from kolors_tryon.store.database import Database
 from kolors_tryon.store.records import JobRecord, record_from_row
@@ -40,6 +41,7 @@ class JobFilter:
     metadata: Mapping[str, str] = field(default_factory=dict)
     created_from: float | None = None  # inclusive, Unix seconds
     created_before: float | None = None  # exclusive
+    producer: str | None = None  # one producer's jobs (the doors always set it)
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,15 @@ class Listing:
             encode_cursor(last.created_at, last.job_id) if last is not None else None,
         )
 
-    def cursor_at(self, job_id: str) -> str | None:
-        """The cursor that starts a page just after `job_id` (None: no such job)."""
+    def cursor_at(self, job_id: str, producer: str = DEFAULT_PRODUCER) -> str | None:
+        """The cursor that starts a page just after `producer`'s `job_id` (None: no such
+        job of that producer)."""
+        key = job_key(producer, job_id)
         with self._db.session() as s:
-            created_at = s.scalar(select(JobRow.created_at).where(JobRow.job_id == job_id))
-        return None if created_at is None else encode_cursor(created_at, job_id)
+            created_at = s.scalar(
+                select(JobRow.created_at).where(JobRow.job_id == key, JobRow.producer == producer)
+            )
+        return None if created_at is None else encode_cursor(created_at, key)
 
     def explain(self, filters: JobFilter, *, limit: int, cursor: str | None = None) -> str:
         """PostgreSQL's plan of a page (bench/listing.py shows which index it uses)."""
@@ -115,6 +121,8 @@ class Listing:
         query = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.job_id.desc())
         if filters.state is not None:
             query = query.where(JobRow.state == filters.state)
+        if filters.producer is not None:
+            query = query.where(JobRow.producer == filters.producer)
         if filters.created_from is not None:
             query = query.where(JobRow.created_at >= filters.created_from)
         if filters.created_before is not None:

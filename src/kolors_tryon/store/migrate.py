@@ -57,6 +57,7 @@ ADOPTION_MARKERS: tuple[tuple[str, str, str | None], ...] = (
     ("0005", "tryon_webhook_deliveries", None),
     ("0006", "tryon_jobs", "overdue_at"),
     ("0007", "tryon_jobs", "review_state"),
+    ("0008", "tryon_jobs", "producer"),
     ("0009", "tryon_jobs", "deadline_at"),
     ("0010", "tryon_pool_accounts", None),
 )

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr
 
+from kolors_tryon.config.producers import DEFAULT_PRODUCER, job_key
 from kolors_tryon.store.states import JobState, is_terminal
 from kolors_tryon.store.tables import JobRow
 
@@ -43,7 +44,9 @@ class JobRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    job_id: str
+    job_id: str = Field(description="The job's id as its producer knows it.")
+    producer: str = Field(default=DEFAULT_PRODUCER, description="Whose job it is.")
+    batch_id: str | None = Field(default=None, description="The producer's batch, if any.")
     state: JobState
     kling_task_id: str | None = None
     model_name: str | None = None
@@ -89,6 +92,11 @@ class JobRecord(BaseModel):
     _account: str | None = PrivateAttr(default=None)
 
     @property
+    def key(self) -> str:
+        """The job's key in the store and at Kling (its `external_task_id`)."""
+        return job_key(self.producer, self.job_id)
+
+    @property
     def terminal(self) -> bool:
         return is_terminal(self.state)
 
@@ -125,7 +133,9 @@ def record_from_row(row: JobRow) -> JobRecord:
         JobError(code=row.error_code, message=row.error_message or "") if row.error_code else None
     )
     record = JobRecord(
-        job_id=row.job_id,
+        job_id=row.producer_job_id or row.job_id,
+        producer=row.producer or DEFAULT_PRODUCER,
+        batch_id=row.batch_id,
         state=JobState(row.state),
         kling_task_id=row.kling_task_id,
         model_name=row.model_name,

@@ -11,6 +11,8 @@ clock), and the WHERE clauses they share are named in `queries.py`:
     store.account     the account's pause and probe, the housekeeping turns   account.py
     store.pool        a pool of accounts: slots, pauses and usage per account  accounts.py
     store.secrets     generated signing secrets                               secrets.py
+    store.producers   producers' daily budgets reached, for their events     producers.py
+    store.batches     named sets of a producer's jobs, counts, completion     batches.py
     store.copies      copies of result images still due                       copies.py
     store.retention   purging ended jobs, forgetting a person's photos        retention.py
     store.webhooks    webhook deliveries and their attempts                   webhooks.py
@@ -32,6 +34,7 @@ from sqlalchemy import Engine
 
 from kolors_tryon.store.account import Account
 from kolors_tryon.store.accounts import PoolAccounts
+from kolors_tryon.store.batches import Batches
 from kolors_tryon.store.claims import Claims
 from kolors_tryon.store.copies import Copies
 from kolors_tryon.store.database import Database, make_engine
@@ -40,6 +43,7 @@ from kolors_tryon.store.jobs import Jobs
 from kolors_tryon.store.lifecycle import Lifecycle
 from kolors_tryon.store.listing import Listing
 from kolors_tryon.store.migrate import upgrade_schema
+from kolors_tryon.store.producers import Producers
 from kolors_tryon.store.records import JobRecord
 from kolors_tryon.store.retention import Retention
 from kolors_tryon.store.secrets import Secrets
@@ -67,6 +71,8 @@ class JobStore:
         self.account = Account(self.db)
         self.pool = PoolAccounts(self.db, self.account)
         self.secrets = Secrets(self.db)
+        self.producers = Producers(self.db)
+        self.batches = Batches(self.db)
         self.copies = Copies(self.db)
         self.retention = Retention(self.db)
         self.webhooks = Deliveries(self.db)
@@ -94,6 +100,7 @@ class JobStore:
         upgrade_schema(self.engine)
         self.account.ensure_row()
 
-    def get(self, job_id: str) -> JobRecord | None:
-        """One job's record, None when unknown (the read nearly every caller makes)."""
-        return self.jobs.get(job_id)
+    def get(self, job_id: str, producer: str | None = None) -> JobRecord | None:
+        """One job's record, None when unknown (the read nearly every caller makes); by
+        `producer`'s own id when given (another producer's job is then unknown)."""
+        return self.jobs.get(job_id, producer)

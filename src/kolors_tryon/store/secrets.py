@@ -4,6 +4,7 @@ signs with the same one."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from secrets import token_hex
 
 from sqlalchemy.exc import IntegrityError
 
@@ -37,3 +38,12 @@ class Secrets:
             if row is None:  # pragma: no cover - only after a concurrent delete
                 raise StoreRowMissing(f"secret {name!r} vanished")
             return row.value
+
+
+PRODUCER_SECRET = "producer_signing"  # noqa: S105 - the name of a generated secret
+
+
+def producer_secret(secrets: Secrets) -> str:
+    """The secret our own doors sign a job message's producer with (config/producers.py):
+    generated once, shared by every web process, CLI and worker through the store."""
+    return secrets.get(PRODUCER_SECRET, lambda: token_hex(32))

@@ -259,7 +259,7 @@ class Submits:
                 else None
                 for one in created
             ]
-            moved = [r.job_id for r in records if r is not None]
+            moved = [r.key for r in records if r is not None]
             if moved:
                 s.execute(delete(PayloadRow).where(PayloadRow.job_id.in_(moved)))
             return records
@@ -422,7 +422,7 @@ def _submitted(s: Session, now: float, created: Sequence[Created]) -> list[JobRe
             .execution_options(populate_existing=True)
         )
         records.append(record_from_row(row) if row is not None else None)
-    moved = [r.job_id for r in records if r is not None]
+    moved = [r.key for r in records if r is not None]
     if moved:
         s.execute(delete(PayloadRow).where(PayloadRow.job_id.in_(moved)))
     return records

@@ -19,6 +19,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -36,7 +37,16 @@ class JobRow(Base):
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
+    # The job's key: the producer's own job id for `default`, a stable derivation for
+    # other producers (config/producers.py `job_key`); Kling's `external_task_id`.
     job_id: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    # Whose job it is, and the id that producer gave it (what it reads the job by).
+    producer: Mapped[str] = mapped_column(
+        String(64), default="default", server_default="default", nullable=False
+    )
+    producer_job_id: Mapped[str | None] = mapped_column(String(64))
+    # The producer's batch this job belongs to (tryon_batches: producer, batch_id).
+    batch_id: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), nullable=False)
     priority: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     model_name: Mapped[str | None] = mapped_column(String(64))
@@ -115,6 +125,18 @@ class JobRow(Base):
 # with the columns' own `.desc()` (not a text clause) so that Alembic's comparison of the
 # migrated schema with these tables can see it (tests/integration/test_migrations.py).
 Index("ix_tryon_jobs_claim", JobRow.state, JobRow.priority.desc(), JobRow.seq)
+# Fair share: the queued jobs of each producer in their claim order (pipeline/dispatch).
+Index(
+    "ix_tryon_jobs_producer_claim",
+    JobRow.state,
+    JobRow.producer,
+    JobRow.priority.desc(),
+    JobRow.seq,
+)
+# A producer's jobs, newest first (its listings), and its day's spend (budgets).
+Index("ix_tryon_jobs_producer", JobRow.producer, JobRow.seq)
+# A batch's jobs, for its counts.
+Index("ix_tryon_jobs_batch", JobRow.producer, JobRow.batch_id, JobRow.state)
 # The sweep looks for recently ended jobs whose webhook was never planned.
 Index("ix_tryon_jobs_finished", JobRow.finished_at)
 # The console pages jobs newest first by (created_at, seq) keyset, all of them or one
@@ -298,3 +320,41 @@ class GoneUrlRow(Base):
     url_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     delivery_id: Mapped[str] = mapped_column(String(64), nullable=False)
     at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class ProducerDayRow(Base):
+    """A producer that reached its daily budget on a day (UTC, database clock).
+
+    Written by the claim that first found the producer at its budget; `announced` turns
+    true once its `producer.budget_reached` event is handed to the broker (by the sweep),
+    so the event goes once per producer and day whatever the number of workers.
+    """
+
+    __tablename__ = "tryon_producer_days"
+
+    producer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)  # days since 1970-01-01
+    budget: Mapped[float] = mapped_column(Float, nullable=False)
+    spent: Mapped[float] = mapped_column(Float, nullable=False)
+    reached_at: Mapped[float] = mapped_column(Float, nullable=False)
+    announced: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+
+
+class BatchRow(Base):
+    """A named set of one producer's jobs; its id is the producer's own (scoped as job
+    ids are). `finished_at` is set once, when every one of its jobs is terminal."""
+
+    __tablename__ = "tryon_batches"
+    __table_args__ = (
+        UniqueConstraint("producer", "batch_id"),
+        Index("ix_tryon_batches_listing", "producer", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    producer: Mapped[str] = mapped_column(String(64), nullable=False)
+    batch_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    finished_at: Mapped[float | None] = mapped_column(Float)

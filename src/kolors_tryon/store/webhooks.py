@@ -154,19 +154,19 @@ class Deliveries:
             if not record.may_have_webhooks:
                 continue  # its row had no callback_url: no transaction needed to know
             with self._db.transaction() as (s, now):
-                job = s.scalar(select(JobRow).where(JobRow.job_id == record.job_id))
+                job = s.scalar(select(JobRow).where(JobRow.job_id == record.key))
                 if job is None or not job.callback_url:
                     continue
                 name = event or str(record.state)
                 if name not in wanted_events(job.webhook_events):
                     continue
-                new_id = delivery_id(record.job_id, name, record.resubmissions)
+                new_id = delivery_id(record.key, name, record.resubmissions)
                 if s.get(WebhookDeliveryRow, new_id) is not None:
                     continue
                 s.add(
                     WebhookDeliveryRow(
                         id=new_id,
-                        job_id=record.job_id,
+                        job_id=record.key,
                         state=name,
                         round=record.resubmissions,
                         url=job.callback_url,

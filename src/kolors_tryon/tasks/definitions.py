@@ -29,6 +29,7 @@ from typing import Any
 from celery import Celery
 
 from kolors_tryon.config import defaults
+from kolors_tryon.config.producers import DEFAULT_PRODUCER
 from kolors_tryon.config.task_names import TaskName
 from kolors_tryon.observe.context import job_context
 from kolors_tryon.pipeline import (
@@ -48,7 +49,7 @@ from kolors_tryon.store import Claim
 from kolors_tryon.store.outage import is_outage
 from kolors_tryon.tasks import followups
 from kolors_tryon.tasks.base import GuardedTask, TickTask
-from kolors_tryon.tasks.messaging import announce
+from kolors_tryon.tasks.messaging import announce, announce_budgets
 from kolors_tryon.tasks.outbox import send_task
 from kolors_tryon.tasks.runtime import runtime_for
 from kolors_tryon.tasks.webhooks import register_webhook_task
@@ -74,10 +75,14 @@ def register_tasks(app: Celery) -> None:
         ignore_result=True,
         parks_raw_message=True,
     )
-    def intake_task(self: GuardedTask, /, message: str | list[str]) -> str:
+    def intake_task(
+        self: GuardedTask, /, message: str | list[str], producer: str = DEFAULT_PRODUCER
+    ) -> str:
+        # `producer` was authenticated by the door that sent this message (the AMQP
+        # consumer, worker/intake_consumer.py); messages from before it default.
         if isinstance(message, list):
-            return _intake_batch(app, message)
-        step = intake(runtime_for(app), message)
+            return _intake_batch(app, message, producer)
+        step = intake(runtime_for(app), message, producer)
         followups.after_intake(app, message, step)
         self.follow(step, job_id=None)
         return step.note
@@ -152,6 +157,7 @@ def register_tasks(app: Celery) -> None:
         result = sweep(rt)
         cleanup = rt.store.account.take_results_cleanup(every=defaults.RESULTS_CLEANUP_EVERY)
         followups.send_rescues(app, result, "sweep")
+        announce_budgets(app, result.budgets)
         if cleanup:
             _delete_expired_results(app)
         return {
@@ -176,7 +182,7 @@ def register_tasks(app: Celery) -> None:
         }
 
 
-def _intake_batch(app: Celery, messages: list[str]) -> str:
+def _intake_batch(app: Celery, messages: list[str], producer: str) -> str:
     """Several job messages in one run: validated one by one, recorded in one
     transaction, then one announcement and one claim for all of them, and the claims
     are submitted in the same run (`followups.submit_here`).
@@ -189,13 +195,13 @@ def _intake_batch(app: Celery, messages: list[str]) -> str:
     """
     rt = runtime_for(app)
     try:
-        steps = intake_many(rt, messages)
+        steps = intake_many(rt, messages, producer)
     except Exception as exc:
         if is_outage(exc):
             raise
         log.warning("intake of a batch raised %s: each of its messages alone again", exc)
         for message in messages:
-            send_task(app, TaskName.INTAKE, args=[message])
+            send_task(app, TaskName.INTAKE, args=[message], kwargs={"producer": producer})
         return "crashed: each message alone again"
     for message, step in zip(messages, steps, strict=True):
         followups.after_intake(app, message, step)

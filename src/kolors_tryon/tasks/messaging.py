@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import date, timedelta
+from typing import Any
 
 from celery import Celery
 
@@ -17,6 +19,8 @@ from kolors_tryon.observe import metrics
 from kolors_tryon.ops.journal import record_changes
 from kolors_tryon.pipeline.webhooks import plan_webhooks
 from kolors_tryon.store import JobRecord
+from kolors_tryon.store.producers import BudgetReached
+from kolors_tryon.store.records import iso
 from kolors_tryon.tasks.outbox import publish, send_task
 from kolors_tryon.tasks.runtime import runtime_for, settings_of
 
@@ -37,6 +41,7 @@ def announce(app: Celery, records: Iterable[JobRecord]) -> None:
     publish_events(app, records)
     if not records:
         return
+    complete_batches(app, records)
     try:
         planned = plan_webhooks(runtime_for(app), records)
     except Exception:
@@ -59,6 +64,71 @@ def announce_overdue(app: Celery, records: Iterable[JobRecord]) -> None:
         log.exception("could not plan the overdue webhooks of %d job(s)", len(records))
         return
     send_webhooks(app, planned)
+
+
+def complete_batches(app: Celery, records: Iterable[JobRecord]) -> None:
+    """`batch.completed` for each batch whose last job just ended (once per batch: the
+    store marks it finished in a conditional UPDATE; store/batches.py)."""
+    ended = {(r.producer, r.batch_id) for r in records if r.terminal and r.batch_id}
+    if not ended:
+        return
+    store = runtime_for(app).store
+    for producer, batch_id in ended:
+        try:
+            batch = store.batches.complete(producer, str(batch_id))
+        except Exception:
+            log.exception("could not check batch %s for completion", batch_id)
+            continue
+        if batch is None:
+            continue
+        log.info("batch %s of %s completed: %s", batch_id, producer, batch.counts)
+        _publish_event(app, "batch.completed", batch.model_dump(mode="json"))
+
+
+def announce_budgets(app: Celery, reached: Iterable[BudgetReached]) -> None:
+    """A `producer.budget_reached` event and a metric per producer that reached its daily
+    budget (its jobs now wait queued until the next day or a raised budget)."""
+    for one in reached:
+        metrics.budget_reached(one.producer)
+        log.warning(
+            "producer %s reached its budget of %g units for %s: its jobs wait",
+            one.producer,
+            one.budget,
+            _day_text(one.day),
+        )
+        body = {
+            "producer": one.producer,
+            "day": _day_text(one.day),
+            "budget": one.budget,
+            "spent": one.spent,
+            "reached_at": iso(one.reached_at),
+        }
+        _publish_event(app, "producer.budget_reached", body)
+
+
+def _publish_event(app: Celery, routing_key: str, body: dict[str, Any]) -> None:
+    """One event that is not a job record's (a batch's, a producer's) on `<ns>.events`;
+    on the embedded broker nobody could hear it (see `publish_events`)."""
+    settings = settings_of(app)
+    if not settings.uses_rabbitmq:
+        return
+    exchange = topology_for(settings).events_exchange
+    try:
+        publish(
+            app,
+            body,
+            exchange=exchange,
+            routing_key=routing_key,
+            serializer="json",
+            delivery_mode=2,
+            declare=[exchange],
+        )
+    except Exception:  # an event must never take down the change it tells of
+        log.exception("could not publish a %s event", routing_key)
+
+
+def _day_text(day: int) -> str:
+    return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
 
 
 def send_webhooks(app: Celery, delivery_ids: Iterable[str]) -> None:

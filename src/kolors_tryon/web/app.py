@@ -50,7 +50,7 @@ from kolors_tryon.kling.signatures import verify_callback_signature
 from kolors_tryon.ops.exposition import CONTENT_TYPE, metrics_registry, render
 from kolors_tryon.pipeline.callback_tokens import CALLBACK_PATH_PREFIX, verify_callback_token
 from kolors_tryon.web.access_log import AccessLogMiddleware
-from kolors_tryon.web.auth import bearer_key_matches
+from kolors_tryon.web.auth import producer_of_key
 from kolors_tryon.web.bodies import (
     BatchItemAccepted,
     BatchItemRefused,
@@ -118,9 +118,13 @@ def _requires_key(endpoint: Endpoint) -> Endpoint:
         keys = services.settings.api_keys
         if not keys:
             raise IntakeOff
-        if not bearer_key_matches(request.headers.get("authorization"), keys):
+        producer = producer_of_key(
+            request.headers.get("authorization"), services.settings.api_key_producers()
+        )
+        if producer is None:
             services.count("auth_refused")
             raise KeyRefused
+        request.state.producer = producer  # whose jobs this request may write and read
         return await endpoint(request)
 
     guarded.__name__ = endpoint.__name__
@@ -236,7 +240,7 @@ def _batch_text(body: bytes) -> str | None:
         return None  # validate_job names the encoding problem
 
 
-async def _accept_one(services: WebServices, raw: bytes | str) -> JobAccepted:
+async def _accept_one(services: WebServices, raw: bytes | str, producer: str) -> JobAccepted:
     """Validate and queue one job message.
 
     Raises:
@@ -257,7 +261,7 @@ async def _accept_one(services: WebServices, raw: bytes | str) -> JobAccepted:
         services.count("jobs_refused")
         raise
     try:
-        job_id = await run_in_threadpool(services.publish_job, valid)
+        job_id = await run_in_threadpool(services.publish_job, valid, producer)
     except Exception as exc:
         log.error("publishing job %s failed: %s", valid.job_id, type(exc).__name__)
         raise BrokerUnavailable from exc
@@ -274,7 +278,7 @@ async def post_jobs(request: Request) -> Response:
     body = await request.body()
     text = _batch_text(body)
     if text is None:
-        job = await _accept_one(services, body)
+        job = await _accept_one(services, body, request.state.producer)
         return _answer(job, 202, {"Location": f"/v1/jobs/{job.job_id}"})
 
     try:
@@ -282,13 +286,19 @@ async def post_jobs(request: Request) -> Response:
     except JobRejected:
         services.count("jobs_refused")
         raise
+    summary = await _accept_items(services, items, request.state.producer)
+    return _answer(summary, _batch_status(summary.results))
+
+
+async def _accept_items(services: WebServices, items: list[str], producer: str) -> BatchResult:
+    """Validate and queue each item on its own: one result per item, in their order."""
     results: list[BatchItemAccepted | BatchItemRefused] = []
     broker_down: BrokerUnavailable | None = None
     for index, item in enumerate(items):
         try:
             if broker_down is not None:  # do not wait out the publish retries once per item
                 raise broker_down
-            job = await _accept_one(services, item)
+            job = await _accept_one(services, item, producer)
             results.append(BatchItemAccepted(index=index, status=202, job_id=job.job_id))
         except TryonError as exc:
             if isinstance(exc, BrokerUnavailable):
@@ -298,8 +308,7 @@ async def post_jobs(request: Request) -> Response:
                 BatchItemRefused(index=index, status=refused.status, error=refused.detail)
             )
     accepted = sum(1 for r in results if r.status == 202)
-    summary = BatchResult(accepted=accepted, refused=len(results) - accepted, results=results)
-    return _answer(summary, _batch_status(results))
+    return BatchResult(accepted=accepted, refused=len(results) - accepted, results=results)
 
 
 def _batch_status(results: list[BatchItemAccepted | BatchItemRefused]) -> int:
@@ -320,7 +329,7 @@ async def get_job(request: Request) -> Response:
     services = _services(request)
     job_id = request.path_params["job_id"]
     try:
-        record = await run_in_threadpool(services.get_job, job_id)
+        record = await run_in_threadpool(services.get_job, job_id, request.state.producer)
     except JobNotFound:
         raise
     except Exception as exc:
@@ -398,6 +407,14 @@ async def kling_callback(request: Request) -> Response:
 
 
 # --------------------------------------------------------------------------- the app ----
+def batch_routes() -> list[Route]:
+    """The batch routes (web/batch_routes.py), imported here rather than at the top: they
+    use this module's guard and intake helpers, so they import it."""
+    from kolors_tryon.web.batch_routes import BATCH_ROUTES
+
+    return BATCH_ROUTES
+
+
 def create_web_app(settings: Settings) -> Starlette:
     """The ASGI app of `tryon web`, with the store and broker connections it owns."""
     services = WebServices(settings)
@@ -425,6 +442,7 @@ def create_web_app(settings: Settings) -> Starlette:
         jobs_collection_route(post_jobs, _requires_key),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
         *lifecycle_routes(_requires_key),
+        *batch_routes(),
         Route("/v1/counters", get_counters, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
         Route(CALLBACK_PATH_PREFIX + "/{job_id}/{token}", kling_callback, methods=["POST"]),

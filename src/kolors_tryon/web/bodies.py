@@ -25,8 +25,10 @@ from kolors_tryon.store.records import JobRecord
 __all__ = [
     "BODIES",
     "REQUEST_BODIES",
+    "BatchCreated",
     "BatchItemAccepted",
     "BatchItemRefused",
+    "BatchPage",
     "BatchResult",
     "Body",
     "CallbackReceived",
@@ -42,6 +44,7 @@ __all__ = [
     "JobAccepted",
     "JobList",
     "KlingTask",
+    "NewBatch",
     "Problem",
     "Readiness",
     "RetryAccepted",
@@ -115,6 +118,14 @@ class InvalidJob(Body):
 
 
 # ------------------------------------------------------------------------ intake -------
+class BatchPage(Body):
+    """A page of the producer's batches, newest first; `next` is the cursor of the next
+    page (`?after=`), null on the last."""
+
+    batches: list[dict[str, Any]] = Field(description="BatchRecord objects.")
+    next: str | None
+
+
 class JobAccepted(Body):
     """One job queued: its id (its own, or derived from its content)."""
 
@@ -147,6 +158,29 @@ class BatchResult(Body):
     results: list[BatchItemAccepted | BatchItemRefused] = Field(
         description="One result per item, in the order sent."
     )
+
+
+class NewBatch(BaseModel):
+    """`POST /v1/batches`: a batch to open and its jobs (each a job message, validated
+    alone; `batch_id` is written into each)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="Your id for the batch; without it `batch-<uuid>` is made.",
+    )
+    name: str | None = Field(default=None, max_length=200)
+    jobs: list[dict[str, Any]] = Field(min_length=1, description="JobMessage objects.")
+
+
+class BatchCreated(BatchResult):
+    """The answer to `POST /v1/batches`: the batch's id and one result per job."""
+
+    batch_id: str
 
 
 # ------------------------------------------------------------------------ operations ---
@@ -290,6 +324,8 @@ BODIES: tuple[type[BaseModel], ...] = (
     InvalidJob,
     JobAccepted,
     BatchResult,
+    BatchPage,
+    BatchCreated,
     Health,
     Readiness,
     Counters,
@@ -298,4 +334,4 @@ BODIES: tuple[type[BaseModel], ...] = (
     RetryAccepted,
     JobList,
 )
-REQUEST_BODIES: tuple[type[BaseModel], ...] = (KlingTask, RetryRequest)
+REQUEST_BODIES: tuple[type[BaseModel], ...] = (KlingTask, RetryRequest, NewBatch)

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from kolors_tryon.config import defaults
-from kolors_tryon.errors import JobNotFound, TryonError
+from kolors_tryon.errors import BatchNotFound, JobNotFound, TryonError
 from kolors_tryon.jobs import JobRejected
 from kolors_tryon.kling import redact
 from kolors_tryon.pipeline.lifecycle import RetryRefused
@@ -166,6 +166,7 @@ ERRORS: Final[Mapping[type[BaseException], ErrorKind]] = {
     RetryRefused: ErrorKind(409, "not_retryable", str),
     ListingRefused: ErrorKind(422, "bad_query", str),
     BadCursor: ErrorKind(422, "bad_query", str),
+    BatchNotFound: ErrorKind(404, "not_found", "no batch with this id"),
     KeyRefused: ErrorKind(
         401,
         "unauthorized",

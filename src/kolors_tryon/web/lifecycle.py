@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Final, TypeVar
 
 from pydantic import ValidationError
@@ -64,7 +65,9 @@ async def cancel_job(request: Request) -> Response:
     services = request.app.state.services
     assert isinstance(services, WebServices)
     job_id = request.path_params["job_id"]
-    answer = await _in_threadpool("cancelling a job", services.cancel_job, job_id)
+    answer = await _in_threadpool(
+        "cancelling a job", services.cancel_job, job_id, request.state.producer
+    )
     assert answer.record is not None
     body = CancelResult(
         job_id=job_id,
@@ -84,7 +87,12 @@ async def retry_job(request: Request) -> Response:
     job_id = request.path_params["job_id"]
     photos = _retry_request(await request.body())
     plan = await _in_threadpool(
-        "retrying a job", services.retry_job, job_id, photos.human_image, photos.cloth_image
+        "retrying a job",
+        services.retry_job,
+        job_id,
+        request.state.producer,
+        photos.human_image,
+        photos.cloth_image,
     )
     body = RetryAccepted(job_id=plan.job_id, retry_of=job_id, estimate=retry_estimate([plan]))
     return JSONResponse(
@@ -111,6 +119,7 @@ async def list_jobs(request: Request) -> Response:
     services = request.app.state.services
     assert isinstance(services, WebServices)
     filters, cursor, limit = _listing_query(request)
+    filters = replace(filters, producer=request.state.producer)  # its own jobs only
     page = await _in_threadpool("listing jobs", services.list_jobs, filters, cursor, limit)
     return RecordResponse(JobList(jobs=page.records, next_cursor=page.next_cursor).json_body())
 

@@ -20,7 +20,7 @@ from pydantic.json_schema import JsonSchemaMode
 from kolors_tryon.config import Settings
 from kolors_tryon.jobs import job_json_schema
 from kolors_tryon.pipeline.callback_tokens import CALLBACK_PATH_PREFIX
-from kolors_tryon.store import JobRecord, JobState
+from kolors_tryon.store import BatchRecord, JobRecord, JobState
 from kolors_tryon.web.bodies import BODIES, REQUEST_BODIES
 
 __all__ = ["SECURITY_SCHEME", "openapi_document"]
@@ -84,7 +84,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
     """Every schema, from the models the code sends and reads, `$defs` hoisted."""
     schemas: dict[str, Any] = {}
     _hoist("JobMessage", job_json_schema(), schemas)
-    sent: list[type[BaseModel]] = [JobRecord, *BODIES]
+    sent: list[type[BaseModel]] = [JobRecord, BatchRecord, *BODIES]
     modes: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         *((model, "serialization") for model in sent),
         *((model, "validation") for model in REQUEST_BODIES),
@@ -118,6 +118,13 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "required": True,
         "schema": {"type": "string"},
         "description": "The job's id (its own `job_id`, or the derived `job-...`).",
+    }
+    batch_id_param = {
+        "name": "batch_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "The producer's own batch id.",
     }
     paths: dict[str, Any] = {
         "/healthz": {
@@ -306,6 +313,95 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 },
             }
         },
+        "/v1/batches": {
+            "post": {
+                "operationId": "createBatch",
+                "summary": "Open a batch and queue its jobs",
+                "description": (
+                    "Opens a batch of the key's producer (`batch_id`, or `batch-<uuid>`) and "
+                    "queues each job of `jobs` with that `batch_id`, each validated alone as "
+                    "in `POST /v1/jobs`: 202 when every job was queued, 422 when every job "
+                    "was invalid, 207 otherwise, each with one result per job. At most "
+                    f"{settings.web_max_batch_jobs} jobs a request (send more requests with "
+                    "the same `batch_id`)."
+                ),
+                "tags": ["batches"],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("NewBatch")}},
+                },
+                "responses": {
+                    "202": {
+                        **_json(_ref("BatchCreated"), "Opened; every job queued."),
+                        "headers": {
+                            "Location": {
+                                "description": "`/v1/batches/{batch_id}`.",
+                                "schema": {"type": "string"},
+                            }
+                        },
+                    },
+                    "207": _json(_ref("BatchCreated"), "Opened; some jobs refused."),
+                    "401": unauthorized,
+                    "413": too_large,
+                    "415": _error("The Content-Type is not JSON."),
+                    "422": _json(
+                        {"oneOf": [_ref("InvalidJob"), _ref("BatchCreated")]},
+                        "The request is not a batch (InvalidJob), or every job is invalid.",
+                    ),
+                    "503": _error(
+                        "`intake_off`, `broker_unavailable`, `store_unavailable` or "
+                        "`preflight_busy`."
+                    ),
+                    "500": internal,
+                },
+            },
+            "get": {
+                "operationId": "listBatches",
+                "summary": "The producer's batches, newest first",
+                "description": (
+                    "A page of the batches of the key's producer (another producer's are "
+                    "never listed). `next` is the cursor of the following page."
+                ),
+                "tags": ["batches"],
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "The `next` cursor of the previous page.",
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("BatchPage"), "A page of BatchRecord objects."),
+                    "422": _json(_ref("InvalidJob"), "`limit` is not from 1 to 500."),
+                    "401": unauthorized,
+                    "503": intake_off,
+                    "500": internal,
+                },
+            },
+        },
+        "/v1/batches/{batch_id}": {
+            "get": {
+                "operationId": "getBatch",
+                "summary": "A batch: counts by state, units spent, progress",
+                "tags": ["batches"],
+                "parameters": [batch_id_param],
+                "responses": {
+                    "200": _json(_ref("BatchRecord"), "The batch."),
+                    "401": unauthorized,
+                    "404": _error("No batch with this id for this key's producer."),
+                    "503": intake_off,
+                    "500": internal,
+                },
+            }
+        },
         "/v1/jobs/{job_id}/retry": {
             "post": {
                 "operationId": "retryJob",
@@ -342,6 +438,28 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     ),
                     "422": _json(_ref("InvalidJob"), "The body or the photos given are invalid."),
                     "503": _error("`intake_off`, `broker_unavailable` or `store_unavailable`."),
+                    "500": internal,
+                },
+            }
+        },
+        "/v1/batches/{batch_id}/export": {
+            "get": {
+                "operationId": "exportBatch",
+                "summary": "A batch as CSV, one row per job",
+                "description": (
+                    "Columns: job_id, state, error_code, error_message, units, metadata "
+                    "(JSON), results (our stored copies, or Kling's URLs while none)."
+                ),
+                "tags": ["batches"],
+                "parameters": [batch_id_param],
+                "responses": {
+                    "200": {
+                        "description": "The CSV.",
+                        "content": {"text/csv": {"schema": {"type": "string"}}},
+                    },
+                    "401": unauthorized,
+                    "404": _error("No batch with this id for this key's producer."),
+                    "503": intake_off,
                     "500": internal,
                 },
             }
@@ -434,6 +552,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "security": [{SECURITY_SCHEME: []}],
         "tags": [
             {"name": "jobs", "description": "Job intake and records (bearer key)."},
+            {"name": "batches", "description": "A producer's batches (bearer key)."},
             {"name": "kling", "description": "Kling's callbacks (token in the URL)."},
             {"name": "operations", "description": "Health, readiness, this document."},
         ],

@@ -24,13 +24,14 @@ from kolors_tryon.config import Settings
 from kolors_tryon.config.accounts import DEFAULT_ACCOUNT, account_pool
 from kolors_tryon.config.celery import celery_config
 from kolors_tryon.config.task_names import TaskName
-from kolors_tryon.errors import JobNotFound
+from kolors_tryon.errors import BatchNotFound, JobNotFound
 from kolors_tryon.jobs import JobMessage, ValidationOptions, ValidJob, validate_job
 from kolors_tryon.observe import metrics
+from kolors_tryon.ops.batch_export import batch_csv
 from kolors_tryon.pipeline.callback_tokens import CallbackSecrets, callback_secrets
 from kolors_tryon.pipeline.lifecycle import RetryPlan, cancel_jobs, newly_cancelled, plan_retry
 from kolors_tryon.producer import JobPublisher
-from kolors_tryon.store import JobRecord, JobStore, prepare_schema
+from kolors_tryon.store import BatchRecord, JobRecord, JobStore, prepare_schema
 from kolors_tryon.store.lifecycle import Cancelled, CancelOutcome
 from kolors_tryon.store.listing import JobFilter, JobPage
 from kolors_tryon.web.slots import DaemonSlots
@@ -87,26 +88,26 @@ class WebServices:
                 prepare_schema(self.store, self.settings)
                 self._schema_ready = True
 
-    def get_job(self, job_id: str) -> JobRecord:
-        """The job's record.
+    def get_job(self, job_id: str, producer: str) -> JobRecord:
+        """`producer`'s job's record.
 
         Raises:
-            JobNotFound: no job of that id.
+            JobNotFound: no job of that id (another producer's job is not found either).
         """
         self.ensure_schema()
-        record = self.store.get(job_id)
+        record = self.store.get(job_id, producer)
         if record is None:
             raise JobNotFound(job_id)
         return record
 
-    def cancel_job(self, job_id: str) -> Cancelled:
+    def cancel_job(self, job_id: str, producer: str) -> Cancelled:
         """Cancel the job if no create can have reached Kling; tell the workers if so.
 
         Raises:
             JobNotFound: no job of that id.
         """
         self.ensure_schema()
-        (answer,) = cancel_jobs(self.store, [job_id])
+        (answer,) = cancel_jobs(self.store, [job_id], producer)
         if answer.outcome is CancelOutcome.NOT_FOUND:
             raise JobNotFound(job_id)
         cancelled = newly_cancelled([answer])
@@ -117,7 +118,9 @@ class WebServices:
                 log.error("announcing cancelled job %r failed: %s", job_id, type(exc).__name__)
         return answer
 
-    def retry_job(self, job_id: str, human: str | None, cloth: str | None) -> RetryPlan:
+    def retry_job(
+        self, job_id: str, producer: str, human: str | None, cloth: str | None
+    ) -> RetryPlan:
         """Queue a new job that retries `job_id`, validated as any job at the door.
 
         Raises:
@@ -126,14 +129,41 @@ class WebServices:
             JobRejected: the photos given are invalid.
         """
         self.ensure_schema()
-        plan = plan_retry(self.store, job_id, human=human, cloth=cloth)
-        self.publish_job(validate_job(json.dumps(plan.message), self.options))
+        plan = plan_retry(self.store, job_id, human=human, cloth=cloth, producer=producer)
+        self.publish_job(validate_job(json.dumps(plan.message), self.options), producer)
         return plan
 
     def list_jobs(self, filters: JobFilter, cursor: str | None, limit: int) -> JobPage:
         """A page of jobs, newest first (`store.listing`)."""
         self.ensure_schema()
         return self.store.listing.page(filters, limit=limit, cursor=cursor)
+
+    def get_batch(self, batch_id: str, producer: str) -> BatchRecord:
+        """`producer`'s batch.
+
+        Raises:
+            BatchNotFound: no batch of that id (another producer's is not found either).
+        """
+        self.ensure_schema()
+        batch = self.store.batches.get(producer, batch_id)
+        if batch is None:
+            raise BatchNotFound(batch_id)
+        return batch
+
+    def export_batch(self, batch_id: str, producer: str) -> str:
+        """`producer`'s batch as CSV (ops/batch_export.py); BatchNotFound if unknown."""
+        self.get_batch(batch_id, producer)
+        return batch_csv(self.store.batches.jobs(producer, batch_id))
+
+    def open_batch(self, producer: str, batch_id: str, name: str | None) -> None:
+        """Create `producer`'s batch (a repeat of its id is no-op)."""
+        self.ensure_schema()
+        self.store.batches.open(producer, [batch_id], name=name)
+
+    def list_batches(self, producer: str, limit: int, after: str | None) -> list[BatchRecord]:
+        """A page of `producer`'s batches, newest first."""
+        self.ensure_schema()
+        return self.store.batches.page(producer, limit=limit, after=after)
 
     def callback_secrets(self) -> CallbackSecrets:
         """The secrets that verify callback tokens (read once: they change only with a
@@ -172,7 +202,7 @@ class WebServices:
         finally:
             connection.release()
 
-    def publish_job(self, valid: ValidJob) -> str:
+    def publish_job(self, valid: ValidJob, producer: str) -> str:
         """Publish a validated job (confirmed on RabbitMQ); returns its job id.
 
         The normalized message goes out with its job id written in, so the worker files
@@ -184,7 +214,7 @@ class WebServices:
         except queue.Empty:
             publisher = JobPublisher(self.settings)
         try:
-            job_id = publisher.publish(message)
+            job_id = publisher.publish(message, producer)
         except BaseException:
             publisher.close()  # its connection may be broken: never reuse it
             raise

@@ -31,8 +31,11 @@ from kolors_tryon.config.defaults import (
     INTAKE_PREFETCH,
 )
 from kolors_tryon.config.task_names import TaskName
+from kolors_tryon.store import open_store
+from kolors_tryon.store.secrets import producer_secret
 from kolors_tryon.tasks.messaging import dead_letter
 from kolors_tryon.tasks.runtime import settings_of
+from kolors_tryon.worker.producer_identity import producer_of
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,8 @@ class IntakeConsumer(bootsteps.ConsumerStep):
         self.hub = parent.hub if settings_of(self.app).uses_rabbitmq else None
         controller = getattr(parent, "controller", None)
         self.pool_size = max(1, int(getattr(controller, "concurrency", 1) or 1))
-        self.pending: list[tuple[str, Message]] = []
+        self.pending: list[tuple[str, Message, str]] = []
+        self._secret: str | None = None
         self.first_at = 0.0  # when the first pending message arrived (steady clock)
         self.armed = False  # a flush timer is set
         super().__init__(parent, **kwargs)
@@ -78,16 +82,33 @@ class IntakeConsumer(bootsteps.ConsumerStep):
             dead_letter(self.app, body, "message body is not UTF-8 JSON text", message.content_type)
             message.ack()
             return
+        producer = producer_of(
+            message.properties,
+            message.headers,
+            body if isinstance(body, bytes) else text.encode(),
+            secret=self._producer_secret,
+            default=settings_of(self.app).amqp_producer,
+        )
         if self.hub is None:
-            self.app.send_task(TaskName.INTAKE, args=[text])
+            self.app.send_task(TaskName.INTAKE, args=[text], kwargs={"producer": producer})
             message.ack()
             return
-        self.pending.append((text, message))
+        self.pending.append((text, message, producer))
         if len(self.pending) == 1:
             self.first_at = time.monotonic()
             self._arm(INTAKE_BATCH_WAIT)
         if len(self.pending) >= INTAKE_BATCH_MAX:
             self.flush()
+
+    def _producer_secret(self) -> str:
+        """The store's producer signing secret, read once (it never changes)."""
+        if self._secret is None:
+            store = open_store(settings_of(self.app))
+            try:
+                self._secret = producer_secret(store.secrets)
+            finally:
+                store.dispose()
+        return self._secret
 
     def _arm(self, delay: float) -> None:
         if not self.armed and self.hub is not None:
@@ -114,17 +135,25 @@ class IntakeConsumer(bootsteps.ConsumerStep):
             self.flush()
 
     def flush(self) -> None:
-        """Hand the gathered messages to one `tryon.intake` task, then ack them."""
+        """Hand the gathered messages to one `tryon.intake` task per producer, then ack them."""
         batch, self.pending = self.pending, []
-        try:
-            self.app.send_task(TaskName.INTAKE, args=[[text for text, _ in batch]])
-        except Exception:
-            log.exception("could not hand %d job message(s) to intake; returned", len(batch))
-            for _, message in batch:
-                _settle(message.requeue)
-            return
-        for _, message in batch:
-            _settle(message.ack)
+        by_producer: dict[str, list[tuple[str, Message, str]]] = {}
+        for item in batch:
+            by_producer.setdefault(item[2], []).append(item)
+        for producer, items in by_producer.items():
+            try:
+                self.app.send_task(
+                    TaskName.INTAKE,
+                    args=[[text for text, _, _ in items]],
+                    kwargs={"producer": producer},
+                )
+            except Exception:
+                log.exception("could not hand %d job message(s) to intake; returned", len(items))
+                for _, message, _ in items:
+                    _settle(message.requeue)
+                continue
+            for _, message, _ in items:
+                _settle(message.ack)
 
 
 def _settle(settle: Any) -> None:

@@ -6,7 +6,7 @@ this revision have no deadline and retry nothing. The state column is a plain st
 with no constraint, so `cancelled` needs no change to it.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-08
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | None = None
 depends_on: str | None = None
 
@@ -34,7 +34,7 @@ $$
 
 
 def upgrade() -> None:
-    """Bring the schema from 0007 to 0009."""
+    """Bring the schema from 0008 to 0009."""
     # Plain ADD COLUMNs, never a batch (see 0002: a batch on SQLite drops tryon_jobs).
     op.add_column("tryon_jobs", sa.Column("deadline_at", sa.Float(), nullable=True))
     op.add_column("tryon_jobs", sa.Column("retry_of", sa.String(length=64), nullable=True))
@@ -59,7 +59,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Take the schema back from 0009 to 0007 (cancelled jobs keep their state text)."""
+    """Take the schema back from 0009 to 0008 (cancelled jobs keep their state text)."""
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP INDEX IF EXISTS ix_tryon_jobs_metadata")
         op.execute("DROP FUNCTION IF EXISTS tryon_metadata_jsonb(json)")
