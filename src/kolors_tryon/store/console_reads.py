@@ -54,7 +54,7 @@ _DAY: Final = 24 * _HOUR
 def producer_of() -> ColumnElement[str]:
     """Which producer owns a job, as a column expression (every console read filters
     through this one expression)."""
-    return JobRow.producer
+    return JobRow.producer.expression
 
 
 @dataclass(frozen=True)
