@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from harness import fresh_database
+from integration.schema_434ca07 import JOBS as OLD_JOBS
+from integration.schema_434ca07 import METADATA as OLD_METADATA
 from kolors_tryon.store import JobState, JobStore, NewJob, make_engine
 from kolors_tryon.store.accounts import AccountSlots
 from kolors_tryon.store.migrate import upgrade_schema
@@ -144,13 +146,14 @@ def test_an_unresolved_or_pinned_job_is_never_moved(store: JobStore) -> None:
 
 
 def test_migration_0010_puts_existing_jobs_on_default(tmp_path: Path) -> None:
-    """Jobs recorded at 0006 are on account `default` after the upgrade to head."""
+    """Jobs recorded before the pool (a store of 434ca07, revision 0001) are on account
+    `default` after the upgrade to head."""
     engine = make_engine(f"sqlite:///{tmp_path / 'jobs.sqlite'}")
-    upgrade_schema(engine, "0006")
+    OLD_METADATA.create_all(engine)
     with engine.begin() as connection:
         for job_id, state in (("old-done", "succeeded"), ("old-queued", "queued")):
             connection.execute(
-                insert(JOBS).values(job_id=job_id, state=state, created_at=1.0, updated_at=1.0)
+                insert(OLD_JOBS).values(job_id=job_id, state=state, created_at=1.0, updated_at=1.0)
             )
     upgrade_schema(engine)
     with engine.connect() as connection:

@@ -109,7 +109,9 @@ def submit(
         _print_problems("error", rejection.problems)
         door.fail("invalid job, nothing published (`tryon validate` shows the same checks)")
     door.say_fallbacks(settings)
-    with door.reaching_broker(settings), JobPublisher(settings) as publisher:
+    # The publisher reads the store once (the secret that signs the producer): its errors
+    # end in one line too.
+    with door.store_errors(), door.reaching_broker(settings), JobPublisher(settings) as publisher:
         new_id = publisher.publish(message)
     if not wait:
         door.emit({"job_id": new_id}) if as_json else click.echo(new_id)
@@ -176,6 +178,7 @@ def _publish_lines(file: Path, numbers: set[int], settings: Settings, *, show: b
     job_ids: list[str] = []
     entries = [(n, e) for n, e in read_batch(file) if n in numbers and isinstance(e, dict)]
     with (
+        door.store_errors(),
         door.reaching_broker(settings),
         JobPublisher(settings) as publisher,
         click.progressbar(entries, label="enqueueing", file=sys.stderr, hidden=not show) as bar,
