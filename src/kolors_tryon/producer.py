@@ -73,10 +73,9 @@ class JobPublisher:
         )
         job_id = job_id_of(message)
         body = json.dumps(message, separators=(",", ":"))
-        signature = sign_producer(self._signing_secret(), producer, body.encode("utf-8"))
         self._producer.publish(
             body,
-            headers={PRODUCER_HEADER: producer, PRODUCER_SIGNATURE_HEADER: signature},
+            headers=self._producer_headers(producer, body),
             exchange="",
             routing_key=self._topology.jobs_queue_name,
             content_type="application/json",
@@ -88,6 +87,15 @@ class JobPublisher:
         )
         self._declared = True
         return job_id
+
+    def _producer_headers(self, producer: str, body: str) -> dict[str, str]:
+        """The signed producer headers; none for the producer an unsigned message gets
+        anyway (`TRYON_AMQP_PRODUCER`), so that its jobs are published without reading
+        the store: a store outage must not stop producers (jobs wait in the queue)."""
+        if producer == self.settings.amqp_producer:
+            return {}
+        signature = sign_producer(self._signing_secret(), producer, body.encode("utf-8"))
+        return {PRODUCER_HEADER: producer, PRODUCER_SIGNATURE_HEADER: signature}
 
     def _signing_secret(self) -> str:
         """The store's producer secret, read once per publisher."""
