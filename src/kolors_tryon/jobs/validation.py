@@ -435,10 +435,11 @@ def _shown(value: object) -> str:
 
 def _extra_field_message(name: str) -> str:
     guess = difflib.get_close_matches(name, _FIELDS, n=1, cutoff=0.6)
-    fields = ", ".join(_FIELDS)
     if guess:
-        return f"unknown field; did you mean '{guess[0]}'? The job message's fields: {fields}"
-    return f"unknown field; the job message's fields are: {fields}"
+        # The guess alone: the list of every field (it grows) made a reason of several
+        # mistakes too long to read.
+        return f"unknown field; did you mean '{guess[0]}'?"
+    return f"unknown field; the job message's fields are: {', '.join(_FIELDS)}"
 
 
 def _problem_from_error(error: ErrorDetails) -> Problem:
