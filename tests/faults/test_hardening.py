@@ -430,8 +430,11 @@ def test_worker_clock_five_minutes_fast_in_a_kill_run_makes_one_create_per_job(
 ) -> None:
     """One worker 5 min fast, workers killed again and again: one create per job, all end."""
     _require_faketime()
+    # Tasks of 2 s: 60 jobs on 6 slots last at least 20 s, long enough for the four kills
+    # (at 3, 7, 11 and 15 s) the test asserts; with 0.5 s tasks a faster pipeline ended
+    # the run after three.
     run = fault_run.given(
-        workers=["honest"], max_in_flight=6, task_duration=0.5, slow_rate=0.5, slow_seconds=0.4
+        workers=["honest"], max_in_flight=6, task_duration=2.0, slow_rate=0.5, slow_seconds=0.4
     )
     run.deployment.start_worker(name="fast", extra_env=_faketime("+300s"))
     run.publish(60, "clock")
