@@ -42,7 +42,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kolors_tryon.config import Settings
-from kolors_tryon.errors import JobNotFound, TryonError
+from kolors_tryon.errors import TryonError
 from kolors_tryon.jobs import JobRejected, Problem, validate_job
 from kolors_tryon.kling import ServerError
 from kolors_tryon.kling.models import parse_task
@@ -77,6 +77,7 @@ from kolors_tryon.web.errors import (
     UnknownCallbackUrl,
     error_answer,
     handle_error,
+    store_call,
 )
 from kolors_tryon.web.lifecycle import jobs_collection_route, lifecycle_routes
 from kolors_tryon.web.limits import BodyLimitMiddleware
@@ -328,13 +329,7 @@ async def get_job(request: Request) -> Response:
     """The job record, or JobNotFound (404)."""
     services = _services(request)
     job_id = request.path_params["job_id"]
-    try:
-        record = await run_in_threadpool(services.get_job, job_id, request.state.producer)
-    except JobNotFound:
-        raise
-    except Exception as exc:
-        log.error("reading job failed: %s", type(exc).__name__)
-        raise StoreUnavailable from exc
+    record = await store_call("reading a job", services.get_job, job_id, request.state.producer)
     return _RecordResponse(record.to_json_dict())
 
 

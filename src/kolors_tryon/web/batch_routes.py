@@ -11,12 +11,10 @@ import logging
 import uuid
 
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kolors_tryon.errors import BatchNotFound
 from kolors_tryon.web.app import (
     _accept_items,
     _answer,
@@ -27,7 +25,7 @@ from kolors_tryon.web.app import (
     _services,
 )
 from kolors_tryon.web.bodies import BatchCreated, BatchPage, NewBatch
-from kolors_tryon.web.errors import NotJson, StoreUnavailable
+from kolors_tryon.web.errors import NotJson, store_call
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +49,7 @@ async def post_batches(request: Request) -> Response:
         )
     batch_id = body.batch_id or f"batch-{uuid.uuid4().hex}"
     producer = request.state.producer
-    try:
-        await run_in_threadpool(services.open_batch, producer, batch_id, body.name)
-    except Exception as exc:
-        log.error("opening a batch failed: %s", type(exc).__name__)
-        raise StoreUnavailable from exc
+    await store_call("opening a batch", services.open_batch, producer, batch_id, body.name)
     items = [json.dumps({**job, "batch_id": batch_id}) for job in body.jobs]
     summary = await _accept_items(services, items, producer)
     created = BatchCreated(batch_id=batch_id, **summary.model_dump())
@@ -72,15 +66,10 @@ def _first_error(exc: ValidationError) -> str:
 async def get_batch(request: Request) -> Response:
     """The producer's batch: counts by state, units spent, progress; or 404."""
     services = _services(request)
-    try:
-        batch = await run_in_threadpool(
-            services.get_batch, request.path_params["batch_id"], request.state.producer
-        )
-    except BatchNotFound:
-        raise
-    except Exception as exc:
-        log.error("reading batch failed: %s", type(exc).__name__)
-        raise StoreUnavailable from exc
+    batch_id = request.path_params["batch_id"]
+    batch = await store_call(
+        "reading a batch", services.get_batch, batch_id, request.state.producer
+    )
     return JSONResponse(batch.model_dump(mode="json"))
 
 
@@ -89,13 +78,9 @@ async def export_batch(request: Request) -> Response:
     """The producer's batch as CSV, one row per job; or 404."""
     services = _services(request)
     batch_id = request.path_params["batch_id"]
-    try:
-        text = await run_in_threadpool(services.export_batch, batch_id, request.state.producer)
-    except BatchNotFound:
-        raise
-    except Exception as exc:
-        log.error("exporting batch failed: %s", type(exc).__name__)
-        raise StoreUnavailable from exc
+    text = await store_call(
+        "exporting a batch", services.export_batch, batch_id, request.state.producer
+    )
     return Response(text, media_type="text/csv; charset=utf-8")
 
 
@@ -108,13 +93,9 @@ async def list_batches(request: Request) -> Response:
     if not 1 <= limit <= PAGE_MAX:
         raise _message_problem("limit", f"limit must be a whole number from 1 to {PAGE_MAX}")
     after = request.query_params.get("after") or None
-    try:
-        batches = await run_in_threadpool(
-            services.list_batches, request.state.producer, limit, after
-        )
-    except Exception as exc:
-        log.error("listing batches failed: %s", type(exc).__name__)
-        raise StoreUnavailable from exc
+    batches = await store_call(
+        "listing batches", services.list_batches, request.state.producer, limit, after
+    )
     cursor = batches[-1].batch_id if len(batches) == limit else None
     page = BatchPage(batches=[b.model_dump(mode="json") for b in batches], next=cursor)
     return _answer(page)

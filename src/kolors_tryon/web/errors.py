@@ -14,8 +14,9 @@ import http
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -45,6 +46,7 @@ __all__ = [
     "handle_error",
 ]
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _MAX_MESSAGE: Final = 2000
@@ -245,3 +247,16 @@ def handle_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, TryonError | HTTPException):
         log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
     return answer.response()
+
+
+async def store_call(what: str, call: Callable[..., T], *args: Any) -> T:
+    """`call` on the thread pool; our own refusals (a `TryonError`: no such job or batch,
+    a retry refused) go to the error table as they are, anything else is the store
+    failing: 503, its type logged, never its message (it may hold a URL or a photo)."""
+    try:
+        return await run_in_threadpool(call, *args)
+    except TryonError:
+        raise
+    except Exception as exc:
+        log.error("%s failed: %s", what, type(exc).__name__)
+        raise StoreUnavailable from exc

@@ -11,15 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kolors_tryon.errors import TryonError
 from kolors_tryon.jobs import JobRejected, Problem
 from kolors_tryon.jobs.models import parse_instant
 from kolors_tryon.pipeline.lifecycle import AT_KLING_NOTE, retry_estimate
@@ -27,7 +25,7 @@ from kolors_tryon.store import JobState
 from kolors_tryon.store.lifecycle import CancelOutcome
 from kolors_tryon.store.listing import JobFilter
 from kolors_tryon.web.bodies import CancelResult, JobList, RetryAccepted, RetryRequest
-from kolors_tryon.web.errors import ListingRefused, StoreUnavailable
+from kolors_tryon.web.errors import ListingRefused, store_call
 from kolors_tryon.web.responses import RecordResponse
 from kolors_tryon.web.services import WebServices
 
@@ -48,24 +46,12 @@ _MESSAGES = {
 }
 
 
-async def _in_threadpool(what: str, call: Callable[..., T], *args: Any) -> T:
-    """`call` on the thread pool; our own refusals go to the error table as they are,
-    anything else is the store failing (its type logged, never its message)."""
-    try:
-        return await run_in_threadpool(call, *args)
-    except TryonError:
-        raise
-    except Exception as exc:
-        log.error("%s failed: %s", what, type(exc).__name__)
-        raise StoreUnavailable from exc
-
-
 async def cancel_job(request: Request) -> Response:
     """Cancel one job: 200 when cancelled, 409 when it is at Kling or already ended."""
     services = request.app.state.services
     assert isinstance(services, WebServices)
     job_id = request.path_params["job_id"]
-    answer = await _in_threadpool(
+    answer = await store_call(
         "cancelling a job", services.cancel_job, job_id, request.state.producer
     )
     assert answer.record is not None
@@ -86,7 +72,7 @@ async def retry_job(request: Request) -> Response:
     assert isinstance(services, WebServices)
     job_id = request.path_params["job_id"]
     photos = _retry_request(await request.body())
-    plan = await _in_threadpool(
+    plan = await store_call(
         "retrying a job",
         services.retry_job,
         job_id,
@@ -120,7 +106,7 @@ async def list_jobs(request: Request) -> Response:
     assert isinstance(services, WebServices)
     filters, cursor, limit = _listing_query(request)
     filters = replace(filters, producer=request.state.producer)  # its own jobs only
-    page = await _in_threadpool("listing jobs", services.list_jobs, filters, cursor, limit)
+    page = await store_call("listing jobs", services.list_jobs, filters, cursor, limit)
     return RecordResponse(JobList(jobs=page.records, next_cursor=page.next_cursor).json_body())
 
 
